@@ -1,0 +1,62 @@
+"""Typed settings, read lazily from the environment (never at import time).
+
+Tests and the local server set the environment first, then call ``get_settings()``; call
+``reset_settings()`` after changing it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# layers/core/python/earshot -> repo root, where `make` puts the pinned static ffprobe.
+_REPO_FFPROBE = _PACKAGE_DIR.parents[3] / "layers" / "ffprobe" / "bin" / "ffprobe"
+# Where the ffprobe Lambda layer mounts its binary.
+_LAYER_FFPROBE = Path("/opt/bin/ffprobe")
+
+
+class Settings(BaseSettings):
+    """Everything Earshot reads from its environment, with the embedded defaults of local mode."""
+
+    model_config = SettingsConfigDict(env_prefix="EARSHOT_", extra="ignore")
+
+    runtime: Literal["local", "aws"] = "local"
+    stage: str = "local"
+    data_dir: Path = Path(".earshot")
+    catalog: Path | None = Field(default=None, description="Model catalog TOML; the shipped default when unset.")
+    ffprobe: Path | None = Field(default=None, description="ffprobe binary; found automatically when unset.")
+    max_inline_bytes: int = Field(default=25 * MB, description="Largest audio accepted inside a request body.")
+    request_timeout_sec: float = Field(default=29.0, description="Deadline for a synchronous request locally.")
+    # AWS adapters (issue: deployment) read these.
+    table_name: str | None = None
+    bucket_name: str | None = None
+
+    def resolved_catalog(self) -> Path:
+        return self.catalog if self.catalog is not None else _PACKAGE_DIR / "catalogs" / "default.toml"
+
+    def resolved_ffprobe(self) -> Path:
+        if self.ffprobe is not None:
+            return self.ffprobe
+        for candidate in (_LAYER_FFPROBE, _REPO_FFPROBE):
+            if candidate.is_file():
+                return candidate
+        found = shutil.which("ffprobe")
+        if found:
+            return Path(found)
+        raise RuntimeError("ffprobe not found: run `make setup` or set EARSHOT_FFPROBE")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()

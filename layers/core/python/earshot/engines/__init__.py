@@ -1,0 +1,1 @@
+"""Engines: the models behind the catalog's SKUs (embedded engines and upstream providers)."""

@@ -1,0 +1,136 @@
+"""The one error hierarchy.
+
+Every error a client can see is an ``EarshotError`` subclass carrying its HTTP status and its
+``code``; ``earshot.http.envelope`` maps them to the error envelope in exactly one place. Class names
+are stable: the workflow's Retry/Catch rules match on them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class EarshotError(Exception):
+    """Base of every error Earshot reports to a client."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    type: ClassVar[str] = "api_error"
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+class InvalidRequestError(EarshotError):
+    status = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class InvalidAudioError(InvalidRequestError):
+    """The bytes are not decodable audio: empty, truncated, or something else entirely."""
+
+    code = "invalid_audio"
+
+
+class NotATranscriptionModelError(InvalidRequestError):
+    code = "not_a_transcription_model"
+
+
+class NotAnAudioModelError(InvalidRequestError):
+    code = "not_an_audio_model"
+
+
+class UnsupportedByModelError(InvalidRequestError):
+    """The model exists but cannot do what was asked (a language it does not have, say)."""
+
+    code = "unsupported_by_model"
+
+
+class AuthError(EarshotError):
+    status = 401
+    code = "auth_error"
+    type = "authentication_error"
+
+
+class BillingError(EarshotError):
+    status = 402
+    code = "billing_error"
+    type = "billing_error"
+
+
+class NotFoundError(EarshotError):
+    status = 404
+    code = "not_found"
+    type = "not_found_error"
+
+
+class NotEnabledError(EarshotError):
+    status = 404
+    code = "not_enabled"
+    type = "not_found_error"
+
+
+class MethodNotAllowedError(EarshotError):
+    status = 405
+    code = "method_not_allowed"
+    type = "invalid_request_error"
+
+
+class IdempotencyConflictError(EarshotError):
+    status = 409
+    code = "idempotency_conflict"
+    type = "invalid_request_error"
+
+
+class FileTooLargeError(EarshotError):
+    status = 413
+    code = "file_too_large"
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaTypeError(EarshotError):
+    status = 415
+    code = "unsupported_media_type"
+    type = "invalid_request_error"
+
+
+class SchemaMismatchError(EarshotError):
+    status = 422
+    code = "schema_mismatch"
+    type = "invalid_request_error"
+
+
+class RateLimitedError(EarshotError):
+    status = 429
+    code = "rate_limited"
+    type = "rate_limit_error"
+
+
+class InternalError(EarshotError):
+    status = 500
+    code = "internal_error"
+    type = "api_error"
+
+
+class EngineError(EarshotError):
+    """An embedded engine failed on audio that metered fine. Charged requests are refunded."""
+
+    status = 502
+    code = "provider_error"
+    type = "api_error"
+
+
+class ProviderError(EarshotError):
+    status = 502
+    code = "provider_error"
+    type = "api_error"
+
+
+class ProviderTimeoutError(EarshotError):
+    status = 504
+    code = "provider_timeout"
+    type = "api_error"
