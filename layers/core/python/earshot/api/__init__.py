@@ -1,0 +1,1 @@
+"""Endpoints: parse an ``ApiRequest``, call one service, render the response."""

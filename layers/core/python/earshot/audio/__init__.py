@@ -1,0 +1,1 @@
+"""Audio in: decoding uploads into the PCM the embedded engines read."""

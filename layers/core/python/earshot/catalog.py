@@ -1,0 +1,84 @@
+"""The model catalog: data, one file per deployment (``EARSHOT_CATALOG``), never code."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from earshot.errors import NotAnAudioModelError, NotATranscriptionModelError
+
+ModelKind = Literal["transcription", "understanding", "extraction"]
+
+
+class CatalogModel(BaseModel):
+    sku: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    kind: ModelKind
+    provider: str
+    upstream_model: str = ""
+    price_micro_usd_per_minute: int = Field(ge=0)
+    aliases: list[str] = Field(default_factory=list)
+    languages: list[str] | None = None
+    translates: bool = False
+    description: str = ""
+    base_url: str | None = None
+    credential: str | None = None
+
+    @property
+    def engine(self) -> str:
+        """The embedded engine name for ``embedded:<name>`` providers, else the provider itself."""
+        return self.provider.removeprefix("embedded:")
+
+
+class Catalog(BaseModel):
+    models: list[CatalogModel]
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> Catalog:
+        seen: set[str] = set()
+        for model in self.models:
+            for name in (model.sku, *model.aliases):
+                if name in seen:
+                    raise ValueError(f"catalog name {name!r} is used twice")
+                seen.add(name)
+        return self
+
+    def find(self, name: str) -> CatalogModel | None:
+        for model in self.models:
+            if name == model.sku or name in model.aliases:
+                return model
+        return None
+
+    def resolve_transcription(self, name: str, *, translate: bool = False) -> CatalogModel:
+        model = self.find(name)
+        if model is None or model.kind != "transcription":
+            raise NotATranscriptionModelError(
+                f"{name!r} is not a transcription model; GET /v1/models lists them", param="model"
+            )
+        if translate and not model.translates:
+            raise NotATranscriptionModelError(f"{name!r} does not translate", param="model")
+        return model
+
+    def resolve_audio(self, name: str, kinds: tuple[ModelKind, ...]) -> CatalogModel:
+        model = self.find(name)
+        if model is None or model.kind not in kinds:
+            raise NotAnAudioModelError(
+                f"{name!r} is not an audio-understanding model; GET /v1/models lists them", param="model"
+            )
+        return model
+
+
+def load_catalog(path: Path) -> Catalog:
+    try:
+        with path.open("rb") as handle:
+            return Catalog.model_validate(tomllib.load(handle))
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise RuntimeError(f"cannot load model catalog {path}: {exc}") from exc
+
+
+@lru_cache(maxsize=4)
+def cached_catalog(path: Path) -> Catalog:
+    return load_catalog(path)

@@ -1,0 +1,90 @@
+"""Builds one function's Powertools resolver from the route manifest, with the error mapping."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from pydantic import BaseModel
+
+from earshot.errors import EarshotError, InternalError, NotFoundError
+from earshot.http.envelope import error_body, error_headers
+from earshot.http.request import ApiRequest
+from earshot.observability import logger
+from earshot.routes import routes_for
+
+Endpoint = Callable[[ApiRequest], Response[Any]]
+
+
+def json_response(body: BaseModel | dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None) -> Response[str]:
+    text = body.model_dump_json() if isinstance(body, BaseModel) else _dumps(body)
+    return Response(status_code=status, content_type="application/json", body=text, headers=headers or {})
+
+
+def _dumps(body: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _request_id(app: APIGatewayHttpResolver) -> str:
+    try:
+        return str(app.current_event.request_context.request_id or "unknown")
+    except (AttributeError, KeyError):
+        return "unknown"
+
+
+def _error_response(error: EarshotError, request_id: str) -> Response[str]:
+    return Response(
+        status_code=error.status,
+        content_type="application/json",
+        body=error_body(error, request_id),
+        headers=error_headers(error, request_id),
+    )
+
+
+def _load_endpoint(dotted: str) -> Endpoint:
+    module_name, attribute = dotted.split(":", 1)
+    endpoint: Endpoint = getattr(importlib.import_module(module_name), attribute)
+    return endpoint
+
+
+def build_resolver(function: str) -> APIGatewayHttpResolver:
+    """The resolver for ``functions/<function>``: its manifest routes, errors as envelopes."""
+    app = APIGatewayHttpResolver()
+
+    for route in routes_for(function):
+        endpoint = _load_endpoint(route.endpoint)
+
+        def dispatch(_endpoint: Endpoint = endpoint, **_path_params: str) -> Response[Any]:
+            request = ApiRequest.from_event(app.current_event.raw_event, app.lambda_context)
+            logger.append_keys(
+                request_id=request.request_id,
+                key_id=request.authorizer.get("key_id"),
+                account_id=request.authorizer.get("account_id"),
+            )
+            response = _endpoint(request)
+            response.headers.setdefault("X-Request-Id", request.request_id)
+            return response
+
+        app.route(route.path, method=route.method)(dispatch)
+
+    @app.exception_handler(EarshotError)
+    def _handle_earshot_error(error: EarshotError) -> Response[str]:
+        request_id = _request_id(app)
+        logger.info("request failed", extra={"status": error.status, "code": error.code, "error": error.message})
+        return _error_response(error, request_id)
+
+    @app.not_found
+    def _handle_not_found(_: Exception) -> Response[str]:
+        event = app.current_event
+        return _error_response(NotFoundError(f"no route {event.http_method} {event.path}"), _request_id(app))
+
+    @app.exception_handler(Exception)
+    def _handle_unexpected(error: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return _error_response(InternalError("internal error; it has been logged"), _request_id(app))
+
+    return app

@@ -1,0 +1,70 @@
+"""``ApiRequest``: the parts of an API Gateway HTTP API (payload v2) event the services need."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from earshot.errors import AuthError, InvalidRequestError
+from earshot.ports import Principal
+
+
+@dataclass
+class ApiRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    path_params: dict[str, str]
+    body: bytes
+    request_id: str
+    authorizer: dict[str, Any] = field(default_factory=dict)
+    remaining_ms: Callable[[], int] | None = None
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any], context: Any = None) -> ApiRequest:
+        ctx = event.get("requestContext") or {}
+        raw_body = event.get("body") or ""
+        if event.get("isBase64Encoded"):
+            try:
+                body = base64.b64decode(raw_body, validate=False)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidRequestError("request body is not valid base64") from exc
+        else:
+            body = raw_body.encode() if isinstance(raw_body, str) else bytes(raw_body)
+        authorizer = (ctx.get("authorizer") or {}).get("lambda") or {}
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        return cls(
+            method=(ctx.get("http") or {}).get("method", "GET").upper(),
+            path=event.get("rawPath") or (ctx.get("http") or {}).get("path", "/"),
+            headers={k.lower(): v for k, v in (event.get("headers") or {}).items()},
+            query=dict(event.get("queryStringParameters") or {}),
+            path_params=dict(event.get("pathParameters") or {}),
+            body=body,
+            request_id=ctx.get("requestId") or f"req_{time.time_ns():x}",
+            authorizer=dict(authorizer),
+            remaining_ms=remaining,
+        )
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    def principal(self) -> Principal:
+        """The caller the authorizer resolved, or a 401 if it resolved none."""
+        account_id = self.authorizer.get("account_id")
+        key_id = self.authorizer.get("key_id")
+        if not account_id or not key_id:
+            reason = self.authorizer.get("auth_error") or "missing or invalid API key"
+            raise AuthError(f"{reason}; send 'Authorization: Bearer sk-es-...'")
+        return Principal(account_id=str(account_id), key_id=str(key_id))
+
+    def deadline_sec(self, *, default: float, reserve: float = 1.0) -> float:
+        """Seconds this request may still spend, keeping ``reserve`` for rendering the answer."""
+        if self.remaining_ms is None:
+            return default
+        return max(0.0, self.remaining_ms() / 1000.0 - reserve)

@@ -1,0 +1,25 @@
+"""pydantic validation at the boundary, with failures as 400 ``invalid_request`` envelopes."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from earshot.errors import InvalidRequestError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_model(model: type[ModelT], data: dict[str, Any]) -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = first.get("loc") or ()
+        param = ".".join(str(part) for part in loc) or None
+        if first.get("type") == "extra_forbidden":
+            message = f"unknown parameter {param!r}"
+        else:
+            message = f"invalid {param!r}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg"))
+        raise InvalidRequestError(message, param=param) from exc

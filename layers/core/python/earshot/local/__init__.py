@@ -1,0 +1,1 @@
+"""Local mode: the same Lambda handlers behind a real HTTP server, on embedded defaults."""

@@ -1,0 +1,128 @@
+"""API Gateway HTTP API (payload 2.0) events and a Lambda context, built the way AWS builds them."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+_TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "application/xml", "application/javascript")
+
+
+def is_text_content(content_type: str) -> bool:
+    lowered = content_type.lower()
+    return any(lowered.startswith(prefix) for prefix in _TEXT_TYPES)
+
+
+def _query_parameters(raw_query: str) -> dict[str, str] | None:
+    # API Gateway joins repeated parameters with commas.
+    joined: dict[str, str] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined or None
+
+
+def http_event(
+    *,
+    method: str,
+    path: str,
+    route_key: str,
+    headers: dict[str, str],
+    body: bytes,
+    raw_query: str = "",
+    path_parameters: dict[str, str] | None = None,
+    source_ip: str = "127.0.0.1",
+    stage: str = "$default",
+) -> dict[str, Any]:
+    """An HTTP API v2 event. Header names are lower-cased, repeated ones comma-joined, as API Gateway does."""
+    lowered: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        lowered[key] = f"{lowered[key]},{value}" if key in lowered else value
+    binary = bool(body) and not is_text_content(lowered.get("content-type", ""))
+    now = time.time()
+    request_id = f"{secrets.token_hex(4)}-{uuid.uuid4().hex[:12]}"
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": "local",
+            "apiId": "local",
+            "domainName": lowered.get("host", "localhost"),
+            "domainPrefix": "localhost",
+            "http": {
+                "method": method.upper(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": stage,
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": binary,
+    }
+    if query := _query_parameters(raw_query):
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if body:
+        event["body"] = base64.b64encode(body).decode("ascii") if binary else body.decode("utf-8", "replace")
+    return event
+
+
+def authorizer_event(http: dict[str, Any]) -> dict[str, Any]:
+    """The REQUEST authorizer event (payload 2.0) API Gateway sends for ``http``."""
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": f"arn:aws:execute-api:local:000000000000:local/$default/{http['routeKey'].replace(' ', '')}",
+        "identitySource": [http["headers"].get("authorization", "")],
+        "routeKey": http["routeKey"],
+        "rawPath": http["rawPath"],
+        "rawQueryString": http["rawQueryString"],
+        "headers": http["headers"],
+        "queryStringParameters": http.get("queryStringParameters"),
+        "requestContext": http["requestContext"],
+        "pathParameters": http.get("pathParameters"),
+    }
+
+
+@dataclass
+class LocalContext:
+    """The attributes of a Lambda context object that Powertools and Earshot read."""
+
+    function_name: str
+    timeout_sec: float = 30.0
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+
+    @property
+    def function_version(self) -> str:
+        return "$LATEST"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_sec - (time.monotonic() - self.started)) * 1000))

@@ -1,0 +1,149 @@
+"""The local API: a threaded werkzeug server playing API Gateway in front of the real handlers.
+
+Each request becomes an HTTP API v2 event; protected routes first go through
+``functions/authorizer`` (as the gateway's Lambda authorizer), whose context is attached to the
+event; then the route's function handler runs in-process and its response is written back.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from earshot.errors import EarshotError, InternalError, NotFoundError
+from earshot.http.envelope import error_body, error_headers
+from earshot.local.events import LocalContext, authorizer_event, http_event
+from earshot.local.functions import load_handler
+from earshot.observability import logger
+from earshot.routes import ROUTES, Route
+from earshot.services.audio_input import too_large
+
+# What a multipart form may add around the largest accepted file.
+_FORM_OVERHEAD = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _CompiledRoute:
+    route: Route
+    pattern: re.Pattern[str]
+
+
+def _compile(route: Route) -> _CompiledRoute:
+    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(route.path))
+    return _CompiledRoute(route, re.compile(f"^{regex}$"))
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class LocalGateway:
+    """Routes, authorizes and invokes like API Gateway + Lambda, without HTTP (the server wraps it)."""
+
+    def __init__(self, *, max_request_bytes: int, timeout_sec: float = 30.0) -> None:
+        self.max_request_bytes = max_request_bytes
+        self.timeout_sec = timeout_sec
+        self._routes = [_compile(route) for route in ROUTES]
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for compiled in self._routes:
+            found = compiled.pattern.match(path)
+            if found and compiled.route.method == method.upper():
+                return compiled.route, found.groupdict()
+        return None
+
+    def too_large(self, content_length: int | None) -> GatewayResponse | None:
+        if content_length is not None and content_length > self.max_request_bytes:
+            return self._error(too_large(content_length, self.max_request_bytes - _FORM_OVERHEAD), "gateway")
+        return None
+
+    def handle(self, *, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes) -> GatewayResponse:
+        matched = self.match(method, path)
+        if matched is None:
+            return self._error(NotFoundError(f"no route {method.upper()} {path}"), "gateway")
+        route, path_params = matched
+        if rejected := self.too_large(len(body)):
+            return rejected
+        event = http_event(
+            method=method,
+            path=path,
+            route_key=f"{route.method} {route.path}",
+            headers=headers,
+            body=body,
+            raw_query=raw_query,
+            path_parameters=path_params,
+        )
+        request_id = event["requestContext"]["requestId"]
+        try:
+            if route.auth:
+                decision = load_handler("authorizer")(authorizer_event(event), LocalContext("authorizer", 10.0))
+                if not decision.get("isAuthorized"):
+                    return GatewayResponse(403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}')
+                event["requestContext"]["authorizer"] = {"lambda": decision.get("context") or {}}
+            result = load_handler(route.function)(event, LocalContext(route.function, self.timeout_sec))
+        except Exception:  # a handler that raises is a 502 from API Gateway; here, our envelope
+            logger.exception("handler raised", extra={"function": route.function})
+            return self._error(InternalError("internal error; it has been logged"), request_id)
+        return self._response(result)
+
+    @staticmethod
+    def _response(result: dict[str, Any]) -> GatewayResponse:
+        raw = result.get("body") or ""
+        body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
+        headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers[str(name)] = ",".join(str(v) for v in values)
+        return GatewayResponse(int(result.get("statusCode", 200)), headers, body)
+
+    @staticmethod
+    def _error(error: EarshotError, request_id: str) -> GatewayResponse:
+        return GatewayResponse(error.status, error_headers(error, request_id), error_body(error, request_id).encode())
+
+
+def make_wsgi_app(gateway: LocalGateway) -> Any:
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        started = time.perf_counter()
+        rejected = gateway.too_large(request.content_length)
+        if rejected is not None:
+            result = rejected
+        else:
+            body = request.get_data(cache=False)
+            result = gateway.handle(
+                method=request.method,
+                path=request.path,
+                raw_query=request.query_string.decode("latin-1"),
+                headers=dict(request.headers.items()),
+                body=body,
+            )
+        logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": result.status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        response = Response(result.body, status=result.status, headers=result.headers)
+        if rejected is not None:
+            response.headers["Connection"] = "close"
+        return response(environ, start_response)
+
+    return application
+
+
+def build_server(host: str, port: int, *, max_request_bytes: int, timeout_sec: float) -> BaseWSGIServer:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our own structured access log replaces it
+    gateway = LocalGateway(max_request_bytes=max_request_bytes + _FORM_OVERHEAD, timeout_sec=timeout_sec)
+    return make_server(host, port, make_wsgi_app(gateway), threaded=True)

@@ -1,0 +1,110 @@
+"""The route manifest: every public route, the function that serves it, and its shapes.
+
+One list drives both the CDK HTTP API (``infra/``) and the local server (``earshot.local``), and the
+OpenAPI document is generated from it plus the pydantic models it names. Nothing is described twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from earshot import schemas
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    function: str  # functions/<function>/handler.py
+    endpoint: str  # "module:callable" under earshot.api, imported lazily by that function only
+    summary: str
+    auth: bool = True
+    request_model: type[BaseModel] | None = None
+    request_content_type: str = "application/json"
+    query_model: type[BaseModel] | None = None
+    responses: tuple[type[BaseModel], ...] = ()  # the 200 body: one of these
+    response_content_types: tuple[str, ...] = ("application/json",)
+    error_statuses: tuple[int, ...] = (400, 401)
+
+    @property
+    def operation_id(self) -> str:
+        return self.endpoint.split(":", 1)[1]
+
+
+_TRANSCRIPTION_ERRORS = (400, 401, 402, 404, 413, 502, 504)
+_TEXT_FORMATS = ("application/json", "text/plain", "application/x-subrip", "text/vtt")
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/v1/audio/transcriptions",
+        function="transcriptions",
+        endpoint="earshot.api.transcriptions:create_transcription",
+        summary="Transcribe audio (OpenAI Whisper API compatible).",
+        request_model=schemas.TranscriptionForm,
+        request_content_type="multipart/form-data",
+        responses=(schemas.TranscriptionJson, schemas.TranscriptionVerboseJson),
+        response_content_types=_TEXT_FORMATS,
+        error_statuses=_TRANSCRIPTION_ERRORS,
+    ),
+    Route(
+        "POST",
+        "/v1/audio/translations",
+        function="transcriptions",
+        endpoint="earshot.api.transcriptions:create_translation",
+        summary="Transcribe audio into English text (OpenAI translations compatible).",
+        request_model=schemas.TranscriptionForm,
+        request_content_type="multipart/form-data",
+        responses=(schemas.TranscriptionJson, schemas.TranscriptionVerboseJson),
+        response_content_types=_TEXT_FORMATS,
+        error_statuses=_TRANSCRIPTION_ERRORS,
+    ),
+    Route(
+        "GET",
+        "/v1/models",
+        function="models",
+        endpoint="earshot.api.models:list_models",
+        summary="The model catalog, OpenAI models-list shaped.",
+        responses=(schemas.ModelList,),
+        error_statuses=(401,),
+    ),
+    Route(
+        "GET",
+        "/v1/credits/balance",
+        function="account",
+        endpoint="earshot.api.account:get_balance",
+        summary="The caller's prepaid balance.",
+        responses=(schemas.CreditBalance,),
+        error_statuses=(401,),
+    ),
+    Route(
+        "GET",
+        "/v1/usage",
+        function="account",
+        endpoint="earshot.api.account:list_usage",
+        summary="The caller's ledger, newest first.",
+        query_model=schemas.UsageQuery,
+        responses=(schemas.UsageList,),
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        function="openapi",
+        endpoint="earshot.api.openapi:get_openapi",
+        summary="This API's OpenAPI 3.1 document.",
+        auth=False,
+        error_statuses=(),
+    ),
+)
+
+
+def functions() -> list[str]:
+    """Every function named by the manifest, plus the authorizer."""
+    names = {route.function for route in ROUTES}
+    return ["authorizer", *sorted(names)]
+
+
+def routes_for(function: str) -> list[Route]:
+    return [route for route in ROUTES if route.function == function]

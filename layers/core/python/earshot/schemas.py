@@ -1,0 +1,170 @@
+"""The public contract's shapes: pydantic models for every request and response body.
+
+``GET /openapi.json`` is generated from these (see ``earshot.openapi``); behaviour lives elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
+TimestampGranularity = Literal["segment", "word"]
+
+
+# -- errors ------------------------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    code: str
+    param: str | None = None
+    request_id: str
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+# -- billing -----------------------------------------------------------------------------------
+class Billing(BaseModel):
+    duration_sec: float = Field(description="Measured from the audio itself with ffprobe.")
+    duration_source: str = Field(description="How the duration was measured (container header or packet count).")
+    billable_minutes: int = Field(description="max(1, ceil(duration_sec / 60)).")
+    cost_usd: float
+    cost_micro_usd: int
+    balance_usd: float = Field(description="Balance after this charge.")
+    balance_micro_usd: int
+
+
+class DurationUsage(BaseModel):
+    """OpenAI's usage block for duration-billed transcription models."""
+
+    type: Literal["duration"] = "duration"
+    seconds: float
+
+
+# -- transcriptions ----------------------------------------------------------------------------
+class TranscriptionForm(BaseModel):
+    """``multipart/form-data`` fields of ``POST /v1/audio/transcriptions`` (and translations)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: bytes = Field(description="The audio file: mp3, wav, m4a, ogg, webm or flac.", json_schema_extra={"format": "binary"})
+    model: str = Field(default="transcribe", min_length=1, max_length=128)
+    language: str | None = Field(default=None, max_length=32, description="ISO-639-1 code, e.g. en.")
+    prompt: str | None = Field(default=None, max_length=4096)
+    response_format: ResponseFormat = "json"
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    timestamp_granularities: list[TimestampGranularity] = Field(
+        default_factory=lambda: ["segment"],
+        alias="timestamp_granularities[]",
+        description="With verbose_json: segment (default) and/or word.",
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _language_shape(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        if not all(ch.isalpha() or ch in "-_" for ch in value):
+            raise ValueError("must be a language code such as 'en'")
+        return value
+
+
+class WordOut(BaseModel):
+    word: str
+    start: float
+    end: float
+
+
+class SegmentOut(BaseModel):
+    id: int
+    seek: int = 0
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = Field(default_factory=list)
+    temperature: float = 0.0
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+
+
+class TranscriptionJson(BaseModel):
+    text: str
+    model: str
+    usage: DurationUsage
+    billing: Billing
+
+
+class TranscriptionVerboseJson(BaseModel):
+    task: Literal["transcribe", "translate"]
+    language: str = Field(description="Language name in English, e.g. 'english'.")
+    duration: float
+    text: str
+    segments: list[SegmentOut]
+    words: list[WordOut] | None = None
+    model: str
+    usage: DurationUsage
+    billing: Billing
+
+
+# -- account -----------------------------------------------------------------------------------
+class CreditBalance(BaseModel):
+    object: Literal["credit_balance"] = "credit_balance"
+    account_id: str
+    balance_usd: float
+    balance_micro_usd: int
+    currency: Literal["USD"] = "USD"
+    audio_enabled: bool
+
+
+class LedgerEntryOut(BaseModel):
+    id: str
+    object: Literal["ledger_entry"] = "ledger_entry"
+    request_id: str
+    kind: Literal["debit", "refund", "topup"]
+    amount_usd: float
+    amount_micro_usd: int
+    balance_after_usd: float
+    balance_after_micro_usd: int
+    model: str | None
+    duration_sec: float | None
+    billable_minutes: int | None
+    description: str
+    created_at: int
+
+
+class UsageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    before: str | None = Field(default=None, max_length=64, description="Page from this entry id (exclusive).")
+
+
+class UsageList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[LedgerEntryOut]
+    has_more: bool
+    next_before: str | None
+    total_charged_micro_usd: int = Field(description="Sum of debits minus refunds on this page.")
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    kind: str
+    aliases: list[str]
+    price_per_minute_usd: float
+    price_per_minute_micro_usd: int
+    languages: list[str] | None
+    description: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]

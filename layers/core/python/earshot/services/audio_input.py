@@ -1,0 +1,45 @@
+"""Audio from a request, staged as a private temporary file that ffprobe and the engines can read."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from earshot.errors import FileTooLargeError, InvalidAudioError
+
+MB = 1024 * 1024
+
+
+def too_large(size: int, limit: int) -> FileTooLargeError:
+    return FileTooLargeError(
+        f"the audio is {size / MB:.1f} MB; the inline upload limit is {limit / MB:.1f} MB. "
+        "Compress it (mono 16 kHz mp3 fits about 30 minutes in 25 MB) or split it into parts.",
+        param="file",
+    )
+
+
+def check_inline_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise too_large(size, limit)
+
+
+@contextmanager
+def staged_audio(data: bytes, filename: str = "") -> Iterator[Path]:
+    """Write ``data`` to a temporary file (deleted afterwards) and yield its path."""
+    if not data:
+        raise InvalidAudioError("the audio file is empty", param="file")
+    suffix = Path(filename).suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+        suffix = ".audio"
+    fd, name = tempfile.mkstemp(prefix="earshot-", suffix=suffix)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,25 @@
+"""Debit before the engine runs, refund if it fails: the one place a request's money moves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from earshot.observability import logger
+from earshot.ports import AccountStore, Charge, LedgerEntry
+
+
+@contextmanager
+def charged(store: AccountStore, charge: Charge) -> Iterator[LedgerEntry]:
+    """Debit ``charge`` (402 when the balance does not cover it); refund it if the body raises."""
+    entry = store.debit(charge)
+    logger.info(
+        "debited",
+        extra={"request_id": charge.request_id, "amount_micro_usd": charge.amount_micro_usd, "model": charge.model},
+    )
+    try:
+        yield entry
+    except BaseException as exc:
+        store.refund(request_id=charge.request_id, reason=f"refund: {type(exc).__name__}")
+        logger.info("refunded", extra={"request_id": charge.request_id, "amount_micro_usd": charge.amount_micro_usd})
+        raise
