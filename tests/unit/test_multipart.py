@@ -1,0 +1,52 @@
+"""The multipart parser: fields, files, and malformed bodies as 400s."""
+
+from __future__ import annotations
+
+import pytest
+
+from earshot.errors import InvalidRequestError
+from earshot.http.multipart import parse_multipart
+
+CT = "multipart/form-data; boundary=XyZ"
+
+
+def _part(name: str, value: bytes, filename: str | None = None) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    return f"--XyZ\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + value + b"\r\n"
+
+
+def test_fields_and_a_file_are_separated() -> None:
+    body = _part("model", b"transcribe") + _part("file", b"\x00\x01binary", "a.mp3") + b"--XyZ--\r\n"
+    form = parse_multipart(body, CT)
+    assert form.first("model") == "transcribe"
+    assert form.files["file"].data == b"\x00\x01binary"
+    assert form.files["file"].filename == "a.mp3"
+
+
+def test_repeated_fields_are_kept_in_order() -> None:
+    body = _part("g[]", b"word") + _part("g[]", b"segment") + b"--XyZ--\r\n"
+    assert parse_multipart(body, CT).fields["g[]"] == ["word", "segment"]
+
+
+def test_unicode_filenames_survive() -> None:
+    body = (
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename*=UTF-8''r%C3%A9union.mp3\r\n\r\nX\r\n"
+        b"--XyZ--\r\n"
+    )
+    assert parse_multipart(body, CT).files["file"].filename == "réunion.mp3"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"x", "application/json"),
+        (b"x", "multipart/form-data"),
+        (b"--XyZ\r\nno blank line", CT),
+        (b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nvalue\r\n--XyZ--\r\n", CT),
+        (_part("file", b"a", "a.wav") + _part("file", b"b", "b.wav") + b"--XyZ--\r\n", CT),
+        (_part("model", b"\xff\xfe\xfa") + b"--XyZ--\r\n", CT),
+    ],
+)
+def test_malformed_bodies_are_invalid_requests(body: bytes, content_type: str) -> None:
+    with pytest.raises(InvalidRequestError):
+        parse_multipart(body, content_type)
