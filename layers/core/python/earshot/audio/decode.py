@@ -16,9 +16,7 @@ SAMPLE_RATE = 16_000
 # other files or URLs named *inside* the upload (hls, concat, dash manifests, image sequences): an uploaded
 # playlist must not make us read local files or fetch internal URLs. ffmpeg checks this list after probing,
 # before the demuxer reads anything beyond the upload's own bytes. "mov" covers mp4/m4a/3gp, "matroska" webm.
-_DEMUXERS = (
-    "aac,ac3,aiff,amr,asf,au,avi,caf,eac3,flac,flv,matroska,mov,mp3,mpeg,mpegts,ogg,w64,wav,wv"
-)
+_DEMUXERS = "aac,ac3,aiff,amr,asf,au,avi,caf,eac3,flac,flv,matroska,mov,mp3,mpeg,mpegts,ogg,w64,wav,wv"
 _CONTAINER_OPTIONS = {"format_whitelist": _DEMUXERS, "protocol_whitelist": "file"}
 
 
@@ -72,4 +70,4 @@ def decode_to_pcm16k(path: Path) -> npt.NDArray[np.int16]:
 
 def _samples(frames: list[av.AudioFrame]) -> list[npt.NDArray[np.int16]]:
     # Packed s16 mono frames come out as shape (1, n); keep the flat view.
-    return [frame.to_ndarray().reshape(-1) for frame in frames if frame.samples]
+    return [frame.to_ndarray().reshape(-1).astype(np.int16, copy=False) for frame in frames if frame.samples]

@@ -27,8 +27,9 @@ _ENGLISH = frozenset({"en", "en-us", "english"})
 # keeps pocketsphinx's per-utterance search bounded and gives segments natural edges.
 _VAD_WINDOW_SEC = 0.3
 _VAD_RATIO = 0.9
-# An utterance with no pause this long is cut anyway, at its quietest moment near the limit.
-_MAX_UTTERANCE_SEC = 30.0
+# An utterance with no pause this long is cut anyway, at its quietest moment near the limit: it bounds
+# the work between deadline checks (noise runs at ~0.8x real time) and keeps segments Whisper-sized.
+_MAX_UTTERANCE_SEC = 20.0
 _CUT_SEARCH_SEC = 5.0
 _CUT_WINDOW_SEC = 0.1
 # Inside an utterance, a gap between words at least this long starts a new segment.
@@ -109,20 +110,20 @@ class PocketsphinxEngine:
         self.check(options)
         pcm = decode_to_pcm16k(audio)
         duration = len(pcm) / SAMPLE_RATE
+        utterances = list(_utterances(pcm))  # its own endpointer per call: no need to hold the lock
 
         words_by_segment: list[list[_RecognisedWord]] = []
         with _decoder_lock:
             decoder = _load_decoder()
-            for first, last in _utterances(pcm):
-                if options.deadline_sec is not None:
-                    if time.monotonic() - started > options.deadline_sec - _DEADLINE_MARGIN_SEC:
-                        raise ProviderTimeoutError("the embedded engine ran out of time before the audio ended")
+            _forget_previous_audio(decoder)
+            for first, last in utterances:
+                if _out_of_time(started, options.deadline_sec):
+                    raise ProviderTimeoutError("the embedded engine ran out of time before the audio ended")
                 words = _recognise(decoder, pcm[first:last], offset=first / SAMPLE_RATE, duration=duration)
                 words_by_segment.extend(_split_on_pauses(words))
 
         segments = [
-            _segment(index, words, with_words=options.word_timestamps)
-            for index, words in enumerate(words_by_segment)
+            _segment(index, words, with_words=options.word_timestamps) for index, words in enumerate(words_by_segment)
         ]
         return Transcript(
             text=" ".join(segment.text for segment in segments),
@@ -130,6 +131,10 @@ class PocketsphinxEngine:
             segments=segments,
             words=[word for segment in segments for word in segment.words],
         )
+
+
+def _out_of_time(started: float, deadline_sec: float | None) -> bool:
+    return deadline_sec is not None and time.monotonic() - started > deadline_sec - _DEADLINE_MARGIN_SEC
 
 
 def _load_decoder() -> Any:
@@ -149,6 +154,16 @@ def _load_decoder() -> Any:
     return _decoder
 
 
+def _forget_previous_audio(decoder: Any) -> None:
+    """Reset the feature pipeline's running cepstral mean, which otherwise carries the last request's
+    audio into this one: a transcript must not depend on what another caller sent before."""
+    try:
+        decoder.reinit_feat()
+    except Exception as exc:
+        _discard_decoder()
+        raise EngineError("the embedded speech engine failed to reset") from exc
+
+
 def _discard_decoder() -> None:
     """Forget the process's decoder. Call with ``_decoder_lock`` held."""
     global _decoder
@@ -165,12 +180,13 @@ def _speech_regions(pcm: npt.NDArray[np.int16]) -> Iterator[tuple[int, int]]:
     try:
         endpointer = pocketsphinx.Endpointer(window=_VAD_WINDOW_SEC, ratio=_VAD_RATIO, sample_rate=SAMPLE_RATE)
         frame = endpointer.frame_bytes // pcm.itemsize
-        whole = len(pcm) // frame * frame
+        # end_stream takes the last (possibly partial, never empty) frame and closes any open region.
+        body = (len(pcm) - 1) // frame * frame
         regions: list[tuple[float, float]] = []
-        for chunk in pcm[:whole].reshape(-1, frame):
+        for chunk in pcm[:body].reshape(-1, frame):
             if endpointer.process(chunk.tobytes()) is not None and not endpointer.in_speech:
                 regions.append((endpointer.speech_start, endpointer.speech_end))
-        if endpointer.end_stream(pcm[whole:].tobytes()) is not None:
+        if endpointer.end_stream(pcm[body:].tobytes()) is not None:
             regions.append((endpointer.speech_start, endpointer.speech_end))
     except Exception as exc:
         raise EngineError("the embedded speech engine failed to find speech in the audio") from exc
@@ -196,9 +212,7 @@ def _cap_length(pcm: npt.NDArray[np.int16], first: int, last: int) -> Iterator[t
     yield first, last
 
 
-def _recognise(
-    decoder: Any, pcm: npt.NDArray[np.int16], *, offset: float, duration: float
-) -> list[_RecognisedWord]:
+def _recognise(decoder: Any, pcm: npt.NDArray[np.int16], *, offset: float, duration: float) -> list[_RecognisedWord]:
     """Decode one utterance; return its words (fillers dropped) with times in the whole file."""
     try:
         decoder.start_utt()
