@@ -34,8 +34,11 @@ class Settings(BaseSettings):
     ffprobe: Path | None = Field(default=None, description="ffprobe binary; found automatically when unset.")
     max_inline_bytes: int = Field(default=25 * MB, description="Largest audio accepted inside a request body.")
     request_timeout_sec: float = Field(default=29.0, description="Deadline for a synchronous request locally.")
-    # AWS adapters (issue: deployment) read these.
-    table_name: str | None = None
+    # The aws runtime's resources, named by the CDK stack. Each table's variable is its
+    # ``dynamo_layout.TableSpec.env_var`` (EARSHOT_ACCOUNTS_TABLE, ...).
+    accounts_table: str | None = None
+    api_keys_table: str | None = None
+    ledger_table: str | None = None
     bucket_name: str | None = None
 
     def resolved_catalog(self) -> Path:

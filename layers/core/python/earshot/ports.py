@@ -84,7 +84,9 @@ class AccountStore(Protocol):
         """Raise ``NotFoundError`` for an unknown account."""
         ...
 
-    def create_api_key(self, *, account_id: str, name: str, key_hash: str, hint: str) -> ApiKey: ...
+    def create_api_key(self, *, account_id: str, name: str, key_hash: str, hint: str) -> ApiKey:
+        """Raise ``NotFoundError`` for an unknown account."""
+        ...
 
     def find_api_key(self, key_hash: str) -> ApiKey | None:
         """The key with this SHA-256, revoked or not."""
@@ -106,6 +108,8 @@ class AccountStore(Protocol):
         """Take ``charge.amount_micro_usd`` if the balance covers it, else raise ``BillingError``.
 
         Idempotent per ``charge.request_id``: a second call returns the first entry, charging once.
+        Raise ``NotFoundError`` for an unknown account, and ``RateLimitedError`` when the account is
+        too contended to settle (cloud adapter, after bounded retries).
         """
         ...
 
@@ -114,7 +118,11 @@ class AccountStore(Protocol):
         ...
 
     def list_ledger(self, account_id: str, *, limit: int = 100, before: str | None = None) -> list[LedgerEntry]:
-        """Newest first; ``before`` is an entry id to page from."""
+        """Newest first; ``before`` is an entry id to page from.
+
+        Entry ids sort by the writer's clock. The cloud adapter reads an index, so an entry written a
+        moment ago may be missing for a moment.
+        """
         ...
 
 

@@ -175,6 +175,8 @@ class SqliteStore:
             created_at=int(time.time()),
         )
         with self._write() as conn:
+            if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+                raise NotFoundError(f"no account {account_id}")
             conn.execute(
                 "INSERT INTO api_keys (id, account_id, name, key_hash, hint, created_at, revoked)"
                 " VALUES (?, ?, ?, ?, ?, ?, 0)",
@@ -238,6 +240,8 @@ class SqliteStore:
                 (charge.amount_micro_usd, charge.account_id, charge.amount_micro_usd),
             ).fetchone()
             if row is None:
+                if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (charge.account_id,)).fetchone() is None:
+                    raise NotFoundError(f"no account {charge.account_id}")
                 raise BillingError(
                     f"insufficient balance: this request costs ${charge.amount_micro_usd / 1_000_000:.6f}; top up and retry"
                 )

@@ -1,0 +1,67 @@
+"""``BlobStore`` on S3: one object per key in the stage's bucket.
+
+Encryption, versioning and lifecycle expiry are the bucket's settings (see the CDK data construct),
+so nothing here asks for them per object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from earshot.errors import InvalidRequestError, NotFoundError
+
+# boto3 ships no type hints (mypy-boto3-s3 would add them); the client is a low-level ``boto3.client("s3")``.
+S3Client = Any
+
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+class S3BlobStore:
+    """Deployed ``BlobStore``.
+
+    Parameters
+    ----------
+    bucket
+        The bucket name (``EARSHOT_BUCKET_NAME``).
+    client
+        A low-level ``boto3`` S3 client.
+    """
+
+    def __init__(self, bucket: str, client: S3Client) -> None:
+        self.bucket = bucket
+        self._client = client
+
+    @staticmethod
+    def _checked(key: str) -> str:
+        if not key or key.startswith("/"):
+            raise InvalidRequestError(f"invalid blob key {key!r}")
+        return key
+
+    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        self._client.put_object(Bucket=self.bucket, Key=self._checked(key), Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._checked(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                raise NotFoundError(f"no blob {key}") from exc
+            raise
+        body: bytes = response["Body"].read()
+        return body
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=self._checked(key))
+        except ClientError as exc:
+            # HEAD has no body, so S3 can only say "404".
+            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        # S3 answers 204 for a missing key too: deleting is idempotent by nature.
+        self._client.delete_object(Bucket=self.bucket, Key=self._checked(key))
