@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from audio_fixtures import write_audio
+from audio_fixtures import decoded_duration, write_audio
 from speech_fixtures import requires_espeak, speak
 
 
@@ -30,7 +30,7 @@ def test_curl_multipart_upload(server, tmp_path: Path) -> None:  # type: ignore[
          "-F", "response_format=text"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    head, _, body = done.stdout.partition("\r\n\r\n")
+    head, _, body = done.stdout.partition("\n\n")  # text mode turned CRLF into LF
     assert head.startswith("HTTP/1.1 200")
     assert "X-Earshot-Cost-USD: 0.000900" in head
     assert body.strip()
@@ -60,7 +60,8 @@ def test_httpx_long_audio_bills_per_started_minute(server, tmp_path: Path) -> No
     billing = response.json()["billing"]
     assert billing["billable_minutes"] == 3
     assert billing["cost_micro_usd"] == 2700
-    assert billing["duration_sec"] == pytest.approx(125.0, abs=0.03)
+    # exact to one mp3 frame (576 samples at 16 kHz) of what a decoder actually produces
+    assert billing["duration_sec"] == pytest.approx(decoded_duration(audio), abs=576 / 16000)
     assert response.json()["text"] == ""
 
 
