@@ -7,7 +7,6 @@ figure excludes engine time by construction. Run: ``.venv/bin/python -m bench.ha
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -55,10 +54,14 @@ def _event(audio: bytes, key_context: dict[str, str]) -> dict[str, Any]:
 
     boundary = "benchboundary"
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\ntranscribe\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode() + audio + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\ntranscribe\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + audio
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     event = http_event(
         method="POST",
         path="/v1/audio/transcriptions",

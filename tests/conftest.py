@@ -16,8 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # audio_fixtures, speech_fixtures
 
-from earshot.runtime import get_runtime, reset_runtime  # noqa: E402
-from earshot.services.accounts import NewKey, create_key  # noqa: E402
+from earshot.runtime import get_runtime, reset_runtime
+from earshot.services.accounts import NewKey, create_key
 
 REPO = Path(__file__).resolve().parents[1]
 

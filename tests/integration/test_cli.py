@@ -22,7 +22,9 @@ def earshot(data_dir: Path, *args: str, check: bool = True) -> subprocess.Comple
 
 
 def test_keys_lifecycle(tmp_path: Path) -> None:
-    created = json.loads(earshot(tmp_path, "keys", "create", "--name", "alice", "--balance-usd", "2.5", "--json").stdout)
+    created = json.loads(
+        earshot(tmp_path, "keys", "create", "--name", "alice", "--balance-usd", "2.5", "--json").stdout
+    )
     assert is_well_formed(created["key"])
     assert created["balance_micro_usd"] == 2_500_000
 

@@ -30,9 +30,13 @@ def _multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]], boun
         out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
     for name, (filename, data) in files.items():
         out += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + b"\r\n"
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     return out + f"--{boundary}--\r\n".encode()
 
 
@@ -142,14 +146,14 @@ def test_files_above_the_inline_limit_are_413_with_the_limit_named(
 
 def test_bodies_above_the_gateway_limit_are_413(data_dir: Path) -> None:
     gateway = LocalGateway(max_request_bytes=1000)
-    response = gateway.handle(
-        method="POST", path=PATH, raw_query="", headers={"Content-Type": FORM}, body=b"x" * 2000
-    )
+    response = gateway.handle(method="POST", path=PATH, raw_query="", headers={"Content-Type": FORM}, body=b"x" * 2000)
     assert response.status == 413
     assert _error(response)["code"] == "file_too_large"
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/audio/transcriptions"), ("POST", "/v1/nothing"), ("DELETE", "/v1/models")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v1/audio/transcriptions"), ("POST", "/v1/nothing"), ("DELETE", "/v1/models")]
+)
 def test_unknown_routes_are_404_envelopes(gateway: LocalGateway, method: str, path: str) -> None:
     response = gateway.handle(method=method, path=path, raw_query="", headers={}, body=b"")
     assert response.status == 404

@@ -12,7 +12,18 @@ MODEL = CatalogModel(sku="m", kind="transcription", provider="embedded:x", price
 
 @pytest.mark.parametrize(
     ("seconds", "minutes"),
-    [(0.0, 1), (0.2, 1), (5.03, 1), (59.999, 1), (60.0, 1), (60.0004, 1), (60.001, 2), (61, 2), (3600, 60), (3600.5, 61)],
+    [
+        (0.0, 1),
+        (0.2, 1),
+        (5.03, 1),
+        (59.999, 1),
+        (60.0, 1),
+        (60.0004, 1),
+        (60.001, 2),
+        (61, 2),
+        (3600, 60),
+        (3600.5, 61),
+    ],
 )
 def test_billable_minutes_round_up_per_started_minute(seconds: float, minutes: int) -> None:
     assert billable_minutes(seconds) == minutes
@@ -27,7 +38,9 @@ def test_cost_is_minutes_times_price() -> None:
     assert cost_micro_usd(MODEL, 3600) == 54_000  # $0.054 for an hour, as the reference prices it
 
 
-@pytest.mark.parametrize(("micro", "text"), [(900, "0.000900"), (41_469_000, "41.469000"), (0, "0.000000"), (-5, "-0.000005")])
+@pytest.mark.parametrize(
+    ("micro", "text"), [(900, "0.000900"), (41_469_000, "41.469000"), (0, "0.000000"), (-5, "-0.000005")]
+)
 def test_usd_text_is_exact(micro: int, text: str) -> None:
     assert usd_text(micro) == text
     assert micro_from_usd_text(text) == micro

@@ -34,6 +34,8 @@ def test_duplicate_names_and_float_prices_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="used twice"):
         load_catalog(dup)
     floaty = tmp_path / "float.toml"
-    floaty.write_text('[[models]]\nsku="a"\nkind="transcription"\nprovider="embedded:x"\nprice_micro_usd_per_minute=0.5\n')
+    floaty.write_text(
+        '[[models]]\nsku="a"\nkind="transcription"\nprovider="embedded:x"\nprice_micro_usd_per_minute=0.5\n'
+    )
     with pytest.raises(RuntimeError):
         load_catalog(floaty)

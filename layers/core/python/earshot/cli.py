@@ -71,7 +71,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_request_bytes=runtime.settings.max_inline_bytes,
         timeout_sec=runtime.settings.request_timeout_sec,
     )
-    print(f"Earshot listening on http://{args.host}:{server.server_port} (data: {runtime.settings.data_dir})", flush=True)
+    print(
+        f"Earshot listening on http://{args.host}:{server.server_port} (data: {runtime.settings.data_dir})", flush=True
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -38,11 +38,11 @@ def _operation(route: Route) -> dict[str, Any]:
     else:
         operation["security"] = []
     if route.query_model is not None:
-        schema = route.query_model.model_json_schema()
-        required = set(schema.get("required", []))
+        query_schema = route.query_model.model_json_schema()
+        required = set(query_schema.get("required", []))
         operation["parameters"] = [
             {"name": name, "in": "query", "required": name in required, "schema": prop}
-            for name, prop in schema.get("properties", {}).items()
+            for name, prop in query_schema.get("properties", {}).items()
         ]
     if route.request_model is not None:
         operation["requestBody"] = {

@@ -50,14 +50,16 @@ class TranscriptionForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    file: bytes = Field(description="The audio file: mp3, wav, m4a, ogg, webm or flac.", json_schema_extra={"format": "binary"})
+    file: bytes = Field(
+        description="The audio file: mp3, wav, m4a, ogg, webm or flac.", json_schema_extra={"format": "binary"}
+    )
     model: str = Field(default="transcribe", min_length=1, max_length=128)
     language: str | None = Field(default=None, max_length=32, description="ISO-639-1 code, e.g. en.")
     prompt: str | None = Field(default=None, max_length=4096)
     response_format: ResponseFormat = "json"
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     timestamp_granularities: list[TimestampGranularity] = Field(
-        default_factory=lambda: ["segment"],
+        default_factory=lambda: list[TimestampGranularity](["segment"]),
         alias="timestamp_granularities[]",
         description="With verbose_json: segment (default) and/or word.",
     )

@@ -54,6 +54,9 @@ CREATE INDEX IF NOT EXISTS ledger_by_account ON ledger (account_id, id);
 """
 
 
+_CREDIT_SQL = "UPDATE accounts SET balance_micro_usd = balance_micro_usd + ? WHERE id = ? RETURNING balance_micro_usd"
+
+
 class SqliteStore:
     """Local ``AccountStore``. Safe to share between threads."""
 
@@ -212,7 +215,7 @@ class SqliteStore:
             if existing := self._existing_entry(conn, request_id, "topup"):
                 return existing
             row = conn.execute(
-                "UPDATE accounts SET balance_micro_usd = balance_micro_usd + ? WHERE id = ? RETURNING balance_micro_usd",
+                _CREDIT_SQL,
                 (amount_micro_usd, account_id),
             ).fetchone()
             if row is None:
@@ -243,7 +246,8 @@ class SqliteStore:
                 if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (charge.account_id,)).fetchone() is None:
                     raise NotFoundError(f"no account {charge.account_id}")
                 raise BillingError(
-                    f"insufficient balance: this request costs ${charge.amount_micro_usd / 1_000_000:.6f}; top up and retry"
+                    f"insufficient balance: this request costs ${charge.amount_micro_usd / 1_000_000:.6f};"
+                    " top up and retry"
                 )
             entry = LedgerEntry(
                 id=new_sortable_id("led"),
@@ -270,7 +274,7 @@ class SqliteStore:
                 return existing
             amount = -debit.amount_micro_usd
             row = conn.execute(
-                "UPDATE accounts SET balance_micro_usd = balance_micro_usd + ? WHERE id = ? RETURNING balance_micro_usd",
+                _CREDIT_SQL,
                 (amount, debit.account_id),
             ).fetchone()
             entry = LedgerEntry(

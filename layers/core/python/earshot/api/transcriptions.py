@@ -30,7 +30,11 @@ from earshot.services.transcription import TranscriptionJob, TranscriptionOutcom
 # Room for the multipart framing and text fields around the file itself.
 _FORM_OVERHEAD = 256 * 1024
 _LIST_FIELDS = {"timestamp_granularities[]", "timestamp_granularities"}
-_TEXT_TYPES = {"text": "text/plain; charset=utf-8", "srt": "application/x-subrip; charset=utf-8", "vtt": "text/vtt; charset=utf-8"}
+_TEXT_TYPES = {
+    "text": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+}
 
 
 def create_transcription(request: ApiRequest) -> Response[str]:
@@ -116,7 +120,9 @@ def _billing_headers(outcome: TranscriptionOutcome, bill: Billing) -> dict[str, 
     }
 
 
-def _render(outcome: TranscriptionOutcome, form: TranscriptionForm, task: str) -> Response[str]:
+def _render(
+    outcome: TranscriptionOutcome, form: TranscriptionForm, task: Literal["transcribe", "translate"]
+) -> Response[str]:
     bill = _billing(outcome)
     headers = _billing_headers(outcome, bill)
     transcript = outcome.transcript
@@ -128,7 +134,7 @@ def _render(outcome: TranscriptionOutcome, form: TranscriptionForm, task: str) -
         )
     if fmt == "verbose_json":
         body = TranscriptionVerboseJson(
-            task=task,  # type: ignore[arg-type]
+            task=task,
             language=language_name(transcript.language),
             duration=bill.duration_sec,
             text=transcript.text,

@@ -18,7 +18,9 @@ from earshot.routes import routes_for
 Endpoint = Callable[[ApiRequest], Response[Any]]
 
 
-def json_response(body: BaseModel | dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None) -> Response[str]:
+def json_response(
+    body: BaseModel | dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
+) -> Response[str]:
     text = body.model_dump_json() if isinstance(body, BaseModel) else _dumps(body)
     return Response(status_code=status, content_type="application/json", body=text, headers=headers or {})
 
@@ -71,7 +73,7 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
 
         app.route(route.path, method=route.method)(dispatch)
 
-    @app.exception_handler(EarshotError)
+    @app.exception_handler(EarshotError)  # type: ignore[untyped-decorator]
     def _handle_earshot_error(error: EarshotError) -> Response[str]:
         request_id = _request_id(app)
         logger.info("request failed", extra={"status": error.status, "code": error.code, "error": error.message})
@@ -82,7 +84,7 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
         event = app.current_event
         return _error_response(NotFoundError(f"no route {event.http_method} {event.path}"), _request_id(app))
 
-    @app.exception_handler(Exception)
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
     def _handle_unexpected(error: Exception) -> Response[str]:
         logger.exception("unhandled error")
         return _error_response(InternalError("internal error; it has been logged"), _request_id(app))

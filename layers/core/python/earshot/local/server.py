@@ -67,7 +67,9 @@ class LocalGateway:
             return self._error(too_large(content_length, self.max_request_bytes - _FORM_OVERHEAD), "gateway")
         return None
 
-    def handle(self, *, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes) -> GatewayResponse:
+    def handle(
+        self, *, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes
+    ) -> GatewayResponse:
         matched = self.match(method, path)
         if matched is None:
             return self._error(NotFoundError(f"no route {method.upper()} {path}"), "gateway")
