@@ -1,0 +1,252 @@
+"""OpenAI-compatible speech-to-text: OpenAI, Groq, or any Whisper server speaking ``/audio/transcriptions``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from earshot.engines.base import Segment, Transcript, TranscriptionOptions, Word
+from earshot.engines.providers.audio_convert import prepare_audio
+from earshot.engines.providers.http import DEFAULT_POLICY, RetryPolicy, call_upstream, default_http_client
+from earshot.errors import ProviderError, UnsupportedByModelError
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# OpenAI's and Groq's (free tier) upload limit.
+DEFAULT_MAX_UPLOAD_BYTES = 25 * 1000 * 1000
+DEFAULT_DEADLINE_SEC = 120.0
+
+# The extensions OpenAI's transcription endpoint reads (it picks the decoder by the file name), by the format
+# names ``audio_convert.describe_format`` gives.
+_ACCEPTED_SUFFIXES = {
+    "flac": "flac",
+    "m4a": "m4a",
+    "mp3": "mp3",
+    "mp4": "mp4",
+    "ogg": "ogg",
+    "wav": "wav",
+    "webm": "webm",
+}
+_CONTENT_TYPES = {"flac": "audio/flac", "mp3": "audio/mpeg", "wav": "audio/wav"}
+
+# ISO-639-1 code -> the English name Whisper reports in verbose_json (whisper/tokenizer.py's LANGUAGES).
+WHISPER_LANGUAGES: dict[str, str] = {
+    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
+    "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish", "ca": "catalan",
+    "nl": "dutch", "ar": "arabic", "sv": "swedish", "it": "italian", "id": "indonesian", "hi": "hindi",
+    "fi": "finnish", "vi": "vietnamese", "he": "hebrew", "uk": "ukrainian", "el": "greek", "ms": "malay",
+    "cs": "czech", "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil", "no": "norwegian",
+    "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian", "lt": "lithuanian", "la": "latin",
+    "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak", "te": "telugu", "fa": "persian",
+    "lv": "latvian", "bn": "bengali", "sr": "serbian", "az": "azerbaijani", "sl": "slovenian", "kn": "kannada",
+    "et": "estonian", "mk": "macedonian", "br": "breton", "eu": "basque", "is": "icelandic", "hy": "armenian",
+    "ne": "nepali", "mn": "mongolian", "bs": "bosnian", "kk": "kazakh", "sq": "albanian", "sw": "swahili",
+    "gl": "galician", "mr": "marathi", "pa": "punjabi", "si": "sinhala", "km": "khmer", "sn": "shona",
+    "yo": "yoruba", "so": "somali", "af": "afrikaans", "oc": "occitan", "ka": "georgian", "be": "belarusian",
+    "tg": "tajik", "sd": "sindhi", "gu": "gujarati", "am": "amharic", "yi": "yiddish", "lo": "lao",
+    "uz": "uzbek", "fo": "faroese", "ht": "haitian creole", "ps": "pashto", "tk": "turkmen", "nn": "nynorsk",
+    "mt": "maltese", "sa": "sanskrit", "lb": "luxembourgish", "my": "myanmar", "bo": "tibetan", "tl": "tagalog",
+    "mg": "malagasy", "as": "assamese", "tt": "tatar", "haw": "hawaiian", "ln": "lingala", "ha": "hausa",
+    "ba": "bashkir", "jv": "javanese", "su": "sundanese", "yue": "cantonese",
+}  # fmt: skip
+_LANGUAGE_CODES = {name: code for code, name in WHISPER_LANGUAGES.items()} | {
+    "burmese": "my", "valencian": "ca", "flemish": "nl", "haitian": "ht", "letzeburgesch": "lb", "pushto": "ps",
+    "panjabi": "pa", "moldavian": "ro", "moldovan": "ro", "sinhalese": "si", "castilian": "es", "mandarin": "zh",
+}  # fmt: skip
+# Whisper's tokenizer calls Javanese "jw"; upstreams may send it back.
+_CODE_ALIASES = {"jw": "jv"}
+
+
+def language_code(value: str | None) -> str | None:
+    """An ISO-639 code for a language a Whisper upstream names (``"english"``, ``"English"``, ``"en"``, ``"en-US"``).
+
+    Returns None when ``value`` is empty or names no language Whisper knows.
+    """
+    if not value:
+        return None
+    lowered = value.strip().lower().replace("_", "-")
+    if lowered in _LANGUAGE_CODES:
+        return _LANGUAGE_CODES[lowered]
+    base = lowered.split("-")[0]
+    base = _CODE_ALIASES.get(base, base)
+    return base if base in WHISPER_LANGUAGES else None
+
+
+class _WireWord(BaseModel):
+    word: str
+    start: float
+    end: float
+
+
+class _WireSegment(BaseModel):
+    id: int | None = None
+    start: float
+    end: float
+    text: str
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+
+
+class _WireTranscription(BaseModel):
+    """``verbose_json`` (and plain ``json``, which has only ``text``)."""
+
+    text: str
+    language: str | None = None
+    duration: float | None = None
+    segments: list[_WireSegment] | None = None
+    words: list[_WireWord] | None = None
+
+
+class OpenAITranscriptionEngine:
+    """``TranscriptionEngine`` for OpenAI's ``/audio/transcriptions`` and ``/audio/translations`` wire format.
+
+    Asks for ``verbose_json`` with segment (and, when requested, word) timestamps. OpenAI's GPT-4o transcribe
+    models only answer plain ``json``: for them the transcript is one segment spanning the audio, and word
+    timestamps and translation are refused before any work. Audio in a format the endpoint does not read, or
+    over its upload limit, is re-encoded to 16 kHz mono FLAC (or MP3 when FLAC is still too large).
+
+    Parameters
+    ----------
+    base_url
+        The API root, ``.../v1`` (OpenAI's when None; Groq's is ``https://api.groq.com/openai/v1``).
+    api_key
+        Sent as ``Authorization: Bearer``; never logged, struck from upstream error messages.
+    upstream_model
+        The model when ``TranscriptionOptions.upstream_model`` is empty (``whisper-1``, ``whisper-large-v3``).
+    client_factory
+        Builds the ``httpx.Client`` this engine keeps; its transport must not retry.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str,
+        upstream_model: str = "whisper-1",
+        client_factory: Callable[[], httpx.Client] = default_http_client,
+        provider: str = "OpenAI",
+        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        default_deadline_sec: float = DEFAULT_DEADLINE_SEC,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
+        self._base_url = (base_url or OPENAI_BASE_URL).rstrip("/")
+        self._api_key = api_key
+        self._model = upstream_model
+        self._client = client_factory()
+        self._provider = provider
+        self._max_upload_bytes = max_upload_bytes
+        self._default_deadline_sec = default_deadline_sec
+        self._policy = retry_policy
+
+    def check(self, options: TranscriptionOptions) -> None:
+        """Refuse what the upstream would refuse: unknown languages, and what JSON-only models cannot do."""
+        model = options.upstream_model or self._model
+        if options.language and language_code(options.language) is None:
+            raise UnsupportedByModelError(f"language {options.language!r} is not one Whisper knows", param="language")
+        if _json_only(model):
+            if options.word_timestamps:
+                raise UnsupportedByModelError(
+                    "this model does not give word timestamps; use a Whisper model", param="timestamp_granularities"
+                )
+            if options.task == "translate":
+                raise UnsupportedByModelError("this model does not translate; use a Whisper model", param="model")
+
+    def transcribe(self, audio: Path, options: TranscriptionOptions) -> Transcript:
+        """Send ``audio`` to the upstream and map its answer to a ``Transcript``."""
+        self.check(options)
+        model = options.upstream_model or self._model
+        prepared = prepare_audio(
+            audio,
+            accepted=_ACCEPTED_SUFFIXES,
+            targets=("flac", "mp3"),
+            max_bytes=self._max_upload_bytes,
+            upstream=self._provider,
+        )
+        suffix = _ACCEPTED_SUFFIXES[prepared.format]
+        content_type = _CONTENT_TYPES.get(prepared.format, "application/octet-stream")
+        verbose = not _json_only(model)
+        translate = options.task == "translate"
+
+        fields: dict[str, str | list[str]] = {
+            "model": model,
+            "response_format": "verbose_json" if verbose else "json",
+            "temperature": repr(options.temperature),
+        }
+        if options.prompt:
+            fields["prompt"] = options.prompt
+        if not translate:  # the translations endpoint takes neither
+            if options.language:
+                fields["language"] = language_code(options.language) or options.language
+            if verbose:
+                fields["timestamp_granularities[]"] = ["segment", "word"] if options.word_timestamps else ["segment"]
+        url = f"{self._base_url}/audio/{'translations' if translate else 'transcriptions'}"
+
+        def build() -> httpx.Request:
+            return httpx.Request(
+                "POST",
+                url,
+                headers={"authorization": f"Bearer {self._api_key}", "accept": "application/json"},
+                data=fields,
+                files={"file": (f"audio.{suffix}", prepared.data, content_type)},
+            )
+
+        payload = call_upstream(
+            self._client,
+            build,
+            deadline_sec=options.deadline_sec if options.deadline_sec is not None else self._default_deadline_sec,
+            provider=self._provider,
+            redact=(self._api_key,),
+            policy=self._policy,
+        )
+        try:
+            wire = _WireTranscription.model_validate(payload)
+        except ValidationError as exc:
+            raise ProviderError(f"{self._provider} answered with an unexpected transcription shape") from exc
+
+        language = "en" if translate else language_code(wire.language) or language_code(options.language) or "und"
+        duration = wire.duration or prepared.duration_sec
+        return _to_transcript(wire, language=language, duration=duration, with_words=options.word_timestamps)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _json_only(model: str) -> bool:
+    # OpenAI's GPT-4o transcribe family answers json/text only: no verbose_json, no timestamps, no translations.
+    return model.startswith(("gpt-4o", "gpt-transcribe"))
+
+
+def _to_transcript(wire: _WireTranscription, *, language: str, duration: float | None, with_words: bool) -> Transcript:
+    text = wire.text.strip()
+    words = [Word(word=w.word, start=w.start, end=w.end) for w in wire.words or []] if with_words else []
+    if wire.segments:
+        segments = [
+            Segment(
+                id=index,
+                start=seg.start,
+                end=seg.end,
+                text=seg.text,
+                avg_logprob=seg.avg_logprob,
+                no_speech_prob=seg.no_speech_prob,
+            )
+            for index, seg in enumerate(wire.segments)
+        ]
+    elif text and duration:
+        segments = [Segment(id=0, start=0.0, end=duration, text=text)]
+    else:
+        segments = []
+    _attach_words(segments, words)
+    return Transcript(text=text, language=language, segments=segments, words=words)
+
+
+def _attach_words(segments: list[Segment], words: list[Word]) -> None:
+    """Give each segment the words that start inside it (Whisper's API lists words apart from segments)."""
+    if not segments:
+        return
+    index = 0
+    for word in words:
+        while index + 1 < len(segments) and word.start >= segments[index + 1].start:
+            index += 1
+        segments[index].words.append(word)
