@@ -28,14 +28,14 @@ def test_unknown_or_wrong_kind_models_are_rejected() -> None:
 def test_duplicate_names_and_float_prices_are_refused(tmp_path: Path) -> None:
     dup = tmp_path / "dup.toml"
     dup.write_text(
-        '[[models]]\nsku="a"\nkind="transcription"\nprovider="embedded:x"\nprice_micro_usd_per_minute=1\naliases=["t"]\n'
-        '[[models]]\nsku="b"\nkind="transcription"\nprovider="embedded:x"\nprice_micro_usd_per_minute=1\naliases=["t"]\n'
+        '[[models]]\nsku="a"\nkind="transcription"\nprovider="embedded:pocketsphinx"\nprice_micro_usd_per_minute=1\naliases=["t"]\n'
+        '[[models]]\nsku="b"\nkind="transcription"\nprovider="embedded:pocketsphinx"\nprice_micro_usd_per_minute=1\naliases=["t"]\n'
     )
     with pytest.raises(RuntimeError, match="used twice"):
         load_catalog(dup)
     floaty = tmp_path / "float.toml"
     floaty.write_text(
-        '[[models]]\nsku="a"\nkind="transcription"\nprovider="embedded:x"\nprice_micro_usd_per_minute=0.5\n'
+        '[[models]]\nsku="a"\nkind="transcription"\nprovider="embedded:pocketsphinx"\nprice_micro_usd_per_minute=0.5\n'
     )
     with pytest.raises(RuntimeError):
         load_catalog(floaty)

@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from earshot.errors import NotAnAudioModelError, NotATranscriptionModelError
 
 ModelKind = Literal["transcription", "understanding", "extraction"]
+# Embedded engines run inside the function; the others are upstream wire formats.
+PROVIDERS = ("embedded:pocketsphinx", "embedded:analyzer", "openai-transcription", "gemini", "openai-chat-audio")
 
 
 class CatalogModel(BaseModel):
@@ -24,8 +26,16 @@ class CatalogModel(BaseModel):
     languages: list[str] | None = None
     translates: bool = False
     description: str = ""
-    base_url: str | None = None
-    credential: str | None = None
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    credential: str | None = Field(default=None, pattern=r"^(env|ssm|secret):\S+$")
+
+    @model_validator(mode="after")
+    def _provider_is_known(self) -> CatalogModel:
+        if self.provider not in PROVIDERS:
+            raise ValueError(f"model {self.sku!r}: provider must be one of {', '.join(PROVIDERS)}")
+        if not self.provider.startswith("embedded:") and not self.credential:
+            raise ValueError(f"model {self.sku!r}: an upstream provider needs a credential reference")
+        return self
 
     @property
     def engine(self) -> str:

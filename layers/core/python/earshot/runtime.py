@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from threading import Lock
+from typing import Any
 
 from earshot.catalog import Catalog, CatalogModel, cached_catalog
 from earshot.config import Settings, get_settings, reset_settings
 from earshot.engines.base import TranscriptionEngine
+from earshot.engines.providers import AudioQuestionEngine
 from earshot.errors import ProviderError
 from earshot.ports import AccountStore, BlobStore
 
@@ -25,25 +27,58 @@ class Runtime:
     blobs: BlobStore
     catalog: Catalog
     ffprobe: Path
-    _engines: dict[str, TranscriptionEngine] = field(default_factory=dict)
+    _engines: dict[tuple[str | None, ...], Any] = field(default_factory=dict)
     _lock: Lock = field(default_factory=Lock)
 
-    def transcription_engine(self, model: CatalogModel) -> TranscriptionEngine:
-        """The engine serving ``model``, built on first use and kept for the process."""
+    def _engine(self, model: CatalogModel, role: str) -> Any:
+        # Keyed by endpoint and credential too: two SKUs on one provider may point at different upstreams.
+        key = (role, model.provider, model.base_url, model.credential, model.upstream_model)
         with self._lock:
-            engine = self._engines.get(model.provider)
+            engine = self._engines.get(key)
             if engine is None:
-                engine = _build_transcription_engine(model)
-                self._engines[model.provider] = engine
+                engine = _build_engine(model, role)
+                self._engines[key] = engine
             return engine
 
+    def transcription_engine(self, model: CatalogModel) -> TranscriptionEngine:
+        """The speech-to-text engine serving ``model``, built on first use and kept for the process."""
+        engine: TranscriptionEngine = self._engine(model, "transcription")
+        return engine
 
-def _build_transcription_engine(model: CatalogModel) -> TranscriptionEngine:
-    if model.provider == "embedded:pocketsphinx":
+    def question_engine(self, model: CatalogModel) -> AudioQuestionEngine:
+        """The engine answering questions about audio for ``model`` (understand, extract, understanding)."""
+        engine: AudioQuestionEngine = self._engine(model, "question")
+        return engine
+
+
+def _build_engine(model: CatalogModel, role: str) -> Any:
+    if model.provider == "embedded:pocketsphinx" and role == "transcription":
         from earshot.engines.pocketsphinx_engine import PocketsphinxEngine
 
         return PocketsphinxEngine()
-    raise ProviderError(f"model {model.sku!r} names provider {model.provider!r}, which this deployment cannot call")
+    if model.provider == "embedded:analyzer" and role == "question":
+        from earshot.engines.analyzer_engine import AnalyzerQuestionEngine
+
+        return AnalyzerQuestionEngine()
+    if model.provider.startswith("embedded:"):
+        raise ProviderError(f"model {model.sku!r} cannot serve this request")
+    from earshot.adapters.credentials import resolve_credential
+
+    api_key = resolve_credential(model.credential or "", sku=model.sku)
+    base_url, upstream = model.base_url, model.upstream_model
+    if model.provider == "openai-transcription" and role == "transcription":
+        from earshot.engines.providers.openai_transcription import OpenAITranscriptionEngine
+
+        return OpenAITranscriptionEngine(base_url=base_url, api_key=api_key, upstream_model=upstream)
+    if model.provider == "gemini":
+        from earshot.engines.providers.gemini import GeminiAudioEngine
+
+        return GeminiAudioEngine(base_url=base_url, api_key=api_key, upstream_model=upstream)
+    if model.provider == "openai-chat-audio":
+        from earshot.engines.providers.openai_chat_audio import OpenAIChatAudioEngine
+
+        return OpenAIChatAudioEngine(base_url=base_url, api_key=api_key, upstream_model=upstream)
+    raise ProviderError(f"model {model.sku!r} cannot serve this request")
 
 
 def _build_local(settings: Settings) -> tuple[AccountStore, BlobStore]:

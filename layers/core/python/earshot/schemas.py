@@ -29,7 +29,7 @@ class ErrorEnvelope(BaseModel):
 # -- billing -----------------------------------------------------------------------------------
 class Billing(BaseModel):
     duration_sec: float = Field(description="Measured from the audio itself with ffprobe.")
-    duration_source: str = Field(description="How the duration was measured (container header or packet count).")
+    duration_source: str = Field(description="measured (from the audio) or caller_hint (a longer duration_sec hint).")
     billable_minutes: int = Field(description="max(1, ceil(duration_sec / 60)).")
     cost_usd: float
     cost_micro_usd: int

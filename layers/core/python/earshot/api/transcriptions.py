@@ -7,16 +7,16 @@ from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 
-from earshot import billing
+from earshot.engines.base import Transcript
 from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
+from earshot.http.billing import billing_block, billing_headers
 from earshot.http.multipart import is_multipart, parse_multipart
 from earshot.http.request import ApiRequest
 from earshot.http.validation import parse_model
 from earshot.render import language_name, render_srt, render_text, render_vtt
 from earshot.runtime import get_runtime
 from earshot.schemas import (
-    Billing,
     DurationUsage,
     SegmentOut,
     TranscriptionForm,
@@ -25,7 +25,8 @@ from earshot.schemas import (
     WordOut,
 )
 from earshot.services.audio_input import check_inline_size
-from earshot.services.transcription import TranscriptionJob, TranscriptionOutcome, transcribe
+from earshot.services.metered import AudioPayload, Metered
+from earshot.services.transcription import TranscriptionJob, transcribe
 
 # Room for the multipart framing and text fields around the file itself.
 _FORM_OVERHEAD = 256 * 1024
@@ -82,8 +83,7 @@ def _handle(request: ApiRequest, *, task: Literal["transcribe", "translate"]) ->
     upload = _read_form(request, runtime.settings.max_inline_bytes)
     form = upload.form
     job = TranscriptionJob(
-        audio=form.file,
-        filename=upload.filename,
+        audio=AudioPayload(form.file, upload.filename),
         model=form.model,
         task=task,
         language=form.language,
@@ -96,36 +96,12 @@ def _handle(request: ApiRequest, *, task: Literal["transcribe", "translate"]) ->
     return _render(outcome, form, task)
 
 
-def _billing(outcome: TranscriptionOutcome) -> Billing:
-    cost = -outcome.debit.amount_micro_usd
-    balance = outcome.debit.balance_after_micro_usd
-    return Billing(
-        duration_sec=round(outcome.metered.seconds, 3),
-        duration_source=outcome.metered.source,
-        billable_minutes=outcome.debit.billable_minutes or 0,
-        cost_usd=billing.usd(cost),
-        cost_micro_usd=cost,
-        balance_usd=billing.usd(balance),
-        balance_micro_usd=balance,
-    )
-
-
-def _billing_headers(outcome: TranscriptionOutcome, bill: Billing) -> dict[str, str]:
-    return {
-        "X-Earshot-Model": outcome.model.sku,
-        "X-Earshot-Duration-Sec": f"{bill.duration_sec:.3f}",
-        "X-Earshot-Billable-Minutes": str(bill.billable_minutes),
-        "X-Earshot-Cost-USD": billing.usd_text(bill.cost_micro_usd),
-        "X-Earshot-Balance-USD": billing.usd_text(bill.balance_micro_usd),
-    }
-
-
 def _render(
-    outcome: TranscriptionOutcome, form: TranscriptionForm, task: Literal["transcribe", "translate"]
+    outcome: Metered[Transcript], form: TranscriptionForm, task: Literal["transcribe", "translate"]
 ) -> Response[str]:
-    bill = _billing(outcome)
-    headers = _billing_headers(outcome, bill)
-    transcript = outcome.transcript
+    bill = billing_block(outcome)
+    headers = billing_headers(outcome)
+    transcript = outcome.result
     usage = DurationUsage(seconds=bill.duration_sec)
     fmt = form.response_format
     if fmt == "json":
