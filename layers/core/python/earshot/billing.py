@@ -20,7 +20,17 @@ def billable_minutes(seconds: float) -> int:
 
 
 def cost_micro_usd(model: CatalogModel, seconds: float) -> int:
-    return billable_minutes(seconds) * model.price_micro_usd_per_minute
+    """The catalog price: a per-request base (extraction has one) plus each started minute."""
+    return model.base_price_micro_usd + billable_minutes(seconds) * model.price_micro_usd_per_minute
+
+
+# The extract-audio contract counts credits: 10 per request plus 2 per started minute.
+EXTRACT_BASE_CREDITS = 10
+EXTRACT_CREDITS_PER_MINUTE = 2
+
+
+def extraction_credits(seconds: float) -> int:
+    return EXTRACT_BASE_CREDITS + EXTRACT_CREDITS_PER_MINUTE * billable_minutes(seconds)
 
 
 def usd(micro_usd: int) -> float:

@@ -22,6 +22,7 @@ class CatalogModel(BaseModel):
     provider: str
     upstream_model: str = ""
     price_micro_usd_per_minute: int = Field(ge=0)
+    base_price_micro_usd: int = Field(default=0, ge=0, description="Charged once per request on top of the minutes.")
     aliases: list[str] = Field(default_factory=list)
     languages: list[str] | None = None
     translates: bool = False

@@ -33,11 +33,17 @@ class Settings(BaseSettings):
     catalog: Path | None = Field(default=None, description="Model catalog TOML; the shipped default when unset.")
     ffprobe: Path | None = Field(default=None, description="ffprobe binary; found automatically when unset.")
     max_inline_bytes: int = Field(default=25 * MB, description="Largest audio accepted inside a request body.")
+    max_fetch_bytes: int = Field(default=100 * MB, description="Largest audio fetched from a caller's URL.")
+    allow_loopback_urls: bool = Field(
+        default=False, description="Let audio and callback URLs reach 127.0.0.1 (tests and local demos only)."
+    )
+    rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per API key per minute.")
     request_timeout_sec: float = Field(default=29.0, description="Deadline for a synchronous request locally.")
     # The aws runtime's resources, named by the CDK stack. Each table's variable is its
     # ``dynamo_layout.TableSpec.env_var`` (EARSHOT_ACCOUNTS_TABLE, ...).
     accounts_table: str | None = None
     api_keys_table: str | None = None
+    rate_limits_table: str | None = None
     ledger_table: str | None = None
     bucket_name: str | None = None
 

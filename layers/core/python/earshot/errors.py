@@ -22,6 +22,7 @@ class EarshotError(Exception):
         self.message = message
         self.param = param
         self.retry_after = retry_after
+        self.headers: dict[str, str] = {}  # extra response headers (rate-limit state, say)
 
 
 class InvalidRequestError(EarshotError):

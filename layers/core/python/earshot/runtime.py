@@ -17,7 +17,7 @@ from earshot.config import Settings, get_settings, reset_settings
 from earshot.engines.base import TranscriptionEngine
 from earshot.engines.providers import AudioQuestionEngine
 from earshot.errors import ProviderError
-from earshot.ports import AccountStore, BlobStore
+from earshot.ports import AccountStore, BlobStore, RateLimiter
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Runtime:
     blobs: BlobStore
     catalog: Catalog
     ffprobe: Path
+    limiter: RateLimiter
     _engines: dict[tuple[str | None, ...], Any] = field(default_factory=dict)
     _lock: Lock = field(default_factory=Lock)
 
@@ -81,29 +82,33 @@ def _build_engine(model: CatalogModel, role: str) -> Any:
     raise ProviderError(f"model {model.sku!r} cannot serve this request")
 
 
-def _build_local(settings: Settings) -> tuple[AccountStore, BlobStore]:
+def _build_local(settings: Settings) -> tuple[AccountStore, BlobStore, RateLimiter]:
     from earshot.adapters.file_blobs import FileBlobStore
+    from earshot.adapters.rate_limits import SqliteRateLimiter
     from earshot.adapters.sqlite_store import SqliteStore
 
     data_dir = settings.data_dir.expanduser()
-    return SqliteStore(data_dir / "earshot.db"), FileBlobStore(data_dir / "blobs")
+    database = data_dir / "earshot.db"
+    return SqliteStore(database), FileBlobStore(data_dir / "blobs"), SqliteRateLimiter(database)
 
 
 @lru_cache(maxsize=1)
 def get_runtime() -> Runtime:
     settings = get_settings()
     if settings.runtime == "aws":
-        from earshot.adapters.aws import build_aws_ports
+        from earshot.adapters.aws import build_aws_ports, build_aws_rate_limiter
 
         store, blobs = build_aws_ports(settings)
+        limiter = build_aws_rate_limiter(settings)
     else:
-        store, blobs = _build_local(settings)
+        store, blobs, limiter = _build_local(settings)
     return Runtime(
         settings=settings,
         store=store,
         blobs=blobs,
         catalog=cached_catalog(settings.resolved_catalog()),
         ffprobe=settings.resolved_ffprobe(),
+        limiter=limiter,
     )
 
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -50,9 +50,12 @@ class TranscriptionForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    file: bytes = Field(
-        description="The audio file: mp3, wav, m4a, ogg, webm or flac.", json_schema_extra={"format": "binary"}
+    file: bytes | None = Field(
+        default=None,
+        description="The audio file: mp3, wav, m4a, ogg, webm or flac.",
+        json_schema_extra={"format": "binary"},
     )
+    url: str | None = Field(default=None, max_length=2048, description="Instead of file: an https URL of the audio.")
     model: str = Field(default="transcribe", min_length=1, max_length=128)
     language: str | None = Field(default=None, max_length=32, description="ISO-639-1 code, e.g. en.")
     prompt: str | None = Field(default=None, max_length=4096)
@@ -170,3 +173,102 @@ class ModelOut(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelOut]
+
+
+# -- audio understand --------------------------------------------------------------------------
+class UnderstandForm(BaseModel):
+    """``multipart/form-data`` fields of ``POST /v1/audio/understand``: ``file`` or ``url``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: bytes | None = Field(default=None, json_schema_extra={"format": "binary"}, description="The audio file.")
+    url: str | None = Field(default=None, max_length=2048, description="https URL of the audio, fetched server-side.")
+    question: str = Field(min_length=1, max_length=10_000, description="What to find out about how the audio sounds.")
+    model: str = Field(default="audio-understand", min_length=1, max_length=128)
+    duration_sec: float | None = Field(
+        default=None, gt=0, le=86_400, description="Optional hint; it can raise the bill, never lower it."
+    )
+
+
+class UnderstandBilling(BaseModel):
+    duration_sec: float
+    duration_source: Literal["measured", "caller_hint"]
+    billable_minutes: int
+    cost_usd: float
+    cost_micro_usd: int
+    balance_usd: float
+    balance_micro_usd: int
+
+
+class UnderstandResponse(BaseModel):
+    answer: str
+    model: str
+    billing: UnderstandBilling
+
+
+# -- extract-audio (DumplingAI shape) ----------------------------------------------------------
+class ExtractRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputMethod: Literal["url", "base64"]
+    audio: str = Field(min_length=1, description="An https URL, or base64 audio (a data: URL is accepted too).")
+    prompt: str = Field(min_length=1, max_length=20_000)
+    jsonMode: bool = False
+    schema_: dict[str, Any] | None = Field(
+        default=None, alias="schema", description="JSON Schema the result must satisfy (implies jsonMode)."
+    )
+    model: str = Field(default="extract", min_length=1, max_length=128)
+
+
+class ExtractResponse(BaseModel):
+    results: Any = Field(description="A string, or with jsonMode the JSON value the model produced.")
+    prompt: str
+    audioDuration: float
+    creditUsage: int
+
+
+class ExtractFormats(BaseModel):
+    supportedFormats: list[str]
+    maxFileSizeMB: int
+    maxDurationSeconds: int
+
+
+# -- /api/v2/Audio/transcribe ------------------------------------------------------------------
+class CultureQuery(BaseModel):
+    culture: Literal["en", "es"] = Field(default="en", description="Language of error messages.")
+
+
+class V2TranscribeForm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: bytes = Field(json_schema_extra={"format": "binary"}, description="Audio or video (mp4, mpeg) file.")
+    model: str = Field(default="transcribe", min_length=1, max_length=128)
+    prompt: str | None = Field(default=None, max_length=256)
+    user: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=100)
+
+
+class V2Metadata(BaseModel):
+    language: str
+    duration: str
+
+
+class V2TokenUsage(BaseModel):
+    completionTokens: int
+    promptTokens: int
+    totalTokens: int
+
+
+class V2Cost(BaseModel):
+    completion: float
+    prompt: float
+    total: float
+    currency: str
+
+
+class V2TranscribeResponse(BaseModel):
+    instanceId: str
+    transcript: str
+    metadata: V2Metadata
+    tokenUsage: V2TokenUsage
+    cost: V2Cost

@@ -12,11 +12,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from earshot.adapters.dynamo_layout import ACCOUNTS, API_KEYS, LEDGER
+from earshot.adapters.dynamo_layout import ACCOUNTS, API_KEYS, LEDGER, RATE_LIMITS
 from earshot.adapters.dynamo_store import DynamoStore
 from earshot.adapters.s3_blobs import S3BlobStore
 from earshot.config import Settings
-from earshot.ports import AccountStore, BlobStore
+from earshot.ports import AccountStore, BlobStore, RateLimiter
 
 # Short timeouts and few retries: a request has a 30 s gateway budget, and the SDK's retries are
 # part of the "at most 3 attempts across all layers" rule.
@@ -73,3 +73,11 @@ def build_aws_ports(settings: Settings) -> tuple[AccountStore, BlobStore]:
     )
     blobs = S3BlobStore(bucket_name, _LazyClient(session, "s3"))
     return store, blobs
+
+
+def build_aws_rate_limiter(settings: Settings) -> RateLimiter:
+    """Per-key request counters on the rate-limits table named in ``settings``."""
+    from earshot.adapters.rate_limits import DynamoRateLimiter
+
+    table = _required(settings.rate_limits_table, RATE_LIMITS.env_var)
+    return DynamoRateLimiter(_LazyClient(boto3.session.Session(), "dynamodb"), table)

@@ -56,7 +56,9 @@ class TableSpec:
             "TableName": table_name,
             "BillingMode": "PAY_PER_REQUEST",
             "KeySchema": key_schema,
-            "AttributeDefinitions": [{"AttributeName": k.name, "AttributeType": k.type} for k in sorted(attributes, key=lambda k: k.name)],
+            "AttributeDefinitions": [
+                {"AttributeName": k.name, "AttributeType": k.type} for k in sorted(attributes, key=lambda k: k.name)
+            ],
         }
         if gsis:
             kwargs["GlobalSecondaryIndexes"] = gsis
@@ -78,4 +80,32 @@ LEDGER = TableSpec(
     indexes=(Index("by_account", Key("account_id"), Key("entry_id")),),
 )
 
-TABLES: tuple[TableSpec, ...] = (ACCOUNTS, API_KEYS, LEDGER)
+# Tasks (issue 5): one item per task; DynamoDB's TTL removes it after ``expires_at`` (the adapter
+# already treats it as gone from then on). Status moves are conditional updates.
+TASKS = TableSpec("tasks", partition=Key("task_id"), ttl_attribute="expires_at")
+
+# A task's events for SSE, in ``seq`` order; an event is written only if its seq is still free and the
+# task exists, so seqs have no gaps and a resumed reader misses nothing. They expire with the task.
+TASK_EVENTS = TableSpec("task_events", partition=Key("task_id"), sort=Key("seq", "N"), ttl_attribute="expires_at")
+
+# Workflow step markers, one item per (task, step): claimed on each attempt, output recorded once.
+STEP_MARKERS = TableSpec("step_markers", partition=Key("task_id"), sort=Key("step"), ttl_attribute="expires_at")
+
+# Idempotency-Key records, keyed "<account_id>#<key>", in the attribute layout of Powertools Idempotency's
+# DynamoDB persistence (``expiration`` seconds, ``in_progress_expiration`` milliseconds, ``status``
+# INPROGRESS / COMPLETED, ``validation`` the request hash, ``data`` the stored response).
+IDEMPOTENCY = TableSpec("idempotency", partition=Key("id"), ttl_attribute="expiration")
+
+# Rate-limit counters: one item per key and fixed window ("<key_id>#<window_start>"), expiring after it.
+RATE_LIMITS = TableSpec("rate_limits", partition=Key("window_key"), ttl_attribute="expires_at")
+
+TABLES: tuple[TableSpec, ...] = (
+    ACCOUNTS,
+    API_KEYS,
+    LEDGER,
+    TASKS,
+    TASK_EVENTS,
+    STEP_MARKERS,
+    IDEMPOTENCY,
+    RATE_LIMITS,
+)

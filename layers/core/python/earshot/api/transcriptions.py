@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from aws_lambda_powertools.event_handler import Response
 
 from earshot.engines.base import Transcript
-from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
 from earshot.http.billing import billing_block, billing_headers
-from earshot.http.multipart import is_multipart, parse_multipart
+from earshot.http.forms import read_form
 from earshot.http.request import ApiRequest
-from earshot.http.validation import parse_model
 from earshot.render import language_name, render_srt, render_text, render_vtt
 from earshot.runtime import get_runtime
 from earshot.schemas import (
@@ -24,13 +21,11 @@ from earshot.schemas import (
     TranscriptionVerboseJson,
     WordOut,
 )
-from earshot.services.audio_input import check_inline_size
-from earshot.services.metered import AudioPayload, Metered
+from earshot.services.audio_source import from_upload_or_url
+from earshot.services.metered import Metered
 from earshot.services.transcription import TranscriptionJob, transcribe
 
-# Room for the multipart framing and text fields around the file itself.
-_FORM_OVERHEAD = 256 * 1024
-_LIST_FIELDS = {"timestamp_granularities[]", "timestamp_granularities"}
+_LIST_FIELDS = {name: "timestamp_granularities[]" for name in ("timestamp_granularities[]", "timestamp_granularities")}
 _TEXT_TYPES = {
     "text": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
@@ -46,51 +41,28 @@ def create_translation(request: ApiRequest) -> Response[str]:
     return _handle(request, task="translate")
 
 
-@dataclass(frozen=True)
-class _Upload:
-    form: TranscriptionForm
-    filename: str
-
-
-def _read_form(request: ApiRequest, limit: int) -> _Upload:
-    if not is_multipart(request.content_type):
-        raise InvalidRequestError("send the audio as multipart/form-data with a 'file' field")
-    check_inline_size(max(0, len(request.body) - _FORM_OVERHEAD), limit)
-    form = parse_multipart(request.body, request.content_type)
-    upload = form.files.get("file")
-    if upload is None:
-        raise InvalidRequestError("missing the 'file' field (the audio to transcribe)", param="file")
-    check_inline_size(len(upload.data), limit)
-    extra_files = set(form.files) - {"file"}
-    if extra_files:
-        raise InvalidRequestError(f"unexpected file field {sorted(extra_files)[0]!r}", param=sorted(extra_files)[0])
-    data: dict[str, Any] = {"file": upload.data}
-    for name, values in form.fields.items():
-        if name in _LIST_FIELDS:
-            data["timestamp_granularities[]"] = values
-        elif len(values) > 1:
-            raise InvalidRequestError(f"field {name!r} was sent more than once", param=name)
-        else:
-            data[name] = values[0]
-    parsed = parse_model(TranscriptionForm, data)
-    request.body = b""  # the audio now lives in the form; drop the request's copy early
-    return _Upload(form=parsed, filename=upload.filename)
-
-
 def _handle(request: ApiRequest, *, task: Literal["transcribe", "translate"]) -> Response[str]:
     principal = request.principal()
     runtime = get_runtime()
-    upload = _read_form(request, runtime.settings.max_inline_bytes)
+    upload = read_form(
+        request,
+        TranscriptionForm,
+        limit=runtime.settings.max_inline_bytes,
+        list_fields=_LIST_FIELDS,
+        file_required=False,
+    )
     form = upload.form
+    deadline = request.deadline_sec(default=runtime.settings.request_timeout_sec)
+    audio = from_upload_or_url(runtime, data=form.file, filename=upload.filename, url=form.url, deadline_sec=deadline)
     job = TranscriptionJob(
-        audio=AudioPayload(form.file, upload.filename),
+        audio=audio,
         model=form.model,
         task=task,
         language=form.language,
         prompt=form.prompt,
         temperature=form.temperature,
         word_timestamps="word" in form.timestamp_granularities,
-        deadline_sec=request.deadline_sec(default=runtime.settings.request_timeout_sec),
+        deadline_sec=deadline,
     )
     outcome = transcribe(runtime, principal, request.request_id, job)
     return _render(outcome, form, task)

@@ -60,15 +60,28 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
     for route in routes_for(function):
         endpoint = _load_endpoint(route.endpoint)
 
-        def dispatch(_endpoint: Endpoint = endpoint, **_path_params: str) -> Response[Any]:
+        def dispatch(_endpoint: Endpoint = endpoint, _limited: bool = route.auth, **_path_params: str) -> Response[Any]:
             request = ApiRequest.from_event(app.current_event.raw_event, app.lambda_context)
+            key_id = request.authorizer.get("key_id")
             logger.append_keys(
-                request_id=request.request_id,
-                key_id=request.authorizer.get("key_id"),
-                account_id=request.authorizer.get("account_id"),
+                request_id=request.request_id, key_id=key_id, account_id=request.authorizer.get("account_id")
             )
-            response = _endpoint(request)
+            rate_headers: dict[str, str] = {}
+            if _limited and key_id:
+                from earshot.runtime import get_runtime  # not at import: /openapi.json needs no store
+                from earshot.services.rate_limit import count_request
+
+                runtime = get_runtime()
+                status = count_request(runtime.limiter, str(key_id), limit=runtime.settings.rate_limit_per_minute)
+                rate_headers = status.headers()
+            try:
+                response = _endpoint(request)
+            except EarshotError as error:
+                error.headers = {**rate_headers, **error.headers}
+                raise
             response.headers.setdefault("X-Request-Id", request.request_id)
+            for name, value in rate_headers.items():
+                response.headers.setdefault(name, value)
             return response
 
         app.route(route.path, method=route.method)(dispatch)

@@ -22,4 +22,5 @@ def error_headers(error: EarshotError, request_id: str) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
+    headers.update(error.headers)
     return headers

@@ -1,0 +1,63 @@
+"""``POST /api/v2/Audio/transcribe``: transcription in the v2 shape, errors in the caller's culture."""
+
+from __future__ import annotations
+
+import uuid
+
+from aws_lambda_powertools.event_handler import Response
+
+from earshot.billing import usd
+from earshot.errors import EarshotError, InvalidRequestError
+from earshot.http.app import json_response
+from earshot.http.billing import billing_headers
+from earshot.http.forms import read_form
+from earshot.http.i18n import CULTURES, localized
+from earshot.http.request import ApiRequest
+from earshot.render import language_name
+from earshot.runtime import get_runtime
+from earshot.schemas import V2Cost, V2Metadata, V2TokenUsage, V2TranscribeForm, V2TranscribeResponse
+from earshot.services.metered import AudioPayload
+from earshot.services.transcription import TranscriptionJob, transcribe
+
+
+def create_v2_transcription(request: ApiRequest) -> Response[str]:
+    culture = (request.query.get("culture") or "en").lower()
+    try:
+        if culture not in CULTURES:
+            culture = "en"
+            raise InvalidRequestError("culture must be 'en' or 'es'", param="culture")
+        return _transcribe(request)
+    except EarshotError as error:
+        raise localized(error, culture) from error
+
+
+def _transcribe(request: ApiRequest) -> Response[str]:
+    principal = request.principal()
+    runtime = get_runtime()
+    parsed = read_form(request, V2TranscribeForm, limit=runtime.settings.max_inline_bytes)
+    form = parsed.form
+    outcome = transcribe(
+        runtime,
+        principal,
+        request.request_id,
+        TranscriptionJob(
+            audio=AudioPayload(form.file, parsed.filename),
+            model=form.model,
+            prompt=form.prompt,
+            deadline_sec=request.deadline_sec(default=runtime.settings.request_timeout_sec),
+        ),
+    )
+    cost = usd(outcome.cost_micro_usd)
+    # Audio models bill by the minute, not by tokens: the whole charge is the "prompt" (input) side.
+    return json_response(
+        V2TranscribeResponse(
+            instanceId=str(uuid.uuid4()),
+            transcript=outcome.result.text,
+            metadata=V2Metadata(
+                language=language_name(outcome.result.language), duration=f"{outcome.billed_seconds:.3f}"
+            ),
+            tokenUsage=V2TokenUsage(completionTokens=0, promptTokens=0, totalTokens=0),
+            cost=V2Cost(completion=0.0, prompt=cost, total=cost, currency="USD"),
+        ),
+        headers=billing_headers(outcome),
+    )

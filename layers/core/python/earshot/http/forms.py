@@ -1,0 +1,65 @@
+"""Multipart forms into pydantic models: size checks first, then parsing, then validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from earshot.errors import InvalidRequestError
+from earshot.http.multipart import is_multipart, parse_multipart
+from earshot.http.request import ApiRequest
+from earshot.http.validation import parse_model
+from earshot.services.audio_input import check_inline_size
+
+FormT = TypeVar("FormT", bound=BaseModel)
+
+# Room for the multipart framing and text fields around the file itself.
+FORM_OVERHEAD = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ParsedForm(Generic[FormT]):
+    form: FormT
+    filename: str
+
+
+def read_form(
+    request: ApiRequest,
+    model: type[FormT],
+    *,
+    limit: int,
+    list_fields: dict[str, str] | None = None,
+    file_required: bool = True,
+) -> ParsedForm[FormT]:
+    """Parse ``request`` as multipart into ``model``; the audio goes in the ``file`` field.
+
+    ``list_fields`` maps repeatable wire names (``timestamp_granularities[]``) to the model's alias.
+    """
+    if not is_multipart(request.content_type):
+        raise InvalidRequestError("send the audio as multipart/form-data with a 'file' field")
+    check_inline_size(max(0, len(request.body) - FORM_OVERHEAD), limit)
+    form = parse_multipart(request.body, request.content_type)
+    upload = form.files.get("file")
+    if "file" in form.fields:
+        raise InvalidRequestError("'file' must be a file upload (with a filename), not a text field", param="file")
+    if upload is None and file_required:
+        raise InvalidRequestError("missing the 'file' field (the audio)", param="file")
+    extra_files = sorted(set(form.files) - {"file"})
+    if extra_files:
+        raise InvalidRequestError(f"unexpected file field {extra_files[0]!r}", param=extra_files[0])
+    data: dict[str, Any] = {}
+    if upload is not None:
+        check_inline_size(len(upload.data), limit)
+        data["file"] = upload.data
+    for name, values in form.fields.items():
+        if list_fields and name in list_fields:
+            data[list_fields[name]] = values
+        elif len(values) > 1:
+            raise InvalidRequestError(f"field {name!r} was sent more than once", param=name)
+        else:
+            data[name] = values[0]
+    parsed = parse_model(model, data)
+    request.body = b""  # the audio now lives in the form; drop the request's copy early
+    return ParsedForm(form=parsed, filename=upload.filename if upload else "")

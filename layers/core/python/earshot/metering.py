@@ -1,0 +1,336 @@
+"""Duration metering: how long the audio really is, which is what a request is billed for.
+
+The length comes from ffprobe run on a local file, never from a client's claim nor from a URL. Containers
+lie, so each (container, codec) pair is trusted only where ffmpeg reads the length from an exact index:
+
+* mp4/mov sample tables, Ogg granule positions, FLAC STREAMINFO, Matroska's Duration element, and
+  WAV/AIFF/CAF data sizes for PCM (where ffmpeg's bitrate fallback is exact too);
+* everything else is counted: raw MPEG audio (mp3 with or without a Xing header, whose length ffprobe
+  otherwise *estimates from the bitrate*), ADTS AAC, AC-3, MPEG-PS/TS (whose length ffmpeg takes from
+  the last timestamp it finds, a whole PES packet of frames short), and any trusted container whose
+  length is missing (MediaRecorder WebM, FLAC without a sample count). Packets times samples-per-packet
+  when the codec fixes it or the first packets agree on it, else the sum of every packet's duration.
+
+The result matches the decoded length to within one codec frame: ffmpeg's decoder drops the encoder
+delay (LAME header, Opus pre-skip) that is subtracted here, while the end padding (at most a frame) may
+be left in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from earshot.errors import InternalError, InvalidAudioError
+
+logger = logging.getLogger(__name__)
+
+# Demuxers ffprobe may use. Playlists and references (hls, concat, dash, image2 sequences) would open
+# other files, so anything not plainly an audio or audio/video container is refused.
+_ALLOWED_DEMUXERS = (
+    "aac,ac3,aiff,amr,amrnb,amrwb,ape,asf,au,avi,caf,dts,eac3,flac,flv,matroska,mov,mp3,mpeg,mpegts,ogg,w64,wav,wv"
+)
+# Containers whose stream length is an exact index (first token of ffprobe's format_name).
+_EXACT_CONTAINERS = frozenset({"mov", "ogg", "flac", "matroska", "wav", "w64", "aiff", "caf"})
+# ...of which these hold a byte count, exact only for PCM (ffmpeg otherwise estimates or reads 'fact').
+_PCM_ONLY_CONTAINERS = frozenset({"wav", "w64", "aiff", "caf"})
+# Codecs whose every packet carries a fixed number of samples.
+_SAMPLES_PER_PACKET = {"mp1": 384, "mp2": 1152, "mp3": 1152, "aac": 1024, "ac3": 1536, "eac3": 1536}
+_WAV_PROBE_BYTES = "32768"
+# How many leading packets the first probe reads to learn a packet's duration (Opus, FLAC).
+_LEADING_PACKETS = 8
+_STREAM_FIELDS = (
+    "index,codec_type,codec_name,profile,sample_rate,channels,time_base,start_time,duration,initial_padding"
+)
+# The pinned static ffprobe's glibc crashes in iconv (MPEG-TS service names) when it finds the host's
+# gconv modules; with none, iconv fails cleanly. The child also gets no other environment at all.
+_FFPROBE_ENV = {"GCONV_PATH": "/nonexistent", "LC_ALL": "C"}
+
+
+@dataclass(frozen=True)
+class MeteredAudio:
+    """The measured length of an audio file and what it was measured from.
+
+    Attributes
+    ----------
+    seconds
+        Length of the first audio stream, in seconds (always positive).
+    source
+        ``"container"`` when read from an exact container index, ``"packets"`` when counted.
+    format_name
+        ffprobe's demuxer name, e.g. ``"mp3"`` or ``"mov,mp4,m4a,3gp,3g2,mj2"``.
+    codec
+        Audio codec, e.g. ``"mp3"``, ``"aac"``, ``"opus"``.
+    sample_rate
+        Audio sample rate in Hz.
+    channels
+        Audio channel count.
+    has_video
+        Whether the file also carries a video stream (cover art does not count).
+    """
+
+    seconds: float
+    source: str
+    format_name: str
+    codec: str
+    sample_rate: int
+    channels: int
+    has_video: bool
+
+
+def meter_duration(path: Path, *, ffprobe: Path, timeout_sec: float = 15.0) -> MeteredAudio:
+    """Measure how long the audio in a local file lasts.
+
+    Runs ffprobe once (twice when the container's length has to be counted), restricted to the
+    ``file`` protocol and to audio/video demuxers, without a shell and without the caller's environment.
+
+    Parameters
+    ----------
+    path
+        The audio file on local disk. Its name is never interpreted as a URL or protocol.
+    ffprobe
+        The ffprobe binary (``get_settings().resolved_ffprobe()``).
+    timeout_sec
+        Deadline for all ffprobe runs together.
+
+    Returns
+    -------
+    MeteredAudio
+        Length of the first audio stream, exact to one codec frame against the decoded length.
+
+    Raises
+    ------
+    InvalidAudioError
+        The file is empty, is not readable audio (truncated, damaged, another kind of file, a playlist),
+        has no audio stream or an empty one, or ffprobe failed or ran out of time.
+    InternalError
+        The ffprobe binary could not be started at all.
+    """
+    local = Path(path).resolve()
+    head = _read_head(local)
+    deadline = time.monotonic() + timeout_sec
+    probe = _run_ffprobe(ffprobe, local, _first_probe_args(head), deadline=deadline)
+
+    streams: list[dict[str, Any]] = probe.get("streams") or []
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if audio is None:
+        raise InvalidAudioError("The file has no audio stream.", param="file")
+    sample_rate = _int(audio.get("sample_rate"))
+    if sample_rate <= 0:
+        raise InvalidAudioError("The audio stream has no sample rate; the file may be damaged.", param="file")
+    others = [s for s in streams if s is not audio and not _is_cover_art(s)]
+    has_video = any(s.get("codec_type") == "video" for s in others)
+    format_name = str(probe.get("format", {}).get("format_name") or "unknown")
+    container = format_name.split(",")[0]
+    codec = str(audio.get("codec_name") or "unknown")
+
+    source = "container"
+    seconds = _exact_container_seconds(probe, audio, container=container, codec=codec, alone=not others)
+    if seconds is None:
+        source = "packets"
+        seconds = _counted_seconds(
+            ffprobe, local, probe, audio, codec=codec, sample_rate=sample_rate, deadline=deadline
+        )
+        if container == "mp3":
+            # The mp3 demuxer reports the LAME encoder delay as the start time; the decoder drops it.
+            seconds -= max(_float(audio.get("start_time")) or 0.0, 0.0)
+    # Opus pre-skip: part of granule positions and packet durations, dropped by the decoder.
+    seconds -= _int(audio.get("initial_padding")) / sample_rate
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidAudioError("The audio stream is empty: it holds no samples.", param="file")
+
+    return MeteredAudio(
+        seconds=seconds,
+        source=source,
+        format_name=format_name,
+        codec=codec,
+        sample_rate=sample_rate,
+        channels=_int(audio.get("channels")),
+        has_video=has_video,
+    )
+
+
+def _first_probe_args(head: bytes) -> list[str]:
+    """Headers and stream parameters, plus what the file's first bytes say will be needed next.
+
+    Raw MPEG audio (mp3, mp2, ADTS AAC) is always counted, so it is counted in this run already; other
+    files list their first packets, whose durations the counting fallback may need.
+    """
+    if _looks_like_mpeg_audio(head):
+        entries = f"format=format_name,duration:stream={_STREAM_FIELDS},nb_read_packets:stream_disposition=attached_pic"
+        return ["-count_packets", "-show_entries", entries]
+    entries = f"format=format_name,duration:stream={_STREAM_FIELDS}:stream_disposition=attached_pic"
+    args = ["-read_intervals", f"%+#{_LEADING_PACKETS}", "-show_entries", entries + ":packet=stream_index,duration"]
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        # A WAV header holds every stream parameter; the default 5 MB probe only doubles the run time.
+        args = ["-probesize", _WAV_PROBE_BYTES, *args]
+    return args
+
+
+def _exact_container_seconds(
+    probe: Mapping[str, Any], audio: Mapping[str, Any], *, container: str, codec: str, alone: bool
+) -> float | None:
+    """The container's own length when it is an exact index for this codec, else ``None``."""
+    if container not in _EXACT_CONTAINERS:
+        return None
+    if container in _PCM_ONLY_CONTAINERS and not codec.startswith("pcm_"):
+        return None
+    seconds = _float(audio.get("duration"))
+    if seconds is None and alone:
+        # Matroska keeps one Duration for the whole segment, which is the audio's when nothing else is there.
+        seconds = _float(probe.get("format", {}).get("duration"))
+    if seconds is None or seconds <= 0:
+        return None
+    return seconds
+
+
+def _counted_seconds(
+    ffprobe: Path,
+    local: Path,
+    probe: Mapping[str, Any],
+    audio: Mapping[str, Any],
+    *,
+    codec: str,
+    sample_rate: int,
+    deadline: float,
+) -> float:
+    """Count the audio stream's packets: times a fixed packet duration when there is one, else summed."""
+    index = _int(audio.get("index"))
+    time_base = _fraction(audio.get("time_base"))
+    packet_seconds = _fixed_packet_seconds(audio, codec=codec, sample_rate=sample_rate)
+    if packet_seconds is None and time_base is not None:
+        leading = [_int(p.get("duration")) for p in probe.get("packets") or [] if p.get("stream_index") == index]
+        # A full window of equal packets (Opus frames, FLAC blocks): the encoder keeps that size throughout.
+        if len(leading) == _LEADING_PACKETS and leading[0] > 0 and len(set(leading)) == 1:
+            packet_seconds = float(leading[0] * time_base)
+    if packet_seconds is not None:
+        count = audio.get("nb_read_packets")
+        if count is None:
+            counted = _run_ffprobe(
+                ffprobe,
+                local,
+                ["-count_packets", "-select_streams", str(index), "-show_entries", "stream=nb_read_packets"],
+                deadline=deadline,
+            )
+            count = next((s.get("nb_read_packets") for s in counted.get("streams") or []), None)
+        return _int(count) * packet_seconds
+
+    listed = _run_ffprobe(
+        ffprobe, local, ["-select_streams", str(index), "-show_entries", "packet=duration"], deadline=deadline
+    )
+    total = sum(_int(p.get("duration")) for p in listed.get("packets") or [])
+    return float(total * time_base) if time_base is not None else 0.0
+
+
+def _fixed_packet_seconds(audio: Mapping[str, Any], *, codec: str, sample_rate: int) -> float | None:
+    samples = _SAMPLES_PER_PACKET.get(codec)
+    if samples is None:
+        return None
+    if codec == "mp3" and sample_rate < 32000:
+        samples = 576  # MPEG-2 and 2.5 layer III frames are half as long.
+    if codec == "aac" and str(audio.get("profile") or "").startswith("HE-AAC"):
+        samples = 2048  # SBR doubles the output rate ffprobe reports; a packet stays one core frame.
+    return samples / sample_rate
+
+
+def _run_ffprobe(ffprobe: Path, local: Path, args: Sequence[str], *, deadline: float) -> dict[str, Any]:
+    command = [
+        str(ffprobe),
+        "-hide_banner",
+        "-v",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        _ALLOWED_DEMUXERS,
+        "-of",
+        "json",
+        *args,
+        # The file: prefix keeps names such as "http:x" or "concat:a|b" from being read as protocols.
+        f"file:{local}",
+    ]
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise InvalidAudioError("Reading the audio took too long; the file may be damaged.", param="file")
+    try:
+        done = subprocess.run(
+            command, capture_output=True, timeout=remaining, env=_FFPROBE_ENV, stdin=subprocess.DEVNULL, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        logger.warning("ffprobe timed out", extra={"timeout_sec": round(remaining, 3)})
+        raise InvalidAudioError("Reading the audio took too long; the file may be damaged.", param="file") from exc
+    except OSError as exc:
+        # A missing or unrunnable binary is the deployment's fault, not the client's audio.
+        logger.error("ffprobe could not start", extra={"error": str(exc)})
+        raise InternalError("Audio metering is unavailable.") from exc
+    if done.returncode != 0:
+        logger.info(
+            "ffprobe rejected the file",
+            extra={"returncode": done.returncode, "stderr": done.stderr[-300:].decode("utf-8", "replace")},
+        )
+        raise InvalidAudioError(
+            "The file is not readable audio: it is truncated, damaged or not an audio format.", param="file"
+        )
+    try:
+        parsed = json.loads(done.stdout)
+    except ValueError as exc:
+        raise InvalidAudioError("The audio could not be read.", param="file") from exc
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _read_head(local: Path) -> bytes:
+    try:
+        with local.open("rb") as handle:
+            head = handle.read(12)
+    except OSError as exc:
+        raise InvalidAudioError("The audio file could not be opened.", param="file") from exc
+    if not head:
+        raise InvalidAudioError("The audio file is empty.", param="file")
+    return head
+
+
+def _looks_like_mpeg_audio(head: bytes) -> bool:
+    """An ID3v2 tag or an MPEG audio/ADTS frame sync (eleven set bits) at the start of the file."""
+    return head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+def _is_cover_art(stream: Mapping[str, Any]) -> bool:
+    return bool(_int((stream.get("disposition") or {}).get("attached_pic")))
+
+
+def _float(value: object) -> float | None:
+    """ffprobe's numbers arrive as JSON numbers or strings, and "N/A" when unknown."""
+    if not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: object) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return 0
+    return 0
+
+
+def _fraction(value: object) -> Fraction | None:
+    try:
+        fraction = Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return fraction if fraction > 0 else None

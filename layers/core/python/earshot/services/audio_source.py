@@ -1,0 +1,49 @@
+"""Where a request's audio comes from: the upload itself, base64 / data: URLs, or an https URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from earshot.adapters.fetcher import decode_base64_audio, fetch_audio, parse_data_url
+from earshot.errors import InvalidRequestError
+from earshot.runtime import Runtime
+from earshot.services.metered import AudioPayload
+
+
+def _url_filename(url: str) -> str:
+    return urlsplit(url).path.rsplit("/", 1)[-1]
+
+
+def from_url(runtime: Runtime, url: str, *, deadline_sec: float, max_bytes: int | None = None) -> AudioPayload:
+    """Fetch ``url`` through the SSRF-safe fetcher (https only unless loopback is allowed for tests)."""
+    settings = runtime.settings
+    schemes = ("https", "http") if settings.allow_loopback_urls else ("https",)
+    fetched = fetch_audio(
+        url,
+        max_bytes=max_bytes or settings.max_fetch_bytes,
+        deadline_sec=deadline_sec,
+        allow_loopback=settings.allow_loopback_urls,
+        allowed_schemes=schemes,
+    )
+    return AudioPayload(fetched.data, _url_filename(fetched.final_url))
+
+
+def from_base64(text: str, *, max_bytes: int) -> AudioPayload:
+    """Plain base64 or a ``data:audio/...;base64,`` URL, size-checked before decoding."""
+    if text.startswith("data:"):
+        _mime, data = parse_data_url(text, max_bytes=max_bytes)
+        return AudioPayload(data)
+    return AudioPayload(decode_base64_audio(text, max_bytes=max_bytes))
+
+
+def from_upload_or_url(
+    runtime: Runtime, *, data: bytes | None, filename: str, url: str | None, deadline_sec: float
+) -> AudioPayload:
+    """Exactly one of an uploaded ``file`` or a ``url``."""
+    if data is not None and url:
+        raise InvalidRequestError("send either 'file' or 'url', not both", param="url")
+    if url:
+        return from_url(runtime, url, deadline_sec=deadline_sec, max_bytes=runtime.settings.max_inline_bytes)
+    if data is None:
+        raise InvalidRequestError("missing the 'file' field (the audio) or a 'url' to fetch it from", param="file")
+    return AudioPayload(data, filename)
