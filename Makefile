@@ -56,3 +56,40 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) layers/ffprobe/bin cdk.out .pytest_cache
+
+# --- AWS deployment per stage (infra/, CDK) ------------------------------------------------------------------
+# `make synth STAGE=dev` needs neither AWS credentials nor Docker: it builds the Lambda layers into build/layers/
+# (pip downloads the Lambda platform's wheels once; later runs reuse them) and synthesizes into cdk.out/, with
+# cdk-nag's AwsSolutions checks failing on any unacknowledged finding.
+# `make deploy STAGE=...` and `make destroy STAGE=...` need AWS credentials for the target account (AWS_PROFILE
+# or the usual environment variables) and the account/region bootstrapped once: `npx cdk bootstrap`.
+# Optional: ALARM_EMAIL=ops@example.com subscribes an address to the stage's alarm topic.
+CDK := CDK_DISABLE_VERSION_CHECK=1 npx --no-install cdk
+# synth hides any AWS credentials from the CLI, so it cannot even ask STS who it is: no network, no account.
+CDK_OFFLINE := env -u AWS_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
+	AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+CDK_CONTEXT = -c stage=$(STAGE) $(if $(ALARM_EMAIL),-c alarm_email=$(ALARM_EMAIL))
+LAYERS_STAMP := build/layers/.built
+LAYER_SOURCES := pyproject.toml infra/build_layers.py infra/constants.py \
+	$(shell find layers/core/python/earshot -type f -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
+
+.PHONY: layers synth deploy destroy
+
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+$(LAYERS_STAMP): $(STAMP) $(FFPROBE) $(LAYER_SOURCES)
+	$(BIN)/python infra/build_layers.py
+	@touch $@
+
+layers: setup $(LAYERS_STAMP)
+
+synth: setup node_modules layers
+	$(CDK_OFFLINE) $(CDK) synth $(CDK_CONTEXT) --quiet
+
+deploy: setup node_modules layers
+	$(CDK) deploy $(CDK_CONTEXT) --require-approval broadening
+
+destroy: setup node_modules layers
+	$(CDK) destroy $(CDK_CONTEXT)

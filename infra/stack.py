@@ -1,0 +1,96 @@
+"""``Earshot-<stage>``: the whole deployment of one stage. It only composes the capability constructs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from constructs import Construct
+
+from earshot import routes
+from infra.capabilities.api import Api
+from infra.capabilities.data import Data
+from infra.capabilities.functions import Functions
+from infra.capabilities.layers import Layers
+from infra.capabilities.monitoring import Monitoring
+from infra.capabilities.storage import Storage
+from infra.config import StageConfig
+from infra.constants import FUNCTIONS_DIR, SERVICE_NAME
+
+
+class EarshotStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        core_layer_dir: Path,
+        ffprobe_layer_dir: Path,
+        functions_dir: Path = FUNCTIONS_DIR,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"Earshot audio API, stage {config.stage}",
+            termination_protection=config.termination_protection,
+            **kwargs,
+        )
+        Tags.of(self).add("project", SERVICE_NAME)
+        Tags.of(self).add("stage", config.stage)
+
+        data = Data(
+            self,
+            "Data",
+            removal_policy=config.removal_policy,
+            point_in_time_recovery=config.point_in_time_recovery,
+            deletion_protection=config.deletion_protection,
+        )
+        storage = Storage(
+            self,
+            "Storage",
+            removal_policy=config.removal_policy,
+            auto_delete_objects=config.auto_delete_objects,
+            inbox_expiry_days=config.inbox_expiry_days,
+            noncurrent_version_expiry_days=config.noncurrent_version_expiry_days,
+            access_log_retention_days=config.access_log_retention_days,
+        )
+        layers = Layers(self, "Layers", core_asset_dir=core_layer_dir, ffprobe_asset_dir=ffprobe_layer_dir)
+        functions = Functions(
+            self,
+            "Functions",
+            names=routes.functions(),
+            config=config,
+            layers=layers.all,
+            tables=data.tables,
+            table_specs=data.specs,
+            bucket=storage.bucket,
+            catalog_path=config.catalog_path,
+            functions_dir=functions_dir,
+        )
+        api = Api(
+            self,
+            "Api",
+            stage=config.stage,
+            routes=routes.ROUTES,
+            functions=functions.by_name,
+            authorizer_function=functions.authorizer,
+            throttle_rate_limit=config.throttle_rate_limit,
+            throttle_burst_limit=config.throttle_burst_limit,
+            log_retention=config.log_retention,
+            removal_policy=config.removal_policy,
+        )
+        Monitoring(
+            self,
+            "Monitoring",
+            stage=config.stage,
+            http_api=api.http_api,
+            functions=functions.by_name,
+            alarm_email=config.alarm_email,
+            removal_policy=config.removal_policy,
+        )
+
+        CfnOutput(self, "ApiUrl", value=api.url, description="Base URL of the API (append /v1/...)")
+        CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Audio blobs and results")
