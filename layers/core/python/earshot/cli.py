@@ -142,6 +142,25 @@ def _set_audio(args: argparse.Namespace, enabled: bool) -> int:
     return 0
 
 
+def cmd_keys_webhook_secret(args: argparse.Namespace) -> int:
+    """Print the account's webhook signing secret, creating it on first use or with ``--rotate``."""
+    _use_data_dir(args.data_dir)
+    from earshot.errors import NotFoundError
+    from earshot.webhooks import generate_secret
+
+    store = _store()
+    key = store.get_api_key(args.id)
+    account = store.get_account(key.account_id if key else args.id)
+    if account is None:
+        raise NotFoundError(f"no API key or account {args.id}")
+    secret = None if args.rotate else store.get_webhook_secret(account.id)
+    if secret is None:
+        secret = generate_secret()
+        store.set_webhook_secret(account.id, secret)
+    print(secret)
+    return 0
+
+
 def cmd_invoke(args: argparse.Namespace) -> int:
     _use_data_dir(args.data_dir)
     from earshot.local.events import LocalContext
@@ -188,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     enable = with_data_dir(keys.add_parser("enable-audio", help="turn audio routes back on"))
     enable.add_argument("id")
     enable.set_defaults(func=lambda a: _set_audio(a, True))
+
+    webhook_secret = with_data_dir(
+        keys.add_parser("webhook-secret", help="print the secret that signs a key's account's webhooks")
+    )
+    webhook_secret.add_argument("id", help="a key id (or account id)")
+    webhook_secret.add_argument("--rotate", action="store_true", help="replace the secret with a new one")
+    webhook_secret.set_defaults(func=cmd_keys_webhook_secret)
 
     invoke = with_data_dir(commands.add_parser("invoke", help="run one function's handler with an event file"))
     invoke.add_argument("function", help="a directory under functions/, e.g. transcriptions")

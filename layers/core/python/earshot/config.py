@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     accounts_table: str | None = None
     api_keys_table: str | None = None
     rate_limits_table: str | None = None
+    tasks_table: str | None = None
+    task_events_table: str | None = None
+    step_markers_table: str | None = None
+    idempotency_table: str | None = None
+    state_machine_arn: str | None = None
     ledger_table: str | None = None
     bucket_name: str | None = None
 

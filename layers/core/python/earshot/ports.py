@@ -90,6 +90,17 @@ class AccountStore(Protocol):
         """Raise ``NotFoundError`` for an unknown account."""
         ...
 
+    def set_webhook_secret(self, account_id: str, secret: str) -> None:
+        """Store the secret that signs the account's webhooks, replacing any earlier one.
+
+        Raise ``NotFoundError`` for an unknown account.
+        """
+        ...
+
+    def get_webhook_secret(self, account_id: str) -> str | None:
+        """The account's webhook signing secret; None when it has none yet (or there is no such account)."""
+        ...
+
     def create_api_key(self, *, account_id: str, name: str, key_hash: str, hint: str) -> ApiKey:
         """Raise ``NotFoundError`` for an unknown account."""
         ...
@@ -389,4 +400,12 @@ class IdempotencyStore(Protocol):
 
     def release(self, account_id: str, key: str) -> None:
         """Forget an in-progress record (the request failed), so a retry can run. Completed records stay."""
+        ...
+
+
+class JobStarter(Protocol):
+    """Starts the async workflow for a task (Step Functions in the cloud, an in-process runner locally)."""
+
+    def start(self, task_id: str, state: dict[str, Any]) -> None:
+        """Start the workflow named ``task_id`` with ``state``; starting the same name twice starts it once."""
         ...

@@ -104,6 +104,43 @@ ROUTES: tuple[Route, ...] = (
         error_statuses=(401,),
     ),
     Route(
+        "POST",
+        "/v1/audio/understanding",
+        function="understanding",
+        endpoint="earshot.api.understanding:create_llm_task",
+        summary="Audio understanding as a task (async by default); results[0] is an OpenAI ChatCompletion.",
+        request_model=schemas.UnderstandingRequest,
+        responses=(schemas.TaskOut,),
+        error_statuses=(400, 401, 402, 404, 409, 413, 429),
+    ),
+    Route(
+        "GET",
+        "/v1/tasks/{task_id}",
+        function="tasks",
+        endpoint="earshot.api.tasks:get_task",
+        summary="A task (owner only); ?wait=N long-polls up to N seconds (at most 25) for a final status.",
+        query_model=schemas.TaskWaitQuery,
+        responses=(schemas.TaskOut,),
+        error_statuses=(400, 401, 404),
+    ),
+    Route(
+        "GET",
+        "/v1/tasks/{task_id}/events",
+        function="tasks",
+        endpoint="earshot.api.tasks:task_events",
+        summary="Server-Sent Events of a task's progress and status; resumable with Last-Event-ID.",
+        response_content_types=("text/event-stream",),
+        error_statuses=(401, 404),
+    ),
+    Route(
+        "DELETE",
+        "/v1/tasks/{task_id}",
+        function="tasks",
+        endpoint="earshot.api.tasks:delete_task",
+        summary="Delete a task, its audio and its result.",
+        error_statuses=(401, 404),
+    ),
+    Route(
         "GET",
         "/v1/models",
         function="models",
@@ -142,10 +179,14 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+# Functions no route invokes: the gateway's authorizer, and the async workflow's step runner.
+EVENT_FUNCTIONS = ("authorizer", "workflow")
+
+
 def functions() -> list[str]:
-    """Every function named by the manifest, plus the authorizer."""
+    """Every function: those the manifest's routes name, plus the event-driven ones."""
     names = {route.function for route in ROUTES}
-    return ["authorizer", *sorted(names)]
+    return [*EVENT_FUNCTIONS, *sorted(names)]
 
 
 def routes_for(function: str) -> list[Route]:

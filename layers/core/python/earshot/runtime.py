@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from threading import Lock
+from threading import RLock
 from typing import Any
 
 from earshot.catalog import Catalog, CatalogModel, cached_catalog
@@ -17,7 +17,15 @@ from earshot.config import Settings, get_settings, reset_settings
 from earshot.engines.base import TranscriptionEngine
 from earshot.engines.providers import AudioQuestionEngine
 from earshot.errors import ProviderError
-from earshot.ports import AccountStore, BlobStore, RateLimiter
+from earshot.ports import (
+    AccountStore,
+    BlobStore,
+    IdempotencyStore,
+    JobStarter,
+    RateLimiter,
+    StepMarkers,
+    TaskStore,
+)
 
 
 @dataclass
@@ -29,7 +37,59 @@ class Runtime:
     ffprobe: Path
     limiter: RateLimiter
     _engines: dict[tuple[str | None, ...], Any] = field(default_factory=dict)
-    _lock: Lock = field(default_factory=Lock)
+    _extras: dict[str, Any] = field(default_factory=dict)
+    _lock: RLock = field(default_factory=RLock)
+
+    def _lazy(self, name: str, build: Any) -> Any:
+        with self._lock:
+            if name not in self._extras:
+                self._extras[name] = build()
+            return self._extras[name]
+
+    @property
+    def tasks(self) -> TaskStore:
+        """Tasks, their events and the workflow's per-step markers (one adapter serves all three)."""
+        store: TaskStore = self._lazy("tasks", lambda: self._task_stores()[0])
+        return store
+
+    @property
+    def step_markers(self) -> StepMarkers:
+        markers: StepMarkers = self._lazy("tasks", lambda: self._task_stores()[0])
+        return markers
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        store: IdempotencyStore = self._lazy("idempotency", lambda: self._task_stores()[1])
+        return store
+
+    @property
+    def jobs(self) -> JobStarter:
+        """Starts the async workflow: Step Functions in the cloud, the in-process runner locally."""
+        starter: JobStarter = self._lazy("jobs", self._job_starter)
+        return starter
+
+    def _task_stores(self) -> tuple[Any, Any]:
+        if "task_stores" not in self._extras:
+            if self.settings.runtime == "aws":
+                from earshot.adapters.aws import build_aws_task_stores
+
+                self._extras["task_stores"] = build_aws_task_stores(self.settings)
+            else:
+                from earshot.adapters.sqlite_tasks import SqliteIdempotencyStore, SqliteTaskStore
+
+                database = self.settings.data_dir.expanduser() / "earshot.db"
+                self._extras["task_stores"] = (SqliteTaskStore(database), SqliteIdempotencyStore(database))
+        stores: tuple[Any, Any] = self._extras["task_stores"]
+        return stores
+
+    def _job_starter(self) -> JobStarter:
+        if self.settings.runtime == "aws":
+            from earshot.adapters.aws import build_aws_job_starter
+
+            return build_aws_job_starter(self.settings)
+        from earshot.services.task_runner import LocalJobStarter
+
+        return LocalJobStarter()
 
     def _engine(self, model: CatalogModel, role: str) -> Any:
         # Keyed by endpoint and credential too: two SKUs on one provider may point at different upstreams.

@@ -272,3 +272,62 @@ class V2TranscribeResponse(BaseModel):
     metadata: V2Metadata
     tokenUsage: V2TokenUsage
     cost: V2Cost
+
+
+# -- tasks -------------------------------------------------------------------------------------
+class TaskStream(BaseModel):
+    url: str
+
+
+class TaskOut(BaseModel):
+    """The unified task object (``GET /v1/tasks/{task_id}``)."""
+
+    id: str
+    object: str
+    kind: str
+    model: str
+    status: Literal["pending", "processing", "completed", "failed"]
+    progress: int
+    created_at: int
+    updated_at: int
+    stream: TaskStream | None = None
+    results: list[Any] | None = None
+    error: dict[str, Any] | None = None
+
+    @classmethod
+    def from_task(cls, task: Any, *, results: list[Any] | None = None) -> TaskOut:
+        return cls(
+            id=task.id,
+            object=task.object,
+            kind=task.kind,
+            model=task.model,
+            status=task.status,
+            progress=task.progress,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+            stream=TaskStream(url=f"/v1/tasks/{task.id}/events") if task.stream else None,
+            results=results if results is not None else task.results,
+            error=task.error,
+        )
+
+
+class TaskWaitQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wait: float = Field(default=0, ge=0, le=25, description="Long-poll: wait up to N seconds for a final status.")
+
+
+class UnderstandingRequest(BaseModel):
+    """``POST /v1/audio/understanding`` (JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="audio-understand", min_length=1, max_length=128)
+    audio: str = Field(min_length=1, description="An https URL, or data:audio/<type>;base64,<payload>.")
+    prompt: str = Field(default="Please transcribe this audio file", min_length=1, max_length=100_000)
+    sync: bool = False
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1, le=65_536)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    system: str | None = Field(default=None, max_length=10_000)
+    include_reasoning: bool = False

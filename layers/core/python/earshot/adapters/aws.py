@@ -12,7 +12,16 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from earshot.adapters.dynamo_layout import ACCOUNTS, API_KEYS, LEDGER, RATE_LIMITS
+from earshot.adapters.dynamo_layout import (
+    ACCOUNTS,
+    API_KEYS,
+    IDEMPOTENCY,
+    LEDGER,
+    RATE_LIMITS,
+    STEP_MARKERS,
+    TASK_EVENTS,
+    TASKS,
+)
 from earshot.adapters.dynamo_store import DynamoStore
 from earshot.adapters.s3_blobs import S3BlobStore
 from earshot.config import Settings
@@ -81,3 +90,39 @@ def build_aws_rate_limiter(settings: Settings) -> RateLimiter:
 
     table = _required(settings.rate_limits_table, RATE_LIMITS.env_var)
     return DynamoRateLimiter(_LazyClient(boto3.session.Session(), "dynamodb"), table)
+
+
+def build_aws_task_stores(settings: Settings) -> tuple[Any, Any]:
+    """The task store (tasks, events, step markers) and the idempotency store on DynamoDB."""
+    from earshot.adapters.dynamo_tasks import DynamoIdempotencyStore, DynamoTaskStore
+
+    client = _LazyClient(boto3.session.Session(), "dynamodb")
+    tasks = DynamoTaskStore(
+        client,
+        tasks_table=_required(settings.tasks_table, TASKS.env_var),
+        events_table=_required(settings.task_events_table, TASK_EVENTS.env_var),
+        steps_table=_required(settings.step_markers_table, STEP_MARKERS.env_var),
+    )
+    idempotency = DynamoIdempotencyStore(client, table=_required(settings.idempotency_table, IDEMPOTENCY.env_var))
+    return tasks, idempotency
+
+
+class StepFunctionsJobStarter:
+    """Starts the Standard state machine; the execution is named after the task, so a duplicate starts nothing."""
+
+    def __init__(self, client: Any, state_machine_arn: str) -> None:
+        self._client = client
+        self._arn = state_machine_arn
+
+    def start(self, task_id: str, state: dict[str, Any]) -> None:
+        import json
+
+        try:
+            self._client.start_execution(stateMachineArn=self._arn, name=task_id, input=json.dumps(state))
+        except self._client.exceptions.ExecutionAlreadyExists:
+            pass
+
+
+def build_aws_job_starter(settings: Settings) -> StepFunctionsJobStarter:
+    arn = _required(settings.state_machine_arn, "EARSHOT_STATE_MACHINE_ARN")
+    return StepFunctionsJobStarter(_LazyClient(boto3.session.Session(), "stepfunctions"), arn)

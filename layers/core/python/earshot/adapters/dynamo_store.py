@@ -34,6 +34,7 @@ DynamoDBClient = Any
 Item = dict[str, dict[str, Any]]
 
 _BALANCE = "balance_micro_usd"
+_WEBHOOK_SECRET = "webhook_secret"  # absent until the operator asks for one
 # Enough for dozens of concurrent requests on one account; beyond that the caller is told to retry.
 _MAX_ATTEMPTS = 20
 _BACKOFF_BASE_SEC = 0.005
@@ -327,6 +328,25 @@ class DynamoStore:
                 raise NotFoundError(f"no account {account_id}") from exc
             raise
         return self._account(response["Attributes"])
+
+    def set_webhook_secret(self, account_id: str, secret: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._accounts,
+                Key={ACCOUNTS.partition.name: _s(account_id)},
+                UpdateExpression=f"SET {_WEBHOOK_SECRET} = :secret",
+                ConditionExpression=f"attribute_exists({ACCOUNTS.partition.name})",
+                ExpressionAttributeValues={":secret": _s(secret)},
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                raise NotFoundError(f"no account {account_id}") from exc
+            raise
+
+    def get_webhook_secret(self, account_id: str) -> str | None:
+        # Consistent, so a rotated secret signs the very next delivery.
+        item = self._get_item(self._accounts, {ACCOUNTS.partition.name: _s(account_id)})
+        return _get_s(item, _WEBHOOK_SECRET) if item and _WEBHOOK_SECRET in item else None
 
     def create_api_key(self, *, account_id: str, name: str, key_hash: str, hint: str) -> ApiKey:
         key = ApiKey(

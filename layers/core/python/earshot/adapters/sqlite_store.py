@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     name TEXT NOT NULL,
     balance_micro_usd INTEGER NOT NULL CHECK (balance_micro_usd >= 0),
     audio_enabled INTEGER NOT NULL DEFAULT 1,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    webhook_secret TEXT
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
@@ -67,6 +68,7 @@ class SqliteStore:
         with self._connection() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+        self._migrate()
 
     # -- plumbing -------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -79,6 +81,13 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
+
+    def _migrate(self) -> None:
+        """Bring a data dir made by an older version up to ``_SCHEMA`` (columns added since)."""
+        with self._write() as conn:  # under the write lock: two processes opening one old file add it once
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(accounts)")}
+            if "webhook_secret" not in columns:
+                conn.execute("ALTER TABLE accounts ADD COLUMN webhook_secret TEXT")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -167,6 +176,16 @@ class SqliteStore:
         account = self.get_account(account_id)
         assert account is not None
         return account
+
+    def set_webhook_secret(self, account_id: str, secret: str) -> None:
+        with self._write() as conn:
+            updated = conn.execute("UPDATE accounts SET webhook_secret = ? WHERE id = ?", (secret, account_id))
+            if updated.rowcount == 0:
+                raise NotFoundError(f"no account {account_id}")
+
+    def get_webhook_secret(self, account_id: str) -> str | None:
+        row = self._one("SELECT webhook_secret FROM accounts WHERE id = ?", account_id)
+        return str(row["webhook_secret"]) if row and row["webhook_secret"] is not None else None
 
     def create_api_key(self, *, account_id: str, name: str, key_hash: str, hint: str) -> ApiKey:
         key = ApiKey(

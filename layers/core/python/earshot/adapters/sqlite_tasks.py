@@ -263,7 +263,8 @@ class SqliteTaskStore:
                 )
             else:
                 conn.execute("UPDATE step_markers SET output = ? WHERE task_id = ? AND step = ?", (text, task_id, step))
-        return json.loads(text)  # type: ignore[no-any-return]  # the stored form, as a later reader sees it
+        stored: dict[str, Any] = json.loads(text)  # the stored form, as a later reader sees it
+        return stored
 
     def get_step_output(self, task_id: str, step: str) -> dict[str, Any] | None:
         marker = self._live_marker(self._db.connection(), task_id, step)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
@@ -12,10 +13,12 @@ from earshot.http.app import json_response
 from earshot.http.billing import billing_headers
 from earshot.http.request import ApiRequest
 from earshot.http.validation import parse_model
-from earshot.runtime import get_runtime
+from earshot.jobs.kinds import Prepared
+from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import ExtractFormats, ExtractRequest, ExtractResponse
 from earshot.services.audio_source import from_base64, from_url
-from earshot.services.understand import EXTRACT_MAX_SECONDS, extract
+from earshot.services.metered import AudioPayload, Metered
+from earshot.services.understand import EXTRACT_MAX_SECONDS, Extraction, plan_extract
 
 MB = 1024 * 1024
 MAX_AUDIO_BYTES = 100 * MB
@@ -31,9 +34,7 @@ def list_formats(request: ApiRequest) -> Response[str]:
     )
 
 
-def create_extraction(request: ApiRequest) -> Response[str]:
-    principal = request.principal()
-    runtime = get_runtime()
+def json_body(request: ApiRequest) -> dict[str, Any]:
     if not request.content_type.lower().startswith("application/json"):
         raise InvalidRequestError("send a JSON body (Content-Type: application/json)")
     try:
@@ -42,28 +43,51 @@ def create_extraction(request: ApiRequest) -> Response[str]:
         raise InvalidRequestError("the body is not valid JSON") from exc
     if not isinstance(payload, dict):
         raise InvalidRequestError("the body must be a JSON object")
+    return payload
+
+
+def create_extraction(request: ApiRequest) -> Response[str]:
+    from earshot.api.processing import process
+
+    request.principal()
+    runtime = get_runtime()
+    payload = json_body(request)
+    controls: dict[str, str] = {name: str(payload.pop(name)) for name in ("async", "callback_url") if name in payload}
+    if "async" in controls:
+        controls["async"] = controls["async"].lower()  # JSON true arrives as "True"
     body = parse_model(ExtractRequest, payload)
-    deadline = request.deadline_sec(default=runtime.settings.request_timeout_sec)
     limit = min(MAX_AUDIO_BYTES, runtime.settings.max_fetch_bytes)
-    if body.inputMethod == "url":
-        audio = from_url(runtime, body.audio, deadline_sec=deadline, max_bytes=limit)
-    else:
-        audio = from_base64(body.audio, max_bytes=limit)
-    outcome = extract(
+    audio_url = body.audio if body.inputMethod == "url" else None
+    if audio_url is None:
+        inline = from_base64(body.audio, max_bytes=limit)  # validated and decoded up front, before any charge
+
+    def audio(deadline: float) -> AudioPayload:
+        if audio_url is not None:
+            return from_url(runtime, audio_url, deadline_sec=deadline, max_bytes=limit)
+        return inline
+
+    options = body.model_dump(mode="json", by_alias=True, exclude={"audio", "inputMethod"})
+    return process(request, kind="extract", options=options, audio=audio, audio_url=audio_url, controls=controls)
+
+
+def prepare_extract(runtime: Runtime, options: dict[str, Any], deadline_sec: float) -> Prepared:
+    body = ExtractRequest.model_validate({**options, "inputMethod": "base64", "audio": "-"})
+    plan = plan_extract(
         runtime,
-        principal,
-        request.request_id,
-        audio=audio,
         prompt=body.prompt,
         model_name=body.model,
         json_mode=body.jsonMode,
         schema=body.schema_,
-        deadline_sec=deadline,
+        deadline_sec=deadline_sec,
     )
+    return Prepared(plan=plan, render=lambda outcome: _render(outcome, body.prompt))
+
+
+def _render(outcome: Metered[Extraction], prompt: str) -> Response[str]:
     return json_response(
         ExtractResponse(
             results=outcome.result.value,
-            prompt=body.prompt,
+            prompt=prompt,
             audioDuration=round(outcome.billed_seconds, 3),
             creditUsage=extraction_credits(outcome.billed_seconds),
         ),

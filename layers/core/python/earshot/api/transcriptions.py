@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 
@@ -11,8 +11,9 @@ from earshot.http.app import json_response
 from earshot.http.billing import billing_block, billing_headers
 from earshot.http.forms import read_form
 from earshot.http.request import ApiRequest
+from earshot.jobs.kinds import Prepared
 from earshot.render import language_name, render_srt, render_text, render_vtt
-from earshot.runtime import get_runtime
+from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import (
     DurationUsage,
     SegmentOut,
@@ -23,7 +24,7 @@ from earshot.schemas import (
 )
 from earshot.services.audio_source import from_upload_or_url
 from earshot.services.metered import Metered
-from earshot.services.transcription import TranscriptionJob, transcribe
+from earshot.services.transcription import TranscriptionJob, plan_transcription
 
 _LIST_FIELDS = {name: "timestamp_granularities[]" for name in ("timestamp_granularities[]", "timestamp_granularities")}
 _TEXT_TYPES = {
@@ -34,38 +35,63 @@ _TEXT_TYPES = {
 
 
 def create_transcription(request: ApiRequest) -> Response[str]:
-    return _handle(request, task="transcribe")
+    return _handle(request, kind="transcription")
 
 
 def create_translation(request: ApiRequest) -> Response[str]:
-    return _handle(request, task="translate")
+    return _handle(request, kind="translation")
 
 
-def _handle(request: ApiRequest, *, task: Literal["transcribe", "translate"]) -> Response[str]:
-    principal = request.principal()
+def _handle(request: ApiRequest, *, kind: str) -> Response[str]:
+    from earshot.api.processing import process
+
     runtime = get_runtime()
-    upload = read_form(
+    request.principal()  # a 401 before reading a large body
+    parsed = read_form(
         request,
         TranscriptionForm,
         limit=runtime.settings.max_inline_bytes,
         list_fields=_LIST_FIELDS,
         file_required=False,
     )
-    form = upload.form
-    deadline = request.deadline_sec(default=runtime.settings.request_timeout_sec)
-    audio = from_upload_or_url(runtime, data=form.file, filename=upload.filename, url=form.url, deadline_sec=deadline)
-    job = TranscriptionJob(
-        audio=audio,
-        model=form.model,
-        task=task,
-        language=form.language,
-        prompt=form.prompt,
-        temperature=form.temperature,
-        word_timestamps="word" in form.timestamp_granularities,
-        deadline_sec=deadline,
+    form = parsed.form
+    options = form.model_dump(mode="json", by_alias=True, exclude={"file", "url"})
+
+    def audio(deadline: float) -> Any:
+        return from_upload_or_url(
+            runtime, data=form.file, filename=parsed.filename, url=form.url, deadline_sec=deadline
+        )
+
+    if form.file is None and not form.url:
+        audio(0)  # raises the missing-file error before anything else
+    return process(request, kind=kind, options=options, audio=audio, audio_url=form.url, controls=parsed.controls)
+
+
+def prepare_transcription(runtime: Runtime, options: dict[str, Any], deadline_sec: float) -> Prepared:
+    return _prepare(runtime, options, deadline_sec, task="transcribe")
+
+
+def prepare_translation(runtime: Runtime, options: dict[str, Any], deadline_sec: float) -> Prepared:
+    return _prepare(runtime, options, deadline_sec, task="translate")
+
+
+def _prepare(
+    runtime: Runtime, options: dict[str, Any], deadline_sec: float, *, task: Literal["transcribe", "translate"]
+) -> Prepared:
+    form = TranscriptionForm.model_validate(options)
+    plan = plan_transcription(
+        runtime,
+        TranscriptionJob(
+            model=form.model,
+            task=task,
+            language=form.language,
+            prompt=form.prompt,
+            temperature=form.temperature,
+            word_timestamps="word" in form.timestamp_granularities,
+            deadline_sec=deadline_sec,
+        ),
     )
-    outcome = transcribe(runtime, principal, request.request_id, job)
-    return _render(outcome, form, task)
+    return Prepared(plan=plan, render=lambda outcome: _render(outcome, form, task))
 
 
 def _render(

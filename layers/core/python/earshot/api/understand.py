@@ -2,37 +2,59 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_lambda_powertools.event_handler import Response
 
+from earshot.engines.providers import GenerationResult
 from earshot.http.app import json_response
 from earshot.http.billing import billing_block, billing_headers
 from earshot.http.forms import read_form
 from earshot.http.request import ApiRequest
-from earshot.runtime import get_runtime
+from earshot.jobs.kinds import Prepared
+from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import UnderstandBilling, UnderstandForm, UnderstandResponse
 from earshot.services.audio_source import from_upload_or_url
-from earshot.services.understand import Question, understand
+from earshot.services.metered import AudioPayload, Metered
+from earshot.services.understand import Question, plan_understand
 
 
 def create_understanding(request: ApiRequest) -> Response[str]:
-    principal = request.principal()
+    from earshot.api.processing import process
+
     runtime = get_runtime()
+    request.principal()
     parsed = read_form(request, UnderstandForm, limit=runtime.settings.max_inline_bytes, file_required=False)
     form = parsed.form
-    deadline = request.deadline_sec(default=runtime.settings.request_timeout_sec)
-    audio = from_upload_or_url(runtime, data=form.file, filename=parsed.filename, url=form.url, deadline_sec=deadline)
-    outcome = understand(
+
+    def audio(deadline: float) -> AudioPayload:
+        return from_upload_or_url(
+            runtime, data=form.file, filename=parsed.filename, url=form.url, deadline_sec=deadline
+        )
+
+    if form.file is None and not form.url:
+        audio(0)
+    options = form.model_dump(mode="json", exclude={"file", "url"})
+    return process(
+        request, kind="understand", options=options, audio=audio, audio_url=form.url, controls=parsed.controls
+    )
+
+
+def prepare_understand(runtime: Runtime, options: dict[str, Any], deadline_sec: float) -> Prepared:
+    form = UnderstandForm.model_validate(options)
+    plan = plan_understand(
         runtime,
-        principal,
-        request.request_id,
         Question(
-            audio=audio,
             question=form.question,
             model=form.model,
             duration_hint_sec=form.duration_sec,
-            deadline_sec=deadline,
+            deadline_sec=deadline_sec,
         ),
     )
+    return Prepared(plan=plan, render=_render)
+
+
+def _render(outcome: Metered[GenerationResult]) -> Response[str]:
     bill = billing_block(outcome)
     return json_response(
         UnderstandResponse(

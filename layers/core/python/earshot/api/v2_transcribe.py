@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
 from earshot.billing import usd
+from earshot.engines.base import Transcript
 from earshot.errors import EarshotError, InvalidRequestError
 from earshot.http.app import json_response
 from earshot.http.billing import billing_headers
 from earshot.http.forms import read_form
 from earshot.http.i18n import CULTURES, localized
 from earshot.http.request import ApiRequest
+from earshot.jobs.kinds import Prepared
 from earshot.render import language_name
-from earshot.runtime import get_runtime
+from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import V2Cost, V2Metadata, V2TokenUsage, V2TranscribeForm, V2TranscribeResponse
-from earshot.services.metered import AudioPayload
-from earshot.services.transcription import TranscriptionJob, transcribe
+from earshot.services.metered import AudioPayload, Metered
+from earshot.services.transcription import TranscriptionJob, plan_transcription
 
 
 def create_v2_transcription(request: ApiRequest) -> Response[str]:
@@ -32,21 +35,26 @@ def create_v2_transcription(request: ApiRequest) -> Response[str]:
 
 
 def _transcribe(request: ApiRequest) -> Response[str]:
-    principal = request.principal()
+    from earshot.api.processing import process
+
+    request.principal()
     runtime = get_runtime()
     parsed = read_form(request, V2TranscribeForm, limit=runtime.settings.max_inline_bytes)
     form = parsed.form
-    outcome = transcribe(
-        runtime,
-        principal,
-        request.request_id,
-        TranscriptionJob(
-            audio=AudioPayload(form.file, parsed.filename),
-            model=form.model,
-            prompt=form.prompt,
-            deadline_sec=request.deadline_sec(default=runtime.settings.request_timeout_sec),
-        ),
+    payload = AudioPayload(form.file, parsed.filename)
+    options = form.model_dump(mode="json", exclude={"file"})
+    return process(request, kind="transcribev2", options=options, audio=lambda _: payload, controls=parsed.controls)
+
+
+def prepare_v2(runtime: Runtime, options: dict[str, Any], deadline_sec: float) -> Prepared:
+    form = V2TranscribeForm.model_validate({**options, "file": b""})
+    plan = plan_transcription(
+        runtime, TranscriptionJob(model=form.model, prompt=form.prompt, deadline_sec=deadline_sec)
     )
+    return Prepared(plan=plan, render=_render)
+
+
+def _render(outcome: Metered[Transcript]) -> Response[str]:
     cost = usd(outcome.cost_micro_usd)
     # Audio models bill by the minute, not by tokens: the whole charge is the "prompt" (input) side.
     return json_response(

@@ -11,7 +11,7 @@ One decoding pass feeds two views of the audio:
   (the BS.1770-4 Annex 2 interpolator), clipping, the stereo image and the long-term spectrum. Memory stays
   constant however long the file is.
 - **16 kHz mono**, 16-bit like the speech engine's input (58 MB for 30 minutes), framed every 10 ms in 20-second
-  blocks: energy, zero-crossing rate, spectral flatness, flux and stability, and YIN pitch. The speech/music/
+  blocks: energy, spectral flatness, tonality, flux and stability, and YIN pitch. The speech/music/
   silence timeline, the tempo and the pitch range come from those frame tracks.
 
 Only numpy, no scipy: the K-weighting filters run as an FFT convolution with their impulse response (exact to
@@ -21,8 +21,8 @@ Only numpy, no scipy: the K-weighting filters run as an FFT convolution with the
 from __future__ import annotations
 
 import math
-import warnings
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,7 @@ _ABSOLUTE_GATE_LUFS = -70.0
 _RELATIVE_GATE_LU = -10.0
 _RANGE_RELATIVE_GATE_LU = -20.0
 _SURROUND_WEIGHT = 1.41  # BS.1770-4 Table 3: side and back channels; LFE is left out
+_SURROUND = frozenset({"BL", "BR", "BC", "SL", "SR", "SDL", "SDR"})  # ffmpeg's names for them
 _TRUE_PEAK_MAX_RATE = 96_000  # at 96 kHz and above the samples are already dense enough
 # A sample this close to full scale (-0.01 dBFS) counts as clipped; decoded 16-bit full scale is 32767/32768.
 _CLIP_LEVEL = 0.999
@@ -68,6 +69,7 @@ _TRUE_PEAK_PHASE_1 = (
 _TRUE_PEAK_PHASES = np.array(
     [_TRUE_PEAK_PHASE_0, _TRUE_PEAK_PHASE_1, _TRUE_PEAK_PHASE_1[::-1], _TRUE_PEAK_PHASE_0[::-1]], dtype=np.float64
 )
+_SHELF_HZ = 1681.974450955533  # centre of the K-weighting's high shelf
 # The impulse response of the K-weighting filters is cut where it has decayed below this share of its peak.
 _IMPULSE_RESPONSE_FLOOR = 1e-10
 # Long-term spectrum bands (Hz), named as audio engineers name them.
@@ -85,7 +87,7 @@ _ROLLOFF_SHARE = 0.95
 
 # --- 16 kHz frame tracks ------------------------------------------------------------------------------------
 _HOP = 160  # 10 ms
-_WINDOW = 512  # 32 ms: spectra, energy, zero crossings; also YIN's integration window
+_WINDOW = 512  # 32 ms: spectra and energy; also YIN's integration window
 _YIN_MIN_HZ = 50.0
 _YIN_MAX_HZ = 1000.0
 _YIN_MAX_LAG = int(SAMPLE_RATE / _YIN_MIN_HZ)  # 320
@@ -111,7 +113,9 @@ _CONTEXT_FRAMES = 50  # ... from features over that second and half a second eit
 _MAX_TIMELINE_SPANS = 100
 
 # --- tempo ------------------------------------------------------------------------------------------------------
-_TEMPO_WINDOW_FRAMES = 800  # 8-s autocorrelation windows, half overlapping
+_TEMPO_WINDOW_FRAMES = 800  # 8-s autocorrelation windows, half overlapping, for the tempo
+_ONSET_SMOOTHING = np.array([1, 2, 3, 2, 1], dtype=np.float32) / 9
+_LOCAL_RHYTHM_FRAMES = 400  # 4 s around each second, for whether that second has a beat
 _TEMPO_MIN_BPM = 40.0
 _TEMPO_MAX_BPM = 240.0
 _TEMPO_PRIOR_BPM = 120.0  # octave errors are resolved towards the tempo listeners usually tap
@@ -213,11 +217,16 @@ class AcousticReport(BaseModel):
     clipping: Clipping
     stereo: StereoImage | None = Field(description="None for mono")
     content: ContentShares
-    timeline: list[TimelineSpan] = Field(description="Consecutive spans of one label, at most 100 (then merged)")
+    timeline: list[TimelineSpan] = Field(
+        description="Consecutive spans of one kind; at most 100, long files fold short spans into the one before"
+    )
     tempo: Tempo
     pitch: PitchRange | None = Field(description="All periodic sound; None when nothing is periodic")
     speech_pitch: PitchRange | None = Field(description="Periodic frames inside speech only: the voice's pitch")
-    noise_floor_dbfs: float | None = Field(description="Level of the quietest non-silent tenth of the audio")
+    background_level_dbfs: float = Field(
+        description="10th percentile of the 32-ms frame levels, floored at -100: the noise floor, or digital silence"
+    )
+    dynamic_range_db: float = Field(description="95th minus 10th percentile of the frame levels")
     spectrum: Spectrum
 
 
@@ -274,10 +283,11 @@ def _decode(path: Path) -> _Decoded:
         except (av.FFmpegError, ValueError) as exc:
             raise InvalidAudioError("the audio stream could not be decoded; the file may be corrupt") from exc
 
-    if meter is None or not chunks:
+    levels = meter.finish() if meter is not None else None
+    if levels is None or meter is None or levels.samples == 0:
         raise InvalidAudioError("the audio stream contains no samples")
-    levels = meter.finish()
-    pcm = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    # A file of a few samples can resample to none at 16 kHz; the frame tracks then see one frame of silence.
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     return _Decoded(
         sample_rate=meter.rate,
         layout=layout,
@@ -295,22 +305,15 @@ def _mono_samples(frames: Sequence[av.AudioFrame]) -> list[npt.NDArray[np.int16]
 def _describe_layout(layout: Any) -> tuple[str, list[str]]:
     """The layout's name and channel names, with ffmpeg's default order when the file leaves it unspecified."""
     names = [channel.name for channel in layout.channels]
-    if all(name in {"NONE", "USR0"} or name.startswith("USR") for name in names) and len(names) in _DEFAULT_LAYOUTS:
+    if all(name == "NONE" for name in names) and len(names) in _DEFAULT_LAYOUTS:
         default = av.AudioLayout(_DEFAULT_LAYOUTS[len(names)])
         return default.name, [channel.name for channel in default.channels]
     return str(layout.name), names
 
 
 def _channel_weights(names: Sequence[str]) -> F64:
-    """BS.1770-4 channel weights: 1 for front channels, 1.41 for side and back, 0 for LFE."""
-    weights = []
-    for name in names:
-        if name.startswith("LFE"):
-            weights.append(0.0)
-        elif re.fullmatch(r"(B|S|SD|TB)[LRC]?\w*", name) and not name.startswith("TF"):
-            weights.append(_SURROUND_WEIGHT)
-        else:
-            weights.append(1.0)
+    """BS.1770-4 channel weights: 1.41 for side and back channels, 0 for LFE, 1 for the rest."""
+    weights = [0.0 if name.startswith("LFE") else _SURROUND_WEIGHT if name in _SURROUND else 1.0 for name in names]
     return np.array(weights, dtype=np.float64)
 
 
@@ -392,7 +395,7 @@ class _LevelMeter:
             loudness=self._loudness(),
             clipping=Clipping(
                 detected=self._clipped_runs > 0,
-                clipped_sample_share=self._clipped_samples / total if total else 0.0,
+                clipped_sample_share=round(self._clipped_samples / total, 6) if total else 0.0,
                 clipped_runs=self._clipped_runs,
             ),
             stereo=self._stereo_image() if self.channels >= 2 else None,
@@ -500,7 +503,8 @@ class _LevelMeter:
             padded = np.zeros(self._fft_size)
             padded[: len(self._spectrum_carry)] = self._spectrum_carry
             power = np.square(np.abs(np.fft.rfft(padded * np.hanning(self._fft_size))))
-        return _describe_spectrum(power, np.fft.rfftfreq(self._fft_size, 1 / self.rate))
+        frequencies = np.fft.rfftfreq(self._fft_size, 1 / self.rate).astype(np.float64)
+        return _describe_spectrum(power, frequencies)
 
 
 def _k_weighting_impulse_response(rate: int) -> F64:
@@ -510,12 +514,13 @@ def _k_weighting_impulse_response(rate: int) -> F64:
     published table at 48 kHz). The response is sampled on a grid long enough that the impulse response has died
     out (the 38 Hz high-pass rings for ~50 ms), then cut where it falls below ``_IMPULSE_RESPONSE_FLOOR``.
     """
-    shelf_b, shelf_a = _high_shelf(rate)
-    highpass_b, highpass_a = _high_pass(rate)
+    stages = [_high_pass(rate)]
+    if rate > 2 * _SHELF_HZ:  # below ~3.4 kHz sampling the shelf has nothing to act on (and would not be stable)
+        stages.append(_high_shelf(rate))
     size = 1 << max(14, math.ceil(math.log2(rate * 2)))
     delay = np.exp(-2j * np.pi * np.arange(size // 2 + 1) / size)  # z^-1 on the rfft grid
     response = np.ones_like(delay)
-    for b, a in ((shelf_b, shelf_a), (highpass_b, highpass_a)):
+    for b, a in stages:
         response *= np.polyval(b[::-1], delay) / np.polyval(a[::-1], delay)
     impulse = np.fft.irfft(response, size)
     significant = np.flatnonzero(np.abs(impulse) > _IMPULSE_RESPONSE_FLOOR * np.abs(impulse).max())
@@ -524,8 +529,8 @@ def _k_weighting_impulse_response(rate: int) -> F64:
 
 def _high_shelf(rate: int) -> tuple[F64, F64]:
     """Stage 1, the head's acoustic effect: +4 dB above ~1.7 kHz."""
-    f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
-    k = math.tan(math.pi * f0 / rate)
+    gain_db, q = 3.999843853973347, 0.7071752369554196
+    k = math.tan(math.pi * _SHELF_HZ / rate)
     vh = 10 ** (gain_db / 20)
     vb = vh**0.4996667741545416
     a0 = 1 + k / q + k * k
@@ -547,7 +552,8 @@ def _window_means(energy: F64, length: int) -> F64:
     if len(energy) < length:
         return np.zeros(0)
     running = np.concatenate([[0.0], np.cumsum(energy)])
-    return (running[length:] - running[:-length]) / length
+    means: F64 = (running[length:] - running[:-length]) / length
+    return means
 
 
 def _lufs(mean_square: float) -> float:
@@ -634,7 +640,7 @@ def _describe_spectrum(power: F64, frequencies: F64) -> Spectrum:
 
 
 def _decibels(amplitude: float) -> float | None:
-    return round(20 * math.log10(amplitude), 2) if amplitude > 0 else None
+    return round(20 * math.log10(amplitude), 2) + 0.0 if amplitude > 0 else None  # + 0.0: never "-0.0"
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -650,25 +656,25 @@ def _rounded(value: float | None, digits: int) -> float | None:
 class _Tracks:
     """One value per 10-ms frame."""
 
-    energy_db: F32  # level of the 32-ms window, dBFS
-    zero_crossings: F32  # share of adjacent samples that change sign
+    energy_db: F32  # level of the 32-ms window, dBFS (floored at -100)
     flatness: F32  # spectral flatness 62.5 Hz-7.5 kHz: ~0 for tones, towards 1 for white noise
     tonality: F32  # 1 - flatness of the whitened spectrum: ~0.45 for noise of any colour, ~1 for sustained notes
     flux: F32  # onset strength: rise of the log spectrum since the previous frame
     stability: F32  # cosine similarity of the magnitude spectrum with 50 ms earlier (NaN for the first frames)
     f0_hz: F32  # YIN pitch, NaN when aperiodic
-    aperiodicity: F32  # depth of YIN's best dip: ~0 for a clean periodic sound, ~1 for noise
 
 
 def _frame_tracks(pcm: npt.NDArray[np.int16]) -> _Tracks:
-    """Per-frame features in blocks of ``_BLOCK_FRAMES``, so the working set stays bounded for long files."""
+    """Per-frame features in blocks of ``_BLOCK_FRAMES``, so the working set stays bounded for long files.
+
+    Flux and stability compare a frame with earlier ones, so the last frames of each block carry over.
+    """
     # Every frame's spectral window lies inside the audio (a window running past the end would look like a
     # change of sound); YIN's longer frames read zeros past it.
     count = max(1, (len(pcm) - _WINDOW) // _HOP + 1)
     window = np.hanning(_WINDOW).astype(np.float32)
     parts: list[tuple[F32, ...]] = []
-    previous_log: F32 | None = None
-    previous_magnitudes = np.zeros((0, _WINDOW // 2 + 1), dtype=np.float32)
+    earlier = np.zeros((0, _WINDOW // 2 + 1), dtype=np.float32)  # magnitude spectra of the frames before
     for first in range(0, count, _BLOCK_FRAMES):
         last = min(count, first + _BLOCK_FRAMES)
         start, stop = first * _HOP, (last - 1) * _HOP + _YIN_FRAME
@@ -681,35 +687,34 @@ def _frame_tracks(pcm: npt.NDArray[np.int16]) -> _Tracks:
 
         energy = np.mean(np.square(head), axis=1)
         energy_db = (10 * np.log10(np.maximum(energy, 10 ** (_ENERGY_FLOOR_DB / 10)))).astype(np.float32)
-        signs = np.signbit(head)
-        zero_crossings = np.count_nonzero(signs[:, 1:] != signs[:, :-1], axis=1).astype(np.float32) / (_WINDOW - 1)
-
         magnitudes = np.abs(np.fft.rfft(head * window, axis=1)).astype(np.float32)
         band = np.square(magnitudes[:, _SPECTRUM_LOW_BIN:_SPECTRUM_HIGH_BIN]) + np.float32(1e-12)
         flatness = (np.exp(np.mean(np.log(band), axis=1)) / np.mean(band, axis=1)).astype(np.float32)
-
-        tonality = _tonality(band)
-
-        compressed = np.log1p(np.float32(100.0) * magnitudes)
-        before = np.concatenate([compressed[:1] if previous_log is None else previous_log, compressed[:-1]])
-        flux = np.mean(np.maximum(compressed - before, 0), axis=1).astype(np.float32)
-        previous_log = compressed[-1:]
-
-        joined = np.concatenate([previous_magnitudes, magnitudes])
-        stability = np.full(len(magnitudes), np.nan, dtype=np.float32)
-        if len(joined) > _STABILITY_LAG:
-            now, then = joined[_STABILITY_LAG:], joined[:-_STABILITY_LAG]
-            similarity = np.sum(now * then, axis=1) / (
-                np.linalg.norm(now, axis=1) * np.linalg.norm(then, axis=1) + np.float32(1e-12)
-            )
-            stability[len(magnitudes) - len(similarity) :] = similarity
-        previous_magnitudes = magnitudes[-_STABILITY_LAG:]
-
-        f0_hz, aperiodicity = _yin(frames)
-        parts.append((energy_db, zero_crossings, flatness, tonality, flux, stability, f0_hz, aperiodicity))
+        flux, stability = _spectral_change(magnitudes, earlier)
+        earlier = magnitudes[-_STABILITY_LAG:]
+        parts.append((energy_db, flatness, _tonality(band), flux, stability, _yin(frames)))
 
     columns = [np.concatenate(column).astype(np.float32) for column in zip(*parts, strict=True)]
     return _Tracks(*columns)
+
+
+def _spectral_change(magnitudes: F32, earlier: F32) -> tuple[F32, F32]:
+    """Onset strength (mean rise of the log-compressed spectrum since the frame before) and stability (cosine
+    similarity with the spectrum ``_STABILITY_LAG`` frames before) of each frame; ``earlier`` holds the last
+    frames of the block before, if any."""
+    joined = np.concatenate([earlier, magnitudes])
+    offset = len(earlier)
+    compressed = np.log1p(np.float32(100.0) * joined)
+    rise = np.maximum(np.diff(compressed, axis=0), 0).mean(axis=1)
+    flux = np.zeros(len(magnitudes), dtype=np.float32)  # the very first frame has nothing to rise from
+    flux[len(magnitudes) - len(rise[max(0, offset - 1) :]) :] = rise[max(0, offset - 1) :]
+    stability = np.full(len(magnitudes), np.nan, dtype=np.float32)
+    if len(joined) > _STABILITY_LAG:
+        now, then = joined[_STABILITY_LAG:], joined[:-_STABILITY_LAG]
+        norms = np.linalg.norm(now, axis=1) * np.linalg.norm(then, axis=1) + np.float32(1e-12)
+        similarity = (np.sum(now * then, axis=1) / norms)[max(0, offset - _STABILITY_LAG) :]
+        stability[len(magnitudes) - len(similarity) :] = similarity
+    return flux, stability
 
 
 def _tonality(power: F32) -> F32:
@@ -725,11 +730,12 @@ def _tonality(power: F32) -> F32:
     envelope = (running[:, _TONALITY_NEIGHBOURS:] - running[:, :-_TONALITY_NEIGHBOURS]) / _TONALITY_NEIGHBOURS
     whitened = power / np.maximum(envelope, 1e-12)
     flatness = np.exp(np.mean(np.log(whitened), axis=1)) / np.mean(whitened, axis=1)
-    return (1 - flatness).astype(np.float32)
+    tonality: F32 = (1 - flatness).astype(np.float32)
+    return tonality
 
 
-def _yin(frames: npt.NDArray[np.float32]) -> tuple[F32, F32]:
-    """YIN (de Cheveigné & Kawahara 2002) on every frame at once: pitch in Hz (NaN if aperiodic) and aperiodicity.
+def _yin(frames: npt.NDArray[np.float32]) -> F32:
+    """YIN (de Cheveigné & Kawahara 2002) on every frame at once: the pitch in Hz, NaN where aperiodic.
 
     The difference function comes from FFT cross-correlation and running energies, not a loop over lags.
     """
@@ -768,8 +774,8 @@ def _yin(frames: npt.NDArray[np.float32]) -> tuple[F32, F32]:
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = np.where(curvature > 0, 0.5 * (left - right) / curvature, 0.0)
     period = lag + np.clip(shift, -0.5, 0.5)
-    f0 = np.where(aperiodicity < _VOICED_APERIODICITY, SAMPLE_RATE / period, np.nan)
-    return f0.astype(np.float32), aperiodicity.astype(np.float32)
+    f0: F32 = np.where(aperiodicity < _VOICED_APERIODICITY, SAMPLE_RATE / period, np.nan).astype(np.float32)
+    return f0
 
 
 # ================================================================================================================
@@ -784,52 +790,68 @@ class _Rhythm:
 
 
 def _rhythm(flux: F32) -> _Rhythm:
-    """Tempo from the autocorrelation of the onset strength, averaged over 8-s windows.
+    """Tempo from the autocorrelation of the onset strength, averaged over 8-s windows; and, per second, how
+    periodic the onsets in the 4 s around it are.
 
     Each window's onset curve is mean-removed and autocorrelated (unbiased, normalised to 1 at lag 0); windows
-    that are mostly silent are left out. The tempo is the lag between 40 and 240 BPM where the mean
+    with hardly any onsets are left out. The tempo is the lag between 40 and 240 BPM where the mean
     autocorrelation, weighted towards 120 BPM by a one-octave log-normal prior, peaks; the peaks at its multiples
     refine it below one frame. Its confidence is the mean autocorrelation there: ~1 for a metronome, below 0.3
     for speech or noise, where no tempo is reported.
     """
     seconds = -(-len(flux) // _SEGMENT_FRAMES)
+    # A little smoothing spreads each onset over a few frames, so a beat period that falls between two whole
+    # frames still makes one autocorrelation peak instead of two half ones.
+    flux = np.convolve(flux, _ONSET_SMOOTHING, mode="same").astype(np.float32)
+    shortest = math.floor(60 / _TEMPO_MAX_BPM * _FRAME_RATE)
+    longest = math.ceil(60 / _TEMPO_MIN_BPM * _FRAME_RATE)
     if len(flux) < _MIN_TEMPO_SEC * _FRAME_RATE:
         return _Rhythm(Tempo(bpm=None, confidence=0.0), np.zeros(seconds, np.float32))
+
+    length = min(_LOCAL_RHYTHM_FRAMES, len(flux))
+    centred = np.arange(seconds) * _SEGMENT_FRAMES + (_SEGMENT_FRAMES - length) // 2
+    local, usable = _onset_autocorrelation(flux, np.clip(centred, 0, len(flux) - length), length, longest + 1)
+    lags = np.arange(shortest, min(longest, local.shape[1] - 2) + 1)
+    strength = (np.clip(local[:, lags].max(axis=1), 0, 1) * usable).astype(np.float32)
+
     length = min(_TEMPO_WINDOW_FRAMES, len(flux))
-    starts = np.arange(0, max(1, len(flux) - length) + 1, length // 2)
+    starts = np.arange(0, len(flux) - length + 1, length // 2)
     if starts[-1] + length < len(flux):
         starts = np.append(starts, len(flux) - length)
-    windows = flux[starts[:, None] + np.arange(length)].astype(np.float64)
-    windows -= windows.mean(axis=1, keepdims=True)
-    max_lag = min(length - 1, round(4 * 60 / _TEMPO_MIN_BPM * _FRAME_RATE / 4) * 2)
-    size = 1 << math.ceil(math.log2(2 * length))
-    power = np.square(np.abs(np.fft.rfft(windows, size, axis=1)))
-    autocorrelation = np.fft.irfft(power, size, axis=1)[:, : max_lag + 1]
-    autocorrelation /= length - np.arange(max_lag + 1)  # mean products; unbiased: longer lags overlap less
-    zero = autocorrelation[:, :1]
-    # Windows with hardly any onsets (steady tones, silence) have no rhythm, only numerical noise to correlate.
-    usable = zero[:, 0] >= _MIN_ONSET_VARIANCE
-    autocorrelation = autocorrelation / np.maximum(zero, _MIN_ONSET_VARIANCE)
-
-    shortest = math.floor(60 / _TEMPO_MAX_BPM * _FRAME_RATE)
-    longest = min(max_lag - 1, math.ceil(60 / _TEMPO_MIN_BPM * _FRAME_RATE))
-    lags = np.arange(shortest, longest + 1)
-    window_strength = np.clip(autocorrelation[:, lags].max(axis=1), 0, 1) * usable
-    strength = _per_second(window_strength, starts, length, seconds)
-    if not usable.any() or longest <= shortest:
+    windows, usable = _onset_autocorrelation(flux, starts, length, 4 * longest + 2)
+    if not usable.any():
         return _Rhythm(Tempo(bpm=None, confidence=0.0), strength)
-
-    mean = autocorrelation[usable].mean(axis=0)
+    mean = windows[usable].mean(axis=0)
+    lags = np.arange(shortest, min(longest, (len(mean) - 1) // 2) + 1)
     prior = np.exp(-0.5 * np.square(np.log2(60 * _FRAME_RATE / lags / _TEMPO_PRIOR_BPM)))
     peaks = (mean[lags] >= mean[lags - 1]) & (mean[lags] >= mean[lags + 1])
     if not peaks.any():
         return _Rhythm(Tempo(bpm=None, confidence=0.0), strength)
-    best = int(lags[np.argmax(np.where(peaks, mean[lags] * prior, -np.inf))])
+    # A beat's double is a beat too: crediting half the autocorrelation at twice the lag favours the lag whose
+    # multiples also recur (kick-snare bars) over one that only matches an off-beat pattern.
+    score = (mean[lags] + 0.5 * mean[2 * lags]) * prior
+    best = int(lags[np.argmax(np.where(peaks, score, -np.inf))])
     confidence = float(np.clip(mean[best], 0, 1))
     if confidence < _RHYTHMIC_CONFIDENCE:
         return _Rhythm(Tempo(bpm=None, confidence=round(confidence, 2)), strength)
     period = _refined_period(mean, best)
     return _Rhythm(Tempo(bpm=round(60 * _FRAME_RATE / period, 1), confidence=round(confidence, 2)), strength)
+
+
+def _onset_autocorrelation(flux: F32, starts: npt.NDArray[np.int64], length: int, lags: int) -> tuple[F64, Bools]:
+    """Normalised, unbiased autocorrelation (``lags`` lags) of the onset strength in windows of ``length`` frames
+    from ``starts``, and which windows have onsets enough to mean anything."""
+    windows = flux[starts[:, None] + np.arange(length)].astype(np.float64)
+    windows -= windows.mean(axis=1, keepdims=True)
+    lags = min(lags, length - 1)
+    size = 1 << math.ceil(math.log2(2 * length))
+    autocorrelation = np.fft.irfft(np.square(np.abs(np.fft.rfft(windows, size, axis=1))), size, axis=1)[:, :lags]
+    autocorrelation /= length - np.arange(lags)  # mean products; unbiased: longer lags overlap less
+    variance = autocorrelation[:, :1]
+    # Windows with hardly any onsets (steady tones, silence) have no rhythm, only numerical noise to correlate.
+    usable: Bools = variance[:, 0] >= _MIN_ONSET_VARIANCE
+    normalised: F64 = autocorrelation / np.maximum(variance, _MIN_ONSET_VARIANCE)
+    return normalised, usable
 
 
 def _refined_period(autocorrelation: F64, lag: int) -> float:
@@ -846,14 +868,6 @@ def _refined_period(autocorrelation: F64, lag: int) -> float:
         shift = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
         estimates.append((centre + float(np.clip(shift, -0.5, 0.5))) / multiple)
     return float(np.mean(estimates)) if estimates else float(lag)
-
-
-def _per_second(values: F64, starts: npt.NDArray[np.int64], length: int, seconds: int) -> F32:
-    """Spread per-window values over the seconds, each second taking the window centred nearest to it."""
-    centres = starts + length / 2
-    second_centres = (np.arange(seconds) + 0.5) * _SEGMENT_FRAMES
-    nearest = np.abs(second_centres[:, None] - centres[None, :]).argmin(axis=1)
-    return values[nearest].astype(np.float32)
 
 
 # ================================================================================================================
@@ -878,7 +892,8 @@ def _silent_frames(energy_db: F32) -> Bools:
     change = np.zeros(len(quiet) + 1, dtype=np.int64)
     np.add.at(change, starts[pause], 1)
     np.add.at(change, ends[pause], -1)
-    return quiet & (np.cumsum(change)[:-1] == 0)
+    silent: Bools = quiet & (np.cumsum(change)[:-1] == 0)
+    return silent
 
 
 def _label_frames(tracks: _Tracks, silent: Bools, rhythm: F32) -> npt.NDArray[np.int8]:
@@ -891,8 +906,8 @@ def _label_frames(tracks: _Tracks, silent: Bools, rhythm: F32) -> npt.NDArray[np
     - speech has *syllabic dips* (many frames 12 dB under the loud ones, from gaps between syllables), an
       unsteady spectrum, and either a pitch that glides frame to frame or, whispered, a spectrum that is not
       noise-flat; and it has no steady beat.
-    - music has a steady beat (periodic onsets), or sustained pitched notes (a stable spectrum, mostly
-      periodic frames, pitch that holds) that change at least once in four seconds.
+    - music has a steady beat (periodic onsets), or sustained notes (a stable spectrum whose partials stand
+      out of its envelope, pitch that holds) that change at least once in four seconds.
     - everything else is other: steady noise, hum, a constant test tone, isolated effects.
 
     A lone second that disagrees with identical neighbours takes their label.
@@ -910,7 +925,9 @@ def _label_frames(tracks: _Tracks, silent: Bools, rhythm: F32) -> npt.NDArray[np
         stability = np.nanmedian(
             np.where(heard, _around_each_second(tracks.stability, seconds, _CONTEXT_FRAMES), np.nan), axis=1
         )
-        least_stable = np.nanmin(_around_each_second(tracks.stability, seconds, 3 * _CONTEXT_FRAMES), axis=1)
+        # The third-lowest: a change of note or chord lasts several frames; a one-frame glitch (a codec's last
+        # frame, a click) is not one.
+        least_stable = np.sort(_around_each_second(tracks.stability, seconds, 3 * _CONTEXT_FRAMES), axis=1)[:, 2]
         flatness = np.nanmedian(
             np.where(heard, _around_each_second(tracks.flatness, seconds, _CONTEXT_FRAMES), np.nan), axis=1
         )
@@ -937,14 +954,14 @@ def _label_frames(tracks: _Tracks, silent: Bools, rhythm: F32) -> npt.NDArray[np
         )
     )
     voice = np.where(voiced >= 0.15, _ramp(glide, 0.015, 0.04), _ramp(flatness, 0.3, 0.15))
-    speech = _ramp(dips, 0.08, 0.2) * _ramp(stability, 0.95, 0.85) * voice * _ramp(rhythm, 0.6, 0.4)
+    speech = _ramp(dips, 0.08, 0.2) * _ramp(stability, 0.95, 0.85) * voice * _ramp(rhythm, 0.7, 0.5)
     notes = (
         _ramp(stability, 0.85, 0.95)
         * _ramp(tonality, 0.6, 0.8)
         * _ramp(glide, 0.05, 0.03)
         * _ramp(least_stable, 0.98, 0.9)
     )
-    music = np.maximum(_ramp(rhythm, 0.4, 0.6), notes)
+    music = np.maximum(_ramp(rhythm, 0.55, 0.75), notes)
     per_second = np.where((speech >= 0.5) & (speech >= music), _SPEECH, np.where(music >= 0.5, _MUSIC, _OTHER))
     per_second = np.where(np.sum(heard[:, _CONTEXT_FRAMES:-_CONTEXT_FRAMES], axis=1) > 0, per_second, _SILENCE)
     # A lone second between two seconds of the same (non-silent) kind is taken as that kind.
@@ -967,3 +984,467 @@ def _around_each_second(track: npt.NDArray[Any], seconds: int, context: int) -> 
 def _ramp(value: F64 | F32, zero_at: float, one_at: float) -> F64:
     """0 at ``zero_at``, 1 at ``one_at``, linear between (either direction)."""
     return np.clip((np.asarray(value, dtype=np.float64) - zero_at) / (one_at - zero_at), 0.0, 1.0)
+
+
+def _timeline(labels: npt.NDArray[np.int8], duration: float) -> list[TimelineSpan]:
+    """Runs of one label as spans; past ``_MAX_TIMELINE_SPANS``, ever longer short spans fold into their predecessor."""
+    edges = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(labels)]])
+    spans = [
+        [float(start) / _FRAME_RATE, float(end) / _FRAME_RATE, int(labels[start])]
+        for start, end in zip(starts, ends, strict=True)
+    ]
+    spans[-1][1] = max(duration, spans[-1][0])
+    shortest = 1.0
+    while len(spans) > _MAX_TIMELINE_SPANS:
+        folded: list[list[float]] = []
+        for span in spans:
+            if folded and (span[1] - span[0] < shortest or folded[-1][2] == span[2]):
+                folded[-1][1] = span[1]
+            else:
+                folded.append(span)
+        spans, shortest = folded, shortest * 2
+    return [
+        TimelineSpan(start=round(start, 2), end=round(end, 2), label=_LABELS[int(label)]) for start, end, label in spans
+    ]
+
+
+def _pitch_range(f0_hz: F32, frames: Bools) -> PitchRange | None:
+    """Median and 10th-90th percentile pitch of the periodic frames among ``frames``."""
+    voiced = frames & ~np.isnan(f0_hz)
+    if np.count_nonzero(voiced) < _MIN_PITCH_FRAMES:
+        return None
+    low, median, high = np.percentile(f0_hz[voiced], [10, 50, 90])
+    return PitchRange(
+        median_hz=round(float(median), 1),
+        p10_hz=round(float(low), 1),
+        p90_hz=round(float(high), 1),
+        voiced_share=round(np.count_nonzero(voiced) / np.count_nonzero(frames), 3),
+    )
+
+
+# ================================================================================================================
+# The analysis
+# ================================================================================================================
+
+
+def analyze_audio(path: Path) -> AcousticReport:
+    """Measure the first audio stream of a local file.
+
+    Parameters
+    ----------
+    path
+        A local audio or video file in any format the speech engine's decoder reads.
+
+    Returns
+    -------
+    AcousticReport
+        Levels, clipping, stereo image, the speech/music/silence timeline, tempo, pitch and spectrum. Audio too
+        short or too quiet for a measure has ``None`` there, never a made-up value.
+
+    Raises
+    ------
+    InvalidAudioError
+        The file is not decodable audio.
+    """
+    decoded = _decode(path)
+    tracks = _frame_tracks(decoded.pcm)
+    silent = _silent_frames(tracks.energy_db)
+    rhythm = _rhythm(tracks.flux)
+    labels = _label_frames(tracks, silent, rhythm.strength)
+    shares = np.bincount(labels, minlength=len(_LABELS)) / len(labels)
+    levels = decoded.levels
+    background, loud = np.percentile(tracks.energy_db, [10, 95])
+    return AcousticReport(
+        duration_sec=round(decoded.duration_sec, 3),
+        sample_rate=decoded.sample_rate,
+        channels=decoded.channels,
+        channel_layout=decoded.layout,
+        loudness=levels.loudness,
+        clipping=levels.clipping,
+        stereo=levels.stereo,
+        content=ContentShares(
+            speech=round(float(shares[_SPEECH]), 3),
+            music=round(float(shares[_MUSIC]), 3),
+            other=round(float(shares[_OTHER]), 3),
+            silence=round(float(shares[_SILENCE]), 3),
+        ),
+        timeline=_timeline(labels, decoded.duration_sec),
+        tempo=rhythm.tempo,
+        pitch=_pitch_range(tracks.f0_hz, labels != _SILENCE),
+        speech_pitch=_pitch_range(tracks.f0_hz, labels == _SPEECH),
+        background_level_dbfs=round(float(background), 1),
+        dynamic_range_db=round(float(loud - background), 1),
+        spectrum=levels.spectrum,
+    )
+
+
+# ================================================================================================================
+# Answers from the measurements
+# ================================================================================================================
+
+
+def _keywords(*words: str) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(words) + r")\b", re.IGNORECASE)
+
+
+# Topics the analyzer has measurements for.
+_MEASURED: dict[str, re.Pattern[str]] = {
+    "loudness": _keywords(r"loud\w*", "volume", r"levels?", "lufs", "lkfs", r"quiet\w*", "soft", "db", r"decibels?",
+                          r"normali[sz]\w*", "gain", r"peaks?", "dbfs", "dbtp", r"dynamics?"),
+    "music": _keywords(r"music\w*", r"songs?", "genres?", "tempo", "bpm", r"beats?", r"rhythm\w*", r"melod\w*",
+                       r"chords?", "tune", r"sing\w*", "sung", r"danc\w*", r"instrument\w*", "style"),
+    "speech": _keywords("speech", r"speak\w*", "spoken", r"talk\w*", r"voices?", r"vocal\w*", "say", "says", "said",
+                        r"words?", r"pitch\w*", r"convers\w*", r"dialog\w*", r"narrat\w*", r"emotion\w*", r"mood\w*",
+                        "tone", "language", r"accents?", r"persons?", "people", "man", "woman", "male", "female"),
+    "silence": _keywords(r"silen\w*", r"pauses?", r"gaps?", "dead air", r"empty", "blank", "nothing"),
+    "quality": _keywords(r"nois\w*", r"clip\w*", r"distort\w*", "quality", r"hiss\w*", "hum", r"buzz\w*", "static",
+                         "background", "snr", "clean", r"crackl\w*", r"artifacts?", r"artefacts?", "bandwidth",
+                         r"muffled", "stereo", "mono", r"channels?", r"frequenc\w*", "bass", "treble", "spectrum",
+                         r"sample.?rate", "bright", "dull"),
+}  # fmt: skip
+
+# What it cannot tell, and how to say so.
+_UNMEASURED: tuple[tuple[re.Pattern[str], str], ...] = (
+    (_keywords(r"emotion\w*", r"mood\w*", r"feel\w*", "sentiment", r"angry", "anger", r"happ\w*", r"sad\w*",
+               r"tone of", r"excit\w*", "calm", r"tense", r"stress\w*", r"sarcas\w*", "attitude", r"upset"),
+     "emotions or mood"),
+    (_keywords(r"genres?", "style", "jazz", "rock", "pop", "classical", r"hip.?hop", "rap", "electronic", "edm",
+               "country", "metal", "blues", "folk", "reggae", "techno", "house"),
+     "genres"),
+    (_keywords(r"instrument\w*", r"guitars?", r"pianos?", r"drums?", r"violins?", r"synth\w*", r"orchestra\w*",
+               r"saxophones?", r"trumpets?", r"keyboards?", r"key of", "chord progression"),
+     "instruments, keys or chords"),
+    (_keywords(r"title", r"artists?", r"singers?", r"name of", r"which song", r"what song", "who sings", "band"),
+     "songs or artists"),
+    (_keywords(r"languages?", "english", "spanish", "french", "german", "chinese", "mandarin", "japanese", "arabic",
+               "hindi", "portuguese", "russian", "italian", r"accents?", r"dialects?"),
+     "languages or accents"),
+    (_keywords("who", r"speakers?", r"identif\w*", "identity", "how many", "gender", "male", "female", "man",
+               "woman", "men", "women", r"age", "old", "young", r"child\w*", r"kids?", r"boys?", r"girls?"),
+     "speakers (who, how many, their gender or age)"),
+    (_keywords(r"dogs?", r"birds?", r"cars?", r"sirens?", "applause", r"clap\w*", r"laugh\w*", r"cough\w*",
+               r"animals?", "traffic", "rain", "wind", r"doors?", r"guns?\w*", r"explosions?", r"sound effects?",
+               r"what (?:sound|noise)s?", "glass", r"phones?", r"alarms?", r"engines?", r"footsteps?", "water",
+               r"events?", "environment", r"where (?:was|is) (?:this|it|that) recorded", r"location"),
+     "specific sounds, their sources or the place"),
+)  # fmt: skip
+
+_SUMMARY = _keywords("describe", "description", r"summar\w*", "overview", r"what(?:'s| is) (?:in|this|it|happening)",
+                     r"contain\w*", "hear", r"analy[sz]\w*", "tell me about", "anything")  # fmt: skip
+_UPSTREAM = "configure an upstream audio model for that"
+_TRANSCRIPT_CHARS = 300
+_CONTENT_NAMES = {
+    "speech": "speech",
+    "music": "music",
+    "other": "other sound (noise, tones or effects)",
+    "silence": "silence",
+}
+
+
+def answer_question(report: AcousticReport, question: str, transcript: str | None) -> str:
+    """Answer ``question`` about the audio from the measurements in ``report``, and only from them.
+
+    The answer opens with what the audio is (length, format, how much is speech, music and silence), adds
+    the measurements the question's keywords ask about (loudness, music and tempo, speech and pitch,
+    silence, quality: clipping, background, stereo, spectrum), quotes ``transcript`` when there is speech, and
+    ends by saying plainly what the analyzer cannot determine: the things the question asked that are not
+    acoustics (emotions, genres, languages, speakers, sound sources), or all of them when it asked nothing
+    specific.
+
+    Parameters
+    ----------
+    report
+        ``analyze_audio``'s measurements.
+    question
+        The user's question, in English.
+    transcript
+        What the speech engine heard, if it ran; quoted as is (it may contain recognition errors).
+
+    Returns
+    -------
+    str
+        A few sentences of plain text.
+    """
+    asked = {topic for topic, pattern in _MEASURED.items() if pattern.search(question)}
+    cannot = [what for pattern, what in _UNMEASURED if pattern.search(question)]
+    general = not asked or bool(_SUMMARY.search(question))
+
+    sentences = [_overview(report)]
+    if general or "loudness" in asked:
+        sentences += _loudness_facts(report)
+    if general or "music" in asked:
+        sentences += _music_facts(report, detailed="music" in asked)
+    if general or "speech" in asked:
+        sentences += _speech_facts(report, detailed="speech" in asked)
+    if "silence" in asked:
+        sentences += _silence_facts(report)
+    if "quality" in asked:
+        sentences += _quality_facts(report)
+    elif general and report.clipping.detected:
+        sentences += _clipping_facts(report)
+    if report.content.speech > 0 and transcript and transcript.strip():
+        sentences.append(f"Transcript (automatic, may contain errors): “{_excerpt(transcript)}”")
+    elif "speech" in asked and report.content.speech > 0 and re.search(r"\b(?:say|says|said|words?)\b", question, re.I):
+        sentences.append("No transcript was available to say what was said.")
+    if cannot:
+        sentences.append(
+            f"The embedded analyzer measures acoustics; it cannot recognise {_join(cannot)} — {_UPSTREAM}."
+        )
+    else:
+        sentences.append(
+            "The embedded analyzer measures acoustics only; it cannot recognise emotions, genres, instruments, "
+            f"languages, speakers or specific sounds — {_UPSTREAM}."
+        )
+    return " ".join(sentences)
+
+
+def extract_facts(report: AcousticReport, prompt: str, transcript: str | None) -> dict[str, Any]:
+    """The measurements as a JSON-ready document, for extraction in JSON mode.
+
+    Parameters
+    ----------
+    report
+        ``analyze_audio``'s measurements.
+    prompt
+        What the caller asked to extract; the things it asks for that are not acoustics are listed under
+        ``cannot_determine`` (the analyzer never guesses them).
+    transcript
+        What the speech engine heard, or ``None``.
+
+    Returns
+    -------
+    dict
+        Every field of ``AcousticReport`` (``None`` where nothing was measurable), plus ``transcript``,
+        ``cannot_determine`` and ``measured_by``. Contains no NaN or infinity.
+    """
+    facts: dict[str, Any] = report.model_dump(mode="json")
+    facts["transcript"] = transcript.strip() if transcript and transcript.strip() else None
+    facts["cannot_determine"] = [what for pattern, what in _UNMEASURED if pattern.search(prompt)]
+    facts["measured_by"] = "embedded acoustic analyzer (measurements only, no recognition)"
+    return facts
+
+
+def _overview(report: AcousticReport) -> str:
+    layout = report.channel_layout
+    if layout not in {"mono", "stereo"}:
+        layout = f"{report.channels}-channel" + (f" ({layout})" if "channel" not in layout else "")
+    shares = sorted(
+        ((share, name) for name, share in report.content.model_dump().items() if share >= 0.005),
+        reverse=True,
+    )
+    content = _join([f"{_percent(share)} {_CONTENT_NAMES[name]}" for share, name in shares]) or "nothing measurable"
+    text = (
+        f"This is {_duration(report.duration_sec)} of {layout} audio at {report.sample_rate / 1000:g} kHz: {content}."
+    )
+    spans = [span for span in report.timeline if span.end - span.start >= 0.5]
+    if 2 <= len(spans) <= 6 and len({span.label for span in spans}) > 1:
+        text += (
+            " In order: " + ", ".join(f"{span.label} {_clock(span.start)}-{_clock(span.end)}" for span in spans) + "."
+        )
+    return text
+
+
+def _loudness_facts(report: AcousticReport) -> list[str]:
+    loudness = report.loudness
+    if loudness.sample_peak_dbfs is None:
+        return ["Every sample is zero: the audio is digital silence, so it has no loudness."]
+    if loudness.integrated_lufs is not None:
+        facts = [
+            f"Its integrated loudness is {loudness.integrated_lufs:.1f} LUFS (ITU-R BS.1770), "
+            f"{_loudness_context(loudness.integrated_lufs)}."
+        ]
+    elif report.duration_sec < 0.4:
+        facts = ["It is too short (under 0.4 s) for an integrated loudness measurement."]
+    else:
+        facts = ["It is too quiet for an integrated loudness: nothing rises above the -70 LUFS gate of ITU-R BS.1770."]
+    peak = f"The sample peak is {loudness.sample_peak_dbfs:.1f} dBFS"
+    if loudness.true_peak_dbtp is not None:
+        peak += f" and the true peak {loudness.true_peak_dbtp:.1f} dBTP"
+        if loudness.true_peak_dbtp > 0:
+            peak += " (above 0 dBTP: it may clip after resampling or lossy encoding)"
+    facts.append(peak + ".")
+    if loudness.loudness_range_lu is not None:
+        spread = (
+            " (a very even level)"
+            if loudness.loudness_range_lu < 3
+            else " (wide dynamics)"
+            if loudness.loudness_range_lu > 15
+            else ""
+        )
+        facts.append(f"Its loudness range is {loudness.loudness_range_lu:.1f} LU{spread}.")
+    return facts
+
+
+def _loudness_context(lufs: float) -> str:
+    if lufs >= -10:
+        return "very loud: well above the -14 LUFS most streaming services normalise to"
+    if lufs >= -17:
+        return "around the -14 to -16 LUFS that streaming services and podcasts aim for"
+    if lufs >= -21:
+        return "moderate: between podcast (-16 LUFS) and broadcast (-23 LUFS) levels"
+    if lufs >= -25:
+        return "close to the EBU R 128 broadcast target of -23 LUFS"
+    if lufs >= -35:
+        return "quiet: below broadcast level (-23 LUFS)"
+    return "very quiet"
+
+
+def _music_facts(report: AcousticReport, *, detailed: bool) -> list[str]:
+    facts = []
+    if detailed:
+        facts.append(
+            "Music here means a steady beat or sustained notes that change; "
+            + ("none was found." if report.content.music == 0 else "the share above is measured that way.")
+        )
+    if report.tempo.bpm is not None:
+        facts.append(
+            f"There is a steady beat at about {report.tempo.bpm:.0f} BPM "
+            f"(regularity {report.tempo.confidence:.2f} of 1)."
+        )
+    elif detailed or report.content.music > 0:
+        facts.append("No steady beat was found, so there is no tempo to report.")
+    if detailed and report.content.music > 0 and report.spectrum.dominant_bands:
+        facts.append(_bands_fact(report))
+    return facts
+
+
+def _speech_facts(report: AcousticReport, *, detailed: bool) -> list[str]:
+    facts = []
+    if detailed and report.content.speech == 0:
+        facts.append("No speech was detected.")
+    pitch = report.speech_pitch
+    if pitch is not None:
+        spread = 12 * math.log2(pitch.p90_hz / pitch.p10_hz) if pitch.p10_hz > 0 else 0.0
+        facts.append(
+            f"The voice's pitch centres on {pitch.median_hz:.0f} Hz ({pitch.p10_hz:.0f} to {pitch.p90_hz:.0f} Hz for "
+            f"the middle 80%, a spread of {spread:.0f} semitones), {_voice_register(pitch.median_hz)}."
+        )
+    elif report.content.speech > 0 and detailed:
+        facts.append("Too little of the speech is voiced (pitched) to measure its pitch, as with whispering.")
+    elif detailed and report.pitch is not None:
+        facts.append(
+            f"The pitched sound centres on {report.pitch.median_hz:.0f} Hz "
+            f"({report.pitch.p10_hz:.0f} to {report.pitch.p90_hz:.0f} Hz for the middle 80%)."
+        )
+    return facts
+
+
+def _voice_register(median_hz: float) -> str:
+    if median_hz < 120:
+        return "a low-pitched voice"
+    if median_hz < 200:
+        return "a mid-pitched voice"
+    return "a high-pitched voice"
+
+
+def _silence_facts(report: AcousticReport) -> list[str]:
+    quiet = [span for span in report.timeline if span.label == "silence"]
+    if not quiet:
+        return ["There is no silence: no quiet stretch of half a second or more, and none at either end."]
+    if report.content.silence >= 0.995:
+        return ["It is silent throughout (below -60 dBFS, or digital silence)."]
+    longest = max(quiet, key=lambda span: span.end - span.start)
+    return [
+        f"Silence (below -60 dBFS or 35 dB under the loud parts, for at least 0.5 s, or at either end) makes up "
+        f"{_percent(report.content.silence)} in {len(quiet)} stretch{'es' if len(quiet) > 1 else ''}; the longest "
+        f"lasts {_duration(longest.end - longest.start)} from {_clock(longest.start)}."
+    ]
+
+
+def _quality_facts(report: AcousticReport) -> list[str]:
+    facts = _clipping_facts(report)
+    if report.background_level_dbfs <= -90:
+        facts.append("Its quietest parts are digital silence, so there is no background noise between sounds.")
+    else:
+        facts.append(
+            f"Its background level (the quietest tenth) is {report.background_level_dbfs:.0f} dBFS, "
+            f"{report.dynamic_range_db:.0f} dB below the loud parts"
+            + (
+                " — little contrast, as with a steady sound or noticeable background noise"
+                if report.dynamic_range_db < 15
+                else ""
+            )
+            + "."
+        )
+    if report.stereo is None:
+        facts.append("It is mono.")
+    elif report.stereo.channels_identical:
+        facts.append("Its two channels are identical: mono content in a stereo file.")
+    else:
+        side = ""
+        balance = report.stereo.balance_db
+        if balance is not None and abs(balance) >= 3:
+            side = f", {abs(balance):.0f} dB louder on the {'left' if balance > 0 else 'right'}"
+        correlation = f" (correlation {report.stereo.correlation:.2f})" if report.stereo.correlation is not None else ""
+        facts.append(f"Its channels differ{correlation}{side}.")
+    if report.spectrum.dominant_bands:
+        facts.append(_bands_fact(report))
+    return facts
+
+
+def _clipping_facts(report: AcousticReport) -> list[str]:
+    clipping = report.clipping
+    if clipping.detected:
+        return [
+            f"Clipping was detected: {clipping.clipped_runs} run{'s' if clipping.clipped_runs > 1 else ''} of "
+            f"consecutive full-scale samples ({clipping.clipped_sample_share:.2%} of samples)"
+            + (
+                "; that much usually sounds distorted."
+                if clipping.clipped_sample_share >= 0.001
+                else "; a few brief clips may be inaudible."
+            )
+        ]
+    if report.loudness.sample_peak_dbfs is None:
+        return ["There is no clipping (every sample is zero)."]
+    return [f"No clipping was detected (the sample peak is {report.loudness.sample_peak_dbfs:.1f} dBFS)."]
+
+
+def _bands_fact(report: AcousticReport) -> str:
+    bands = {band.name: band for band in report.spectrum.bands}
+    named = [
+        f"{name} ({_hz(bands[name].low_hz)} to {_hz(bands[name].high_hz)}, {_percent(bands[name].share)})"
+        for name in report.spectrum.dominant_bands
+    ]
+    text = f"Most of the energy is in the {_join(named)} band{'s' if len(named) > 1 else ''}"
+    if report.spectrum.rolloff_hz is not None:
+        text += f"; 95% of it lies below {_hz(report.spectrum.rolloff_hz)}"
+    return text + "."
+
+
+def _excerpt(transcript: str) -> str:
+    text = " ".join(transcript.split())
+    if len(text) <= _TRANSCRIPT_CHARS:
+        return text
+    return text[:_TRANSCRIPT_CHARS].rsplit(" ", 1)[0] + "…"
+
+
+def _join(items: Sequence[str], conjunction: str = "and") -> str:
+    if len(items) <= 2:
+        return f" {conjunction} ".join(items)
+    return ", ".join(items[:-1]) + f" {conjunction} " + items[-1]
+
+
+def _percent(share: float) -> str:
+    return f"{share:.0%}" if share >= 0.01 else "under 1%"
+
+
+def _hz(frequency: float) -> str:
+    return f"{frequency / 1000:.3g} kHz" if frequency >= 1000 else f"{frequency:.0f} Hz"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from earshot.engines.analyzer import analyze_audio, answer_question, extract_facts
 from earshot.engines.base import TranscriptionOptions
-from earshot.engines.providers import GenerationResult
+from earshot.engines.providers import FinishReason, GenerationResult
 
 # Below this share of speech, running the recogniser only produces noise words.
 _MIN_SPEECH_SHARE = 0.15
@@ -46,9 +46,9 @@ class AnalyzerQuestionEngine:
             text = json.dumps(extract_facts(report, question, transcript), ensure_ascii=False)
         else:
             text = answer_question(report, question, transcript)
-        finish = "stop"
+        finish: FinishReason = "stop"
         if max_tokens is not None and not json_mode:
             words = text.split()
             if len(words) > max_tokens:  # a word is at least a token: never exceed what was asked
                 text, finish = " ".join(words[:max_tokens]), "length"
-        return GenerationResult(text=text, finish_reason=finish)  # type: ignore[arg-type]
+        return GenerationResult(text=text, finish_reason=finish)

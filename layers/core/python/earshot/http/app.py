@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 
 from earshot.errors import EarshotError, InternalError, NotFoundError
 from earshot.http.envelope import error_body, error_headers
+from earshot.http.idempotency import run_idempotently
 from earshot.http.request import ApiRequest
 from earshot.observability import logger
 from earshot.routes import routes_for
@@ -60,12 +62,17 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
     for route in routes_for(function):
         endpoint = _load_endpoint(route.endpoint)
 
-        def dispatch(_endpoint: Endpoint = endpoint, _limited: bool = route.auth, **_path_params: str) -> Response[Any]:
-            request = ApiRequest.from_event(app.current_event.raw_event, app.lambda_context)
+        def dispatch(
+            _endpoint: Endpoint = endpoint,
+            _limited: bool = route.auth,
+            _idempotent: bool = route.method == "POST",
+            **_path_params: str,
+        ) -> Response[Any]:
+            raw_event = app.current_event.raw_event
+            request = ApiRequest.from_event(raw_event, app.lambda_context)
             key_id = request.authorizer.get("key_id")
-            logger.append_keys(
-                request_id=request.request_id, key_id=key_id, account_id=request.authorizer.get("account_id")
-            )
+            account_id = request.authorizer.get("account_id")
+            logger.append_keys(request_id=request.request_id, key_id=key_id, account_id=account_id)
             rate_headers: dict[str, str] = {}
             if _limited and key_id:
                 from earshot.runtime import get_runtime  # not at import: /openapi.json needs no store
@@ -75,7 +82,18 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
                 status = count_request(runtime.limiter, str(key_id), limit=runtime.settings.rate_limit_per_minute)
                 rate_headers = status.headers()
             try:
-                response = _endpoint(request)
+                if _idempotent and account_id and key_id:
+                    from earshot.runtime import get_runtime
+
+                    response = run_idempotently(
+                        request,
+                        _endpoint,
+                        store=get_runtime().idempotency,
+                        account_id=str(account_id),
+                        raw_query=str(raw_event.get("rawQueryString") or ""),
+                    )
+                else:
+                    response = _endpoint(request)
             except EarshotError as error:
                 error.headers = {**rate_headers, **error.headers}
                 raise
@@ -84,7 +102,8 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
                 response.headers.setdefault(name, value)
             return response
 
-        app.route(route.path, method=route.method)(dispatch)
+        # Powertools writes path parameters as <name>; the manifest uses OpenAPI/API Gateway {name}.
+        app.route(re.sub(r"\{(\w+)\}", r"<\1>", route.path), method=route.method)(dispatch)
 
     @app.exception_handler(EarshotError)  # type: ignore[untyped-decorator]
     def _handle_earshot_error(error: EarshotError) -> Response[str]:

@@ -19,10 +19,15 @@ FormT = TypeVar("FormT", bound=BaseModel)
 FORM_OVERHEAD = 256 * 1024
 
 
+# Fields every processing route accepts besides its own: the async switch and the webhook target.
+CONTROL_FIELDS = ("async", "callback_url")
+
+
 @dataclass(frozen=True)
 class ParsedForm(Generic[FormT]):
     form: FormT
     filename: str
+    controls: dict[str, str]
 
 
 def read_form(
@@ -50,11 +55,14 @@ def read_form(
     if extra_files:
         raise InvalidRequestError(f"unexpected file field {extra_files[0]!r}", param=extra_files[0])
     data: dict[str, Any] = {}
+    controls: dict[str, str] = {}
     if upload is not None:
         check_inline_size(len(upload.data), limit)
         data["file"] = upload.data
     for name, values in form.fields.items():
-        if list_fields and name in list_fields:
+        if name in CONTROL_FIELDS:
+            controls[name] = values[-1]
+        elif list_fields and name in list_fields:
             data[list_fields[name]] = values
         elif len(values) > 1:
             raise InvalidRequestError(f"field {name!r} was sent more than once", param=name)
@@ -62,4 +70,4 @@ def read_form(
             data[name] = values[0]
     parsed = parse_model(model, data)
     request.body = b""  # the audio now lives in the form; drop the request's copy early
-    return ParsedForm(form=parsed, filename=upload.filename if upload else "")
+    return ParsedForm(form=parsed, filename=upload.filename if upload else "", controls=controls)

@@ -45,6 +45,34 @@ class Metered(Generic[ResultT]):
         return -self.debit.amount_micro_usd
 
 
+@dataclass(frozen=True)
+class Plan(Generic[ResultT]):
+    """A processing request made ready to run: everything refusable has been refused already."""
+
+    model: CatalogModel
+    work: Callable[[Path, MeteredAudio], ResultT]
+    label: str
+    duration_hint_sec: float | None = None
+    max_seconds: float | None = None
+
+
+def run_plan(
+    runtime: Runtime, principal: Principal, request_id: str, plan: Plan[ResultT], audio: AudioPayload
+) -> Metered[ResultT]:
+    """The synchronous path: meter, debit, run ``plan``, refund on failure."""
+    return run_metered(
+        runtime,
+        principal,
+        request_id,
+        model=plan.model,
+        audio=audio,
+        work=plan.work,
+        label=plan.label,
+        duration_hint_sec=plan.duration_hint_sec,
+        max_seconds=plan.max_seconds,
+    )
+
+
 def audio_account(runtime: Runtime, principal: Principal) -> Account:
     """The caller's account, if audio routes are enabled for it."""
     account = runtime.store.get_account(principal.account_id)

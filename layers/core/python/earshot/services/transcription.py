@@ -6,14 +6,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from earshot.engines.base import Transcript, TranscriptionOptions
-from earshot.ports import Principal
 from earshot.runtime import Runtime
-from earshot.services.metered import AudioPayload, Metered, audio_account, run_metered
+from earshot.services.metered import Plan
 
 
 @dataclass(frozen=True)
 class TranscriptionJob:
-    audio: AudioPayload
     model: str
     task: Literal["transcribe", "translate"] = "transcribe"
     language: str | None = None
@@ -23,9 +21,8 @@ class TranscriptionJob:
     deadline_sec: float | None = None
 
 
-def transcribe(runtime: Runtime, principal: Principal, request_id: str, job: TranscriptionJob) -> Metered[Transcript]:
-    """Transcribe ``job.audio``; everything that can be refused is refused before the debit."""
-    audio_account(runtime, principal)
+def plan_transcription(runtime: Runtime, job: TranscriptionJob) -> Plan[Transcript]:
+    """Resolve the model and check the options: everything refusable is refused before any charge."""
     model = runtime.catalog.resolve_transcription(job.model, translate=job.task == "translate")
     engine = runtime.transcription_engine(model)
     options = TranscriptionOptions(
@@ -38,12 +35,4 @@ def transcribe(runtime: Runtime, principal: Principal, request_id: str, job: Tra
         deadline_sec=job.deadline_sec,
     )
     engine.check(options)
-    return run_metered(
-        runtime,
-        principal,
-        request_id,
-        model=model,
-        audio=job.audio,
-        work=lambda path, _metered: engine.transcribe(path, options),
-        label=job.task,
-    )
+    return Plan(model=model, work=lambda path, _metered: engine.transcribe(path, options), label=job.task)

@@ -11,9 +11,8 @@ import jsonschema
 from earshot.catalog import CatalogModel
 from earshot.engines.providers import GenerationResult
 from earshot.errors import InvalidRequestError, SchemaMismatchError
-from earshot.ports import Principal
 from earshot.runtime import Runtime
-from earshot.services.metered import AudioPayload, Metered, audio_account, run_metered
+from earshot.services.metered import Plan
 
 # The extract-audio contract: at most 9.5 hours of audio.
 EXTRACT_MAX_SECONDS = 34_200.0
@@ -21,7 +20,6 @@ EXTRACT_MAX_SECONDS = 34_200.0
 
 @dataclass(frozen=True)
 class Question:
-    audio: AudioPayload
     question: str
     model: str
     duration_hint_sec: float | None = None
@@ -31,17 +29,12 @@ class Question:
     deadline_sec: float = 25.0
 
 
-def understand(runtime: Runtime, principal: Principal, request_id: str, job: Question) -> Metered[GenerationResult]:
+def plan_understand(runtime: Runtime, job: Question) -> Plan[GenerationResult]:
     """Answer ``job.question`` about the audio with an understanding SKU."""
-    audio_account(runtime, principal)
     model = runtime.catalog.resolve_audio(job.model, ("understanding",))
     engine = runtime.question_engine(model)
-    return run_metered(
-        runtime,
-        principal,
-        request_id,
+    return Plan(
         model=model,
-        audio=job.audio,
         duration_hint_sec=job.duration_hint_sec,
         work=lambda path, _metered: engine.ask(
             path,
@@ -82,20 +75,16 @@ def _parse_json(text: str) -> Any:
     return json.loads(cleaned)
 
 
-def extract(
+def plan_extract(
     runtime: Runtime,
-    principal: Principal,
-    request_id: str,
     *,
-    audio: AudioPayload,
     prompt: str,
     model_name: str,
     json_mode: bool,
     schema: dict[str, Any] | None,
     deadline_sec: float,
-) -> Metered[Extraction]:
+) -> Plan[Extraction]:
     """Extract what ``prompt`` asks for; with ``schema`` the result is validated, repaired once, else 422."""
-    audio_account(runtime, principal)
     if schema is not None:
         _check_schema(schema)
         json_mode = True
@@ -132,13 +121,4 @@ def extract(
                 )
         return Extraction(value, result)
 
-    return run_metered(
-        runtime,
-        principal,
-        request_id,
-        model=model,
-        audio=audio,
-        work=work,
-        label="extract",
-        max_seconds=EXTRACT_MAX_SECONDS,
-    )
+    return Plan(model=model, work=work, label="extract", max_seconds=EXTRACT_MAX_SECONDS)

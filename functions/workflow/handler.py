@@ -1,0 +1,16 @@
+"""Lambda entry point for the async workflow's steps: the state machine invokes it with {step, state}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from earshot.jobs.steps import registry
+from earshot.observability import logger
+from earshot.runtime import get_runtime
+from earshot.workflow import dispatch_step
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    logger.append_keys(task_id=(event.get("state") or {}).get("task_id"), step=event.get("step"))
+    return dispatch_step(registry(get_runtime()), event)

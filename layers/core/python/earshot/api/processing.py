@@ -1,0 +1,82 @@
+"""The shared route logic of every processing endpoint: sync run or async task, same checks first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+
+from earshot.errors import InvalidRequestError
+from earshot.http.app import json_response
+from earshot.http.request import ApiRequest
+from earshot.jobs.kinds import prepare
+from earshot.jobs.submit import submit_task
+from earshot.runtime import get_runtime
+from earshot.schemas import TaskOut
+from earshot.services.metered import AudioPayload, audio_account, run_plan
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def wants_async(request: ApiRequest, controls: dict[str, str]) -> bool:
+    """``async=true`` (form field, JSON field or query) or ``Prefer: respond-async``."""
+    prefer = request.headers.get("prefer", "")
+    if any(part.strip().lower() == "respond-async" for part in prefer.split(",")):
+        return True
+    value = str(controls.get("async", request.query.get("async", ""))).strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise InvalidRequestError("async must be true or false", param="async")
+    return value in _TRUE
+
+
+def process(
+    request: ApiRequest,
+    *,
+    kind: str,
+    options: dict[str, Any],
+    audio: Callable[[float], AudioPayload],
+    audio_url: str | None = None,
+    controls: dict[str, str] | None = None,
+    task_model: str | None = None,
+    stream: bool = False,
+    force_async: bool = False,
+) -> Response[str]:
+    """Run ``kind`` now and render it, or (async) answer 202 with a task whose result is that rendering.
+
+    ``audio(deadline)`` produces the audio for the sync path; an async request with ``audio_url`` leaves
+    the fetching to the workflow, and one with uploaded bytes stores them with the task.
+    """
+    controls = controls or {}
+    principal = request.principal()
+    runtime = get_runtime()
+    audio_account(runtime, principal)
+    deadline = request.deadline_sec(default=runtime.settings.request_timeout_sec)
+    prepared = prepare(runtime, kind, options, deadline_sec=deadline)  # refusals happen here, before any charge
+    if force_async or wants_async(request, controls):
+        callback = controls.get("callback_url") or None
+        if callback:
+            from earshot.adapters.fetcher import check_url
+
+            check_url(
+                callback,
+                allow_loopback=runtime.settings.allow_loopback_urls,
+                param="callback_url",
+                allowed_schemes=("https", "http") if runtime.settings.allow_loopback_urls else ("https",),
+            )
+        task = submit_task(
+            runtime,
+            principal,
+            kind=kind,
+            model=task_model or prepared.plan.model.sku,
+            options=options,
+            audio=None if audio_url else audio(deadline),
+            audio_url=audio_url,
+            callback_url=callback,
+            request_id=request.request_id,
+            stream=stream,
+        )
+        return json_response(TaskOut.from_task(task), status=202, headers={"Location": f"/v1/tasks/{task.id}"})
+    outcome = run_plan(runtime, principal, request.request_id, prepared.plan, audio(deadline))
+    return prepared.render(outcome)

@@ -1,0 +1,104 @@
+"""``GET /v1/tasks/{task_id}`` (long-poll), ``GET /v1/tasks/{task_id}/events`` (SSE), ``DELETE``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+
+from earshot.errors import NotFoundError
+from earshot.http.app import json_response
+from earshot.http.request import ApiRequest
+from earshot.http.validation import parse_model
+from earshot.ports import Principal, Task
+from earshot.runtime import Runtime, get_runtime
+from earshot.schemas import TaskOut, TaskWaitQuery
+
+FINAL = ("completed", "failed")
+_POLL_SEC = 0.2
+# Lambda cannot stream a Python response: the events route answers with what it has after at most this
+# long, and a `retry:` field tells the EventSource to reconnect with Last-Event-ID.
+EVENTS_WAIT_SEC = 25.0
+RECONNECT_MS = 1000
+
+
+def owned_task(runtime: Runtime, principal: Principal, task_id: str) -> Task:
+    """The caller's task; another account's task is indistinguishable from a missing one."""
+    task = runtime.tasks.get_task(task_id)
+    if task is None or task.account_id != principal.account_id:
+        raise NotFoundError(f"no task {task_id}", param="task_id")
+    return task
+
+
+def task_document(runtime: Runtime, task: Task) -> dict[str, Any]:
+    results = task.results
+    if task.result_blob_key:
+        results = [json.loads(runtime.blobs.get(task.result_blob_key))]
+    return TaskOut.from_task(task, results=results).model_dump(mode="json")
+
+
+def wait_for_final(runtime: Runtime, task: Task, wait_sec: float) -> Task:
+    deadline = time.monotonic() + wait_sec
+    while task.status not in FINAL and time.monotonic() < deadline:
+        time.sleep(_POLL_SEC)
+        task = runtime.tasks.get_task(task.id) or task
+    return task
+
+
+def get_task(request: ApiRequest) -> Response[str]:
+    principal = request.principal()
+    runtime = get_runtime()
+    query = parse_model(TaskWaitQuery, request.query)
+    task = owned_task(runtime, principal, request.path_params.get("task_id", ""))
+    wait = min(query.wait, request.deadline_sec(default=query.wait + 1, reserve=2.0))
+    task = wait_for_final(runtime, task, wait)
+    return json_response(task_document(runtime, task))
+
+
+def _last_event_id(request: ApiRequest) -> int:
+    raw = request.headers.get("last-event-id") or request.query.get("last_event_id") or "0"
+    return int(raw) if raw.isdigit() else 0
+
+
+def task_events(request: ApiRequest) -> Response[str]:
+    principal = request.principal()
+    runtime = get_runtime()
+    task = owned_task(runtime, principal, request.path_params.get("task_id", ""))
+    after = _last_event_id(request)
+    deadline = time.monotonic() + min(EVENTS_WAIT_SEC, request.deadline_sec(default=EVENTS_WAIT_SEC, reserve=2.0))
+    events = runtime.tasks.list_events(task.id, after_seq=after)
+    while not events and task.status not in FINAL and time.monotonic() < deadline:
+        time.sleep(_POLL_SEC)
+        events = runtime.tasks.list_events(task.id, after_seq=after)
+        task = runtime.tasks.get_task(task.id) or task
+    task = runtime.tasks.get_task(task.id) or task
+    lines = [f"retry: {RECONNECT_MS}\n"]
+    for event in events:
+        lines.append(f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.data)}\n")
+    if task.status in FINAL and (not events or events[-1].seq >= _last_seq(runtime, task)):
+        lines.append(f"event: done\ndata: {json.dumps(task_document(runtime, task))}\n")
+    return Response(
+        status_code=200,
+        content_type="text/event-stream",
+        body="\n".join(lines) + "\n",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+def _last_seq(runtime: Runtime, task: Task) -> int:
+    events = runtime.tasks.list_events(task.id, after_seq=0)
+    return events[-1].seq if events else 0
+
+
+def delete_task(request: ApiRequest) -> Response[str]:
+    """Remove the task's audio and result, and the task itself."""
+    principal = request.principal()
+    runtime = get_runtime()
+    task = owned_task(runtime, principal, request.path_params.get("task_id", ""))
+    for key in (f"tasks/{task.id}/input", task.result_blob_key):
+        if key:
+            runtime.blobs.delete(key)
+    runtime.tasks.delete_task(task.id)
+    return json_response({"id": task.id, "object": task.object, "deleted": True})

@@ -1,0 +1,1 @@
+"""Processing requests as jobs: one definition per kind serves the sync path and the async workflow."""

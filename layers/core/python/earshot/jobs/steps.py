@@ -1,0 +1,260 @@
+"""The workflow's steps: plain functions of the JSON state, shared by Step Functions and the local runner.
+
+State: ``task_id``, ``account_id``, ``key_id``, ``kind``, ``model``, ``options``, ``source`` (an audio
+``blob_key`` or a ``url``), ``callback_url``; the steps add ``metered``, ``debit``, ``result``.
+Every step is safe to retry: money moves keyed by the task id, and ``steps_idempotent`` replays a
+step that already succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from earshot import errors
+from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
+from earshot.jobs.kinds import prepare, response_result
+from earshot.metering import MeteredAudio, meter_duration
+from earshot.observability import logger
+from earshot.ports import Charge, LedgerEntry
+from earshot.runtime import Runtime, get_runtime
+from earshot.services.audio_input import staged_audio
+from earshot.services.metered import Metered
+from earshot.workflow import WORKFLOW
+
+State = dict[str, Any]
+# Results above this size live in the blob store; the task keeps a key to them.
+INLINE_RESULT_BYTES = 256 * 1024
+RESULT_BLOB = "tasks/{task_id}/result.json"
+
+
+def _step_deadline(name: str) -> float:
+    return float(next(step.timeout_sec for step in WORKFLOW.all_steps if step.name == name)) - 5.0
+
+
+def _progress(runtime: Runtime, state: State, progress: int, **data: Any) -> None:
+    task_id = state["task_id"]
+    runtime.tasks.update_task(task_id, status="processing", progress=progress)
+    runtime.tasks.append_event(task_id, type="progress", data={"status": "processing", "progress": progress, **data})
+
+
+def _audio_bytes(runtime: Runtime, state: State) -> bytes:
+    return runtime.blobs.get(state["source"]["blob_key"])
+
+
+def resolve_input(state: State) -> State:
+    """Make the audio a blob: fetch a URL through the SSRF-safe fetcher, or keep the stored upload."""
+    runtime = get_runtime()
+    source = dict(state["source"])
+    if "url" in source:
+        from earshot.services.audio_source import from_url
+
+        fetched = from_url(runtime, source["url"], deadline_sec=_step_deadline("resolve_input"))
+        key = f"tasks/{state['task_id']}/input"
+        runtime.blobs.put(key, fetched.data)
+        source = {"blob_key": key, "filename": fetched.filename, "delete_after": True}
+    _progress(runtime, state, 10)
+    return {**state, "source": source}
+
+
+def meter(state: State) -> State:
+    runtime = get_runtime()
+    with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
+        metered = meter_duration(path, ffprobe=runtime.ffprobe)
+    _progress(runtime, state, 25, duration_sec=round(metered.seconds, 3))
+    return {**state, "metered": metered.__dict__}
+
+
+def _billed(state: State) -> tuple[float, str]:
+    seconds = float(state["metered"]["seconds"])
+    hint = state["options"].get("duration_sec")
+    if isinstance(hint, (int, float)) and hint > seconds:
+        return float(hint), "caller_hint"
+    return seconds, "measured"
+
+
+def reserve(state: State) -> State:
+    """Debit the price now (keyed by the task id, so a retry charges once); 402 fails the task unpaid."""
+    runtime = get_runtime()
+    prepared = prepare(runtime, state["kind"], state["options"], deadline_sec=_step_deadline("run_engine"))
+    seconds, _ = _billed(state)
+    max_seconds = prepared.plan.max_seconds
+    if max_seconds is not None and seconds > max_seconds:
+        raise errors.InvalidAudioError(f"the audio is {seconds:.0f} s long; at most {max_seconds:.0f} s")
+    model = prepared.plan.model
+    entry = runtime.store.debit(
+        Charge(
+            request_id=state["task_id"],
+            account_id=state["account_id"],
+            amount_micro_usd=cost_micro_usd(model, seconds),
+            model=model.sku,
+            duration_ms=duration_ms(seconds),
+            billable_minutes=billable_minutes(seconds),
+            description=f"task {state['kind']} {seconds:.3f}s",
+        )
+    )
+    _progress(runtime, state, 35)
+    return {**state, "debit": entry.model_dump()}
+
+
+def run_engine(state: State) -> State:
+    runtime = get_runtime()
+    prepared = prepare(runtime, state["kind"], state["options"], deadline_sec=_step_deadline("run_engine"))
+    metered = MeteredAudio(**state["metered"])
+    seconds, source = _billed(state)
+    with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
+        try:
+            result = prepared.plan.work(path, metered)
+        except errors.EarshotError:
+            raise
+        except Exception as exc:  # an engine bug is a provider failure: the catch refunds it
+            logger.exception("engine failed in a task", extra={"task_id": state["task_id"]})
+            raise errors.EngineError(f"the {prepared.plan.model.sku} engine failed on this audio") from exc
+    outcome = Metered(
+        result=result,
+        model=prepared.plan.model,
+        metered=metered,
+        billed_seconds=seconds,
+        duration_source=source,
+        debit=LedgerEntry(**state["debit"]),
+    )
+    rendered = response_result(prepared.render(outcome))
+    _progress(runtime, state, 80)
+    return {**state, "result": rendered}
+
+
+def settle(state: State) -> State:
+    """Capture the reservation. Prices follow the metered duration, so the reservation is exact: nothing to release."""
+    runtime = get_runtime()
+    captured = -int(state["debit"]["amount_micro_usd"])
+    runtime.tasks.append_event(state["task_id"], type="settled", data={"captured_micro_usd": captured, "released": 0})
+    return state
+
+
+def store_result(state: State) -> State:
+    runtime = get_runtime()
+    task_id = state["task_id"]
+    result = state["result"]
+    encoded = json.dumps(result).encode()
+    if len(encoded) > INLINE_RESULT_BYTES:
+        key = RESULT_BLOB.format(task_id=task_id)
+        runtime.blobs.put(key, encoded, content_type="application/json")
+        runtime.tasks.update_task(task_id, status="completed", result_blob_key=key)
+    else:
+        runtime.tasks.update_task(task_id, status="completed", results=[result])
+    if state["kind"] == "llm" and isinstance(result, dict):
+        runtime.tasks.append_event(task_id, type="chunk", data=completion_chunk(result))
+    runtime.tasks.append_event(task_id, type="status", data={"status": "completed", "progress": 100})
+    if state["source"].get("delete_after") and not state["options"].get("retain"):
+        runtime.blobs.delete(state["source"]["blob_key"])
+    return {key: value for key, value in state.items() if key != "result"}
+
+
+def completion_chunk(completion: dict[str, Any]) -> dict[str, Any]:
+    """A ChatCompletion as the single ``chat.completion.chunk`` a stream subscriber receives."""
+    choice = (completion.get("choices") or [{}])[0]
+    return {
+        "id": completion.get("id"),
+        "object": "chat.completion.chunk",
+        "created": completion.get("created"),
+        "model": completion.get("model"),
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": (choice.get("message") or {}).get("content", "")},
+                "finish_reason": choice.get("finish_reason"),
+            }
+        ],
+    }
+
+
+def _deliver(runtime: Runtime, state: State) -> None:
+    url = state.get("callback_url")
+    if not url:
+        return
+    from earshot.api.tasks import task_document
+    from earshot.webhooks import deliver, generate_secret
+
+    task = runtime.tasks.get_task(state["task_id"])
+    if task is None:
+        return
+    secret = runtime.store.get_webhook_secret(state["account_id"])
+    if secret is None:
+        secret = generate_secret()
+        runtime.store.set_webhook_secret(state["account_id"], secret)
+    body = json.dumps(task_document(runtime, task)).encode()
+    delivery = deliver(
+        url,
+        body,
+        secret,
+        msg_id=f"msg_{task.id}_{task.status}",
+        allow_loopback=runtime.settings.allow_loopback_urls,
+        deadline_sec=_step_deadline("deliver_webhook"),
+    )
+    runtime.tasks.append_event(
+        task.id, type="webhook", data={"delivered": delivery.delivered, "attempts": delivery.attempts}
+    )
+
+
+def deliver_webhook(state: State) -> State:
+    _deliver(get_runtime(), state)
+    return state
+
+
+def _error_of(state: State) -> dict[str, Any]:
+    caught = state.get("error") or {}
+    name = str(caught.get("Error", "InternalError"))
+    message = "the task failed"
+    try:
+        cause = json.loads(caught.get("Cause") or "{}")
+        message = str(cause.get("errorMessage") or cause.get("message") or message)
+    except (TypeError, ValueError):
+        message = str(caught.get("Cause") or message)
+    error_class = getattr(errors, name, None)
+    if isinstance(error_class, type) and issubclass(error_class, errors.EarshotError):
+        return {"code": error_class.code, "type": error_class.type, "message": message}
+    if name == "States.Timeout":
+        return {"code": "provider_timeout", "type": "api_error", "message": "the task ran out of time"}
+    return {"code": "internal_error", "type": "api_error", "message": "the task failed; it has been logged"}
+
+
+def refund_and_fail(state: State) -> State:
+    """Give back what was taken and fail the task; a task that already completed keeps its result."""
+    runtime = get_runtime()
+    task_id = state["task_id"]
+    task = runtime.tasks.get_task(task_id)
+    if task is not None and task.status == "completed":
+        return state  # only the webhook failed after the result was stored: nothing to refund
+    runtime.store.refund(request_id=task_id, reason="refund: task failed")
+    error = _error_of(state)
+    if task is not None and task.status != "failed":
+        runtime.tasks.update_task(task_id, status="failed", error=error)
+        runtime.tasks.append_event(task_id, type="status", data={"status": "failed", "error": error})
+    if state["source"].get("delete_after") and "blob_key" in state["source"]:
+        runtime.blobs.delete(state["source"]["blob_key"])
+    try:
+        _deliver(runtime, state)
+    except errors.EarshotError:
+        logger.warning("webhook for a failed task not delivered", extra={"task_id": task_id})
+    return state
+
+
+STEPS = {
+    "resolve_input": resolve_input,
+    "meter": meter,
+    "reserve": reserve,
+    "run_engine": run_engine,
+    "settle": settle,
+    "store_result": store_result,
+    "deliver_webhook": deliver_webhook,
+    "refund_and_fail": refund_and_fail,
+}
+
+
+def registry(runtime: Runtime) -> dict[str, Any]:
+    """The steps, each made idempotent per (task, step) with the runtime's step markers."""
+    from earshot.workflow import steps_idempotent
+
+    wrapped = steps_idempotent(runtime.step_markers, {k: v for k, v in STEPS.items() if k != "refund_and_fail"})
+    wrapped["refund_and_fail"] = refund_and_fail  # decides from the task's own state, safe to run again
+    return wrapped

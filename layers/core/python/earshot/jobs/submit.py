@@ -1,0 +1,62 @@
+"""Submitting a job as an async task: store its audio, create the task, start the workflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from earshot.ports import Principal, Task, new_task
+from earshot.runtime import Runtime
+from earshot.services.metered import AudioPayload
+
+# Task kinds in ids are letters and digits only ("task-llm-...", "task-transcription-...").
+INPUT_BLOB = "tasks/{task_id}/input"
+
+
+def submit_task(
+    runtime: Runtime,
+    principal: Principal,
+    *,
+    kind: str,
+    model: str,
+    options: dict[str, Any],
+    audio: AudioPayload | None = None,
+    audio_url: str | None = None,
+    audio_blob_key: str | None = None,
+    callback_url: str | None = None,
+    stream: bool = False,
+    request_id: str = "",
+) -> Task:
+    """Create a ``pending`` task for ``kind`` and start its workflow. The audio is stored, or its URL kept."""
+    task = new_task(
+        kind=kind,
+        account_id=principal.account_id,
+        model=model,
+        request={"options": options, "filename": audio.filename if audio else "", "request_id": request_id},
+        callback_url=callback_url,
+        stream=stream,
+    )
+    source: dict[str, Any]
+    if audio is not None:
+        key = INPUT_BLOB.format(task_id=task.id)
+        runtime.blobs.put(key, audio.data)
+        source = {"blob_key": key, "filename": audio.filename, "delete_after": True}
+    elif audio_blob_key is not None:
+        source = {"blob_key": audio_blob_key, "filename": "", "delete_after": True}
+    else:
+        source = {"url": audio_url}
+    runtime.tasks.create_task(task)
+    runtime.tasks.append_event(task.id, type="status", data={"status": "pending", "progress": 0})
+    runtime.jobs.start(
+        task.id,
+        {
+            "task_id": task.id,
+            "account_id": principal.account_id,
+            "key_id": principal.key_id,
+            "kind": kind,
+            "model": model,
+            "options": options,
+            "source": source,
+            "callback_url": callback_url,
+        },
+    )
+    return task

@@ -1,0 +1,448 @@
+"""The async task workflow, defined once as data: Step Functions runs it in the cloud, ``LocalRunner`` locally.
+
+``WORKFLOW`` lists the steps in order, each with its timeout and retry policy; any error a step's
+retries do not absorb is caught and sent to ``refund_and_fail``, which gives back what was taken and
+fails the task. ``to_state_machine_definition`` compiles it to Amazon States Language for the CDK
+app; ``LocalRunner`` executes the same definition in-process with the same semantics:
+
+- a step is a plain callable taking the JSON state and returning the next one (Step Functions
+  passes the whole state in, and the step's output replaces it: the default ``ResultPath``);
+- an error is matched by its *name*: the exception's class name, exactly as a Python Lambda reports
+  it as ``errorType`` (no subclass matching, as in Step Functions), or ``States.Timeout`` for a step
+  that ran out of time. ``States.ALL`` matches anything, ``States.TaskFailed`` anything but a timeout;
+- retriers are tried in order and the first that matches applies, each with its own attempt count;
+  before retry *n* (1-based) the wait is drawn uniformly from
+  ``[0, min(interval * backoff_rate ** (n - 1), max_delay)]`` (``JitterStrategy: FULL``);
+- a caught error lands in the state under ``error`` as ``{"Error": name, "Cause": json}`` (the
+  Catch's ``ResultPath: $.error``), and the execution ends failed after ``refund_and_fail``.
+
+Retry names are stable ``EarshotError`` subclass names or Step Functions' ``Lambda.*`` and
+``States.*`` names; ``tests/unit/test_workflow.py`` holds them to that.
+
+Steps must be idempotent under retry: ``steps_idempotent`` records each step's output per (task,
+step) so a retried or re-driven step returns what it returned before instead of running again.
+``refund_and_fail`` must itself be safe for a task that already completed (``store_result`` is what
+completes it, so only ``deliver_webhook`` can fail after that): it then refunds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from earshot.observability import logger
+from earshot.ports import StepMarkers
+
+State = dict[str, Any]
+StepFn = Callable[[State], State]
+StepRegistry = Mapping[str, StepFn]
+
+STEP_NAMES = ("resolve_input", "meter", "reserve", "run_engine", "settle", "store_result", "deliver_webhook")
+REFUND_STEP = "refund_and_fail"
+FAILED_STATE = "task_failed"
+TIMEOUT_ERROR = "States.Timeout"
+_ANY_ERROR = "States.ALL"
+_ANY_TASK_ERROR = "States.TaskFailed"
+_LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """One Step Functions retrier.
+
+    Attributes
+    ----------
+    errors
+        Error names it applies to (``ErrorEquals``).
+    interval_sec
+        Wait before the first retry, before jitter (``IntervalSeconds``, an integer >= 1).
+    max_attempts
+        Retries after the first attempt (``MaxAttempts``; 0 never retries).
+    backoff_rate
+        Multiplier of the wait per retry (``BackoffRate`` >= 1).
+    max_delay_sec
+        Cap on any one wait (``MaxDelaySeconds``).
+    """
+
+    errors: tuple[str, ...]
+    interval_sec: int = 1
+    max_attempts: int = 3
+    backoff_rate: float = 2.0
+    max_delay_sec: int = 30
+    jitter: Literal["FULL"] = "FULL"
+
+    def delay_cap(self, retry: int) -> float:
+        """The longest wait before retry number ``retry`` (1-based); full jitter draws from ``[0, cap]``."""
+        return float(min(self.interval_sec * self.backoff_rate ** (retry - 1), self.max_delay_sec))
+
+
+@dataclass(frozen=True)
+class Step:
+    """A Task state: one step function, its time limit and its retriers (first match applies)."""
+
+    name: str
+    timeout_sec: int
+    retries: tuple[RetryPolicy, ...] = ()
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """The steps in execution order, and the step every uncaught failure goes to."""
+
+    steps: tuple[Step, ...]
+    on_failure: Step
+    timeout_sec: int
+    comment: str = ""
+
+    @property
+    def all_steps(self) -> tuple[Step, ...]:
+        return (*self.steps, self.on_failure)
+
+
+# Invoking a Lambda can fail in the Lambda service itself; AWS recommends retrying these on every
+# Lambda task. The function may or may not have run: ``steps_idempotent`` makes either case safe.
+LAMBDA_SERVICE_ERRORS = RetryPolicy(
+    errors=(
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    ),
+    interval_sec=1,
+    max_attempts=3,
+    backoff_rate=2.0,
+    max_delay_sec=10,
+)
+# A step that timed out may well succeed on a second try (a cold dependency, a slow disk).
+_TIMED_OUT_ONCE = RetryPolicy(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=1)
+# The balance is contended (DynamoStore gave up after its own retries): wait and settle again.
+_CONTENDED_BALANCE = RetryPolicy(
+    errors=("RateLimitedError", TIMEOUT_ERROR), interval_sec=1, max_attempts=5, backoff_rate=2.0, max_delay_sec=20
+)
+
+WORKFLOW = Workflow(
+    comment="Earshot async task: resolve input, meter, reserve, run the engine, settle, store, deliver",
+    steps=(
+        Step(
+            "resolve_input",
+            timeout_sec=300,
+            retries=(LAMBDA_SERVICE_ERRORS, _TIMED_OUT_ONCE),
+            comment="Bring the audio (upload, URL through the SSRF-safe fetcher, or inline) into the blob store",
+        ),
+        Step("meter", timeout_sec=120, retries=(LAMBDA_SERVICE_ERRORS, _TIMED_OUT_ONCE), comment="ffprobe duration"),
+        Step(
+            "reserve",
+            timeout_sec=30,
+            retries=(LAMBDA_SERVICE_ERRORS, _CONTENDED_BALANCE),
+            comment="Debit the metered price, keyed by task id (BillingError is final: caught, nothing to refund)",
+        ),
+        Step(
+            "run_engine",
+            timeout_sec=900,
+            # Not ProviderError/ProviderTimeoutError: the provider adapters already spend the whole
+            # "3 attempts across all layers" budget; retrying here would multiply upstream calls.
+            retries=(LAMBDA_SERVICE_ERRORS,),
+            comment="The model: an upstream provider or an embedded engine",
+        ),
+        Step(
+            "settle",
+            timeout_sec=30,
+            retries=(LAMBDA_SERVICE_ERRORS, _CONTENDED_BALANCE),
+            comment="Capture what was used, release the rest of the reservation",
+        ),
+        Step(
+            "store_result",
+            timeout_sec=60,
+            retries=(LAMBDA_SERVICE_ERRORS, RetryPolicy(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=2)),
+            comment="Results into the task (or the blob store when large); the task becomes completed",
+        ),
+        Step(
+            "deliver_webhook",
+            timeout_sec=180,
+            # ``webhooks.deliver`` retries the receiver itself and reports failure in its record
+            # rather than raising: a completed task is not failed by an unreachable receiver.
+            retries=(LAMBDA_SERVICE_ERRORS,),
+            comment="POST the final task to callback_url, signed (Standard Webhooks)",
+        ),
+    ),
+    on_failure=Step(
+        REFUND_STEP,
+        timeout_sec=60,
+        retries=(
+            LAMBDA_SERVICE_ERRORS,
+            RetryPolicy(
+                errors=("RateLimitedError", TIMEOUT_ERROR, _ANY_TASK_ERROR),
+                interval_sec=2,
+                max_attempts=8,
+                backoff_rate=2.0,
+                max_delay_sec=60,
+            ),
+        ),
+        comment="Refund the task's debit (once, by request id), fail the task, notify the callback",
+    ),
+    # Every step at its timeout, retried to the limit with the longest waits, stays well under this.
+    timeout_sec=4 * 3600,
+)
+
+
+# -- Amazon States Language ------------------------------------------------------------------------
+def _retrier(policy: RetryPolicy) -> dict[str, Any]:
+    return {
+        "ErrorEquals": list(policy.errors),
+        "IntervalSeconds": policy.interval_sec,
+        "MaxAttempts": policy.max_attempts,
+        "BackoffRate": policy.backoff_rate,
+        "MaxDelaySeconds": policy.max_delay_sec,
+        "JitterStrategy": policy.jitter,
+    }
+
+
+def _task_state(step: Step, function_arn: str) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Comment": step.comment,
+        "Resource": _LAMBDA_INVOKE,
+        # One payload shape for every step, so one function may serve several (see ``dispatch_step``).
+        "Parameters": {"FunctionName": function_arn, "Payload": {"step": step.name, "state.$": "$"}},
+        "OutputPath": "$.Payload",  # the function's return value becomes the state
+        "TimeoutSeconds": step.timeout_sec,
+        "Retry": [_retrier(policy) for policy in step.retries],
+    }
+
+
+def to_state_machine_definition(function_arns: Mapping[str, str], *, workflow: Workflow = WORKFLOW) -> dict[str, Any]:
+    """The Step Functions (Standard) definition of ``workflow``, as a JSON-able dict.
+
+    Parameters
+    ----------
+    function_arns
+        The Lambda function (ARN, or a CDK token that resolves to one) for every step and for the
+        failure step. Several steps may share a function: the payload names the step.
+
+    Raises
+    ------
+    ValueError
+        A step has no function.
+    """
+    missing = [step.name for step in workflow.all_steps if step.name not in function_arns]
+    if missing:
+        raise ValueError(f"no function for step(s): {', '.join(missing)}")
+    catch = [{"ErrorEquals": [_ANY_ERROR], "ResultPath": "$.error", "Next": workflow.on_failure.name}]
+    states: dict[str, Any] = {}
+    for index, step in enumerate(workflow.steps):
+        state = _task_state(step, function_arns[step.name])
+        if index + 1 < len(workflow.steps):
+            state["Next"] = workflow.steps[index + 1].name
+        else:
+            state["End"] = True
+        state["Catch"] = catch
+        states[step.name] = state
+    refund = _task_state(workflow.on_failure, function_arns[workflow.on_failure.name])
+    refund["Next"] = FAILED_STATE
+    states[workflow.on_failure.name] = refund
+    states[FAILED_STATE] = {
+        "Type": "Fail",
+        "Comment": "The task failed and was refunded; its error is on the task",
+        "Error": "TaskFailed",
+        "Cause": "A step failed after its retries; see the execution history and the task's error",
+    }
+    return {
+        "Comment": workflow.comment,
+        "StartAt": workflow.steps[0].name,
+        "TimeoutSeconds": workflow.timeout_sec,
+        "States": states,
+    }
+
+
+def dispatch_step(steps: StepRegistry, event: Mapping[str, Any]) -> State:
+    """What a step Lambda's handler does with the state machine's payload ``{"step": ..., "state": ...}``."""
+    name = event.get("step")
+    if not isinstance(name, str) or name not in steps:
+        raise ValueError(f"unknown workflow step {name!r}")
+    state = event.get("state")
+    if not isinstance(state, dict):
+        raise ValueError("the workflow payload has no state object")
+    return steps[name](state)
+
+
+# -- running it in-process -------------------------------------------------------------------------
+class StepTimeoutError(Exception):
+    """A local step overran its ``timeout_sec``; reported under the name ``States.Timeout``."""
+
+
+def error_name(exc: BaseException) -> str:
+    """The name Retry/Catch rules see: ``States.Timeout`` for a timeout, else the class name (as Lambda's errorType)."""
+    return TIMEOUT_ERROR if isinstance(exc, StepTimeoutError) else type(exc).__name__
+
+
+def _matches(policy: RetryPolicy, name: str) -> bool:
+    if name in policy.errors or _ANY_ERROR in policy.errors:
+        return True
+    return _ANY_TASK_ERROR in policy.errors and name != TIMEOUT_ERROR
+
+
+@dataclass
+class Attempt:
+    step: str
+    attempt: int
+    error: str | None = None
+    slept_sec: float = 0.0
+
+
+@dataclass
+class RunResult:
+    """How a local execution ended: the final state, and every attempt in order (the execution history)."""
+
+    succeeded: bool
+    state: State
+    error: dict[str, str] | None = None
+    history: list[Attempt] = field(default_factory=list)
+
+
+class LocalRunner:
+    """Runs ``workflow`` in-process: the same steps in the same order with the same retries and catch.
+
+    Timeouts are enforced with a thread: each attempt runs in a daemon thread and the runner waits at
+    most ``timeout_sec`` for it. An attempt that overruns is reported as ``States.Timeout`` and
+    abandoned; Python cannot stop a thread, so it runs on in the background and its result is
+    discarded (as a Lambda runs on after Step Functions has timed its task out). Steps wrapped with
+    ``steps_idempotent`` make that overlap harmless. ``enforce_timeouts=False`` runs attempts inline.
+
+    Parameters
+    ----------
+    steps
+        A callable for every step of the workflow and for ``refund_and_fail``.
+    sleep, rand
+        Injectable for tests: the wait between attempts, and the uniform [0, 1) source of jitter.
+    """
+
+    def __init__(
+        self,
+        steps: StepRegistry,
+        *,
+        workflow: Workflow = WORKFLOW,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+        enforce_timeouts: bool = True,
+    ) -> None:
+        missing = [step.name for step in workflow.all_steps if step.name not in steps]
+        if missing:
+            raise ValueError(f"no function for step(s): {', '.join(missing)}")
+        self._steps = steps
+        self._workflow = workflow
+        self._sleep = sleep
+        self._rand = rand
+        self._enforce_timeouts = enforce_timeouts
+
+    def run(self, state: State) -> RunResult:
+        """Execute the workflow on ``state``.
+
+        Returns a failed ``RunResult`` after ``refund_and_fail`` ran; raises only when
+        ``refund_and_fail`` itself fails after its retries (an execution Step Functions would
+        also end failed, with the task left for an operator).
+        """
+        history: list[Attempt] = []
+        current = state
+        for step in self._workflow.steps:
+            try:
+                current = self._run_step(step, current, history)
+            except Exception as exc:
+                name = error_name(exc)
+                # The shape Step Functions puts at the Catch's ResultPath for a Lambda error.
+                error = {"Error": name, "Cause": json.dumps({"errorMessage": str(exc), "errorType": name})}
+                logger.info("workflow step failed", extra={"step": step.name, "error": name})
+                failed_state = {**current, "error": error}
+                final = self._run_step(self._workflow.on_failure, failed_state, history)
+                return RunResult(succeeded=False, state=final, error=error, history=history)
+        return RunResult(succeeded=True, state=current, history=history)
+
+    def _run_step(self, step: Step, state: State, history: list[Attempt]) -> State:
+        used: dict[int, int] = {}  # retries spent per retrier, as Step Functions counts them
+        slept = 0.0
+        attempt = 1
+        while True:
+            record = Attempt(step=step.name, attempt=attempt, slept_sec=slept)
+            history.append(record)
+            try:
+                return self._call(step, state)
+            except Exception as exc:
+                name = error_name(exc)
+                record.error = name
+                index = next((i for i, policy in enumerate(step.retries) if _matches(policy, name)), None)
+                if index is None:
+                    raise
+                policy = step.retries[index]
+                used[index] = used.get(index, 0) + 1
+                if used[index] > policy.max_attempts:
+                    raise
+                slept = self._rand() * policy.delay_cap(used[index])
+                logger.info("retrying workflow step", extra={"step": step.name, "error": name, "wait_sec": slept})
+                self._sleep(slept)
+                attempt += 1
+
+    def _call(self, step: Step, state: State) -> State:
+        fn = self._steps[step.name]
+        # Each attempt gets its own copy, as each Lambda invocation gets its own deserialized payload.
+        payload: State = json.loads(json.dumps(state))
+        if not self._enforce_timeouts:
+            return _checked(step, fn(payload))
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def attempt() -> None:
+            try:
+                outcome["state"] = fn(payload)
+            except BaseException as exc:  # handed to the runner's thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=attempt, name=f"workflow-{step.name}", daemon=True).start()
+        if not done.wait(step.timeout_sec):
+            raise StepTimeoutError(f"step {step.name} did not finish within {step.timeout_sec} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return _checked(step, outcome["state"])
+
+
+def _checked(step: Step, output: Any) -> State:
+    if not isinstance(output, dict):
+        raise TypeError(f"step {step.name} returned {type(output).__name__}, not a state object")
+    return output
+
+
+# -- idempotent steps ------------------------------------------------------------------------------
+def idempotent_step(markers: StepMarkers, name: str, fn: StepFn, *, task_key: str = "task_id") -> StepFn:
+    """Wrap ``fn`` so that, per task, it runs until it has once succeeded and then only replays that output.
+
+    The first successful attempt's output is recorded under (``state[task_key]``, ``name``); a
+    retry, a re-driven execution or a concurrent duplicate gets the recorded output back without
+    running ``fn``. Two attempts that overlap (a timed-out attempt still running) may both run;
+    the first to record wins and both return its output, so later steps see one outcome.
+    """
+
+    def run(state: State) -> State:
+        task_id = state.get(task_key)
+        if not isinstance(task_id, str) or not task_id:
+            raise ValueError(f"the workflow state has no {task_key!r}")
+        recorded = markers.get_step_output(task_id, name)
+        if recorded is not None:
+            logger.info("workflow step replayed", extra={"task_id": task_id, "step": name})
+            return recorded
+        if not markers.claim_step(task_id, name):
+            logger.info("workflow step re-run after an unfinished attempt", extra={"task_id": task_id, "step": name})
+        return markers.record_step_output(task_id, name, fn(state))
+
+    run.__name__ = getattr(fn, "__name__", name)
+    return run
+
+
+def steps_idempotent(markers: StepMarkers, steps: StepRegistry, *, task_key: str = "task_id") -> dict[str, StepFn]:
+    """Every step of ``steps`` wrapped with ``idempotent_step`` (ready for ``LocalRunner`` or ``dispatch_step``)."""
+    return {name: idempotent_step(markers, name, fn, task_key=task_key) for name, fn in steps.items()}
