@@ -16,8 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
 _PACKAGE_DIR = Path(__file__).resolve().parent
-# layers/core/python/earshot -> repo root, where `make` puts the pinned static ffprobe.
-_REPO_FFPROBE = _PACKAGE_DIR.parents[3] / "layers" / "ffprobe" / "bin" / "ffprobe"
+# layers/core/python/earshot -> layers/ffprobe/bin/ffprobe, where `make` puts the pinned static ffprobe. (Not
+# parents[3]: in Lambda the package is /opt/python/earshot, which has only three parents.)
+_REPO_FFPROBE = _PACKAGE_DIR.parents[2] / "ffprobe" / "bin" / "ffprobe"
 # Where the ffprobe Lambda layer mounts its binary.
 _LAYER_FFPROBE = Path("/opt/bin/ffprobe")
 
@@ -58,9 +59,14 @@ class Settings(BaseSettings):
     def resolved_ffprobe(self) -> Path:
         if self.ffprobe is not None:
             return self.ffprobe
-        for candidate in (_LAYER_FFPROBE, _REPO_FFPROBE):
-            if candidate.is_file():
-                return candidate
+        if _LAYER_FFPROBE.is_file():
+            return _LAYER_FFPROBE
+        from earshot.ffprobe_binary import LAYER_FFPROBE_GZ, unpack_ffprobe
+
+        if LAYER_FFPROBE_GZ.is_file():  # the layer ships it compressed: unpacked to /tmp once per environment
+            return unpack_ffprobe(LAYER_FFPROBE_GZ)
+        if _REPO_FFPROBE.is_file():
+            return _REPO_FFPROBE
         found = shutil.which("ffprobe")
         if found:
             return Path(found)

@@ -151,8 +151,23 @@ class RateLimiter(Protocol):
         ...
 
 
+class PresignedUpload(BaseModel):
+    """Where and how a client uploads one object itself: a form POST of ``fields`` plus ``file``."""
+
+    url: str
+    fields: dict[str, str]
+    expires_at: int
+
+
 class BlobStore(Protocol):
     """Audio and results by key (files locally, S3 in the cloud)."""
+
+    def presign_upload(self, key: str, *, max_bytes: int, expires_in: int) -> PresignedUpload:
+        """A form POST that stores at most ``max_bytes`` (at least 1) under ``key`` until it expires.
+
+        The local adapter answers with a path (``/_local/uploads/...``) served by the local server.
+        """
+        ...
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None: ...
 

@@ -141,6 +141,15 @@ ROUTES: tuple[Route, ...] = (
         error_statuses=(401, 404),
     ),
     Route(
+        "POST",
+        "/v1/uploads",
+        function="uploads",
+        endpoint="earshot.api.uploads:create_upload_url",
+        summary="A presigned upload (up to 500 MB) for audio above the inline limit; returns a file_id.",
+        request_model=schemas.UploadRequestBody,
+        error_statuses=(400, 401, 404, 429),
+    ),
+    Route(
         "GET",
         "/v1/models",
         function="models",
@@ -180,7 +189,7 @@ ROUTES: tuple[Route, ...] = (
 
 
 # Functions no route invokes: the gateway's authorizer, and the async workflow's step runner.
-EVENT_FUNCTIONS = ("authorizer", "workflow")
+EVENT_FUNCTIONS = ("authorizer", "workflow", "ingest")
 
 
 def functions() -> list[str]:

@@ -331,3 +331,26 @@ class UnderstandingRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     system: str | None = Field(default=None, max_length=10_000)
     include_reasoning: bool = False
+
+
+class UploadProcess(BaseModel):
+    """What to run once the upload lands: a processing route's kind, model and fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["transcription", "translation", "transcribev2", "understand", "extract", "llm"]
+    model: str | None = Field(default=None, max_length=128)
+    options: dict[str, Any] = Field(default_factory=dict, description="The route's own fields, e.g. response_format.")
+    callback_url: str | None = Field(default=None, max_length=2048)
+
+
+class UploadRequestBody(BaseModel):
+    """``POST /v1/uploads`` (JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255)
+    bytes: int = Field(ge=1, le=500 * 1024 * 1024, description="Size of the file; the upload may not exceed it.")
+    purpose: str = Field(default="audio", max_length=64)
+    process: UploadProcess | None = None
+    retain: bool = Field(default=False, description="Keep the audio after processing (default: delete it).")

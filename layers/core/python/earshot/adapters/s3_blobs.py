@@ -6,11 +6,13 @@ so nothing here asks for them per object.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from earshot.errors import InvalidRequestError, NotFoundError
+from earshot.ports import PresignedUpload
 
 # boto3 ships no type hints (mypy-boto3-s3 would add them); the client is a low-level ``boto3.client("s3")``.
 S3Client = Any
@@ -38,6 +40,20 @@ class S3BlobStore:
         if not key or key.startswith("/"):
             raise InvalidRequestError(f"invalid blob key {key!r}")
         return key
+
+    def presign_upload(self, key: str, *, max_bytes: int, expires_in: int) -> PresignedUpload:
+        """A presigned S3 POST whose policy caps the size (``content-length-range``) and fixes the key."""
+        post = self._client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=self._checked(key),
+            Conditions=[["content-length-range", 1, max_bytes]],
+            ExpiresIn=expires_in,
+        )
+        return PresignedUpload(
+            url=post["url"],
+            fields={k: str(v) for k, v in post["fields"].items()},
+            expires_at=int(time.time()) + expires_in,
+        )
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         self._client.put_object(Bucket=self.bucket, Key=self._checked(key), Body=data, ContentType=content_type)

@@ -189,7 +189,7 @@ class SqliteStore:
 
     def create_api_key(self, *, account_id: str, name: str, key_hash: str, hint: str) -> ApiKey:
         key = ApiKey(
-            id=new_id("key"),
+            id=new_sortable_id("key"),  # keys made within one second still list in the order they were made
             account_id=account_id,
             name=name,
             key_hash=key_hash,

@@ -374,6 +374,8 @@ class _LevelMeter:
         block = np.asarray(planar, dtype=np.float64)
         if block.ndim != 2 or block.shape[0] != self.channels or block.shape[1] == 0:
             return
+        # Float files can carry NaN or infinity; count them as silence and full scale, never as NaN in a report.
+        block = np.nan_to_num(block, nan=0.0, posinf=1.0, neginf=-1.0)
         self._pending.append(block)
         self._pending_samples += block.shape[1]
         if self._pending_samples >= self._block:

@@ -1,7 +1,7 @@
 """``Idempotency-Key`` on POST routes: run a request once, replay its response to every retry.
 
-The request is fingerprinted (method, path, raw query, content type and the decoded body) before the
-endpoint runs, because form parsing drops the body. ``IdempotencyStore.begin`` then decides:
+The request is fingerprinted (method, path, raw query, content type, ``Prefer`` and the decoded body)
+before the endpoint runs, because form parsing drops the body. ``IdempotencyStore.begin`` then decides:
 
 - a new key: run the endpoint and store what the client got, a success or a 4xx alike (a replay of a
   400 is the same 400); a 5xx, an unexpected exception, or an error that says "retry shortly" (429,
@@ -56,11 +56,14 @@ def idempotency_key(request: ApiRequest) -> str | None:
 
 
 def request_fingerprint(request: ApiRequest, raw_query: str) -> str:
-    """SHA-256 of what makes two requests the same request; each part length-prefixed so none can bleed."""
+    """SHA-256 of what makes two requests the same request; each part length-prefixed so none can bleed.
+
+    ``Prefer`` counts too: ``respond-async`` turns the same body into another request (a 202 and a task).
+    """
     digest = hashlib.sha256()
-    for part in (request.method.encode(), request.path.encode(), raw_query.encode(), request.content_type.encode()):
+    parts = (request.method, request.path, raw_query, request.content_type, request.headers.get("prefer", ""))
+    for part in (*(text.encode() for text in parts), request.body):
         digest.update(len(part).to_bytes(8, "big") + part)
-    digest.update(len(request.body).to_bytes(8, "big") + request.body)
     return digest.hexdigest()
 
 

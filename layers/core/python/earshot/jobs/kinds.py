@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
+from pydantic import ValidationError
 
+from earshot.errors import InvalidRequestError
 from earshot.runtime import Runtime
 from earshot.services.metered import Metered, Plan
 
@@ -40,9 +42,17 @@ KINDS: dict[str, str] = {
 
 
 def prepare(runtime: Runtime, kind: str, options: dict[str, Any], *, deadline_sec: float) -> Prepared:
+    """The kind's ``Prepared``; options that do not validate are a 400 naming the field."""
+    if kind not in KINDS:
+        raise InvalidRequestError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", param="kind")
     module_name, attribute = KINDS[kind].split(":", 1)
     prepare_kind: Prepare = getattr(importlib.import_module(module_name), attribute)
-    return prepare_kind(runtime, options, deadline_sec)
+    try:
+        return prepare_kind(runtime, options, deadline_sec)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in first.get("loc") or ()) or None
+        raise InvalidRequestError(f"invalid option {param!r}: {first.get('msg')}", param=param) from exc
 
 
 def response_result(response: Response[Any]) -> Any:

@@ -25,6 +25,9 @@ def submit_task(
     callback_url: str | None = None,
     stream: bool = False,
     request_id: str = "",
+    task_id: str | None = None,
+    delete_after: bool = True,
+    filename: str = "",
 ) -> Task:
     """Create a ``pending`` task for ``kind`` and start its workflow. The audio is stored, or its URL kept."""
     task = new_task(
@@ -35,13 +38,15 @@ def submit_task(
         callback_url=callback_url,
         stream=stream,
     )
+    if task_id is not None:
+        task = task.model_copy(update={"id": task_id})
     source: dict[str, Any]
     if audio is not None:
         key = INPUT_BLOB.format(task_id=task.id)
         runtime.blobs.put(key, audio.data)
         source = {"blob_key": key, "filename": audio.filename, "delete_after": True}
     elif audio_blob_key is not None:
-        source = {"blob_key": audio_blob_key, "filename": "", "delete_after": True}
+        source = {"blob_key": audio_blob_key, "filename": filename, "delete_after": delete_after}
     else:
         source = {"url": audio_url}
     runtime.tasks.create_task(task)

@@ -8,16 +8,18 @@ event; then the route's function handler runs in-process and its response is wri
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from earshot.errors import EarshotError, InternalError, NotFoundError
+from earshot.errors import EarshotError, FileTooLargeError, InternalError, InvalidRequestError, NotFoundError
 from earshot.http.envelope import error_body, error_headers
 from earshot.local.events import LocalContext, authorizer_event, http_event
 from earshot.local.functions import load_handler
@@ -25,6 +27,8 @@ from earshot.observability import logger
 from earshot.routes import ROUTES, Route
 from earshot.services.audio_input import too_large
 
+# The local stand-in for S3's presigned POST endpoint (see FileBlobStore.presign_upload).
+LOCAL_UPLOAD_PREFIX = "/_local/uploads/"
 # What a multipart form may add around the largest accepted file.
 _FORM_OVERHEAD = 1024 * 1024
 
@@ -70,6 +74,8 @@ class LocalGateway:
     def handle(
         self, *, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes
     ) -> GatewayResponse:
+        if path.startswith(LOCAL_UPLOAD_PREFIX) and method.upper() == "POST":
+            return self._local_upload(path.removeprefix(LOCAL_UPLOAD_PREFIX), headers, body)
         matched = self.match(method, path)
         if matched is None:
             return self._error(NotFoundError(f"no route {method.upper()} {path}"), "gateway")
@@ -98,6 +104,40 @@ class LocalGateway:
             return self._error(InternalError("internal error; it has been logged"), request_id)
         return self._response(result)
 
+    def _local_upload(self, token: str, headers: dict[str, str], body: bytes) -> GatewayResponse:
+        """What S3 does with a presigned POST locally: check the signed policy, store, emit ObjectCreated."""
+        from earshot.http.multipart import parse_multipart
+        from earshot.runtime import get_runtime
+
+        request_id = f"upload-{time.time_ns():x}"
+        try:
+            blobs = get_runtime().blobs
+            verify = getattr(blobs, "verify_upload_token", None)
+            if verify is None:
+                raise NotFoundError("local uploads are served only by the local file blob store")
+            key, max_bytes = verify(token)
+            content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+            upload = parse_multipart(body, content_type).files.get("file")
+            if upload is None:
+                raise InvalidRequestError("the form has no 'file' field", param="file")
+            if not 1 <= len(upload.data) <= max_bytes:
+                raise FileTooLargeError(f"the upload must be 1 to {max_bytes} bytes, as declared", param="file")
+            blobs.put(key, upload.data)
+            version = hashlib.sha256(upload.data).hexdigest()[:16]
+            event = {
+                "Records": [
+                    {
+                        "eventSource": "aws:s3",
+                        "eventName": "ObjectCreated:Post",
+                        "s3": {"bucket": {"name": "local"}, "object": {"key": quote_plus(key), "versionId": version}},
+                    }
+                ]
+            }
+            load_handler("ingest")(event, LocalContext("ingest", 30.0))
+        except EarshotError as error:
+            return self._error(error, request_id)
+        return GatewayResponse(204, {}, b"")
+
     @staticmethod
     def _response(result: dict[str, Any]) -> GatewayResponse:
         raw = result.get("body") or ""
@@ -116,7 +156,8 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
     def application(environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         started = time.perf_counter()
-        rejected = gateway.too_large(request.content_length)
+        uploading = request.path.startswith(LOCAL_UPLOAD_PREFIX)  # capped by its signed policy instead
+        rejected = None if uploading else gateway.too_large(request.content_length)
         if rejected is not None:
             result = rejected
         else:

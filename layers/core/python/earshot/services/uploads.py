@@ -1,0 +1,173 @@
+"""Uploads: presigned form POSTs for audio above the inline limit, and processing that starts by itself.
+
+``POST /v1/uploads`` answers with where to POST the file (S3 presigned POST in the cloud, the local
+server's own upload URL locally) and a ``file_id`` every processing route accepts. With a ``process``
+spec, the finished upload starts a task by itself: S3's ObjectCreated event reaches the ingest
+function, which submits the task under an id derived from bucket, key and version, so a duplicated
+event starts nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import time
+from typing import Any
+from urllib.parse import unquote_plus
+
+from pydantic import BaseModel
+
+from earshot.errors import IdempotencyConflictError, InvalidRequestError, NotFoundError
+from earshot.observability import logger
+from earshot.ports import PresignedUpload, Principal, Task
+from earshot.runtime import Runtime
+from earshot.schemas import UploadProcess as ProcessSpec
+from earshot.schemas import UploadRequestBody as UploadRequest
+from earshot.services.metered import AudioPayload
+
+MB = 1024 * 1024
+UPLOAD_URL_TTL_SEC = 3600
+_KEY = re.compile(r"^inbox/(?P<account>acct_[0-9a-f]+)/(?P<file_id>file-[0-9a-f]{24})/")
+_RECORD = "uploads/{file_id}.json"
+
+
+class UploadRecord(BaseModel):
+    id: str
+    account_id: str
+    key: str
+    filename: str
+    bytes: int
+    purpose: str
+    process: ProcessSpec | None
+    retain: bool
+    created_at: int
+    expires_at: int
+
+
+def _safe_name(filename: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", filename.rsplit("/", 1)[-1]).strip("._") or "audio"
+    return name[:100]
+
+
+def process_options(spec: ProcessSpec) -> dict[str, Any]:
+    return {**spec.options, **({"model": spec.model} if spec.model else {})}
+
+
+def create_upload(
+    runtime: Runtime, principal: Principal, request: UploadRequest
+) -> tuple[UploadRecord, PresignedUpload]:
+    if request.process is not None:
+        from earshot.jobs.kinds import prepare
+
+        # Refuse a process spec that could never run (unknown model, bad options) now, not after the upload.
+        prepare(runtime, request.process.kind, process_options(request.process), deadline_sec=60.0)
+    file_id = f"file-{secrets.token_hex(12)}"
+    now = int(time.time())
+    record = UploadRecord(
+        id=file_id,
+        account_id=principal.account_id,
+        key=f"inbox/{principal.account_id}/{file_id}/{_safe_name(request.filename)}",
+        filename=request.filename,
+        bytes=request.bytes,
+        purpose=request.purpose,
+        process=request.process,
+        retain=request.retain,
+        created_at=now,
+        expires_at=now + UPLOAD_URL_TTL_SEC,
+    )
+    runtime.blobs.put(
+        _RECORD.format(file_id=file_id), record.model_dump_json().encode(), content_type="application/json"
+    )
+    presigned = runtime.blobs.presign_upload(record.key, max_bytes=request.bytes, expires_in=UPLOAD_URL_TTL_SEC)
+    return record, presigned
+
+
+def load_upload(runtime: Runtime, file_id: str) -> UploadRecord | None:
+    if not re.fullmatch(r"file-[0-9a-f]{24}", file_id):
+        return None
+    try:
+        return UploadRecord.model_validate_json(runtime.blobs.get(_RECORD.format(file_id=file_id)))
+    except NotFoundError:
+        return None
+
+
+def audio_from_file_id(runtime: Runtime, principal: Principal, file_id: str) -> AudioPayload:
+    """The uploaded audio of ``file_id``; another account's file is indistinguishable from a missing one."""
+    record = load_upload(runtime, file_id)
+    if record is None or record.account_id != principal.account_id:
+        raise NotFoundError(f"no file {file_id}", param="file_id")
+    try:
+        return AudioPayload(runtime.blobs.get(record.key), record.filename)
+    except NotFoundError as exc:
+        raise InvalidRequestError(f"file {file_id} has not been uploaded yet", param="file_id") from exc
+
+
+def _task_id(kind: str, created_at: int, bucket: str, key: str, version: str) -> str:
+    digest = hashlib.sha256(f"{bucket}/{key}/{version}".encode()).hexdigest()[:8]
+    return f"task-{kind}-{created_at}-{digest}"
+
+
+def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "") -> Task | None:
+    """Start the task an upload asked for. A duplicate event (same bucket, key, version) starts nothing."""
+    from earshot.jobs.submit import submit_task
+
+    key = unquote_plus(key)  # S3 event keys are URL-encoded
+    match = _KEY.match(key)
+    record = load_upload(runtime, match.group("file_id")) if match else None
+    if record is None or record.key != key or record.process is None:
+        logger.info("upload stored; nothing to process", extra={"key": key})
+        return None
+    spec = record.process
+    task_id = _task_id(spec.kind, record.created_at, bucket, key, version)
+    try:
+        return submit_task(
+            runtime,
+            Principal(account_id=record.account_id, key_id="upload"),
+            kind=spec.kind,
+            model=spec.model or process_options(spec).get("model", ""),
+            options=process_options(spec),
+            audio_blob_key=key,
+            delete_after=not record.retain,
+            callback_url=spec.callback_url,
+            task_id=task_id,
+            filename=record.filename,
+        )
+    except IdempotencyConflictError:
+        logger.info("duplicate upload event ignored", extra={"task_id": task_id})
+        return runtime.tasks.get_task(task_id)
+
+
+def s3_event_records(event: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(bucket, key, version) of each ObjectCreated record in an S3 event notification."""
+    found = []
+    for record in event.get("Records") or []:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record.get("s3") or {}
+        obj = s3.get("object") or {}
+        found.append(
+            (
+                str((s3.get("bucket") or {}).get("name", "")),
+                str(obj.get("key", "")),
+                str(obj.get("versionId") or obj.get("sequencer") or ""),
+            )
+        )
+    return found
+
+
+def describe(record: UploadRecord, presigned: PresignedUpload) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "object": "upload",
+        "filename": record.filename,
+        "bytes": record.bytes,
+        "purpose": record.purpose,
+        "status": "pending",
+        "created_at": record.created_at,
+        "expires_at": presigned.expires_at,
+        "upload": {"url": presigned.url, "method": "POST", "fields": presigned.fields, "file_field": "file"},
+        "process": json.loads(record.process.model_dump_json()) if record.process else None,
+        "retain": record.retain,
+    }
