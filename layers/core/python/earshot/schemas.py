@@ -56,6 +56,9 @@ class TranscriptionForm(BaseModel):
         json_schema_extra={"format": "binary"},
     )
     url: str | None = Field(default=None, max_length=2048, description="Instead of file: an https URL of the audio.")
+    file_id: str | None = Field(
+        default=None, max_length=64, description="Instead of file: a finished /v1/uploads file."
+    )
     model: str = Field(default="transcribe", min_length=1, max_length=128)
     language: str | None = Field(default=None, max_length=32, description="ISO-639-1 code, e.g. en.")
     prompt: str | None = Field(default=None, max_length=4096)
@@ -183,6 +186,7 @@ class UnderstandForm(BaseModel):
 
     file: bytes | None = Field(default=None, json_schema_extra={"format": "binary"}, description="The audio file.")
     url: str | None = Field(default=None, max_length=2048, description="https URL of the audio, fetched server-side.")
+    file_id: str | None = Field(default=None, max_length=64, description="A finished /v1/uploads file.")
     question: str = Field(min_length=1, max_length=10_000, description="What to find out about how the audio sounds.")
     model: str = Field(default="audio-understand", min_length=1, max_length=128)
     duration_sec: float | None = Field(
@@ -210,7 +214,7 @@ class UnderstandResponse(BaseModel):
 class ExtractRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputMethod: Literal["url", "base64"]
+    inputMethod: Literal["url", "base64", "file_id"]
     audio: str = Field(min_length=1, description="An https URL, or base64 audio (a data: URL is accepted too).")
     prompt: str = Field(min_length=1, max_length=20_000)
     jsonMode: bool = False

@@ -19,6 +19,7 @@ from earshot.schemas import ExtractFormats, ExtractRequest, ExtractResponse
 from earshot.services.audio_source import from_base64, from_url
 from earshot.services.metered import AudioPayload, Metered
 from earshot.services.understand import EXTRACT_MAX_SECONDS, Extraction, plan_extract
+from earshot.services.uploads import audio_from_file_id
 
 MB = 1024 * 1024
 MAX_AUDIO_BYTES = 100 * MB
@@ -57,17 +58,23 @@ def create_extraction(request: ApiRequest) -> Response[str]:
         controls["async"] = controls["async"].lower()  # JSON true arrives as "True"
     body = parse_model(ExtractRequest, payload)
     limit = min(MAX_AUDIO_BYTES, runtime.settings.max_fetch_bytes)
+    principal = request.principal()
     audio_url = body.audio if body.inputMethod == "url" else None
-    if audio_url is None:
-        inline = from_base64(body.audio, max_bytes=limit)  # validated and decoded up front, before any charge
+    file_id = body.audio if body.inputMethod == "file_id" else None
+    inline = from_base64(body.audio, max_bytes=limit) if body.inputMethod == "base64" else None  # before any charge
 
     def audio(deadline: float) -> AudioPayload:
         if audio_url is not None:
             return from_url(runtime, audio_url, deadline_sec=deadline, max_bytes=limit)
+        if file_id is not None:
+            return audio_from_file_id(runtime, principal, file_id)
+        assert inline is not None
         return inline
 
     options = body.model_dump(mode="json", by_alias=True, exclude={"audio", "inputMethod"})
-    return process(request, kind="extract", options=options, audio=audio, audio_url=audio_url, controls=controls)
+    return process(
+        request, kind="extract", options=options, audio=audio, audio_url=audio_url, file_id=file_id, controls=controls
+    )
 
 
 def prepare_extract(runtime: Runtime, options: dict[str, Any], deadline_sec: float) -> Prepared:

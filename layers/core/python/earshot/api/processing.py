@@ -38,6 +38,7 @@ def process(
     options: dict[str, Any],
     audio: Callable[[float], AudioPayload],
     audio_url: str | None = None,
+    file_id: str | None = None,
     controls: dict[str, str] | None = None,
     task_model: str | None = None,
     stream: bool = False,
@@ -65,14 +66,21 @@ def process(
                 param="callback_url",
                 allowed_schemes=("https", "http") if runtime.settings.allow_loopback_urls else ("https",),
             )
+        blob_key, delete_after = None, True
+        if file_id:
+            from earshot.services.uploads import upload_blob
+
+            blob_key, delete_after = upload_blob(runtime, principal, file_id)
         task = submit_task(
             runtime,
             principal,
             kind=kind,
             model=task_model or prepared.plan.model.sku,
             options=options,
-            audio=None if audio_url else audio(deadline),
+            audio=None if (audio_url or blob_key) else audio(deadline),
             audio_url=audio_url,
+            audio_blob_key=blob_key,
+            delete_after=delete_after,
             callback_url=callback,
             request_id=request.request_id,
             stream=stream,

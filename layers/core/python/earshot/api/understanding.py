@@ -33,8 +33,11 @@ def create_llm_task(request: ApiRequest) -> Response[str]:
     payload = json_body(request)
     callback = payload.pop("callback_url", None)
     body = parse_model(UnderstandingRequest, payload)
-    audio_url = body.audio if not body.audio.startswith("data:") else None
-    inline = None if audio_url else from_base64(body.audio, max_bytes=runtime.settings.max_inline_bytes)
+    file_id = body.audio if body.audio.startswith("file-") else None
+    audio_url = body.audio if not (file_id or body.audio.startswith("data:")) else None
+    inline = None
+    if body.audio.startswith("data:"):
+        inline = from_base64(body.audio, max_bytes=runtime.settings.max_inline_bytes)
 
     def audio(_deadline: float) -> AudioPayload:
         assert inline is not None
@@ -47,6 +50,7 @@ def create_llm_task(request: ApiRequest) -> Response[str]:
         options=options,
         audio=audio,
         audio_url=audio_url,
+        file_id=file_id,
         controls={"callback_url": callback} if callback else {},
         task_model=body.model,
         stream=body.stream,

@@ -9,8 +9,8 @@ from earshot.http.app import json_response
 from earshot.http.request import ApiRequest
 from earshot.http.validation import parse_model
 from earshot.runtime import get_runtime
-from earshot.services.metered import audio_account
 from earshot.schemas import UploadRequestBody
+from earshot.services.metered import audio_account
 from earshot.services.uploads import create_upload, describe
 
 

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from earshot.adapters.fetcher import decode_base64_audio, fetch_audio, parse_data_url
 from earshot.errors import InvalidRequestError
+from earshot.ports import Principal
 from earshot.runtime import Runtime
 from earshot.services.metered import AudioPayload
 
@@ -37,13 +38,26 @@ def from_base64(text: str, *, max_bytes: int) -> AudioPayload:
 
 
 def from_upload_or_url(
-    runtime: Runtime, *, data: bytes | None, filename: str, url: str | None, deadline_sec: float
+    runtime: Runtime,
+    *,
+    data: bytes | None,
+    filename: str,
+    url: str | None,
+    deadline_sec: float,
+    file_id: str | None = None,
+    principal: Principal | None = None,
 ) -> AudioPayload:
-    """Exactly one of an uploaded ``file`` or a ``url``."""
-    if data is not None and url:
-        raise InvalidRequestError("send either 'file' or 'url', not both", param="url")
+    """Exactly one of an uploaded ``file``, a ``url``, or the ``file_id`` of a finished upload."""
+    given = [name for name, value in (("file", data), ("url", url), ("file_id", file_id)) if value]
+    if len(given) > 1:
+        raise InvalidRequestError(f"send only one of file, url and file_id (got {', '.join(given)})", param=given[1])
+    if file_id:
+        from earshot.services.uploads import audio_from_file_id
+
+        assert principal is not None
+        return audio_from_file_id(runtime, principal, file_id)
     if url:
         return from_url(runtime, url, deadline_sec=deadline_sec, max_bytes=runtime.settings.max_inline_bytes)
     if data is None:
-        raise InvalidRequestError("missing the 'file' field (the audio) or a 'url' to fetch it from", param="file")
+        raise InvalidRequestError("missing the audio: send a 'file', a 'url' or a 'file_id'", param="file")
     return AudioPayload(data, filename)

@@ -119,14 +119,17 @@ def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "")
     if record is None or record.key != key or record.process is None:
         logger.info("upload stored; nothing to process", extra={"key": key})
         return None
+    from earshot.jobs.kinds import prepare
+
     spec = record.process
     task_id = _task_id(spec.kind, record.created_at, bucket, key, version)
+    model = prepare(runtime, spec.kind, process_options(spec), deadline_sec=60.0).plan.model.sku
     try:
         return submit_task(
             runtime,
             Principal(account_id=record.account_id, key_id="upload"),
             kind=spec.kind,
-            model=spec.model or process_options(spec).get("model", ""),
+            model=model,
             options=process_options(spec),
             audio_blob_key=key,
             delete_after=not record.retain,
@@ -171,3 +174,13 @@ def describe(record: UploadRecord, presigned: PresignedUpload) -> dict[str, Any]
         "process": json.loads(record.process.model_dump_json()) if record.process else None,
         "retain": record.retain,
     }
+
+
+def upload_blob(runtime: Runtime, principal: Principal, file_id: str) -> tuple[str, bool]:
+    """(blob key, delete after processing) of the caller's finished upload ``file_id``."""
+    record = load_upload(runtime, file_id)
+    if record is None or record.account_id != principal.account_id:
+        raise NotFoundError(f"no file {file_id}", param="file_id")
+    if not runtime.blobs.exists(record.key):
+        raise InvalidRequestError(f"file {file_id} has not been uploaded yet", param="file_id")
+    return record.key, not record.retain
