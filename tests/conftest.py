@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -56,8 +57,12 @@ class LocalServer:
         )
         return done.stdout
 
+    def create_key_record(self, *, balance_usd: str = "1", name: str = "e2e") -> dict[str, object]:
+        """``earshot keys create --json``: at least ``id`` and ``key``."""
+        return json.loads(self.cli("keys", "create", "--name", name, "--balance-usd", balance_usd, "--json"))  # type: ignore[no-any-return]
+
     def create_key(self, *, balance_usd: str = "1", name: str = "e2e") -> str:
-        return self.cli("keys", "create", "--name", name, "--balance-usd", balance_usd).strip().splitlines()[-1]
+        return str(self.create_key_record(balance_usd=balance_usd, name=name)["key"])
 
 
 def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> LocalServer:

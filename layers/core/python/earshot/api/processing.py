@@ -88,3 +88,26 @@ def process(
         return json_response(TaskOut.from_task(task), status=202, headers={"Location": f"/v1/tasks/{task.id}"})
     outcome = run_plan(runtime, principal, request.request_id, prepared.plan, audio(deadline))
     return prepared.render(outcome)
+
+
+def form_audio(request: ApiRequest, form: Any, filename: str) -> Callable[[float], AudioPayload]:
+    """The audio of a form with ``file``, ``url`` and ``file_id`` fields: exactly one must be given."""
+    from earshot.services.audio_source import from_upload_or_url
+
+    runtime = get_runtime()
+    principal = request.principal()
+
+    def audio(deadline: float) -> AudioPayload:
+        return from_upload_or_url(
+            runtime,
+            data=form.file,
+            filename=filename,
+            url=form.url,
+            file_id=form.file_id,
+            principal=principal,
+            deadline_sec=deadline,
+        )
+
+    if sum(1 for given in (form.file, form.url, form.file_id) if given) != 1:
+        audio(0)  # raises the missing- or conflicting-audio error before anything else
+    return audio

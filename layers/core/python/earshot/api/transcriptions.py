@@ -22,7 +22,6 @@ from earshot.schemas import (
     TranscriptionVerboseJson,
     WordOut,
 )
-from earshot.services.audio_source import from_upload_or_url
 from earshot.services.metered import Metered
 from earshot.services.transcription import TranscriptionJob, plan_transcription
 
@@ -43,7 +42,7 @@ def create_translation(request: ApiRequest) -> Response[str]:
 
 
 def _handle(request: ApiRequest, *, kind: str) -> Response[str]:
-    from earshot.api.processing import process
+    from earshot.api.processing import form_audio, process
 
     runtime = get_runtime()
     request.principal()  # a 401 before reading a large body
@@ -55,16 +54,17 @@ def _handle(request: ApiRequest, *, kind: str) -> Response[str]:
         file_required=False,
     )
     form = parsed.form
-    options = form.model_dump(mode="json", by_alias=True, exclude={"file", "url"})
-
-    def audio(deadline: float) -> Any:
-        return from_upload_or_url(
-            runtime, data=form.file, filename=parsed.filename, url=form.url, deadline_sec=deadline
-        )
-
-    if form.file is None and not form.url:
-        audio(0)  # raises the missing-file error before anything else
-    return process(request, kind=kind, options=options, audio=audio, audio_url=form.url, controls=parsed.controls)
+    options = form.model_dump(mode="json", by_alias=True, exclude={"file", "url", "file_id"})
+    audio = form_audio(request, form, parsed.filename)
+    return process(
+        request,
+        kind=kind,
+        options=options,
+        audio=audio,
+        audio_url=form.url,
+        file_id=form.file_id,
+        controls=parsed.controls,
+    )
 
 
 def prepare_transcription(runtime: Runtime, options: dict[str, Any], deadline_sec: float) -> Prepared:

@@ -14,29 +14,27 @@ from earshot.http.request import ApiRequest
 from earshot.jobs.kinds import Prepared
 from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import UnderstandBilling, UnderstandForm, UnderstandResponse
-from earshot.services.audio_source import from_upload_or_url
-from earshot.services.metered import AudioPayload, Metered
+from earshot.services.metered import Metered
 from earshot.services.understand import Question, plan_understand
 
 
 def create_understanding(request: ApiRequest) -> Response[str]:
-    from earshot.api.processing import process
+    from earshot.api.processing import form_audio, process
 
     runtime = get_runtime()
     request.principal()
     parsed = read_form(request, UnderstandForm, limit=runtime.settings.max_inline_bytes, file_required=False)
     form = parsed.form
 
-    def audio(deadline: float) -> AudioPayload:
-        return from_upload_or_url(
-            runtime, data=form.file, filename=parsed.filename, url=form.url, deadline_sec=deadline
-        )
-
-    if form.file is None and not form.url:
-        audio(0)
-    options = form.model_dump(mode="json", exclude={"file", "url"})
+    options = form.model_dump(mode="json", exclude={"file", "url", "file_id"})
     return process(
-        request, kind="understand", options=options, audio=audio, audio_url=form.url, controls=parsed.controls
+        request,
+        kind="understand",
+        options=options,
+        audio=form_audio(request, form, parsed.filename),
+        audio_url=form.url,
+        file_id=form.file_id,
+        controls=parsed.controls,
     )
 
 

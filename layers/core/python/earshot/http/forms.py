@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
 
 from earshot.errors import InvalidRequestError
-from earshot.http.multipart import is_multipart, parse_multipart
+from earshot.http.multipart import MultipartForm, is_multipart, parse_multipart
 from earshot.http.request import ApiRequest
 from earshot.http.validation import parse_model
 from earshot.services.audio_input import check_inline_size
@@ -30,6 +31,21 @@ class ParsedForm(Generic[FormT]):
     controls: dict[str, str]
 
 
+def is_urlencoded(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
+def parse_urlencoded(body: bytes) -> MultipartForm:
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequestError("malformed application/x-www-form-urlencoded body") from exc
+    form = MultipartForm()
+    for name, value in pairs:
+        form.fields.setdefault(name, []).append(value)
+    return form
+
+
 def read_form(
     request: ApiRequest,
     model: type[FormT],
@@ -42,10 +58,13 @@ def read_form(
 
     ``list_fields`` maps repeatable wire names (``timestamp_granularities[]``) to the model's alias.
     """
-    if not is_multipart(request.content_type):
+    if is_urlencoded(request.content_type) and not file_required:
+        form = parse_urlencoded(request.body)  # url / file_id requests carry no file
+    elif not is_multipart(request.content_type):
         raise InvalidRequestError("send the audio as multipart/form-data with a 'file' field")
-    check_inline_size(max(0, len(request.body) - FORM_OVERHEAD), limit)
-    form = parse_multipart(request.body, request.content_type)
+    else:
+        check_inline_size(max(0, len(request.body) - FORM_OVERHEAD), limit)
+        form = parse_multipart(request.body, request.content_type)
     upload = form.files.get("file")
     if "file" in form.fields:
         raise InvalidRequestError("'file' must be a file upload (with a filename), not a text field", param="file")
