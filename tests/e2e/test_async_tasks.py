@@ -258,11 +258,17 @@ def test_uploads_refuse_bad_process_specs_and_oversize_files(async_server: Local
 def test_file_ids_work_on_processing_routes(async_server: LocalServer) -> None:
     key = async_server.create_key()
     upload = httpx.post(
-        f"{async_server.url}/v1/uploads", headers=_auth(key), json={"filename": "a.wav", "bytes": len(WAV), "retain": True}
+        f"{async_server.url}/v1/uploads",
+        headers=_auth(key),
+        json={"filename": "a.wav", "bytes": len(WAV), "retain": True},
     ).json()
     httpx.post(upload["upload"]["url"], files={"file": ("a.wav", WAV)})
-    response = httpx.post(f"{async_server.url}/v1/audio/transcriptions", headers=_auth(key), data={"file_id": upload["id"]})
+    response = httpx.post(
+        f"{async_server.url}/v1/audio/transcriptions", headers=_auth(key), data={"file_id": upload["id"]}
+    )
     assert response.status_code == 200, response.text
     other = async_server.create_key(name="other")
-    stolen = httpx.post(f"{async_server.url}/v1/audio/transcriptions", headers=_auth(other), data={"file_id": upload["id"]})
+    stolen = httpx.post(
+        f"{async_server.url}/v1/audio/transcriptions", headers=_auth(other), data={"file_id": upload["id"]}
+    )
     assert stolen.status_code == 404

@@ -230,11 +230,21 @@ def _extract(account: NewKey, payload: dict[str, Any]) -> GatewayResponse:
 def test_extract_base64_text_mode_reports_credits(account: NewKey, upstream: Any) -> None:
     response = _extract(
         account,
-        {"inputMethod": "base64", "audio": base64.b64encode(WAV_70S).decode(), "prompt": "Summarise", "jsonMode": False},
+        {
+            "inputMethod": "base64",
+            "audio": base64.b64encode(WAV_70S).decode(),
+            "prompt": "Summarise",
+            "jsonMode": False,
+        },
     )
     assert response.status == 200, response.body
     payload = _json(response)
-    assert payload == {"results": "A steady 440 Hz tone.", "prompt": "Summarise", "audioDuration": 70.0, "creditUsage": 14}
+    assert payload == {
+        "results": "A steady 440 Hz tone.",
+        "prompt": "Summarise",
+        "audioDuration": 70.0,
+        "creditUsage": 14,
+    }
     assert _balance(account) == 1_000_000 - (1000 + 2 * 200)
     assert response.headers["X-RateLimit-Limit"] == "600"
 
@@ -335,7 +345,9 @@ def test_v2_accepts_video_containers(account: NewKey, upstream: Any) -> None:
         ({"prompt": "x" * 257}, "en", "prompt"),
     ],
 )
-def test_v2_limits_and_culture(account: NewKey, upstream: Any, fields: dict[str, str], culture: str, needle: str) -> None:
+def test_v2_limits_and_culture(
+    account: NewKey, upstream: Any, fields: dict[str, str], culture: str, needle: str
+) -> None:
     body, ctype = _multipart(fields, ("a.wav", WAV_2S))
     response = _call("POST", "/api/v2/Audio/transcribe", account.secret, body, ctype, query=f"culture={culture}")
     assert response.status == 400
@@ -369,7 +381,9 @@ def test_rate_limits_count_per_key_and_answer_429(
     assert _call("GET", "/v1/credits/balance", other.secret).status == 200  # per key
 
 
-def test_loopback_urls_are_refused_unless_allowed(account: NewKey, upstream: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loopback_urls_are_refused_unless_allowed(
+    account: NewKey, upstream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("EARSHOT_ALLOW_LOOPBACK_URLS", "false")
     reset_runtime()
     body, ctype = _multipart({"url": "http://127.0.0.1:9/a.wav"}, None)
