@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+
 from earshot.adapters.aws import build_aws_ports
+from earshot.adapters.sqlite_store import SqliteStore
 from earshot.config import Settings
 from earshot.errors import BillingError, NotFoundError
 from earshot.keys import generate_key, hash_key, key_hint
@@ -274,8 +278,66 @@ def test_the_aws_runtime_names_the_missing_table(aws: Settings) -> None:
 
 
 def test_debits_and_keys_for_an_unknown_account_are_not_found(account_store: AccountStore) -> None:
-    charge = Charge(request_id="r-ghost", account_id="acct_missing", amount_micro_usd=1, model="m", duration_ms=1, billable_minutes=1)
+    charge = Charge(
+        request_id="r-ghost",
+        account_id="acct_missing",
+        amount_micro_usd=1,
+        model="m",
+        duration_ms=1,
+        billable_minutes=1,
+    )
     with pytest.raises(NotFoundError):
         account_store.debit(charge)
     with pytest.raises(NotFoundError):
         account_store.create_api_key(account_id="acct_missing", name="k", key_hash=hash_key(generate_key()), hint="h")
+
+
+# -- webhook secrets ----------------------------------------------------------------------------
+def test_an_account_has_no_webhook_secret_until_one_is_set(account_store: AccountStore) -> None:
+    account = account_store.create_account(name="Ada", balance_micro_usd=0)
+
+    assert account_store.get_webhook_secret(account.id) is None
+    account_store.set_webhook_secret(account.id, "whsec_first")
+    assert account_store.get_webhook_secret(account.id) == "whsec_first"
+
+
+def test_setting_a_webhook_secret_again_rotates_it_for_that_account_only(account_store: AccountStore) -> None:
+    ada = account_store.create_account(name="Ada", balance_micro_usd=5)
+    bob = account_store.create_account(name="Bob", balance_micro_usd=0)
+    account_store.set_webhook_secret(ada.id, "whsec_old")
+    account_store.set_webhook_secret(bob.id, "whsec_bob")
+
+    account_store.set_webhook_secret(ada.id, "whsec_new")
+
+    assert account_store.get_webhook_secret(ada.id) == "whsec_new"
+    assert account_store.get_webhook_secret(bob.id) == "whsec_bob"
+    assert account_store.get_account(ada.id) == ada  # the secret is not part of the account's public state
+
+
+def test_webhook_secrets_of_an_unknown_account(account_store: AccountStore) -> None:
+    with pytest.raises(NotFoundError):
+        account_store.set_webhook_secret("acct_missing", "whsec_x")
+    assert account_store.get_webhook_secret("acct_missing") is None
+
+
+def test_a_data_dir_from_before_webhook_secrets_is_migrated_in_place(tmp_path: Path) -> None:
+    # Given an accounts table as the first release created it, with an account in it
+    database = tmp_path / "earshot.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            "CREATE TABLE accounts (id TEXT PRIMARY KEY, name TEXT NOT NULL, balance_micro_usd INTEGER NOT NULL"
+            " CHECK (balance_micro_usd >= 0), audio_enabled INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL)"
+        )
+        conn.execute("INSERT INTO accounts VALUES ('acct_old', 'Old', 42, 1, 1700000000)")
+    conn.close()
+
+    # When the store opens it (twice: a second process finds the column already there)
+    SqliteStore(database)
+    store = SqliteStore(database)
+
+    # Then the account is intact and can hold a secret
+    old = store.get_account("acct_old")
+    assert old is not None and (old.name, old.balance_micro_usd) == ("Old", 42)
+    assert store.get_webhook_secret("acct_old") is None
+    store.set_webhook_secret("acct_old", "whsec_old")
+    assert store.get_webhook_secret("acct_old") == "whsec_old"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from earshot.keys import is_well_formed
+from earshot.webhooks import signed_headers, verify
 
 
 def earshot(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -64,3 +65,28 @@ def test_unknown_key_ids_fail_cleanly(tmp_path: Path, args: tuple[str, ...]) -> 
 def test_bad_amounts_are_usage_errors(tmp_path: Path, amount: str) -> None:
     done = earshot(tmp_path, "keys", "create", "--name", "x", "--balance-usd", amount, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_webhook_secret_is_created_once_kept_and_rotated(tmp_path: Path) -> None:
+    alice = json.loads(earshot(tmp_path, "keys", "create", "--name", "alice", "--json").stdout)
+    bob = json.loads(earshot(tmp_path, "keys", "create", "--name", "bob", "--json").stdout)
+
+    first = earshot(tmp_path, "keys", "webhook-secret", alice["id"]).stdout.strip()
+    again = earshot(tmp_path, "keys", "webhook-secret", alice["id"]).stdout.strip()
+    by_account = earshot(tmp_path, "keys", "webhook-secret", alice["account_id"]).stdout.strip()
+    rotated = earshot(tmp_path, "keys", "webhook-secret", alice["id"], "--rotate").stdout.strip()
+    bobs = earshot(tmp_path, "keys", "webhook-secret", bob["id"]).stdout.strip()
+
+    assert first.startswith("whsec_")
+    body = b'{"id":"task-llm-1-abcdefgh"}'  # a secret the Standard Webhooks signer and verifier accept
+    verify(first, signed_headers(first, "msg_1", 1_700_000_000, body), body, now=1_700_000_000)
+    assert again == by_account == first
+    assert rotated.startswith("whsec_") and rotated != first
+    assert earshot(tmp_path, "keys", "webhook-secret", alice["id"]).stdout.strip() == rotated
+    assert bobs not in (first, rotated)
+
+
+def test_webhook_secret_of_an_unknown_id_fails_cleanly(tmp_path: Path) -> None:
+    done = earshot(tmp_path, "keys", "webhook-secret", "key_missing", check=False)
+    assert done.returncode == 1
+    assert "no API key" in done.stderr and "Traceback" not in done.stderr

@@ -22,12 +22,14 @@ import json
 import math
 import re
 from collections.abc import Callable
+from email.message import Message
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
 from earshot.errors import EarshotError, InternalError, InvalidRequestError
 from earshot.http.envelope import error_body, error_headers
+from earshot.http.multipart import is_multipart
 from earshot.http.request import ApiRequest
 from earshot.observability import logger
 from earshot.ports import IdempotencyStore, IdempotentResponse
@@ -59,12 +61,27 @@ def request_fingerprint(request: ApiRequest, raw_query: str) -> str:
     """SHA-256 of what makes two requests the same request; each part length-prefixed so none can bleed.
 
     ``Prefer`` counts too: ``respond-async`` turns the same body into another request (a 202 and a task).
+    A multipart boundary does not: curl and the HTTP client libraries draw a new one for every attempt,
+    so a retried upload would otherwise never match its first attempt.
     """
+    content_type, body = _without_boundary(request.content_type, request.body)
     digest = hashlib.sha256()
-    parts = (request.method, request.path, raw_query, request.content_type, request.headers.get("prefer", ""))
-    for part in (*(text.encode() for text in parts), request.body):
+    parts = (request.method, request.path, raw_query, content_type, request.headers.get("prefer", ""))
+    for part in (*(text.encode() for text in parts), body):
         digest.update(len(part).to_bytes(8, "big") + part)
     return digest.hexdigest()
+
+
+def _without_boundary(content_type: str, body: bytes) -> tuple[str, bytes]:
+    if not is_multipart(content_type):
+        return content_type, body
+    header = Message()
+    header["content-type"] = content_type
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        return content_type, body
+    # RFC 2046: a boundary never occurs inside the parts, so replacing its delimiters changes nothing else.
+    return "multipart/form-data", body.replace(b"--" + boundary.encode("latin-1", "replace"), b"--<boundary>")
 
 
 def run_idempotently(
@@ -161,7 +178,8 @@ def _lasting(headers: dict[str, str]) -> dict[str, str]:
 
 def _asks_for_retry(error: EarshotError) -> bool:
     """A 429, or an error with ``Retry-After``: transient by its own account, so replaying it would be wrong."""
-    return error.status == 429 or error.retry_after is not None
+    # 402 too: its message says "top up and retry", and the retry must then run, not replay the 402.
+    return error.status in (402, 429) or error.retry_after is not None
 
 
 def _lease_sec(request: ApiRequest) -> int:
