@@ -21,7 +21,7 @@ setup: $(STAMP) $(FFPROBE)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,dev]'
+	$(BIN)/pip install --quiet -e '.[local,dev,cdk]'
 	$(BIN)/pip install --quiet --no-deps pocketsphinx==5.1.1
 	touch $@
 
@@ -55,7 +55,7 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) layers/ffprobe/bin cdk.out .pytest_cache
+	rm -rf $(VENV) layers/ffprobe/bin cdk.out .pytest_cache build node_modules
 
 # --- AWS deployment per stage (infra/, CDK) ------------------------------------------------------------------
 # `make synth STAGE=dev` needs neither AWS credentials nor Docker: it builds the Lambda layers into build/layers/
@@ -80,7 +80,7 @@ node_modules: package.json package-lock.json
 	@touch $@
 
 $(LAYERS_STAMP): $(STAMP) $(FFPROBE) $(LAYER_SOURCES)
-	$(BIN)/python infra/build_layers.py
+	$(BIN)/python infra/build_layers.py --strict
 	@touch $@
 
 layers: setup $(LAYERS_STAMP)
