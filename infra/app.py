@@ -20,7 +20,7 @@ from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import stage_config
-from infra.constants import CORE_LAYER_DIR, DEFAULT_STAGE, FFPROBE_LAYER_DIR
+from infra.constants import AUDIO_LAYER_DIR, CORE_LAYER_DIR, DEFAULT_STAGE, FFPROBE_LAYER_DIR
 from infra.naming import stack_name
 from infra.stack import EarshotStack
 
@@ -29,6 +29,7 @@ def build_app(
     *,
     context: Mapping[str, Any] | None = None,
     core_layer_dir: Path = CORE_LAYER_DIR,
+    audio_layer_dir: Path = AUDIO_LAYER_DIR,
     ffprobe_layer_dir: Path = FFPROBE_LAYER_DIR,
     outdir: str | None = None,
 ) -> App:
@@ -45,6 +46,7 @@ def build_app(
         stack_name(stage),
         config=config,
         core_layer_dir=core_layer_dir,
+        audio_layer_dir=audio_layer_dir,
         ffprobe_layer_dir=ffprobe_layer_dir,
     )
     Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))

@@ -20,8 +20,9 @@ PYPROJECT = REPO_ROOT / "pyproject.toml"
 
 # Built layer contents (``make layers``): each directory is a layer's root, mounted at /opt.
 BUILD_LAYERS_DIR = REPO_ROOT / "build" / "layers"
-CORE_LAYER_DIR = BUILD_LAYERS_DIR / "core"  # python/earshot, python/<third-party packages>
-FFPROBE_LAYER_DIR = BUILD_LAYERS_DIR / "ffprobe"  # bin/ffprobe -> /opt/bin/ffprobe
+CORE_LAYER_DIR = BUILD_LAYERS_DIR / "core"  # python/earshot, python/<its light dependencies>
+AUDIO_LAYER_DIR = BUILD_LAYERS_DIR / "audio"  # python/av, python/numpy, python/pocketsphinx (+ their .libs)
+FFPROBE_LAYER_DIR = BUILD_LAYERS_DIR / "ffprobe"  # bin/ffprobe.gz + bin/ffprobe.sha256 (earshot.ffprobe_binary)
 
 # Where the layers put things inside the function (see earshot.config for the ffprobe path).
 LAYER_PYTHON_DIR = "/opt/python"
@@ -37,6 +38,16 @@ LAYER_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 POCKETSPHINX_REQUIREMENT = "pocketsphinx==5.1.1"
 # Lambda's limit on a function's unzipped code plus all its layers.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
+
+# Layers. Every function gets ``core``: earshot and its light dependencies (pydantic, Powertools, httpx, ...).
+# Only the functions that decode or meter audio also get ``audio`` (the pyproject dependencies below, plus
+# pocketsphinx) and ``ffprobe``: together they are most of the 250 MB a function may weigh, and loading them
+# would only slow the other functions' cold starts.
+CORE_LAYER = "core"
+AUDIO_LAYER = "audio"
+FFPROBE_LAYER = "ffprobe"
+AUDIO_LAYER_REQUIREMENTS = ("av", "numpy")  # names of pyproject.toml dependencies; the rest go to core
+AUDIO_LAYER_MODULES = ("av", "numpy", "pocketsphinx")  # what the audio layer puts on sys.path
 
 # Naming.
 STACK_PREFIX = "Earshot"  # stack "Earshot-<stage>"
@@ -60,6 +71,45 @@ AUTHORIZER_CACHE_TTL_SEC = 60  # a revoked key stops working within a minute (se
 # Storage.
 INBOX_PREFIX = "inbox/"  # presigned uploads land here and expire
 ABORT_INCOMPLETE_MULTIPART_DAYS = 1
+
+# Which functions handle audio. Every function must be in exactly one of the two sets: the functions construct and
+# `make layers` refuse a function that is in neither (tests/infra cross-checks them against the manifest).
+AUDIO_FUNCTIONS = frozenset(
+    {
+        "transcriptions",  # meters (ffprobe), decodes (PyAV) and transcribes (pocketsphinx)
+        "understand",  # meters and analyses (PyAV, numpy)
+        "extract",
+        "understanding",  # takes audio like the routes above (a task, run by the workflow or inline)
+        "workflow",  # the async steps: meter, run the engine
+        "ingest",  # a finished upload (S3 event): plans its task with the engine's model, then starts it
+    }
+)
+LIGHT_FUNCTIONS = frozenset(
+    {
+        "authorizer",
+        "account",
+        "models",
+        "openapi",
+        "tasks",  # reads and streams task records; never touches the audio
+        "uploads",  # presigns an S3 POST; the audio goes straight to S3
+    }
+)
+FUNCTION_LAYERS = {
+    **dict.fromkeys(LIGHT_FUNCTIONS, (CORE_LAYER,)),
+    **dict.fromkeys(AUDIO_FUNCTIONS, (CORE_LAYER, AUDIO_LAYER, FFPROBE_LAYER)),
+}
+
+
+def layers_for(function: str) -> tuple[str, ...]:
+    """The layers ``function`` gets, by name, in mount order."""
+    try:
+        return FUNCTION_LAYERS[function]
+    except KeyError:
+        raise KeyError(
+            f"function {function!r} is in neither infra.constants.AUDIO_FUNCTIONS nor LIGHT_FUNCTIONS: decide "
+            "whether it decodes or meters audio (then it needs the audio and ffprobe layers) first"
+        ) from None
+
 
 # Monitoring.
 ALARM_PERIOD_MIN = 5

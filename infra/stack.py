@@ -27,6 +27,7 @@ class EarshotStack(Stack):
         *,
         config: StageConfig,
         core_layer_dir: Path,
+        audio_layer_dir: Path,
         ffprobe_layer_dir: Path,
         functions_dir: Path = FUNCTIONS_DIR,
         **kwargs: Any,
@@ -57,13 +58,19 @@ class EarshotStack(Stack):
             noncurrent_version_expiry_days=config.noncurrent_version_expiry_days,
             access_log_retention_days=config.access_log_retention_days,
         )
-        layers = Layers(self, "Layers", core_asset_dir=core_layer_dir, ffprobe_asset_dir=ffprobe_layer_dir)
+        layers = Layers(
+            self,
+            "Layers",
+            core_asset_dir=core_layer_dir,
+            audio_asset_dir=audio_layer_dir,
+            ffprobe_asset_dir=ffprobe_layer_dir,
+        )
         functions = Functions(
             self,
             "Functions",
             names=routes.functions(),
             config=config,
-            layers=layers.all,
+            layers=layers,
             tables=data.tables,
             table_specs=data.specs,
             bucket=storage.bucket,

@@ -15,7 +15,7 @@ from constructs import Construct
 
 from earshot.adapters.dynamo_layout import TableSpec
 from infra.capabilities.credentials import provider_credential_statements
-from infra.capabilities.layers import ARCHITECTURE, RUNTIME, RUNTIME_CHOICE
+from infra.capabilities.layers import ARCHITECTURE, RUNTIME, RUNTIME_CHOICE, Layers
 from infra.config import StageConfig
 from infra.constants import (
     API_TIMEOUT_SEC,
@@ -37,7 +37,7 @@ from infra.naming import pascal_id, resource_name
 
 
 class Functions(Construct):
-    """``functions/<name>/`` as Lambda functions: python3.13 on x86_64, both layers, JSON logs, own role."""
+    """``functions/<name>/`` as Lambda functions: python3.13 on x86_64, the layers they need, JSON logs, own role."""
 
     def __init__(
         self,
@@ -46,7 +46,7 @@ class Functions(Construct):
         *,
         names: Sequence[str],
         config: StageConfig,
-        layers: Sequence[lambda_.ILayerVersion],
+        layers: Layers,
         tables: Mapping[str, dynamodb.ITable],
         table_specs: Mapping[str, TableSpec],
         bucket: s3.IBucket,
@@ -55,7 +55,7 @@ class Functions(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
-        self._layers = list(layers)
+        self._layers = layers
         self._tables = tables
         self._table_specs = table_specs
         self._bucket = bucket
@@ -69,6 +69,7 @@ class Functions(Construct):
 
     def _function(self, name: str) -> lambda_.Function:
         access = _access_for(name)
+        layers = self._layers.for_function(name)  # core only, or core + audio + ffprobe
         code_dir = self._functions_dir / name
         if not (code_dir / "handler.py").is_file():
             raise FileNotFoundError(f"the manifest names function {name!r} but {code_dir}/handler.py does not exist")
@@ -98,7 +99,7 @@ class Functions(Construct):
             architecture=ARCHITECTURE,
             handler=HANDLER,
             code=lambda_.Code.from_asset(str(code_dir), exclude=["__pycache__", "*.pyc"]),
-            layers=self._layers,
+            layers=layers,
             memory_size=self._config.memory_mb[name],
             timeout=Duration.seconds(timeout),
             environment=self._environment(access),

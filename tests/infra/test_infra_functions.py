@@ -1,4 +1,7 @@
-"""Every function runs the same way (python3.13, x86_64, both layers, JSON logs) with only the access it needs."""
+"""Every function runs the same way (python3.13, x86_64, JSON logs) with only the access it needs.
+
+Which layers each function gets: test_infra_layers.py.
+"""
 
 from __future__ import annotations
 
@@ -80,24 +83,17 @@ def test_the_manifest_and_the_access_table_name_the_same_functions() -> None:
     assert set(FUNCTION_ACCESS) == set(FUNCTIONS)
 
 
-def test_one_lambda_per_function_on_python313_x86_64_with_both_layers(synthesized: Synthesized) -> None:
-    layers = set(synthesized.of_type("AWS::Lambda::LayerVersion"))
-    assert len(layers) == 2
+def test_one_lambda_per_function_on_python313_x86_64_with_the_core_layer(synthesized: Synthesized) -> None:
+    core = synthesized.layer_logical_ids()["core"]
     for name in FUNCTIONS:
         props = _function(synthesized, name)
         assert props["Runtime"] == "python3.13"
         assert props["Architectures"] == ["x86_64"]
         assert props["Handler"] == "handler.lambda_handler"
-        assert {layer["Ref"] for layer in props["Layers"]} == layers
+        assert {"Ref": core} in props["Layers"]
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert props["MemorySize"] == synthesized.config.memory_mb[name]
         assert props["Timeout"] == (10 if name == "authorizer" else 29)
-
-
-def test_layers_target_the_same_runtime_and_architecture(dev: Synthesized) -> None:
-    for layer in dev.of_type("AWS::Lambda::LayerVersion").values():
-        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
-        assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
 
 
 def test_functions_get_the_deployed_environment(synthesized: Synthesized) -> None:

@@ -1,14 +1,198 @@
-"""The layer build: what goes in, what is pruned, and how function sizes are counted (no pip, no network)."""
+"""The layers: what each function gets, what the build puts in them, and how function sizes are counted.
+
+No pip, no network: the build's pure parts run on small directories, and the synthesized stack on stub layers.
+"""
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
-from infra_synth import REPO_ROOT
+import pytest
+from aws_cdk import App, Stack
+from infra_synth import REPO_ROOT, Synthesized, make_stub_layers
 
+from earshot import routes
+from earshot.ffprobe_binary import read_digest_record, unpack_ffprobe
 from infra import build_layers
-from infra.constants import LAMBDA_UNZIPPED_LIMIT_BYTES
+from infra.capabilities.layers import Layers
+from infra.constants import (
+    AUDIO_FUNCTIONS,
+    AUDIO_LAYER,
+    AUDIO_LAYER_MODULES,
+    CORE_LAYER,
+    FFPROBE_LAYER,
+    FUNCTIONS_DIR,
+    LAMBDA_UNZIPPED_LIMIT_BYTES,
+    LIGHT_FUNCTIONS,
+    layers_for,
+)
+
+FUNCTIONS = routes.functions()
+LIGHT = sorted(set(FUNCTIONS) & LIGHT_FUNCTIONS)
+
+
+def _layer_refs(synth: Synthesized, name: str) -> list[str]:
+    props = synth.resources[synth.function_logical_id(name)]["Properties"]
+    return [layer["Ref"] for layer in props["Layers"]]
+
+
+# --- which function gets which layer -------------------------------------------------------------------------
+
+
+def test_every_function_is_either_audio_or_light() -> None:
+    assert not AUDIO_FUNCTIONS & LIGHT_FUNCTIONS
+    on_disk = {fn.name for fn in FUNCTIONS_DIR.iterdir() if (fn / "handler.py").is_file()}
+    unclassified = (set(FUNCTIONS) | on_disk) - AUDIO_FUNCTIONS - LIGHT_FUNCTIONS
+    assert not unclassified, f"classify {sorted(unclassified)} in infra.constants (AUDIO_FUNCTIONS/LIGHT_FUNCTIONS)"
+
+
+def test_the_functions_that_handle_audio_are_the_audio_ones() -> None:
+    assert {"transcriptions", "understand", "extract"} <= AUDIO_FUNCTIONS
+    assert {"authorizer", "account", "models", "openapi"} <= LIGHT_FUNCTIONS
+
+
+def test_an_unclassified_function_fails_synthesis(tmp_path: Path) -> None:
+    stubs = make_stub_layers(tmp_path)
+    layers = Layers(
+        Stack(App(), "Probe"),
+        "Layers",
+        core_asset_dir=stubs[CORE_LAYER],
+        audio_asset_dir=stubs[AUDIO_LAYER],
+        ffprobe_asset_dir=stubs[FFPROBE_LAYER],
+    )
+    with pytest.raises(KeyError, match=r"neither infra\.constants\.AUDIO_FUNCTIONS nor LIGHT_FUNCTIONS"):
+        layers.for_function("karaoke")
+
+
+def test_three_layers_for_the_same_runtime_and_architecture(dev: Synthesized) -> None:
+    layers = dev.of_type("AWS::Lambda::LayerVersion")
+    assert set(layers) == set(dev.layer_logical_ids().values())
+    for layer in layers.values():
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+        assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_audio_functions_get_core_audio_ffprobe_and_light_ones_only_core(dev: Synthesized, name: str) -> None:
+    ids = dev.layer_logical_ids()
+    expected = {ids[CORE_LAYER], ids[AUDIO_LAYER], ids[FFPROBE_LAYER]} if name in AUDIO_FUNCTIONS else {ids[CORE_LAYER]}
+    refs = _layer_refs(dev, name)
+    assert len(refs) == len(expected) and set(refs) == expected  # CDK sorts them; the layers never overlap
+    assert layers_for(name) == ((CORE_LAYER, AUDIO_LAYER, FFPROBE_LAYER) if name in AUDIO_FUNCTIONS else (CORE_LAYER,))
+
+
+# --- the light functions run without the audio layer ---------------------------------------------------------
+
+# Run in a fresh interpreter (this one has numpy loaded already): make the audio layer's modules unimportable, as
+# they are in a function without that layer, load each light function's handler and its routes' endpoints, then
+# serve its sample events (events/<function>-*.json) with a real key in a local store.
+_LIGHT_PROBE = r"""
+import importlib, importlib.util, json, sys
+from pathlib import Path
+
+repo, data_dir = Path(sys.argv[1]), Path(sys.argv[2])
+functions, absent = sys.argv[3].split(","), set(sys.argv[4].split(","))
+hide_ffprobe = sys.argv[5] == "hide-ffprobe"
+
+
+class AudioLayerAbsent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in absent:
+            raise ModuleNotFoundError(f"No module named {name!r} (the audio layer is not mounted)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, AudioLayerAbsent())
+from earshot import config, routes
+from earshot.adapters.sqlite_store import SqliteStore
+from earshot.local.events import LocalContext
+from earshot.services.accounts import create_key
+
+if hide_ffprobe:  # the light functions have no ffprobe layer either
+    config._REPO_FFPROBE = data_dir / "no-ffprobe"
+new = create_key(SqliteStore(data_dir / "earshot.db"), name="probe", balance_micro_usd=1_000_000)
+outcome = {}
+for function in functions:
+    spec = importlib.util.spec_from_file_location(f"{function}_handler", repo / "functions" / function / "handler.py")
+    handler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handler)
+    for route in routes.routes_for(function):
+        importlib.import_module(route.endpoint.split(":")[0])
+    for path in sorted((repo / "events").glob(f"{function}-*.json")):
+        event = json.loads(path.read_text())
+        event["headers"]["authorization"] = f"Bearer {new.secret}"
+        caller = (event["requestContext"].get("authorizer") or {}).get("lambda")
+        if caller is not None:
+            caller.update(account_id=new.account.id, key_id=new.key.id)
+        try:
+            result = handler.lambda_handler(event, LocalContext(function))
+        except Exception as exc:
+            outcome[path.name] = f"raised {type(exc).__name__}: {exc}"
+            continue
+        if function == "authorizer":
+            outcome[path.name] = "authorized" if "account_id" in result["context"] else str(result["context"])
+        else:
+            outcome[path.name] = result["statusCode"]
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in absent)
+print(json.dumps({"events": outcome, "audio_modules_loaded": loaded}))
+"""
+
+
+def _probe_light_functions(tmp_path: Path, *, hide_ffprobe: bool) -> dict[str, object]:
+    env = {
+        **os.environ,
+        "EARSHOT_RUNTIME": "local",
+        "EARSHOT_DATA_DIR": str(tmp_path),
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+    }
+    env.pop("EARSHOT_FFPROBE", None)
+    if hide_ffprobe:
+        env["PATH"] = os.path.dirname(sys.executable)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _LIGHT_PROBE,
+            str(REPO_ROOT),
+            str(tmp_path),
+            ",".join(LIGHT),
+            ",".join(AUDIO_LAYER_MODULES),
+            "hide-ffprobe" if hide_ffprobe else "keep-ffprobe",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _expected_events() -> dict[str, object]:
+    events = sorted(p.name for f in LIGHT for p in (REPO_ROOT / "events").glob(f"{f}-*.json"))
+    return {name: "authorized" if name.startswith("authorizer-") else 200 for name in events}
+
+
+def test_light_functions_import_and_serve_without_the_audio_layer(tmp_path: Path) -> None:
+    result = _probe_light_functions(tmp_path, hide_ffprobe=False)
+    assert result == {"events": _expected_events(), "audio_modules_loaded": []}
+
+
+def test_light_functions_serve_without_the_ffprobe_layer(tmp_path: Path) -> None:
+    result = _probe_light_functions(tmp_path, hide_ffprobe=True)
+    assert result["events"] == _expected_events()
+
+
+# --- the build -------------------------------------------------------------------------------------------------
 
 
 def test_layer_requirements_are_the_pinned_runtime_dependencies() -> None:
@@ -16,6 +200,28 @@ def test_layer_requirements_are_the_pinned_runtime_dependencies() -> None:
     requirements = build_layers.runtime_requirements()
     assert requirements == project["dependencies"]
     assert all("==" in requirement for requirement in requirements)
+
+
+def test_each_dependency_goes_to_exactly_one_layer() -> None:
+    requirements = build_layers.runtime_requirements()
+    core, audio = build_layers.split_requirements(requirements)
+    assert sorted(core + audio) == sorted(requirements)
+    assert {build_layers.requirement_name(r) for r in audio} == {"av", "numpy"}
+    assert {"pydantic", "aws-lambda-powertools", "httpx"} <= {build_layers.requirement_name(r) for r in core}
+
+
+def test_an_audio_requirement_missing_from_pyproject_fails_the_build() -> None:
+    with pytest.raises(SystemExit, match="numpy"):
+        build_layers.split_requirements(["av==18.1.0", "pydantic==2.14.3"])
+
+
+def test_layers_sharing_a_package_fail_the_build(tmp_path: Path) -> None:
+    for layer in ("core", "audio"):
+        (tmp_path / layer / "python" / "typing_extensions.py").parent.mkdir(parents=True)
+        (tmp_path / layer / "python" / "typing_extensions.py").write_text("")
+    (tmp_path / "audio" / "python" / "numpy").mkdir()
+    with pytest.raises(SystemExit, match="typing_extensions"):
+        build_layers.check_layers_disjoint(tmp_path / "core", tmp_path / "audio")
 
 
 def test_pruning_keeps_code_and_drops_what_the_runtime_never_reads(tmp_path: Path) -> None:
@@ -36,25 +242,69 @@ def test_pruning_keeps_code_and_drops_what_the_runtime_never_reads(tmp_path: Pat
     assert remaining == ["pkg", "pkg/__init__.py", "pkg/_native.so"]
 
 
-def test_function_sizes_count_code_plus_every_layer(tmp_path: Path) -> None:
-    layer = tmp_path / "layer"
-    layer.mkdir()
-    (layer / "blob").write_bytes(b"x" * 1000)
+def test_function_sizes_count_code_plus_only_the_layers_each_function_gets(tmp_path: Path) -> None:
+    layer_dirs = {}
+    for name, size in ((CORE_LAYER, 1000), (AUDIO_LAYER, 20_000), (FFPROBE_LAYER, 300_000)):
+        layer_dirs[name] = tmp_path / name
+        layer_dirs[name].mkdir()
+        (layer_dirs[name] / "blob").write_bytes(b"x" * size)
     functions = tmp_path / "functions"
-    (functions / "small").mkdir(parents=True)
-    (functions / "small" / "handler.py").write_bytes(b"y" * 10)
+    for name in ("models", "transcriptions"):
+        (functions / name / "__pycache__").mkdir(parents=True)
+        (functions / name / "handler.py").write_bytes(b"y" * 10)
+        (functions / name / "__pycache__" / "handler.cpython-313.pyc").write_bytes(b"z" * 5)  # not deployed
     (functions / "not-a-function").mkdir()
 
-    sizes = build_layers.function_sizes([layer, layer], functions_dir=functions)
+    sizes = build_layers.function_sizes(layer_dirs, functions_dir=functions)
 
-    assert sizes == {"small": 2010}
-    assert sizes["small"] < LAMBDA_UNZIPPED_LIMIT_BYTES
+    assert sizes == {"models": 1010, "transcriptions": 321_010}
 
 
-def test_ffprobe_layer_places_an_executable_at_bin_ffprobe(tmp_path: Path) -> None:
+def test_an_unclassified_function_fails_the_size_report(tmp_path: Path) -> None:
+    (tmp_path / "functions" / "karaoke").mkdir(parents=True)
+    (tmp_path / "functions" / "karaoke" / "handler.py").write_text("")
+    with pytest.raises(KeyError, match="karaoke"):
+        build_layers.function_sizes({}, functions_dir=tmp_path / "functions")
+
+
+def test_the_report_says_whether_every_function_fits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    core = tmp_path / CORE_LAYER
+    core.mkdir()
+    (core / "blob").write_bytes(b"x" * 1000)
+    functions = tmp_path / "functions"
+    (functions / "models").mkdir(parents=True)
+    (functions / "models" / "handler.py").write_text("")
+    assert build_layers.report({CORE_LAYER: core}, functions_dir=functions)
+    assert "function models" in capsys.readouterr().out
+
+    os.truncate(core / "blob", LAMBDA_UNZIPPED_LIMIT_BYTES + 1)  # sparse: no disk used
+    assert not build_layers.report({CORE_LAYER: core}, functions_dir=functions)
+    assert "OVER Lambda's limit" in capsys.readouterr().out
+
+
+def test_ffprobe_layer_ships_the_binary_compressed_with_its_digest(tmp_path: Path) -> None:
     binary = tmp_path / "ffprobe-src"
-    binary.write_text("#!/bin/sh\n")
+    content = b"#!/bin/sh\necho ffprobe\n" * 1000
+    binary.write_bytes(content)
+
     root = build_layers.build_ffprobe_layer(tmp_path / "layer", binary=binary)
-    target = root / "bin" / "ffprobe"
-    assert target.read_text() == "#!/bin/sh\n"
-    assert target.stat().st_mode & 0o111 == 0o111
+
+    assert sorted(p.name for p in (root / "bin").iterdir()) == ["ffprobe.gz", "ffprobe.sha256"]
+    gz = root / "bin" / "ffprobe.gz"
+    assert gzip.decompress(gz.read_bytes()) == content
+    assert gz.stat().st_size < len(content)
+    assert read_digest_record(gz).size == len(content)
+    # What the function does with it on first use.
+    unpacked = unpack_ffprobe(gz, target_dir=tmp_path / "tmp")
+    assert unpacked.read_bytes() == content
+    assert unpacked.stat().st_mode & 0o777 == 0o755
+
+
+def test_ffprobe_layer_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
+    binary = tmp_path / "ffprobe-src"
+    binary.write_bytes(b"#!/bin/sh\n" * 100)
+    first = build_layers.build_ffprobe_layer(tmp_path / "one", binary=binary)
+    os.utime(binary, (1, 1))
+    second = build_layers.build_ffprobe_layer(tmp_path / "two", binary=binary)
+    for name in ("ffprobe.gz", "ffprobe.sha256"):
+        assert (first / "bin" / name).read_bytes() == (second / "bin" / name).read_bytes()

@@ -34,7 +34,6 @@ class Runtime:
     store: AccountStore
     blobs: BlobStore
     catalog: Catalog
-    ffprobe: Path
     limiter: RateLimiter
     _engines: dict[tuple[str | None, ...], Any] = field(default_factory=dict)
     _extras: dict[str, Any] = field(default_factory=dict)
@@ -45,6 +44,12 @@ class Runtime:
             if name not in self._extras:
                 self._extras[name] = build()
             return self._extras[name]
+
+    @property
+    def ffprobe(self) -> Path:
+        """Found (and, from the gzip layer, unpacked) on first use: functions that never meter need none."""
+        path: Path = self._lazy("ffprobe", self.settings.resolved_ffprobe)
+        return path
 
     @property
     def tasks(self) -> TaskStore:
@@ -167,7 +172,6 @@ def get_runtime() -> Runtime:
         store=store,
         blobs=blobs,
         catalog=cached_catalog(settings.resolved_catalog()),
-        ffprobe=settings.resolved_ffprobe(),
         limiter=limiter,
     )
 
