@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from earshot.errors import NotFoundError
 from earshot.ports import BlobStore
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from audio_fixtures import audio_bytes
-from conftest import LocalServer, start_server
 from fakes.upstreams import FakeGemini, error
+from local_server import LocalServer, start_server
 
 from earshot.webhooks import verify
 

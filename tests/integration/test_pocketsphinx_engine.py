@@ -16,11 +16,12 @@ import av
 import numpy as np
 import pytest
 from audio_fixtures import write_audio
+from speech_fixtures import requires_espeak, speak, speak_sentences
+
 from earshot.audio.decode import SAMPLE_RATE, decode_to_pcm16k
 from earshot.engines.base import Transcript, TranscriptionEngine, TranscriptionOptions
 from earshot.engines.pocketsphinx_engine import PocketsphinxEngine
 from earshot.errors import InvalidAudioError, ProviderTimeoutError, UnsupportedByModelError
-from speech_fixtures import requires_espeak, speak, speak_sentences
 
 HELLO = "hello world this is a test"
 FIRST, SECOND = "the weather is nice today", "please call me tomorrow morning"
