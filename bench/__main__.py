@@ -52,7 +52,11 @@ def render(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for row in results["overhead"]:
-        target = f"≤ {TARGETS['overhead_p50_ms_at_4mb']:.0f} ms ({_verdict(row['p50_ms'] <= 15)})" if row["size_mb"] == 4 else ""
+        target = (
+            f"≤ {TARGETS['overhead_p50_ms_at_4mb']:.0f} ms ({_verdict(row['p50_ms'] <= 15)})"
+            if row["size_mb"] == 4
+            else ""
+        )
         lines.append(f"| {row['size_mb']} MB | {row['n']} | {row['p50_ms']} | {row['p99_ms']} | {target} |")
     lines += [
         "",
@@ -92,13 +96,13 @@ def render(results: dict[str, Any]) -> str:
         "is built; then `ru_maxrss` is read before and after one handler call. The figure is the growth of the",
         "peak above that baseline (the event itself, held by the Lambda runtime, is already in the baseline).",
         "",
-        "| upload | baseline MB | peak above baseline MB | × upload | target |",
+        "| upload | baseline MB | peak above baseline MB | x upload | target |",
         "|---|---|---|---|---|",
     ]
     for row in results["peak_rss"]:
         lines.append(
             f"| {row['size_mb']} MB | {row['baseline_mb']} | {row['peak_above_baseline_mb']} | {row['ratio_to_upload']} |"
-            f" ≤ 3× ({_verdict(row['ratio_to_upload'] <= TARGETS['rss_ratio'])}) |"
+            f" ≤ 3x ({_verdict(row['ratio_to_upload'] <= TARGETS['rss_ratio'])}) |"
         )
     return "\n".join(lines) + "\n"
 

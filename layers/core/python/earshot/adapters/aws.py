@@ -115,12 +115,11 @@ class StepFunctionsJobStarter:
         self._arn = state_machine_arn
 
     def start(self, task_id: str, state: dict[str, Any]) -> None:
+        import contextlib
         import json
 
-        try:
+        with contextlib.suppress(self._client.exceptions.ExecutionAlreadyExists):
             self._client.start_execution(stateMachineArn=self._arn, name=task_id, input=json.dumps(state))
-        except self._client.exceptions.ExecutionAlreadyExists:
-            pass
 
 
 def build_aws_job_starter(settings: Settings) -> StepFunctionsJobStarter:
