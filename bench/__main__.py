@@ -101,7 +101,8 @@ def render(results: dict[str, Any]) -> str:
     ]
     for row in results["peak_rss"]:
         lines.append(
-            f"| {row['size_mb']} MB | {row['baseline_mb']} | {row['peak_above_baseline_mb']} | {row['ratio_to_upload']} |"
+            f"| {row['size_mb']} MB | {row['baseline_mb']} | {row['peak_above_baseline_mb']} |"
+            f" {row['ratio_to_upload']} |"
             f" ≤ 3x ({_verdict(row['ratio_to_upload'] <= TARGETS['rss_ratio'])}) |"
         )
     return "\n".join(lines) + "\n"
