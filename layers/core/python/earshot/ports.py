@@ -13,14 +13,20 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from earshot.errors import InternalError
+
+
+class PortModel(BaseModel):
+    """Builds its validator on first use, not at import: a cold Lambda pays only for the models it touches."""
+
+    model_config = ConfigDict(defer_build=True)
 
 LedgerKind = Literal["debit", "refund", "topup"]
 
 
-class Account(BaseModel):
+class Account(PortModel):
     id: str
     name: str
     balance_micro_usd: int
@@ -28,7 +34,7 @@ class Account(BaseModel):
     created_at: int
 
 
-class ApiKey(BaseModel):
+class ApiKey(PortModel):
     """A stored key: never the secret, only its SHA-256 and a hint."""
 
     id: str
@@ -40,14 +46,14 @@ class ApiKey(BaseModel):
     revoked: bool = False
 
 
-class Principal(BaseModel):
+class Principal(PortModel):
     """Who is calling, as the authorizer resolved it. Carries ids only, never the key."""
 
     account_id: str
     key_id: str
 
 
-class Charge(BaseModel):
+class Charge(PortModel):
     """What a request is about to be charged for."""
 
     request_id: str
@@ -59,7 +65,7 @@ class Charge(BaseModel):
     description: str = ""
 
 
-class LedgerEntry(BaseModel):
+class LedgerEntry(PortModel):
     id: str
     account_id: str
     request_id: str
@@ -151,7 +157,7 @@ class RateLimiter(Protocol):
         ...
 
 
-class PresignedUpload(BaseModel):
+class PresignedUpload(PortModel):
     """Where and how a client uploads one object itself: a form POST of ``fields`` plus ``file``."""
 
     url: str
@@ -215,7 +221,7 @@ class TaskTransitionError(InternalError):
     """
 
 
-class Task(BaseModel):
+class Task(PortModel):
     """An async job and, once final, its outcome. ``results`` may instead live in the blob store."""
 
     id: str = Field(pattern=TASK_ID_PATTERN)
@@ -236,7 +242,7 @@ class Task(BaseModel):
     expires_at: int
 
 
-class TaskEvent(BaseModel):
+class TaskEvent(PortModel):
     """One progress or status event of a task; ``seq`` is the SSE event id (1, 2, 3... per task)."""
 
     seq: int = Field(ge=1)
@@ -361,7 +367,7 @@ class StepMarkers(Protocol):
 IdempotencyStatus = Literal["in_progress", "completed"]
 
 
-class IdempotentResponse(BaseModel):
+class IdempotentResponse(PortModel):
     """The first response to an idempotent request, replayed to its duplicates (API Gateway v2 shape)."""
 
     status_code: int
@@ -370,7 +376,7 @@ class IdempotentResponse(BaseModel):
     is_base64_encoded: bool = False
 
 
-class IdempotencyRecord(BaseModel):
+class IdempotencyRecord(PortModel):
     account_id: str
     key: str
     request_hash: str

@@ -13,8 +13,14 @@ ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 TimestampGranularity = Literal["segment", "word"]
 
 
+
+class ContractModel(BaseModel):
+    """Builds its validator on first use, not at import: a cold Lambda pays only for the models it touches."""
+
+    model_config = ConfigDict(defer_build=True)
+
 # -- errors ------------------------------------------------------------------------------------
-class ErrorBody(BaseModel):
+class ErrorBody(ContractModel):
     message: str
     type: str
     code: str
@@ -22,12 +28,12 @@ class ErrorBody(BaseModel):
     request_id: str
 
 
-class ErrorEnvelope(BaseModel):
+class ErrorEnvelope(ContractModel):
     error: ErrorBody
 
 
 # -- billing -----------------------------------------------------------------------------------
-class Billing(BaseModel):
+class Billing(ContractModel):
     duration_sec: float = Field(description="Measured from the audio itself with ffprobe.")
     duration_source: str = Field(description="measured (from the audio) or caller_hint (a longer duration_sec hint).")
     billable_minutes: int = Field(description="max(1, ceil(duration_sec / 60)).")
@@ -37,7 +43,7 @@ class Billing(BaseModel):
     balance_micro_usd: int
 
 
-class DurationUsage(BaseModel):
+class DurationUsage(ContractModel):
     """OpenAI's usage block for duration-billed transcription models."""
 
     type: Literal["duration"] = "duration"
@@ -45,7 +51,7 @@ class DurationUsage(BaseModel):
 
 
 # -- transcriptions ----------------------------------------------------------------------------
-class TranscriptionForm(BaseModel):
+class TranscriptionForm(ContractModel):
     """``multipart/form-data`` fields of ``POST /v1/audio/transcriptions`` (and translations)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,13 +87,13 @@ class TranscriptionForm(BaseModel):
         return value
 
 
-class WordOut(BaseModel):
+class WordOut(ContractModel):
     word: str
     start: float
     end: float
 
 
-class SegmentOut(BaseModel):
+class SegmentOut(ContractModel):
     id: int
     seek: int = 0
     start: float
@@ -100,14 +106,14 @@ class SegmentOut(BaseModel):
     no_speech_prob: float | None = None
 
 
-class TranscriptionJson(BaseModel):
+class TranscriptionJson(ContractModel):
     text: str
     model: str
     usage: DurationUsage
     billing: Billing
 
 
-class TranscriptionVerboseJson(BaseModel):
+class TranscriptionVerboseJson(ContractModel):
     task: Literal["transcribe", "translate"]
     language: str = Field(description="Language name in English, e.g. 'english'.")
     duration: float
@@ -120,7 +126,7 @@ class TranscriptionVerboseJson(BaseModel):
 
 
 # -- account -----------------------------------------------------------------------------------
-class CreditBalance(BaseModel):
+class CreditBalance(ContractModel):
     object: Literal["credit_balance"] = "credit_balance"
     account_id: str
     balance_usd: float
@@ -129,7 +135,7 @@ class CreditBalance(BaseModel):
     audio_enabled: bool
 
 
-class LedgerEntryOut(BaseModel):
+class LedgerEntryOut(ContractModel):
     id: str
     object: Literal["ledger_entry"] = "ledger_entry"
     request_id: str
@@ -145,14 +151,14 @@ class LedgerEntryOut(BaseModel):
     created_at: int
 
 
-class UsageQuery(BaseModel):
+class UsageQuery(ContractModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=100, ge=1, le=1000)
     before: str | None = Field(default=None, max_length=64, description="Page from this entry id (exclusive).")
 
 
-class UsageList(BaseModel):
+class UsageList(ContractModel):
     object: Literal["list"] = "list"
     data: list[LedgerEntryOut]
     has_more: bool
@@ -160,7 +166,7 @@ class UsageList(BaseModel):
     total_charged_micro_usd: int = Field(description="Sum of debits minus refunds on this page.")
 
 
-class ModelOut(BaseModel):
+class ModelOut(ContractModel):
     id: str
     object: Literal["model"] = "model"
     created: int
@@ -173,13 +179,13 @@ class ModelOut(BaseModel):
     description: str
 
 
-class ModelList(BaseModel):
+class ModelList(ContractModel):
     object: Literal["list"] = "list"
     data: list[ModelOut]
 
 
 # -- audio understand --------------------------------------------------------------------------
-class UnderstandForm(BaseModel):
+class UnderstandForm(ContractModel):
     """``multipart/form-data`` fields of ``POST /v1/audio/understand``: ``file`` or ``url``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -194,7 +200,7 @@ class UnderstandForm(BaseModel):
     )
 
 
-class UnderstandBilling(BaseModel):
+class UnderstandBilling(ContractModel):
     duration_sec: float
     duration_source: Literal["measured", "caller_hint"]
     billable_minutes: int
@@ -204,14 +210,14 @@ class UnderstandBilling(BaseModel):
     balance_micro_usd: int
 
 
-class UnderstandResponse(BaseModel):
+class UnderstandResponse(ContractModel):
     answer: str
     model: str
     billing: UnderstandBilling
 
 
 # -- extract-audio (DumplingAI shape) ----------------------------------------------------------
-class ExtractRequest(BaseModel):
+class ExtractRequest(ContractModel):
     model_config = ConfigDict(extra="forbid")
 
     inputMethod: Literal["url", "base64", "file_id"]
@@ -224,25 +230,25 @@ class ExtractRequest(BaseModel):
     model: str = Field(default="extract", min_length=1, max_length=128)
 
 
-class ExtractResponse(BaseModel):
+class ExtractResponse(ContractModel):
     results: Any = Field(description="A string, or with jsonMode the JSON value the model produced.")
     prompt: str
     audioDuration: float
     creditUsage: int
 
 
-class ExtractFormats(BaseModel):
+class ExtractFormats(ContractModel):
     supportedFormats: list[str]
     maxFileSizeMB: int
     maxDurationSeconds: int
 
 
 # -- /api/v2/Audio/transcribe ------------------------------------------------------------------
-class CultureQuery(BaseModel):
+class CultureQuery(ContractModel):
     culture: Literal["en", "es"] = Field(default="en", description="Language of error messages.")
 
 
-class V2TranscribeForm(BaseModel):
+class V2TranscribeForm(ContractModel):
     model_config = ConfigDict(extra="forbid")
 
     file: bytes = Field(json_schema_extra={"format": "binary"}, description="Audio or video (mp4, mpeg) file.")
@@ -252,25 +258,25 @@ class V2TranscribeForm(BaseModel):
     channel: str | None = Field(default=None, max_length=100)
 
 
-class V2Metadata(BaseModel):
+class V2Metadata(ContractModel):
     language: str
     duration: str
 
 
-class V2TokenUsage(BaseModel):
+class V2TokenUsage(ContractModel):
     completionTokens: int
     promptTokens: int
     totalTokens: int
 
 
-class V2Cost(BaseModel):
+class V2Cost(ContractModel):
     completion: float
     prompt: float
     total: float
     currency: str
 
 
-class V2TranscribeResponse(BaseModel):
+class V2TranscribeResponse(ContractModel):
     instanceId: str
     transcript: str
     metadata: V2Metadata
@@ -279,11 +285,11 @@ class V2TranscribeResponse(BaseModel):
 
 
 # -- tasks -------------------------------------------------------------------------------------
-class TaskStream(BaseModel):
+class TaskStream(ContractModel):
     url: str
 
 
-class TaskOut(BaseModel):
+class TaskOut(ContractModel):
     """The unified task object (``GET /v1/tasks/{task_id}``)."""
 
     id: str
@@ -315,13 +321,13 @@ class TaskOut(BaseModel):
         )
 
 
-class TaskWaitQuery(BaseModel):
+class TaskWaitQuery(ContractModel):
     model_config = ConfigDict(extra="forbid")
 
     wait: float = Field(default=0, ge=0, le=25, description="Long-poll: wait up to N seconds for a final status.")
 
 
-class UnderstandingRequest(BaseModel):
+class UnderstandingRequest(ContractModel):
     """``POST /v1/audio/understanding`` (JSON)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -337,7 +343,7 @@ class UnderstandingRequest(BaseModel):
     include_reasoning: bool = False
 
 
-class UploadProcess(BaseModel):
+class UploadProcess(ContractModel):
     """What to run once the upload lands: a processing route's kind, model and fields."""
 
     model_config = ConfigDict(extra="forbid")
@@ -348,7 +354,7 @@ class UploadProcess(BaseModel):
     callback_url: str | None = Field(default=None, max_length=2048)
 
 
-class UploadRequestBody(BaseModel):
+class UploadRequestBody(ContractModel):
     """``POST /v1/uploads`` (JSON)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.errors import NotFoundError
 from earshot.http.app import json_response

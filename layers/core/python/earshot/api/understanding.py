@@ -7,7 +7,7 @@ import secrets
 import time
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.api.extract import json_body
 from earshot.engines.providers import GenerationResult

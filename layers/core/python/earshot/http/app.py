@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayHttpResolver, Response
 from pydantic import BaseModel
 
 from earshot.errors import EarshotError, InternalError, NotFoundError

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from email.message import Message
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.errors import EarshotError, InternalError, InvalidRequestError
 from earshot.http.envelope import error_body, error_headers
