@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,14 +14,13 @@ from pydantic.alias_generators import to_camel
 from earshot.engines.base import Segment, Transcript, TranscriptionOptions
 from earshot.engines.providers import FinishReason, GenerationResult, transcription_instruction
 from earshot.engines.providers.audio_convert import PreparedAudio, prepare_audio
-from earshot.engines.providers.http import DEFAULT_POLICY, RetryPolicy, call_upstream, default_http_client
+from earshot.engines.providers.base import UpstreamEngine, UpstreamOptions
 from earshot.errors import ProviderError, UnsupportedByModelError
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 # Gemini refuses inline requests (audio as base64, plus every prompt) larger than this; longer audio needs the
 # Files API.
 GEMINI_MAX_REQUEST_BYTES = 20 * 1000 * 1000
-DEFAULT_DEADLINE_SEC = 120.0
 
 # The audio MIME types Gemini documents, by ``audio_convert.describe_format`` name. Everything else (m4a, webm,
 # mp4...) is re-encoded first.
@@ -111,7 +109,7 @@ class _TranscriptAnswer(BaseModel):
     segments: list[_TranscriptSegment]
 
 
-class GeminiAudioEngine:
+class GeminiAudioEngine(UpstreamEngine):
     """``TranscriptionEngine`` and ``AudioQuestionEngine`` on Gemini's ``generateContent``, audio sent inline.
 
     Audio in a format Gemini does not take (m4a, webm, mp4, ...) or too large for its 20 MB inline request is
@@ -121,36 +119,23 @@ class GeminiAudioEngine:
 
     Parameters
     ----------
-    base_url
-        The API root including its version (``https://generativelanguage.googleapis.com/v1beta`` when None).
-    api_key
-        Sent as ``x-goog-api-key`` (never in the URL, where proxies log it); struck from error messages.
-    upstream_model
-        The model when a call names none (``gemini-2.5-flash``).
-    client_factory
-        Builds the ``httpx.Client`` this engine keeps; its transport must not retry.
+    max_request_bytes
+        The largest request sent, audio as base64 and prompts included (Gemini's inline limit, 20 MB).
+    **options
+        ``UpstreamOptions``. The API key goes as ``x-goog-api-key`` (never in the URL, where proxies log it); a
+        ``models/`` prefix on ``upstream_model`` is dropped.
     """
 
+    default_base_url = GEMINI_BASE_URL
+    default_model = "gemini-2.5-flash"
+    default_provider = "Gemini"
+
     def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: str,
-        upstream_model: str = "gemini-2.5-flash",
-        client_factory: Callable[[], httpx.Client] = default_http_client,
-        provider: str = "Gemini",
-        max_request_bytes: int = GEMINI_MAX_REQUEST_BYTES,
-        default_deadline_sec: float = DEFAULT_DEADLINE_SEC,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        self, *, max_request_bytes: int = GEMINI_MAX_REQUEST_BYTES, **options: Unpack[UpstreamOptions]
     ) -> None:
-        self._base_url = (base_url or GEMINI_BASE_URL).rstrip("/")
-        self._api_key = api_key
-        self._model = upstream_model.removeprefix("models/")
-        self._client = client_factory()
-        self._provider = provider
+        super().__init__(**options)
+        self._model = self._model.removeprefix("models/")
         self._max_request_bytes = max_request_bytes
-        self._default_deadline_sec = default_deadline_sec
-        self._policy = retry_policy
 
     def check(self, options: TranscriptionOptions) -> None:
         """Refuse word timestamps: Gemini's times are per segment, and approximate."""
@@ -175,7 +160,7 @@ class GeminiAudioEngine:
             system=None,
             config=config,
             model=options.upstream_model,
-            deadline_sec=options.deadline_sec if options.deadline_sec is not None else self._default_deadline_sec,
+            deadline_sec=self._deadline_sec(options),
         )
         result = _result(answer)
         if result.finish_reason == "length":
@@ -208,9 +193,6 @@ class GeminiAudioEngine:
             config["responseMimeType"] = "application/json"
         _, answer = self._generate(audio, question, system=system, config=config, model="", deadline_sec=deadline_sec)
         return _result(answer)
-
-    def close(self) -> None:
-        self._client.close()
 
     def _generate(
         self,
@@ -263,14 +245,7 @@ class GeminiAudioEngine:
                 content=content,
             )
 
-        payload = call_upstream(
-            self._client,
-            build,
-            deadline_sec=deadline_sec,
-            provider=self._provider,
-            redact=(self._api_key,),
-            policy=self._policy,
-        )
+        payload = self._call(build, deadline_sec=deadline_sec)
         try:
             return prepared, _GenerateContentResponse.model_validate(payload)
         except ValidationError as exc:

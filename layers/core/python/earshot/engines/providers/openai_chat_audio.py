@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
@@ -14,14 +13,13 @@ from pydantic import BaseModel, Field, ValidationError
 from earshot.engines.base import Segment, Transcript, TranscriptionOptions
 from earshot.engines.providers import FinishReason, GenerationResult, transcription_instruction
 from earshot.engines.providers.audio_convert import PreparedAudio, prepare_audio
-from earshot.engines.providers.http import DEFAULT_POLICY, RetryPolicy, call_upstream, default_http_client
+from earshot.engines.providers.base import UpstreamEngine, UpstreamOptions
 from earshot.errors import ProviderError, UnsupportedByModelError
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # OpenAI documents no request limit for chat audio; this conservative bound keeps a request well inside what
 # upstreams and our own memory take. Raise it per deployment when the upstream allows more.
 DEFAULT_MAX_REQUEST_BYTES = 20 * 1000 * 1000
-DEFAULT_DEADLINE_SEC = 120.0
 
 # ``input_audio.format`` takes exactly these; everything else is re-encoded first.
 _INPUT_AUDIO_FORMATS = frozenset({"wav", "mp3"})
@@ -51,7 +49,7 @@ class _ChatCompletion(BaseModel):
     usage: _Usage = Field(default_factory=_Usage)
 
 
-class OpenAIChatAudioEngine:
+class OpenAIChatAudioEngine(UpstreamEngine):
     """``AudioQuestionEngine`` and ``TranscriptionEngine`` on ``POST {base_url}/chat/completions`` with audio input.
 
     The audio goes inline as base64 ``wav`` or ``mp3``; other formats are re-encoded to 16 kHz mono WAV, or MP3
@@ -60,36 +58,21 @@ class OpenAIChatAudioEngine:
 
     Parameters
     ----------
-    base_url
-        The API root, ``.../v1`` (OpenAI's when None).
-    api_key
-        Sent as ``Authorization: Bearer``; never logged, struck from upstream error messages.
-    upstream_model
-        The model when a call names none (``gpt-4o-audio-preview``).
-    client_factory
-        Builds the ``httpx.Client`` this engine keeps; its transport must not retry.
+    max_request_bytes
+        The largest request sent, audio as base64 and prompts included.
+    **options
+        ``UpstreamOptions``; ``base_url`` is the ``.../v1`` root, and the API key goes as ``Authorization: Bearer``.
     """
 
+    default_base_url = OPENAI_BASE_URL
+    default_model = "gpt-4o-audio-preview"
+    default_provider = "OpenAI"
+
     def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: str,
-        upstream_model: str = "gpt-4o-audio-preview",
-        client_factory: Callable[[], httpx.Client] = default_http_client,
-        provider: str = "OpenAI",
-        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-        default_deadline_sec: float = DEFAULT_DEADLINE_SEC,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        self, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, **options: Unpack[UpstreamOptions]
     ) -> None:
-        self._base_url = (base_url or OPENAI_BASE_URL).rstrip("/")
-        self._api_key = api_key
-        self._model = upstream_model
-        self._client = client_factory()
-        self._provider = provider
+        super().__init__(**options)
         self._max_request_bytes = max_request_bytes
-        self._default_deadline_sec = default_deadline_sec
-        self._policy = retry_policy
 
     def check(self, options: TranscriptionOptions) -> None:
         """Refuse word timestamps: a chat model gives none."""
@@ -108,7 +91,7 @@ class OpenAIChatAudioEngine:
             system=None,
             extra={"temperature": options.temperature},
             model=options.upstream_model,
-            deadline_sec=options.deadline_sec if options.deadline_sec is not None else self._default_deadline_sec,
+            deadline_sec=self._deadline_sec(options),
         )
         if result.finish_reason == "length":
             raise ProviderError(f"{self._provider} stopped before the transcript was complete")
@@ -147,9 +130,6 @@ class OpenAIChatAudioEngine:
                 system = f"{system}\n\n{_JSON_INSTRUCTION}" if system else _JSON_INSTRUCTION
         _, result = self._complete(audio, question, system=system, extra=extra, model="", deadline_sec=deadline_sec)
         return result
-
-    def close(self) -> None:
-        self._client.close()
 
     def _complete(
         self,
@@ -199,14 +179,7 @@ class OpenAIChatAudioEngine:
                 content=content,
             )
 
-        payload = call_upstream(
-            self._client,
-            build,
-            deadline_sec=deadline_sec,
-            provider=self._provider,
-            redact=(self._api_key,),
-            policy=self._policy,
-        )
+        payload = self._call(build, deadline_sec=deadline_sec)
         try:
             completion = _ChatCompletion.model_validate(payload)
         except ValidationError as exc:

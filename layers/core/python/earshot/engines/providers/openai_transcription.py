@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Unpack
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from earshot.engines.base import Segment, Transcript, TranscriptionOptions, Word
 from earshot.engines.providers.audio_convert import prepare_audio
-from earshot.engines.providers.http import DEFAULT_POLICY, RetryPolicy, call_upstream, default_http_client
+from earshot.engines.providers.base import UpstreamEngine, UpstreamOptions
 from earshot.errors import ProviderError, UnsupportedByModelError
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # OpenAI's and Groq's (free tier) upload limit.
 DEFAULT_MAX_UPLOAD_BYTES = 25 * 1000 * 1000
-DEFAULT_DEADLINE_SEC = 120.0
 
 # The extensions OpenAI's transcription endpoint reads (it picks the decoder by the file name), by the format
 # names ``audio_convert.describe_format`` gives.
@@ -99,7 +98,7 @@ class _WireTranscription(BaseModel):
     words: list[_WireWord] | None = None
 
 
-class OpenAITranscriptionEngine:
+class OpenAITranscriptionEngine(UpstreamEngine):
     """``TranscriptionEngine`` for OpenAI's ``/audio/transcriptions`` and ``/audio/translations`` wire format.
 
     Asks for ``verbose_json`` with segment (and, when requested, word) timestamps. OpenAI's GPT-4o transcribe
@@ -109,36 +108,21 @@ class OpenAITranscriptionEngine:
 
     Parameters
     ----------
-    base_url
-        The API root, ``.../v1`` (OpenAI's when None; Groq's is ``https://api.groq.com/openai/v1``).
-    api_key
-        Sent as ``Authorization: Bearer``; never logged, struck from upstream error messages.
-    upstream_model
-        The model when ``TranscriptionOptions.upstream_model`` is empty (``whisper-1``, ``whisper-large-v3``).
-    client_factory
-        Builds the ``httpx.Client`` this engine keeps; its transport must not retry.
+    max_upload_bytes
+        The largest audio file sent; larger audio is re-encoded, or refused (25 MB, OpenAI's and Groq's limit).
+    **options
+        ``UpstreamOptions``; ``base_url`` is the ``.../v1`` root (Groq's is ``https://api.groq.com/openai/v1``),
+        ``upstream_model`` a Whisper model (``whisper-1``, ``whisper-large-v3``), and the API key goes as
+        ``Authorization: Bearer``.
     """
 
-    def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: str,
-        upstream_model: str = "whisper-1",
-        client_factory: Callable[[], httpx.Client] = default_http_client,
-        provider: str = "OpenAI",
-        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-        default_deadline_sec: float = DEFAULT_DEADLINE_SEC,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
-    ) -> None:
-        self._base_url = (base_url or OPENAI_BASE_URL).rstrip("/")
-        self._api_key = api_key
-        self._model = upstream_model
-        self._client = client_factory()
-        self._provider = provider
+    default_base_url = OPENAI_BASE_URL
+    default_model = "whisper-1"
+    default_provider = "OpenAI"
+
+    def __init__(self, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, **options: Unpack[UpstreamOptions]) -> None:
+        super().__init__(**options)
         self._max_upload_bytes = max_upload_bytes
-        self._default_deadline_sec = default_deadline_sec
-        self._policy = retry_policy
 
     def check(self, options: TranscriptionOptions) -> None:
         """Refuse what the upstream would refuse: unknown languages, and what JSON-only models cannot do."""
@@ -192,14 +176,7 @@ class OpenAITranscriptionEngine:
                 files={"file": (f"audio.{suffix}", prepared.data, content_type)},
             )
 
-        payload = call_upstream(
-            self._client,
-            build,
-            deadline_sec=options.deadline_sec if options.deadline_sec is not None else self._default_deadline_sec,
-            provider=self._provider,
-            redact=(self._api_key,),
-            policy=self._policy,
-        )
+        payload = self._call(build, deadline_sec=self._deadline_sec(options))
         try:
             wire = _WireTranscription.model_validate(payload)
         except ValidationError as exc:
@@ -208,9 +185,6 @@ class OpenAITranscriptionEngine:
         language = "en" if translate else language_code(wire.language) or language_code(options.language) or "und"
         duration = wire.duration or prepared.duration_sec
         return _to_transcript(wire, language=language, duration=duration, with_words=options.word_timestamps)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 def _json_only(model: str) -> bool:
