@@ -169,3 +169,14 @@ def test_insufficient_balance_is_402_and_nothing_is_charged(gateway: LocalGatewa
     assert _error(response)["code"] == "billing_error"
     account = get_runtime().store.get_account(poor.account.id)
     assert account is not None and account.balance_micro_usd == 899
+
+
+def test_the_413_names_the_upload_route(gateway: LocalGateway, new_key: NewKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EARSHOT_MAX_INLINE_BYTES", str(4_400_000))  # the deployed limit
+    from earshot.runtime import reset_runtime
+
+    reset_runtime()
+    response = _post(gateway, new_key.secret, _multipart({}, {"file": ("big.wav", b"\0" * 5_000_000)}), FORM)
+    assert response.status == 413
+    message = str(_error(response)["message"])
+    assert "4.2 MB" in message and "/v1/uploads" in message

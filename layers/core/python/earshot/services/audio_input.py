@@ -17,7 +17,8 @@ MB = 1024 * 1024
 def too_large(size: int, limit: int) -> FileTooLargeError:
     return FileTooLargeError(
         f"the audio is {size / MB:.1f} MB; the inline upload limit is {limit / MB:.1f} MB. "
-        "Compress it (mono 16 kHz mp3 fits about 30 minutes in 25 MB) or split it into parts.",
+        "Upload larger files with POST /v1/uploads (a presigned upload of up to 500 MB, then pass its file_id) "
+        "or pass an https 'url' to fetch it from.",
         param="file",
     )
 
