@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from earshot.errors import IdempotencyConflictError, NotFoundError
+from earshot.errors import IdempotencyConflictError, NotFoundError, TaskTransitionError
 from earshot.ports import (
     TASK_ID_PATTERN,
     TASK_TTL_SEC,
@@ -18,7 +18,6 @@ from earshot.ports import (
     Task,
     TaskEvent,
     TaskStore,
-    TaskTransitionError,
     new_task,
 )
 

@@ -18,8 +18,8 @@ from earshot.errors import (
     InvalidAudioError,
     ProviderError,
     RateLimitedError,
+    TaskTransitionError,
 )
-from earshot.ports import TaskTransitionError
 from earshot.workflow import (
     FAILED_STATE,
     REFUND_STEP,

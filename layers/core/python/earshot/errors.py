@@ -117,6 +117,13 @@ class InternalError(EarshotError):
     type = "api_error"
 
 
+class TaskTransitionError(InternalError):
+    """A task update the status rules refuse (out of a final state, or skipping ``processing``).
+
+    Never the client's doing: the workflow or a service asked for an impossible move, so it is a 500.
+    """
+
+
 class EngineError(EarshotError):
     """An embedded engine failed on audio that metered fine. Charged requests are refunded."""
 

@@ -15,13 +15,12 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from earshot.errors import InternalError
-
 
 class PortModel(BaseModel):
     """Builds its validator on first use, not at import: a cold Lambda pays only for the models it touches."""
 
     model_config = ConfigDict(defer_build=True)
+
 
 LedgerKind = Literal["debit", "refund", "topup"]
 
@@ -210,15 +209,6 @@ _TASK_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 TASK_OBJECTS: Mapping[str, str] = {"llm": "llm.generation.task"}
 TASK_TTL_SEC = 7 * 24 * 3600
 IDEMPOTENCY_TTL_SEC = 24 * 3600
-
-
-class TaskTransitionError(InternalError):
-    """A task update that the status rules refuse (out of a final state, or skipping ``processing``).
-
-    Never the client's doing: the workflow or a service asked for an impossible move, so it is a 500.
-    The class name is stable (workflow Retry/Catch rules match names); it belongs in ``earshot.errors``
-    and lives here only until that module can take it.
-    """
 
 
 class Task(PortModel):

@@ -13,11 +13,11 @@ ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 TimestampGranularity = Literal["segment", "word"]
 
 
-
 class ContractModel(BaseModel):
     """Builds its validator on first use, not at import: a cold Lambda pays only for the models it touches."""
 
     model_config = ConfigDict(defer_build=True)
+
 
 # -- errors ------------------------------------------------------------------------------------
 class ErrorBody(ContractModel):

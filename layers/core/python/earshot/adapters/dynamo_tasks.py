@@ -27,7 +27,7 @@ from typing import Any, cast
 from botocore.exceptions import ClientError
 
 from earshot.adapters.dynamo_layout import IDEMPOTENCY, STEP_MARKERS, TASK_EVENTS, TASKS
-from earshot.errors import IdempotencyConflictError, NotFoundError, RateLimitedError
+from earshot.errors import IdempotencyConflictError, NotFoundError, RateLimitedError, TaskTransitionError
 from earshot.ports import (
     IDEMPOTENCY_TTL_SEC,
     TASK_TRANSITIONS,
@@ -38,7 +38,6 @@ from earshot.ports import (
     Task,
     TaskEvent,
     TaskStatus,
-    TaskTransitionError,
 )
 
 # boto3 ships no type hints; the client is a low-level ``boto3.client("dynamodb")``.

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from earshot.errors import IdempotencyConflictError, NotFoundError
+from earshot.errors import IdempotencyConflictError, NotFoundError, TaskTransitionError
 from earshot.ports import (
     IDEMPOTENCY_TTL_SEC,
     TASK_TRANSITIONS,
@@ -30,7 +30,6 @@ from earshot.ports import (
     Task,
     TaskEvent,
     TaskStatus,
-    TaskTransitionError,
 )
 
 Clock = Callable[[], float]
