@@ -33,6 +33,14 @@ DEFAULT_MEMORY_MB: Mapping[str, int] = MappingProxyType(
         "transcriptions": 1769,
         "understand": 1769,
         "extract": 1769,
+        # Runs every workflow step, the engines included.
+        "workflow": 1769,
+        # Plan a task (which builds the engine, importing the audio stack) and submit it; the engine runs later.
+        "understanding": 1024,
+        "ingest": 1024,
+        "uploads": 1024,
+        # Reads task records; waits (long-poll, SSE) on DynamoDB.
+        "tasks": 512,
     }
 )
 

@@ -59,8 +59,15 @@ METRICS_NAMESPACE = "Earshot"  # POWERTOOLS_METRICS_NAMESPACE; the same as earsh
 # Functions.
 HANDLER = "handler.lambda_handler"
 AUTHORIZER_FUNCTION = "authorizer"
+WORKFLOW_FUNCTION = "workflow"  # runs every step of the async workflow (earshot.workflow.dispatch_step)
+INGEST_FUNCTION = "ingest"  # S3 ObjectCreated under INBOX_PREFIX: uploads that asked to be processed
 API_TIMEOUT_SEC = 29  # API Gateway's HTTP API integration timeout is 30 s and cannot be raised
 AUTHORIZER_TIMEOUT_SEC = 10  # API Gateway waits at most 10 s for a Lambda authorizer
+LAMBDA_MAX_TIMEOUT_SEC = 900  # Lambda's own limit
+# S3 invokes ingest asynchronously: no gateway budget, but it only reads a record, plans the task and starts it.
+INGEST_TIMEOUT_SEC = 60
+# The workflow function's timeout is not here: it is the longest step's TimeoutSeconds in earshot.workflow.WORKFLOW.
+STATE_MACHINE_ARN_ENV = "EARSHOT_STATE_MACHINE_ARN"  # earshot.config.Settings.state_machine_arn
 # The deployed inline upload limit: Lambda's 6 MB synchronous payload holds a base64 multipart body.
 DEPLOYED_MAX_INLINE_BYTES = 4_400_000
 
@@ -68,8 +75,10 @@ DEPLOYED_MAX_INLINE_BYTES = 4_400_000
 AUTHORIZATION_IDENTITY_SOURCE = "$request.header.Authorization"
 AUTHORIZER_CACHE_TTL_SEC = 60  # a revoked key stops working within a minute (see earshot.api.authorizer)
 
-# Storage.
-INBOX_PREFIX = "inbox/"  # presigned uploads land here and expire
+# Storage: the blob bucket's key layout (tests/infra checks it against the core's key templates).
+INBOX_PREFIX = "inbox/"  # presigned uploads land here and expire: inbox/<account>/<file_id>/<name>
+UPLOADS_PREFIX = "uploads/"  # upload records: uploads/<file_id>.json (earshot.services.uploads)
+TASKS_PREFIX = "tasks/"  # a task's stored input and large result: tasks/<task_id>/... (earshot.jobs)
 ABORT_INCOMPLETE_MULTIPART_DAYS = 1
 
 # Which functions handle audio. Every function must be in exactly one of the two sets: the functions construct and
@@ -79,9 +88,12 @@ AUDIO_FUNCTIONS = frozenset(
         "transcriptions",  # meters (ffprobe), decodes (PyAV) and transcribes (pocketsphinx)
         "understand",  # meters and analyses (PyAV, numpy)
         "extract",
-        "understanding",  # takes audio like the routes above (a task, run by the workflow or inline)
+        "understanding",  # always a task: plans it (which builds the engine) and submits it; the workflow runs it
         "workflow",  # the async steps: meter, run the engine
         "ingest",  # a finished upload (S3 event): plans its task with the engine's model, then starts it
+        # Presigns an S3 POST (the audio goes straight to S3), but a `process` spec is checked with
+        # earshot.jobs.kinds.prepare, which builds the engine and so imports pocketsphinx, PyAV and numpy.
+        "uploads",
     }
 )
 LIGHT_FUNCTIONS = frozenset(
@@ -91,7 +103,6 @@ LIGHT_FUNCTIONS = frozenset(
         "models",
         "openapi",
         "tasks",  # reads and streams task records; never touches the audio
-        "uploads",  # presigns an S3 POST; the audio goes straight to S3
     }
 )
 FUNCTION_LAYERS = {
@@ -118,14 +129,24 @@ PROVIDER_ERRORS_METRIC = "ProviderErrors"  # emitted by the services with Powert
 PROVIDER_ERRORS_THRESHOLD = 5  # per alarm period
 
 
-# What each function may touch. Least privilege: a function gets only the DynamoDB actions its code performs on
-# the tables (and indexes) it uses, and read access to the provider credentials the stage's catalog references
-# only if it calls models. Every function in the route manifest must have an entry here; the functions construct
-# refuses to build one without it, and tests/infra cross-checks the table against the manifest.
+# What each function may touch. Least privilege: a function gets only the actions its code performs, on the tables
+# (and indexes) and bucket prefixes it uses, read access to the provider credentials the stage's catalog references
+# only if it builds an engine, and StartExecution on the task state machine only if it submits tasks. Every function
+# of the route manifest must have an entry here; the functions construct refuses to build one without it, and
+# tests/infra cross-checks the table against the manifest.
 GET_ITEM = "dynamodb:GetItem"
 PUT_ITEM = "dynamodb:PutItem"
 UPDATE_ITEM = "dynamodb:UpdateItem"
+DELETE_ITEM = "dynamodb:DeleteItem"
 QUERY = "dynamodb:Query"
+# TransactWriteItems has no IAM action of its own: each item needs the action it performs (ConditionCheck is this).
+CONDITION_CHECK_ITEM = "dynamodb:ConditionCheckItem"
+BATCH_WRITE_ITEM = "dynamodb:BatchWriteItem"
+GET_OBJECT = "s3:GetObject"  # HeadObject too
+PUT_OBJECT = "s3:PutObject"  # a presigned POST too: S3 checks it against the role that signed the form
+DELETE_OBJECT = "s3:DeleteObject"
+LIST_BUCKET = "s3:ListBucket"
+START_EXECUTION = "states:StartExecution"
 # What earshot.adapters.credentials calls (Powertools Parameters get_secret / get_parameter). SecureString
 # parameters under the AWS managed aws/ssm key need no KMS grant.
 SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue",)
@@ -142,27 +163,137 @@ class TableAccess:
 
 
 @dataclass(frozen=True)
+class ObjectAccess:
+    """What a function does to the blob bucket's objects under one key prefix."""
+
+    prefix: str  # one of the prefixes above, ending in "/"
+    actions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class FunctionAccess:
     tables: tuple[TableAccess, ...] = ()
-    provider_credentials: bool = False  # reads the upstream API keys the catalog references
+    objects: tuple[ObjectAccess, ...] = ()
+    # s3:ListBucket on the bucket: without it S3 answers 403, not 404, for a missing key, and the core reads a
+    # missing upload record or not-yet-uploaded file as "not found" (NotFoundError from S3BlobStore.get/exists).
+    lists_bucket: bool = False
+    starts_tasks: bool = False  # StartExecution on the task state machine, whose ARN it gets in its environment
+    provider_credentials: bool = False  # reads the upstream API keys the catalog references (it builds engines)
+
+
+def merged(*grants: TableAccess) -> tuple[TableAccess, ...]:
+    """``grants`` with one ``TableAccess`` per table (actions and indexes united, in first-seen order)."""
+    by_table: dict[str, TableAccess] = {}
+    for grant in grants:
+        seen = by_table.get(grant.table)
+        if seen is None:
+            by_table[grant.table] = grant
+            continue
+        by_table[grant.table] = TableAccess(
+            grant.table,
+            actions=tuple(dict.fromkeys((*seen.actions, *grant.actions))),
+            queried_indexes=tuple(dict.fromkeys((*seen.queried_indexes, *grant.queried_indexes))),
+        )
+    return tuple(by_table.values())
 
 
 # Every authenticated route counts its key's requests: an atomic ADD on the window's counter (UpdateItem).
 COUNT_REQUESTS = TableAccess("rate_limits", actions=(UPDATE_ITEM,))
+# Every POST runs under its Idempotency-Key (earshot.http.idempotency on DynamoIdempotencyStore): a conditional Put
+# claims the key, a Get reads the record a failed claim saw, an Update completes it, a conditional Delete releases it.
+IDEMPOTENT_POSTS = TableAccess("idempotency", actions=(GET_ITEM, PUT_ITEM, UPDATE_ITEM, DELETE_ITEM))
+# Processing routes look the caller's account up first (is audio enabled?).
+READ_ACCOUNT = TableAccess("accounts", actions=(GET_ITEM,))
 # A metered request reads the balance, debits it with its ledger entry in one transaction (a conditional Update
 # and a conditional Put), looks up an earlier entry of a retried request, and refunds the same way on failure.
 CHARGE = (
     TableAccess("accounts", actions=(GET_ITEM, UPDATE_ITEM)),
     TableAccess("ledger", actions=(GET_ITEM, PUT_ITEM)),
 )
-_METERED = FunctionAccess(tables=(*CHARGE, COUNT_REQUESTS), provider_credentials=True)
+# The TaskStore (earshot.adapters.dynamo_tasks). An event is appended after reading the task, querying the last
+# seq, then a transaction of a ConditionCheck on the task and a conditional Put of the event.
+APPEND_TASK_EVENT = (
+    TableAccess("tasks", actions=(GET_ITEM, CONDITION_CHECK_ITEM)),
+    TableAccess("task_events", actions=(QUERY, PUT_ITEM)),
+)
+# earshot.jobs.submit.submit_task: a conditional Put of the task, then its first event.
+SUBMIT_TASK = merged(TableAccess("tasks", actions=(PUT_ITEM,)), *APPEND_TASK_EVENT)
+# The task routes read a task and its events, and delete_task removes the task, then its events and step markers
+# (Query for their keys, BatchWriteItem to delete them).
+READ_TASK = (TableAccess("tasks", actions=(GET_ITEM,)), TableAccess("task_events", actions=(QUERY,)))
+DELETE_TASK = (
+    TableAccess("tasks", actions=(DELETE_ITEM,)),
+    TableAccess("task_events", actions=(QUERY, BATCH_WRITE_ITEM)),
+    TableAccess("step_markers", actions=(QUERY, BATCH_WRITE_ITEM)),
+)
+# The workflow moves the task (conditional Update, Get on a refused move) and records each step once: an Update
+# claims the step (a Put restarts an expired marker), an Update records its output, a Get replays it.
+RUN_TASK = merged(
+    TableAccess("tasks", actions=(UPDATE_ITEM,)),
+    *APPEND_TASK_EVENT,
+    TableAccess("step_markers", actions=(GET_ITEM, UPDATE_ITEM, PUT_ITEM)),
+)
+
+# The bucket, by key prefix (earshot.services.uploads, earshot.jobs.submit / steps, earshot.api.tasks).
+READ_UPLOADS = (ObjectAccess(UPLOADS_PREFIX, (GET_OBJECT,)), ObjectAccess(INBOX_PREFIX, (GET_OBJECT,)))
+STORE_TASK_INPUT = ObjectAccess(TASKS_PREFIX, (PUT_OBJECT,))
+
+# A processing route: counted, idempotent, metered (sync), and able to submit its work as a task (async). Audio
+# comes inline, by URL (no AWS), or by file_id (the upload record and the uploaded file).
+_PROCESSING = FunctionAccess(
+    tables=merged(*CHARGE, COUNT_REQUESTS, IDEMPOTENT_POSTS, *SUBMIT_TASK),
+    objects=(*READ_UPLOADS, STORE_TASK_INPUT),
+    lists_bucket=True,
+    starts_tasks=True,
+    provider_credentials=True,
+)
 
 FUNCTION_ACCESS: dict[str, FunctionAccess] = {
     # Looks up the key by the SHA-256 of the bearer token.
     "authorizer": FunctionAccess(tables=(TableAccess("api_keys", actions=(GET_ITEM,)),)),
-    "transcriptions": _METERED,
-    "understand": _METERED,
-    "extract": _METERED,
+    "transcriptions": _PROCESSING,
+    "understand": _PROCESSING,
+    "extract": _PROCESSING,
+    # Always a task (sync=true waits for it): no charge here, the workflow debits. sync=true reads the finished task
+    # and, when large, its result under tasks/ (GetObject).
+    "understanding": FunctionAccess(
+        tables=merged(READ_ACCOUNT, COUNT_REQUESTS, IDEMPOTENT_POSTS, *SUBMIT_TASK),
+        objects=(*READ_UPLOADS, ObjectAccess(TASKS_PREFIX, (PUT_OBJECT, GET_OBJECT))),
+        lists_bucket=True,
+        starts_tasks=True,
+        provider_credentials=True,
+    ),
+    # Owner-only task status, long-poll and SSE; DELETE removes the task's blobs under tasks/ and its records.
+    "tasks": FunctionAccess(
+        tables=merged(*READ_TASK, *DELETE_TASK, COUNT_REQUESTS),
+        objects=(ObjectAccess(TASKS_PREFIX, (GET_OBJECT, DELETE_OBJECT)),),
+    ),
+    # Writes the upload record, and signs the POST form that puts the audio under inbox/ with its own role. A
+    # `process` spec is checked by planning it (builds the engine: credentials). Starts nothing: ingest does.
+    "uploads": FunctionAccess(
+        tables=merged(READ_ACCOUNT, COUNT_REQUESTS, IDEMPOTENT_POSTS),
+        objects=(ObjectAccess(UPLOADS_PREFIX, (PUT_OBJECT,)), ObjectAccess(INBOX_PREFIX, (PUT_OBJECT,))),
+        provider_credentials=True,
+    ),
+    # An upload landed: read its record, plan the task it asked for and submit it; the audio stays where it is.
+    "ingest": FunctionAccess(
+        tables=SUBMIT_TASK,
+        objects=(ObjectAccess(UPLOADS_PREFIX, (GET_OBJECT,)),),
+        lists_bucket=True,
+        starts_tasks=True,
+        provider_credentials=True,
+    ),
+    # Every step: fetch a URL's audio into tasks/ (no AWS for the fetch), read the input (tasks/ or an upload under
+    # inbox/), debit and refund, run the engine, store a large result, delete the input unless retained, sign the
+    # webhook with the account's secret (read, or created on first use: accounts Get/Update).
+    "workflow": FunctionAccess(
+        tables=merged(*CHARGE, *RUN_TASK),
+        objects=(
+            ObjectAccess(TASKS_PREFIX, (GET_OBJECT, PUT_OBJECT, DELETE_OBJECT)),
+            ObjectAccess(INBOX_PREFIX, (GET_OBJECT, DELETE_OBJECT)),
+        ),
+        provider_credentials=True,
+    ),
     # Balance (GetItem on accounts) and usage (Query on the ledger's by_account index).
     "account": FunctionAccess(
         tables=(

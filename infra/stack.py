@@ -12,9 +12,11 @@ from earshot import routes
 from infra.capabilities.api import Api
 from infra.capabilities.data import Data
 from infra.capabilities.functions import Functions
+from infra.capabilities.ingest import UploadIngest
 from infra.capabilities.layers import Layers
 from infra.capabilities.monitoring import Monitoring
 from infra.capabilities.storage import Storage
+from infra.capabilities.workflow import TaskWorkflow
 from infra.config import StageConfig
 from infra.constants import FUNCTIONS_DIR, SERVICE_NAME
 
@@ -77,6 +79,16 @@ class EarshotStack(Stack):
             catalog_path=config.catalog_path,
             functions_dir=functions_dir,
         )
+        tasks = TaskWorkflow(
+            self,
+            "Tasks",
+            stage=config.stage,
+            step_function=functions.workflow,
+            log_retention=config.log_retention,
+            removal_policy=config.removal_policy,
+        )
+        functions.allow_starting_tasks(tasks.state_machine)
+        UploadIngest(self, "UploadIngest", bucket=storage.bucket, ingest=functions.ingest)
         api = Api(
             self,
             "Api",
@@ -95,9 +107,16 @@ class EarshotStack(Stack):
             stage=config.stage,
             http_api=api.http_api,
             functions=functions.by_name,
+            state_machine=tasks.state_machine,
             alarm_email=config.alarm_email,
             removal_policy=config.removal_policy,
         )
 
         CfnOutput(self, "ApiUrl", value=api.url, description="Base URL of the API (append /v1/...)")
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Audio blobs and results")
+        CfnOutput(
+            self,
+            "TaskStateMachineArn",
+            value=tasks.state_machine.state_machine_arn,
+            description="The async task workflow (one execution per task, named after the task id)",
+        )

@@ -1,4 +1,5 @@
-"""One Lambda per function in the route manifest, plus the authorizer, each with its own least-privilege role."""
+"""One Lambda per function: the route manifest's and the event-driven ones (authorizer, workflow, ingest), each
+with its own least-privilege role built from ``infra.constants.FUNCTION_ACCESS``."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from earshot.adapters.dynamo_layout import TableSpec
+from earshot.workflow import WORKFLOW
 from infra.capabilities.credentials import provider_credential_statements
 from infra.capabilities.layers import ARCHITECTURE, RUNTIME, RUNTIME_CHOICE, Layers
 from infra.config import StageConfig
@@ -25,14 +28,22 @@ from infra.constants import (
     FUNCTION_ACCESS,
     FUNCTIONS_DIR,
     HANDLER,
+    INGEST_FUNCTION,
+    INGEST_TIMEOUT_SEC,
+    LAMBDA_MAX_TIMEOUT_SEC,
     LAYER_CATALOGS_DIR,
+    LIST_BUCKET,
     METRICS_NAMESPACE,
     QUERY,
     SERVICE_NAME,
+    START_EXECUTION,
+    STATE_MACHINE_ARN_ENV,
+    WORKFLOW_FUNCTION,
     FunctionAccess,
+    ObjectAccess,
     TableAccess,
 )
-from infra.nag import acknowledge
+from infra.nag import acknowledge, wildcard_resource_finding
 from infra.naming import pascal_id, resource_name
 
 
@@ -61,11 +72,41 @@ class Functions(Construct):
         self._bucket = bucket
         self._catalog_path = catalog_path
         self._functions_dir = functions_dir
+        self._policies: dict[str, iam.PolicyDocument] = {}
         self.by_name: dict[str, lambda_.Function] = {name: self._function(name) for name in names}
 
     @property
     def authorizer(self) -> lambda_.Function:
         return self.by_name[AUTHORIZER_FUNCTION]
+
+    @property
+    def workflow(self) -> lambda_.Function:
+        return self.by_name[WORKFLOW_FUNCTION]
+
+    @property
+    def ingest(self) -> lambda_.Function:
+        return self.by_name[INGEST_FUNCTION]
+
+    @property
+    def task_submitters(self) -> list[str]:
+        """The functions that start the task workflow (``FunctionAccess.starts_tasks``)."""
+        return [name for name in self.by_name if _access_for(name).starts_tasks]
+
+    def allow_starting_tasks(self, state_machine: sfn.IStateMachine) -> None:
+        """Give every task submitter the state machine's ARN and ``StartExecution`` on it, and nothing more.
+
+        Done after the state machine exists, which itself needs the workflow function: the workflow function
+        never starts tasks, so the references stay acyclic.
+        """
+        for name in self.task_submitters:
+            if name == WORKFLOW_FUNCTION:
+                raise ValueError("the workflow function cannot start tasks: its state machine invokes it")
+            self.by_name[name].add_environment(STATE_MACHINE_ARN_ENV, state_machine.state_machine_arn)
+            self._policies[name].add_statements(
+                iam.PolicyStatement(
+                    sid="StartTasks", actions=[START_EXECUTION], resources=[state_machine.state_machine_arn]
+                )
+            )
 
     def _function(self, name: str) -> lambda_.Function:
         access = _access_for(name)
@@ -82,14 +123,16 @@ class Functions(Construct):
             retention=self._config.log_retention,
             removal_policy=self._config.removal_policy,
         )
+        # Kept, so allow_starting_tasks can add to it once the state machine exists.
+        policy = self._policies[name] = iam.PolicyDocument(statements=self._statements(access, log_group))
         role = iam.Role(
             self,
             f"{pascal}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Earshot {self._config.stage} {name}: only what this function touches",
-            inline_policies={"Access": iam.PolicyDocument(statements=self._statements(access, log_group))},
+            inline_policies={"Access": policy},
         )
-        timeout = AUTHORIZER_TIMEOUT_SEC if name == AUTHORIZER_FUNCTION else API_TIMEOUT_SEC
+        self._acknowledge_object_prefixes(role, name, access.objects)
         function = lambda_.Function(
             self,
             pascal,
@@ -101,7 +144,7 @@ class Functions(Construct):
             code=lambda_.Code.from_asset(str(code_dir), exclude=["__pycache__", "*.pyc"]),
             layers=layers,
             memory_size=self._config.memory_mb[name],
-            timeout=Duration.seconds(timeout),
+            timeout=Duration.seconds(timeout_sec(name)),
             environment=self._environment(access),
             role=role,
             log_group=log_group,
@@ -139,9 +182,32 @@ class Functions(Construct):
         ]
         for grant in access.tables:
             statements += self._table_statements(grant)
+        statements += [self._object_statement(grant) for grant in access.objects]
+        if access.lists_bucket:
+            statements.append(
+                iam.PolicyStatement(sid="ListBucketKeys", actions=[LIST_BUCKET], resources=[self._bucket.bucket_arn])
+            )
         if access.provider_credentials:
             statements += provider_credential_statements(self, catalog_path=self._catalog_path)
         return statements
+
+    def _object_statement(self, grant: ObjectAccess) -> iam.PolicyStatement:
+        if not grant.prefix.endswith("/") or "*" in grant.prefix:
+            raise ValueError(f"object access is granted per key prefix ending in '/', not {grant.prefix!r}")
+        return iam.PolicyStatement(
+            sid=f"{pascal_id(grant.prefix.rstrip('/'))}Objects",
+            actions=list(grant.actions),
+            resources=[self._bucket.arn_for_objects(f"{grant.prefix}*")],
+        )
+
+    def _acknowledge_object_prefixes(self, role: iam.Role, name: str, grants: Sequence[ObjectAccess]) -> None:
+        for grant in grants:
+            acknowledge(
+                role,
+                wildcard_resource_finding(role, self._bucket.arn_for_objects(f"{grant.prefix}*")),
+                f"{name} may {', '.join(grant.actions)} only under the {grant.prefix} prefix of the blob bucket; "
+                "the keys below it are per upload or per task, so an object ARN cannot name them in advance.",
+            )
 
     def _table_statements(self, grant: TableAccess) -> list[iam.PolicyStatement]:
         if grant.table not in self._tables:
@@ -166,6 +232,21 @@ class Functions(Construct):
                 )
             )
         return statements
+
+
+def timeout_sec(name: str) -> int:
+    """How long function ``name`` may run: the gateway's budget for the routes, longer for the event functions."""
+    if name == AUTHORIZER_FUNCTION:
+        return AUTHORIZER_TIMEOUT_SEC
+    if name == WORKFLOW_FUNCTION:
+        # One function runs every step, so it may run as long as the longest step's TimeoutSeconds.
+        longest = max(step.timeout_sec for step in WORKFLOW.all_steps)
+        if longest > LAMBDA_MAX_TIMEOUT_SEC:
+            raise ValueError(f"a workflow step may take {longest} s; a Lambda function runs {LAMBDA_MAX_TIMEOUT_SEC} s")
+        return longest
+    if name == INGEST_FUNCTION:
+        return INGEST_TIMEOUT_SEC
+    return API_TIMEOUT_SEC
 
 
 def _access_for(name: str) -> FunctionAccess:

@@ -1,5 +1,5 @@
-"""Alarms on what a user would notice (server errors, failing or throttled functions, failing providers),
-sent to an encrypted SNS topic."""
+"""Alarms on what a user would notice (server errors, failing or throttled functions, failing providers, tasks
+that ran out of time), sent to an encrypted SNS topic."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.constants import (
@@ -28,7 +29,8 @@ from infra.naming import pascal_id, resource_name
 
 
 class Monitoring(Construct):
-    """The alarm topic and the alarms: API 5xx rate, errors and throttles per function, provider errors."""
+    """The alarm topic and the alarms: API 5xx rate, errors and throttles per function, provider errors, timed-out
+    task executions."""
 
     def __init__(
         self,
@@ -38,6 +40,7 @@ class Monitoring(Construct):
         stage: str,
         http_api: apigwv2.IHttpApi,
         functions: Mapping[str, lambda_.IFunction],
+        state_machine: sfn.IStateMachine,
         alarm_email: str | None,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -52,6 +55,7 @@ class Monitoring(Construct):
             self.alarms.append(self._function_errors(name, function))
             self.alarms.append(self._function_throttles(name, function))
         self.alarms.append(self._provider_errors())
+        self.alarms.append(self._task_executions_timed_out(state_machine))
         action = cw_actions.SnsAction(self.topic)
         for alarm in self.alarms:
             alarm.add_alarm_action(action)
@@ -125,6 +129,20 @@ class Monitoring(Construct):
             f"{pascal_id(name)}Throttles",
             alarm_name=f"{self._prefix}-{name}-throttles",
             alarm_description=f"Invocations of the {name} function were throttled (account concurrency)",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _task_executions_timed_out(self, state_machine: sfn.IStateMachine) -> cloudwatch.Alarm:
+        # A failed execution is routine (bad audio, no balance: refunded and reported on the task). One that timed
+        # out never reached refund_and_fail: its task is left unfinished and its debit unrefunded.
+        return state_machine.metric_timed_out(period=self._period, statistic="Sum").create_alarm(
+            self,
+            "TaskExecutionsTimedOut",
+            alarm_name=f"{self._prefix}-task-executions-timed-out",
+            alarm_description="A task execution timed out without refund_and_fail: its task needs an operator",
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

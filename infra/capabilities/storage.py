@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.constants import ABORT_INCOMPLETE_MULTIPART_DAYS, INBOX_PREFIX
+from earshot.ports import TASK_TTL_SEC
+from infra.constants import ABORT_INCOMPLETE_MULTIPART_DAYS, INBOX_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
 from infra.nag import acknowledge
+
+DAY_SEC = 24 * 3600
+# A task's blobs (its stored input, a large result) are read for as long as the task is: it expires after
+# TASK_TTL_SEC, and lifecycle rules count whole days (rounded to the next midnight UTC), so one day more.
+TASK_BLOB_EXPIRY_DAYS = math.ceil(TASK_TTL_SEC / DAY_SEC) + 1
 
 
 class Storage(Construct):
-    """Private, TLS-only, S3-encrypted, owner-enforced buckets; uploads under ``inbox/`` expire."""
+    """Private, TLS-only, S3-encrypted, owner-enforced, versioned buckets. Uploads under ``inbox/`` and their records
+    under ``uploads/`` expire after a day or so; task blobs under ``tasks/`` when their task does.
+
+    Versioning matters beyond safety: the ingest function names a task after the uploaded object's bucket, key and
+    version, so re-uploading to the same key starts a new task while a duplicated event starts none.
+    """
 
     def __init__(
         self,
@@ -72,6 +85,20 @@ class Storage(Construct):
                     id="expire-inbox-uploads",
                     prefix=INBOX_PREFIX,
                     expiration=Duration.days(inbox_expiry_days),
+                ),
+                # An upload's record says who owns the file; once the file is gone its file_id is useless. A day
+                # more than the file, as the record is written just before the upload, perhaps the day before.
+                s3.LifecycleRule(
+                    id="expire-upload-records",
+                    prefix=UPLOADS_PREFIX,
+                    expiration=Duration.days(inbox_expiry_days + 1),
+                ),
+                # Inputs stored for a task and results too large for its record: nobody can read them once the task
+                # has expired (DELETE /v1/tasks/{id} removes them sooner).
+                s3.LifecycleRule(
+                    id="expire-task-blobs",
+                    prefix=TASKS_PREFIX,
+                    expiration=Duration.days(TASK_BLOB_EXPIRY_DAYS),
                 ),
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart-uploads",

@@ -92,6 +92,6 @@ def test_default_stage_logs_json_and_throttles_per_stage_config(synthesized: Syn
     }
 
 
-def test_outputs_name_the_api_url_and_bucket(dev: Synthesized) -> None:
+def test_outputs_name_the_api_url_bucket_and_state_machine(dev: Synthesized) -> None:
     outputs = dev.template.to_json()["Outputs"]
-    assert set(outputs) == {"ApiUrl", "BucketName"}
+    assert set(outputs) == {"ApiUrl", "BucketName", "TaskStateMachineArn"}

@@ -7,7 +7,8 @@ from typing import Any
 from infra_synth import RETENTION_DAYS, Synthesized
 
 from earshot.adapters.dynamo_layout import TABLES, TableSpec
-from infra.constants import INBOX_PREFIX
+from earshot.ports import TASK_TTL_SEC
+from infra.constants import INBOX_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
 
 TLS_ONLY = {"Bool": {"aws:SecureTransport": "false"}}  # the condition of a deny-plain-HTTP statement
 
@@ -98,6 +99,27 @@ def test_blob_bucket_is_versioned_logged_and_expires_uploads(synthesized: Synthe
     assert all(rule["Status"] == "Enabled" for rule in rules.values())
 
 
+def test_upload_records_and_task_blobs_expire_after_what_reads_them(synthesized: Synthesized) -> None:
+    _, props = _blob_bucket(synthesized)
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    records = rules["expire-upload-records"]
+    assert records["Prefix"] == UPLOADS_PREFIX
+    assert records["ExpirationInDays"] > synthesized.config.inbox_expiry_days  # the file goes first
+    task_blobs = rules["expire-task-blobs"]
+    assert task_blobs["Prefix"] == TASKS_PREFIX
+    assert task_blobs["ExpirationInDays"] * 24 * 3600 > TASK_TTL_SEC  # the task record goes first
+
+
+def test_bucket_prefixes_are_the_cores_key_layout() -> None:
+    from earshot.jobs.steps import RESULT_BLOB
+    from earshot.jobs.submit import INPUT_BLOB
+    from earshot.services import uploads
+
+    assert INPUT_BLOB.startswith(TASKS_PREFIX) and RESULT_BLOB.startswith(TASKS_PREFIX)
+    assert uploads._RECORD.startswith(UPLOADS_PREFIX)
+    assert uploads._KEY.pattern.startswith(f"^{INBOX_PREFIX}")
+
+
 def test_every_log_group_has_retention(synthesized: Synthesized) -> None:
     log_groups = synthesized.of_type("AWS::Logs::LogGroup")
     assert log_groups
@@ -115,12 +137,12 @@ def test_alarm_topic_is_encrypted_and_tls_only(synthesized: Synthesized) -> None
     assert {"Ref": topic_id} in policy["Properties"]["Topics"]
 
 
-def test_alarms_cover_the_api_every_function_and_providers(synthesized: Synthesized) -> None:
+def test_alarms_cover_the_api_every_function_providers_and_tasks(synthesized: Synthesized) -> None:
     alarms = {
         a["Properties"]["AlarmName"]: a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
     }
     prefix = f"earshot-{synthesized.stage}"
-    expected = {f"{prefix}-api-5xx-rate", f"{prefix}-provider-errors"}
+    expected = {f"{prefix}-api-5xx-rate", f"{prefix}-provider-errors", f"{prefix}-task-executions-timed-out"}
     for name in synthesized.config.memory_mb:
         expected |= {f"{prefix}-{name}-errors", f"{prefix}-{name}-throttles"}
     assert set(alarms) == expected

@@ -12,10 +12,19 @@ from infra_synth import RETENTION_DAYS, Synthesized
 
 from earshot import routes
 from earshot.adapters.dynamo_layout import TABLES
-from infra.constants import COUNT_REQUESTS, DEPLOYED_MAX_INLINE_BYTES, FUNCTION_ACCESS
+from infra.capabilities.functions import timeout_sec
+from infra.constants import (
+    COUNT_REQUESTS,
+    DEPLOYED_MAX_INLINE_BYTES,
+    FUNCTION_ACCESS,
+    IDEMPOTENT_POSTS,
+    STATE_MACHINE_ARN_ENV,
+)
 
 FUNCTIONS = routes.functions()
 LOG_WRITES = {"logs:CreateLogStream", "logs:PutLogEvents"}
+SUBMITTERS = ("transcriptions", "understand", "extract", "understanding", "ingest")
+IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 EXPECTED_ENV = {
     "EARSHOT_RUNTIME",
     "EARSHOT_STAGE",
@@ -52,6 +61,34 @@ def _actions(statement: dict[str, Any]) -> set[str]:
 def _resources(statement: dict[str, Any]) -> list[Any]:
     resources = statement["Resource"]
     return resources if isinstance(resources, list) else [resources]
+
+
+def _bucket_id(synth: Synthesized) -> str:
+    bucket_id: str = _function(synth, "models")["Environment"]["Variables"]["EARSHOT_BUCKET_NAME"]["Ref"]
+    return bucket_id
+
+
+def _s3_grants(synth: Synthesized, name: str) -> dict[str, set[str]]:
+    """S3 actions by resource: ``bucket`` for the bucket itself, ``<prefix>*`` for objects under a key prefix."""
+    bucket = {"Fn::GetAtt": [_bucket_id(synth), "Arn"]}
+    grants: dict[str, set[str]] = {}
+    for statement in _statements(synth, name):
+        actions = {a for a in _actions(statement) if a.startswith("s3:")}
+        if not actions:
+            continue
+        for resource in _resources(statement):
+            if resource == bucket:
+                key = "bucket"
+            else:
+                arn, suffix = resource["Fn::Join"][1]
+                assert arn == bucket, f"{name}: S3 access outside the blob bucket: {resource}"
+                key = suffix.removeprefix("/")
+            grants.setdefault(key, set()).update(actions)
+    return grants
+
+
+def _all_actions(synth: Synthesized, name: str) -> set[str]:
+    return {action for statement in _statements(synth, name) for action in _actions(statement)}
 
 
 def _table_id(synth: Synthesized, logical: str) -> str:
@@ -93,7 +130,15 @@ def test_one_lambda_per_function_on_python313_x86_64_with_the_core_layer(synthes
         assert {"Ref": core} in props["Layers"]
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert props["MemorySize"] == synthesized.config.memory_mb[name]
-        assert props["Timeout"] == (10 if name == "authorizer" else 29)
+        assert props["Timeout"] == timeout_sec(name)
+
+
+def test_timeouts_fit_what_invokes_each_function() -> None:
+    assert timeout_sec("authorizer") == 10  # API Gateway waits at most 10 s for an authorizer
+    for route in routes.ROUTES:
+        assert timeout_sec(route.function) == 29, route.function  # the HTTP API's 30 s integration timeout
+    assert timeout_sec("workflow") == 900  # run_engine's TimeoutSeconds; Lambda's maximum
+    assert 29 <= timeout_sec("ingest") <= 900
 
 
 def test_functions_get_the_deployed_environment(synthesized: Synthesized) -> None:
@@ -108,7 +153,8 @@ def test_functions_get_the_deployed_environment(synthesized: Synthesized) -> Non
         for spec in TABLES:
             assert synthesized.resources[env[spec.env_var]["Ref"]]["Type"] == "AWS::DynamoDB::Table"
         # Nothing else: no credentials, and no EARSHOT_CATALOG (the presets deploy the catalog the core ships).
-        assert set(env) == EXPECTED_ENV
+        # Only the functions that submit tasks learn the state machine's ARN.
+        assert set(env) == EXPECTED_ENV | ({STATE_MACHINE_ARN_ENV} if name in SUBMITTERS else set()), name
 
 
 def test_each_function_has_its_own_log_group_with_retention(synthesized: Synthesized) -> None:
@@ -130,6 +176,12 @@ def test_roles_are_separate_and_have_no_wildcards(dev: Synthesized, name: str) -
             assert "*" not in action, f"{name}: wildcard action {action}"
         for resource in _resources(statement):
             assert resource != "*", f"{name}: wildcard resource"
+            if "Fn::Join" in resource and str(resource["Fn::Join"][1][-1]).endswith("/*"):
+                # The one wildcard allowed: S3 objects under a key prefix of the blob bucket, e.g. <bucket>/tasks/*.
+                *arn, suffix = resource["Fn::Join"][1]
+                assert arn == [{"Fn::GetAtt": [_bucket_id(dev), "Arn"]}], f"{name}: wildcard in {resource}"
+                assert suffix.count("*") == 1 and suffix.startswith("/") and suffix[1:-1].strip("/"), suffix
+                continue
             assert "*" not in str(resource), f"{name}: wildcard in {resource}"
 
 
@@ -174,18 +226,118 @@ def test_account_reads_balances_and_queries_its_ledger_index(dev: Synthesized) -
 
 
 @pytest.mark.parametrize("name", ["transcriptions", "understand", "extract"])
-def test_metered_functions_debit_and_refund_and_count(dev: Synthesized, name: str) -> None:
+def test_processing_routes_debit_refund_count_and_submit_tasks(dev: Synthesized, name: str) -> None:
     assert _dynamodb_grants(dev, name) == {
         "accounts": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "ledger": {"dynamodb:GetItem", "dynamodb:PutItem"},
         "rate_limits": {"dynamodb:UpdateItem"},
+        "idempotency": IDEMPOTENCY_ACTIONS,
+        "tasks": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem"},
+        "task_events": {"dynamodb:Query", "dynamodb:PutItem"},
+    }
+    # file_id: the upload record and the file (ListBucket so a missing one is a 404); async: the task's input.
+    assert _s3_grants(dev, name) == {
+        "uploads/*": {"s3:GetObject"},
+        "inbox/*": {"s3:GetObject"},
+        "tasks/*": {"s3:PutObject"},
+        "bucket": {"s3:ListBucket"},
     }
     # The shipped catalog has only embedded engines, so there is no provider credential to read.
-    services = {a.split(":")[0] for s in _statements(dev, name) for a in _actions(s)}
-    assert services == {"logs", "dynamodb"}
+    services = {a.split(":")[0] for a in _all_actions(dev, name)}
+    assert services == {"logs", "dynamodb", "s3", "states"}
 
 
-def test_no_function_may_delete_or_scan(dev: Synthesized) -> None:
+def test_understanding_submits_tasks_but_never_charges(dev: Synthesized) -> None:
+    grants = _dynamodb_grants(dev, "understanding")
+    assert grants["accounts"] == {"dynamodb:GetItem"}  # is audio enabled? the workflow debits, not this route
+    assert "ledger" not in grants
+    assert grants["tasks"] == {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem"}
+    assert _s3_grants(dev, "understanding")["tasks/*"] == {"s3:PutObject", "s3:GetObject"}  # sync=true reads results
+
+
+def test_every_post_function_keeps_idempotency_records_and_no_other_does(dev: Synthesized) -> None:
+    posting = {route.function for route in routes.ROUTES if route.method == "POST"}
+    assert posting == {"transcriptions", "understand", "extract", "understanding", "uploads"}
     for name in FUNCTIONS:
-        actions = {a for s in _statements(dev, name) for a in _actions(s)}
-        assert not actions & {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:BatchWriteItem", "s3:DeleteObject"}
+        grants = _dynamodb_grants(dev, name).get("idempotency")
+        assert grants == (IDEMPOTENCY_ACTIONS if name in posting else None), name
+        assert (IDEMPOTENT_POSTS in FUNCTION_ACCESS[name].tables) == (name in posting), name
+
+
+def test_only_submitting_functions_may_start_executions_and_only_of_the_task_state_machine(dev: Synthesized) -> None:
+    (machine_id,) = dev.of_type("AWS::StepFunctions::StateMachine")
+    for name in FUNCTIONS:
+        starts = [s for s in _statements(dev, name) if any(a.startswith("states:") for a in _actions(s))]
+        if name in SUBMITTERS:
+            (statement,) = starts
+            assert _actions(statement) == {"states:StartExecution"}
+            assert _resources(statement) == [{"Ref": machine_id}]
+        else:
+            assert starts == [], name
+
+
+def test_tasks_reads_and_deletes_tasks_but_cannot_charge_or_start_anything(dev: Synthesized) -> None:
+    grants = _dynamodb_grants(dev, "tasks")
+    assert grants == {
+        "tasks": {"dynamodb:GetItem", "dynamodb:DeleteItem"},
+        "task_events": {"dynamodb:Query", "dynamodb:BatchWriteItem"},
+        "step_markers": {"dynamodb:Query", "dynamodb:BatchWriteItem"},
+        "rate_limits": {"dynamodb:UpdateItem"},
+    }
+    assert "accounts" not in grants and "ledger" not in grants  # no debit, no refund
+    assert _s3_grants(dev, "tasks") == {"tasks/*": {"s3:GetObject", "s3:DeleteObject"}}
+    assert not {"dynamodb:PutItem", "states:StartExecution"} & _all_actions(dev, "tasks")
+
+
+def test_uploads_writes_records_and_signs_inbox_posts_but_starts_nothing(dev: Synthesized) -> None:
+    assert _dynamodb_grants(dev, "uploads") == {
+        "accounts": {"dynamodb:GetItem"},
+        "rate_limits": {"dynamodb:UpdateItem"},
+        "idempotency": IDEMPOTENCY_ACTIONS,
+    }
+    # The presigned POST is checked against the signer's role: PutObject under inbox/ is what lets the upload land.
+    assert _s3_grants(dev, "uploads") == {"uploads/*": {"s3:PutObject"}, "inbox/*": {"s3:PutObject"}}
+    assert not any(a.startswith("states:") for a in _all_actions(dev, "uploads"))
+
+
+def test_ingest_reads_upload_records_and_submits_their_tasks(dev: Synthesized) -> None:
+    assert _dynamodb_grants(dev, "ingest") == {
+        "tasks": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem"},
+        "task_events": {"dynamodb:Query", "dynamodb:PutItem"},
+    }
+    # The audio stays where it landed: the task points at it, so no object is written here.
+    assert _s3_grants(dev, "ingest") == {"uploads/*": {"s3:GetObject"}, "bucket": {"s3:ListBucket"}}
+
+
+def test_workflow_runs_the_steps_but_cannot_start_tasks_or_count_requests(dev: Synthesized) -> None:
+    assert _dynamodb_grants(dev, "workflow") == {
+        "accounts": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # debit, refund, the webhook secret
+        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "tasks": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem"},
+        "task_events": {"dynamodb:Query", "dynamodb:PutItem"},
+        "step_markers": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
+    }
+    assert _s3_grants(dev, "workflow") == {
+        "tasks/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+        "inbox/*": {"s3:GetObject", "s3:DeleteObject"},  # an upload's audio, deleted after processing unless retained
+    }
+    services = {a.split(":")[0] for a in _all_actions(dev, "workflow")}
+    assert services == {"logs", "dynamodb", "s3"}
+
+
+def test_nothing_scans_and_only_the_owners_of_a_lifecycle_delete(dev: Synthesized) -> None:
+    deleting = {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "s3:DeleteObject"}
+    for name in FUNCTIONS:
+        actions = _all_actions(dev, name)
+        assert "dynamodb:Scan" not in actions, name
+        deletes = {
+            (key, action)
+            for key, grants in {**_dynamodb_grants(dev, name), **_s3_grants(dev, name)}.items()
+            for action in grants & deleting
+        }
+        if name == "tasks":  # DELETE /v1/tasks/{id}: the task, its events, markers and blobs
+            assert {key for key, _ in deletes} == {"tasks", "task_events", "step_markers", "tasks/*"}
+        elif name == "workflow":  # a task's input once processed
+            assert deletes == {("tasks/*", "s3:DeleteObject"), ("inbox/*", "s3:DeleteObject")}
+        else:  # releasing an Idempotency-Key after a failed request
+            assert deletes <= {("idempotency", "dynamodb:DeleteItem")}, name

@@ -36,7 +36,7 @@ def test_validation_report_has_no_findings(synthesized: Synthesized) -> None:
 
 def test_every_acknowledgment_has_a_specific_reason(synthesized: Synthesized) -> None:
     acknowledgments = _acknowledgments(synthesized.app)
-    assert acknowledgments, "expected the documented acknowledgments (L1, S1, APIG4)"
+    assert acknowledgments, "expected the documented acknowledgments (L1, S1, APIG4, IAM4/IAM5 findings)"
     for path, rule, reason in acknowledgments:
         assert len(reason.strip()) >= 40, f"{path}: {rule} needs a reason that explains itself"
 
@@ -46,7 +46,40 @@ def test_acknowledgments_are_narrow(synthesized: Synthesized) -> None:
     for path, rule, _ in _acknowledgments(synthesized.app):
         assert path not in ("", stack_path), f"{rule} is acknowledged for the whole stack, not a resource"
     rules = {rule.removeprefix("Annotation::") for _, rule, _ in _acknowledgments(synthesized.app)}
-    assert rules == {"AwsSolutions-L1", "AwsSolutions-S1", "AwsSolutions-APIG4"}
+    whole_rules = {rule for rule in rules if "[" not in rule}
+    assert whole_rules == {"AwsSolutions-L1", "AwsSolutions-S1", "AwsSolutions-APIG4"}
+    # IAM4 and IAM5 only ever one finding at a time, never the whole rule.
+    findings = rules - whole_rules
+    assert {rule.split("[", 1)[0] for rule in findings} == {"AwsSolutions-IAM4", "AwsSolutions-IAM5"}
+
+
+def test_wildcards_are_acknowledged_only_where_they_are_unavoidable(synthesized: Synthesized) -> None:
+    stack = synthesized.stack.node.path
+    by_path: dict[str, set[str]] = {}
+    for path, rule, _ in _acknowledgments(synthesized.app):
+        rule = rule.removeprefix("Annotation::")
+        if "[" in rule:
+            by_path.setdefault(path.removeprefix(f"{stack}/"), set()).add(rule)
+    # Function roles: objects under one key prefix of the blob bucket, each prefix its own finding.
+    object_prefixes = {
+        path: {rule.split("/", 1)[1].removesuffix("*]") for rule in rules}
+        for path, rules in by_path.items()
+        if path.startswith("Functions/")
+    }
+    for path, rules in by_path.items():
+        if path.startswith("Functions/"):
+            assert all(rule.startswith("AwsSolutions-IAM5[Resource::<StorageBlobs") for rule in rules), path
+    assert object_prefixes["Functions/TasksRole"] == {"tasks/"}
+    assert object_prefixes["Functions/UploadsRole"] == {"uploads/", "inbox/"}
+    assert object_prefixes["Functions/WorkflowRole"] == {"tasks/", "inbox/"}
+    assert "Functions/ModelsRole" not in object_prefixes
+    # The state machine role: CloudWatch Logs delivery and X-Ray, which take no resource ARN.
+    assert by_path["Tasks/StateMachine/Role"] == {"AwsSolutions-IAM5[Resource::*]"}
+    # CDK's bucket-notifications custom resource: its managed basic-execution policy only.
+    (handler,) = [path for path in by_path if path.startswith("BucketNotificationsHandler")]
+    assert by_path[handler] == {
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"
+    }
 
 
 def test_the_checks_really_run(tmp_path: Path) -> None:

@@ -1,0 +1,52 @@
+"""Uploads that start processing by themselves: S3 ObjectCreated under ``inbox/`` invokes the ingest function.
+
+``POST /v1/uploads`` signs a form that puts the audio under ``inbox/<account>/<file_id>/``; once S3 has stored it,
+the bucket notifies the ingest function (asynchronously, retried by Lambda), which reads the upload record and, if
+it asked for processing, submits the task under an id derived from bucket, key and version (the bucket is
+versioned), so a duplicated event starts nothing twice.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from constructs import Construct, IConstruct
+
+from infra.constants import INBOX_PREFIX
+from infra.nag import acknowledge
+
+# CDK's singleton Lambda that writes a bucket's notification configuration (Custom::S3BucketNotifications).
+_NOTIFICATIONS_HANDLER_PREFIX = "BucketNotificationsHandler"
+
+
+class UploadIngest(Construct):
+    """The bucket's ObjectCreated notification for ``inbox/`` keys, delivered to the ingest function."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.Bucket, ingest: lambda_.IFunction) -> None:
+        super().__init__(scope, construct_id)
+        # Uploads are presigned POSTs (ObjectCreated:Post); any other way an object lands under inbox/ counts too.
+        bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(ingest),
+            s3.NotificationKeyFilter(prefix=INBOX_PREFIX),
+        )
+        self._acknowledge_notifications_handler()
+
+    def _acknowledge_notifications_handler(self) -> None:
+        handler_role = _notifications_handler(Stack.of(self)).node.find_child("Role")
+        acknowledge(
+            handler_role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "CDK's BucketNotificationsHandler (the custom resource that writes the bucket's notification "
+            "configuration at deploy time) attaches the basic-execution managed policy; it only lets it write logs. "
+            "Its own s3:PutBucketNotification grant is scoped to the blob bucket.",
+        )
+
+
+def _notifications_handler(stack: Stack) -> IConstruct:
+    handlers = [child for child in stack.node.children if child.node.id.startswith(_NOTIFICATIONS_HANDLER_PREFIX)]
+    if len(handlers) != 1:
+        raise LookupError(f"expected CDK's one {_NOTIFICATIONS_HANDLER_PREFIX} in the stack, found {len(handlers)}")
+    return handlers[0]

@@ -1,0 +1,86 @@
+"""The async task workflow as a Step Functions Standard state machine, compiled from ``earshot.workflow.WORKFLOW``.
+
+The definition is not written here: ``to_state_machine_definition`` turns the one workflow definition (steps,
+timeouts, retriers with full jitter, catch -> ``refund_and_fail``) into Amazon States Language, and every step
+invokes the one ``workflow`` function, whose payload names the step (``earshot.workflow.dispatch_step``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from earshot.workflow import WORKFLOW, Workflow, to_state_machine_definition
+from infra.nag import acknowledge
+from infra.naming import resource_name
+
+
+class TaskWorkflow(Construct):
+    """The state machine, its execution log group, and a role that may invoke the workflow function only."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: str,
+        step_function: lambda_.IFunction,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        workflow: Workflow = WORKFLOW,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        name = resource_name(stage, "tasks")
+        # Under /aws/vendedlogs/: Step Functions delivers logs through CloudWatch Logs' vended-log delivery, and
+        # this prefix keeps the account's log resource policy from growing with every log group.
+        self.log_group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=f"/aws/vendedlogs/states/{name}",
+            retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        definition = to_state_machine_definition(
+            dict.fromkeys((step.name for step in workflow.all_steps), step_function.function_arn), workflow=workflow
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=name,
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_string(json.dumps(definition)),
+            logs=sfn.LogOptions(
+                destination=self.log_group,
+                level=sfn.LogLevel.ALL,
+                # Every event, without the state itself: it carries callers' prompts and results, which belong in
+                # the task store (with its TTL and owner checks), not in logs.
+                include_execution_data=False,
+            ),
+            tracing_enabled=True,
+            # Deleted with the stack whatever the stage: it holds no data (tasks are in DynamoDB, executions' logs
+            # in the retained log group), and a retained one would block its own name on the next deploy.
+        )
+        # The definition came in as a string, so CDK cannot see what it invokes: grant exactly that, the unqualified
+        # function ARN (no ":*" for versions and aliases, which the definition never names).
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="InvokeWorkflowSteps", actions=["lambda:InvokeFunction"], resources=[step_function.function_arn]
+            )
+        )
+        self._acknowledge_service_wildcards()
+
+    def _acknowledge_service_wildcards(self) -> None:
+        acknowledge(
+            self.state_machine.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only the statements CDK adds for execution logging (logs:*LogDelivery, PutResourcePolicy, "
+            "DescribeResourcePolicies, DescribeLogGroups) and X-Ray tracing (xray:PutTraceSegments, "
+            "PutTelemetryRecords, GetSampling*) use '*': those APIs have no resource-level permissions. The Lambda "
+            "invoke is scoped to the workflow function's ARN.",
+        )

@@ -1,0 +1,190 @@
+"""The async task workflow as deployed: a Standard state machine compiled from ``earshot.workflow.WORKFLOW``, logged
+and traced, whose every step invokes the one workflow function, and the S3 event that starts uploads' tasks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra_synth import RETENTION_DAYS, Synthesized
+
+from earshot.workflow import FAILED_STATE, REFUND_STEP, WORKFLOW
+from infra.capabilities.functions import timeout_sec
+from infra.constants import INBOX_PREFIX, STATE_MACHINE_ARN_ENV
+
+
+def _state_machine(synth: Synthesized) -> tuple[str, dict[str, Any]]:
+    (machine,) = synth.of_type("AWS::StepFunctions::StateMachine").items()
+    return machine[0], machine[1]["Properties"]
+
+
+def _definition(synth: Synthesized) -> dict[str, Any]:
+    """The ASL with every CloudFormation reference written as ``<LogicalId.Attribute>``."""
+    _, props = _state_machine(synth)
+    definition = props["DefinitionString"]
+    if isinstance(definition, dict):
+        parts = definition["Fn::Join"][1]
+        definition = "".join(part if isinstance(part, str) else "<{}.{}>".format(*part["Fn::GetAtt"]) for part in parts)
+    parsed: dict[str, Any] = json.loads(definition)
+    return parsed
+
+
+def _workflow_arn(synth: Synthesized) -> str:
+    return f"<{synth.function_logical_id('workflow')}.Arn>"
+
+
+def _tasks(synth: Synthesized) -> dict[str, dict[str, Any]]:
+    return {name: state for name, state in _definition(synth)["States"].items() if state["Type"] == "Task"}
+
+
+def test_one_standard_state_machine_compiled_from_the_workflow(synthesized: Synthesized) -> None:
+    _, props = _state_machine(synthesized)
+    assert props["StateMachineType"] == "STANDARD"
+    assert props["StateMachineName"] == f"earshot-{synthesized.stage}-tasks"
+    definition = _definition(synthesized)
+    assert definition["StartAt"] == WORKFLOW.steps[0].name
+    assert definition["TimeoutSeconds"] == WORKFLOW.timeout_sec
+    assert set(_tasks(synthesized)) == {step.name for step in WORKFLOW.all_steps}
+    assert definition["States"][FAILED_STATE]["Type"] == "Fail"
+
+
+def test_every_step_invokes_the_workflow_function_with_its_name(synthesized: Synthesized) -> None:
+    for name, state in _tasks(synthesized).items():
+        assert state["Resource"].endswith(":states:::lambda:invoke")
+        assert state["Parameters"]["FunctionName"] == _workflow_arn(synthesized), name
+        assert state["Parameters"]["Payload"] == {"step": name, "state.$": "$"}
+
+
+def test_every_task_has_a_timeout_and_jittered_retries_on_lambda_service_errors(synthesized: Synthesized) -> None:
+    timeouts = {step.name: step.timeout_sec for step in WORKFLOW.all_steps}
+    for name, state in _tasks(synthesized).items():
+        assert state["TimeoutSeconds"] == timeouts[name]
+        assert state["Retry"], name
+        assert all(retrier["JitterStrategy"] == "FULL" for retrier in state["Retry"]), name
+        retried = {error for retrier in state["Retry"] for error in retrier["ErrorEquals"]}
+        assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= retried, name
+
+
+def test_every_step_but_the_refund_is_caught_and_refunded(synthesized: Synthesized) -> None:
+    for name, state in _tasks(synthesized).items():
+        if name == REFUND_STEP:
+            assert "Catch" not in state
+            assert state["Next"] == FAILED_STATE
+            continue
+        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": REFUND_STEP}]
+
+
+def test_the_workflow_function_outlasts_its_longest_step(synthesized: Synthesized) -> None:
+    longest = max(state["TimeoutSeconds"] for state in _tasks(synthesized).values())
+    props = synthesized.resources[synthesized.function_logical_id("workflow")]["Properties"]
+    assert props["Timeout"] >= longest
+    assert props["Timeout"] == timeout_sec("workflow") <= 900  # Lambda's maximum
+
+
+def test_executions_are_logged_in_full_and_traced(synthesized: Synthesized) -> None:
+    _, props = _state_machine(synthesized)
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    logging = props["LoggingConfiguration"]
+    assert logging["Level"] == "ALL"
+    assert logging["IncludeExecutionData"] is False  # prompts and results stay in the task store
+    (destination,) = logging["Destinations"]
+    log_group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    log_group = synthesized.resources[log_group_id]["Properties"]
+    assert log_group["LogGroupName"] == f"/aws/vendedlogs/states/earshot-{synthesized.stage}-tasks"
+    assert log_group["RetentionInDays"] == RETENTION_DAYS[synthesized.config.log_retention.value]
+
+
+def _state_machine_statements(synth: Synthesized) -> list[dict[str, Any]]:
+    _, props = _state_machine(synth)
+    role_id = props["RoleArn"]["Fn::GetAtt"][0]
+    role = synth.resources[role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "states.amazonaws.com"}
+    statements = [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+    for policy in synth.of_type("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def test_the_state_machine_may_invoke_the_workflow_function_and_nothing_else(dev: Synthesized) -> None:
+    statements = _state_machine_statements(dev)
+    invokes = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
+    assert invokes == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [dev.function_logical_id("workflow"), "Arn"]},
+            "Sid": "InvokeWorkflowSteps",
+        }
+    ]
+    # The rest is what logging and tracing need, on "*" because those APIs take no resource ARN.
+    for statement in statements:
+        if statement in invokes:
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert {action.split(":")[0] for action in actions} <= {"logs", "xray"}, statement
+        assert not any(action.endswith(":*") or action == "*" for action in actions)
+
+
+def test_submitting_functions_get_the_state_machine_and_the_workflow_function_does_not(dev: Synthesized) -> None:
+    machine_id, _ = _state_machine(dev)
+    for name in ("transcriptions", "understand", "extract", "understanding", "ingest"):
+        env = dev.resources[dev.function_logical_id(name)]["Properties"]["Environment"]["Variables"]
+        assert env[STATE_MACHINE_ARN_ENV] == {"Ref": machine_id}, name
+    for name in ("workflow", "tasks", "uploads", "authorizer", "account", "models", "openapi"):
+        env = dev.resources[dev.function_logical_id(name)]["Properties"]["Environment"]["Variables"]
+        assert STATE_MACHINE_ARN_ENV not in env, name
+
+
+def test_timed_out_executions_raise_an_alarm(synthesized: Synthesized) -> None:
+    machine_id, _ = _state_machine(synthesized)
+    alarms = [a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()]
+    (alarm,) = [a for a in alarms if a.get("MetricName") == "ExecutionsTimedOut"]
+    assert alarm["Namespace"] == "AWS/States"
+    assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine_id}}]
+    assert alarm["AlarmActions"]
+
+
+# --- uploads that start processing by themselves --------------------------------------------------------------
+
+
+def _blob_bucket_id(synth: Synthesized) -> str:
+    env = synth.resources[synth.function_logical_id("ingest")]["Properties"]["Environment"]["Variables"]
+    bucket_id: str = env["EARSHOT_BUCKET_NAME"]["Ref"]
+    return bucket_id
+
+
+def test_objects_created_under_the_inbox_invoke_the_ingest_function(synthesized: Synthesized) -> None:
+    (notifications,) = synthesized.of_type("Custom::S3BucketNotifications").values()
+    props = notifications["Properties"]
+    assert props["BucketName"] == {"Ref": _blob_bucket_id(synthesized)}
+    config = props["NotificationConfiguration"]
+    assert set(config) == {"LambdaFunctionConfigurations"}
+    (target,) = config["LambdaFunctionConfigurations"]
+    assert target["Events"] == ["s3:ObjectCreated:*"]
+    assert target["Filter"] == {"Key": {"FilterRules": [{"Name": "prefix", "Value": INBOX_PREFIX}]}}
+    assert target["LambdaFunctionArn"] == {"Fn::GetAtt": [synthesized.function_logical_id("ingest"), "Arn"]}
+
+
+def test_only_this_bucket_may_invoke_the_ingest_function(synthesized: Synthesized) -> None:
+    ingest = {"Fn::GetAtt": [synthesized.function_logical_id("ingest"), "Arn"]}
+    s3_permissions = [
+        p["Properties"]
+        for p in synthesized.of_type("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "s3.amazonaws.com"
+    ]
+    assert s3_permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": ingest,
+            "Principal": "s3.amazonaws.com",
+            "SourceAccount": {"Ref": "AWS::AccountId"},
+            "SourceArn": {"Fn::GetAtt": [_blob_bucket_id(synthesized), "Arn"]},
+        }
+    ]
+
+
+def test_task_ids_can_derive_from_object_versions(synthesized: Synthesized) -> None:
+    props = synthesized.resources[_blob_bucket_id(synthesized)]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
