@@ -28,6 +28,10 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     reset_runtime()
     yield directory
+    if get_runtime.cache_info().currsize:  # let workflows this test started finish before the next test
+        jobs = get_runtime()._extras.get("jobs")
+        if jobs is not None:
+            jobs.wait_idle()
     reset_runtime()
 
 

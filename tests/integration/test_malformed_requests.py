@@ -171,7 +171,9 @@ def test_insufficient_balance_is_402_and_nothing_is_charged(gateway: LocalGatewa
     assert account is not None and account.balance_micro_usd == 899
 
 
-def test_the_413_names_the_upload_route(gateway: LocalGateway, new_key: NewKey, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_413_names_the_upload_route(
+    gateway: LocalGateway, new_key: NewKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("EARSHOT_MAX_INLINE_BYTES", str(4_400_000))  # the deployed limit
     from earshot.runtime import reset_runtime
 

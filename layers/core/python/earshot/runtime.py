@@ -94,7 +94,7 @@ class Runtime:
             return build_aws_job_starter(self.settings)
         from earshot.services.task_runner import LocalJobStarter
 
-        return LocalJobStarter()
+        return LocalJobStarter(self)
 
     def _engine(self, model: CatalogModel, role: str) -> Any:
         # Keyed by endpoint and credential too: two SKUs on one provider may point at different upstreams.
@@ -119,13 +119,13 @@ class Runtime:
 
 def _build_engine(model: CatalogModel, role: str) -> Any:
     if model.provider == "embedded:pocketsphinx" and role == "transcription":
-        from earshot.engines.pocketsphinx_engine import PocketsphinxEngine
+        from earshot.engines.embedded import LazyPocketsphinx
 
-        return PocketsphinxEngine()
+        return LazyPocketsphinx()
     if model.provider == "embedded:analyzer" and role == "question":
-        from earshot.engines.analyzer_engine import AnalyzerQuestionEngine
+        from earshot.engines.embedded import LazyAnalyzer
 
-        return AnalyzerQuestionEngine()
+        return LazyAnalyzer()
     if model.provider.startswith("embedded:"):
         raise ProviderError(f"model {model.sku!r} cannot serve this request")
     from earshot.adapters.credentials import resolve_credential

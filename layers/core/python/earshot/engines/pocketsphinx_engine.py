@@ -19,9 +19,8 @@ import pocketsphinx
 
 from earshot.audio.decode import SAMPLE_RATE, decode_to_pcm16k
 from earshot.engines.base import Segment, Transcript, TranscriptionOptions, Word
-from earshot.errors import EngineError, ProviderTimeoutError, UnsupportedByModelError
-
-_ENGLISH = frozenset({"en", "en-us", "english"})
+from earshot.engines.embedded import check_english_only
+from earshot.errors import EngineError, ProviderTimeoutError
 
 # Voice activity detection splits the audio into utterances on pauses; each is decoded on its own, which
 # keeps pocketsphinx's per-utterance search bounded and gives segments natural edges.
@@ -70,14 +69,7 @@ class PocketsphinxEngine:
 
     def check(self, options: TranscriptionOptions) -> None:
         """Raise ``UnsupportedByModelError`` unless the request is English (or leaves the language open)."""
-        if options.language is None:
-            return
-        if options.language.strip().lower().replace("_", "-") not in _ENGLISH:
-            raise UnsupportedByModelError(
-                f"language {options.language!r} is not available: the embedded engine only has English; "
-                "configure an upstream model for other languages",
-                param="language",
-            )
+        check_english_only(options)
 
     def transcribe(self, audio: Path, options: TranscriptionOptions) -> Transcript:
         """Transcribe the local file ``audio``.

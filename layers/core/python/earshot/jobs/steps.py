@@ -8,6 +8,7 @@ step that already succeeded.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -17,7 +18,7 @@ from earshot.jobs.kinds import prepare, response_result
 from earshot.metering import MeteredAudio, meter_duration
 from earshot.observability import logger
 from earshot.ports import Charge, LedgerEntry
-from earshot.runtime import Runtime, get_runtime
+from earshot.runtime import Runtime
 from earshot.services.audio_input import staged_audio
 from earshot.services.metered import Metered
 from earshot.workflow import WORKFLOW
@@ -42,9 +43,8 @@ def _audio_bytes(runtime: Runtime, state: State) -> bytes:
     return runtime.blobs.get(state["source"]["blob_key"])
 
 
-def resolve_input(state: State) -> State:
+def resolve_input(runtime: Runtime, state: State) -> State:
     """Make the audio a blob: fetch a URL through the SSRF-safe fetcher, or keep the stored upload."""
-    runtime = get_runtime()
     source = dict(state["source"])
     if "url" in source:
         from earshot.services.audio_source import from_url
@@ -57,8 +57,7 @@ def resolve_input(state: State) -> State:
     return {**state, "source": source}
 
 
-def meter(state: State) -> State:
-    runtime = get_runtime()
+def meter(runtime: Runtime, state: State) -> State:
     with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
         metered = meter_duration(path, ffprobe=runtime.ffprobe)
     _progress(runtime, state, 25, duration_sec=round(metered.seconds, 3))
@@ -73,9 +72,8 @@ def _billed(state: State) -> tuple[float, str]:
     return seconds, "measured"
 
 
-def reserve(state: State) -> State:
+def reserve(runtime: Runtime, state: State) -> State:
     """Debit the price now (keyed by the task id, so a retry charges once); 402 fails the task unpaid."""
-    runtime = get_runtime()
     prepared = prepare(runtime, state["kind"], state["options"], deadline_sec=_step_deadline("run_engine"))
     seconds, _ = _billed(state)
     max_seconds = prepared.plan.max_seconds
@@ -97,8 +95,7 @@ def reserve(state: State) -> State:
     return {**state, "debit": entry.model_dump()}
 
 
-def run_engine(state: State) -> State:
-    runtime = get_runtime()
+def run_engine(runtime: Runtime, state: State) -> State:
     prepared = prepare(runtime, state["kind"], state["options"], deadline_sec=_step_deadline("run_engine"))
     metered = MeteredAudio(**state["metered"])
     seconds, source = _billed(state)
@@ -118,36 +115,38 @@ def run_engine(state: State) -> State:
         duration_source=source,
         debit=LedgerEntry(**state["debit"]),
     )
-    rendered = response_result(prepared.render(outcome))
+    # The result goes to the blob store, never into the workflow state: Step Functions caps state at 256 KiB.
+    key = RESULT_BLOB.format(task_id=state["task_id"])
+    runtime.blobs.put(
+        key, json.dumps(response_result(prepared.render(outcome))).encode(), content_type="application/json"
+    )
     _progress(runtime, state, 80)
-    return {**state, "result": rendered}
+    return {**state, "result_key": key}
 
 
-def settle(state: State) -> State:
+def settle(runtime: Runtime, state: State) -> State:
     """Capture the reservation. Prices follow the metered duration, so the reservation is exact: nothing to release."""
-    runtime = get_runtime()
     captured = -int(state["debit"]["amount_micro_usd"])
     runtime.tasks.append_event(state["task_id"], type="settled", data={"captured_micro_usd": captured, "released": 0})
     return state
 
 
-def store_result(state: State) -> State:
-    runtime = get_runtime()
+def store_result(runtime: Runtime, state: State) -> State:
     task_id = state["task_id"]
-    result = state["result"]
-    encoded = json.dumps(result).encode()
+    key = state["result_key"]
+    encoded = runtime.blobs.get(key)
+    result = json.loads(encoded)
     if len(encoded) > INLINE_RESULT_BYTES:
-        key = RESULT_BLOB.format(task_id=task_id)
-        runtime.blobs.put(key, encoded, content_type="application/json")
         runtime.tasks.update_task(task_id, status="completed", result_blob_key=key)
-    else:
+    else:  # small results live in the task record itself
         runtime.tasks.update_task(task_id, status="completed", results=[result])
+        runtime.blobs.delete(key)
     if state["kind"] == "llm" and isinstance(result, dict):
         runtime.tasks.append_event(task_id, type="chunk", data=completion_chunk(result))
     runtime.tasks.append_event(task_id, type="status", data={"status": "completed", "progress": 100})
     if state["source"].get("delete_after") and not state["options"].get("retain"):
         runtime.blobs.delete(state["source"]["blob_key"])
-    return {key: value for key, value in state.items() if key != "result"}
+    return state
 
 
 def completion_chunk(completion: dict[str, Any]) -> dict[str, Any]:
@@ -196,8 +195,8 @@ def _deliver(runtime: Runtime, state: State) -> None:
     )
 
 
-def deliver_webhook(state: State) -> State:
-    _deliver(get_runtime(), state)
+def deliver_webhook(runtime: Runtime, state: State) -> State:
+    _deliver(runtime, state)
     return state
 
 
@@ -218,9 +217,8 @@ def _error_of(state: State) -> dict[str, Any]:
     return {"code": "internal_error", "type": "api_error", "message": "the task failed; it has been logged"}
 
 
-def refund_and_fail(state: State) -> State:
+def refund_and_fail(runtime: Runtime, state: State) -> State:
     """Give back what was taken and fail the task; a task that already completed keeps its result."""
-    runtime = get_runtime()
     task_id = state["task_id"]
     task = runtime.tasks.get_task(task_id)
     if task is not None and task.status == "completed":
@@ -239,7 +237,7 @@ def refund_and_fail(state: State) -> State:
     return state
 
 
-STEPS = {
+STEPS: dict[str, Any] = {
     "resolve_input": resolve_input,
     "meter": meter,
     "reserve": reserve,
@@ -252,9 +250,14 @@ STEPS = {
 
 
 def registry(runtime: Runtime) -> dict[str, Any]:
-    """The steps, each made idempotent per (task, step) with the runtime's step markers."""
+    """The steps bound to ``runtime``, each made idempotent per (task, step) with its step markers.
+
+    Binding the runtime (rather than looking it up per step) keeps a running task on the stores it
+    started with.
+    """
     from earshot.workflow import steps_idempotent
 
-    wrapped = steps_idempotent(runtime.step_markers, {k: v for k, v in STEPS.items() if k != "refund_and_fail"})
-    wrapped["refund_and_fail"] = refund_and_fail  # decides from the task's own state, safe to run again
+    bound = {name: functools.partial(fn, runtime) for name, fn in STEPS.items()}
+    wrapped = steps_idempotent(runtime.step_markers, {k: v for k, v in bound.items() if k != "refund_and_fail"})
+    wrapped["refund_and_fail"] = bound["refund_and_fail"]  # decides from the task's own state, safe to run again
     return wrapped

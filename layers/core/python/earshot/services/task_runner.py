@@ -17,7 +17,10 @@ _WORKERS = 2
 
 
 class LocalJobStarter:
-    def __init__(self) -> None:
+    """Runs workflows on the runtime that started them (steps are bound to it)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
         self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="earshot-task")
         self._started: set[str] = set()
         self._lock = threading.Lock()
@@ -29,14 +32,16 @@ class LocalJobStarter:
             self._started.add(task_id)
         self._pool.submit(self._run, task_id, state)
 
-    @staticmethod
-    def _run(task_id: str, state: dict[str, Any]) -> None:
+    def wait_idle(self) -> None:
+        """Wait for every started workflow to finish (tests and shutdown)."""
+        self._pool.shutdown(wait=True)
+
+    def _run(self, task_id: str, state: dict[str, Any]) -> None:
         from earshot.jobs.steps import registry
-        from earshot.runtime import get_runtime
         from earshot.workflow import LocalRunner
 
         try:
-            result = LocalRunner(registry(get_runtime())).run(state)
+            result = LocalRunner(registry(self._runtime)).run(state)
             logger.info("task finished", extra={"task_id": task_id, "succeeded": result.succeeded})
         except Exception:  # the runner raises only when refund_and_fail itself failed
             logger.exception("task workflow failed", extra={"task_id": task_id})
