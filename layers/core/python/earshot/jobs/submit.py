@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from earshot.errors import IdempotencyConflictError
 from earshot.ports import Principal, Task, new_task
 from earshot.runtime import Runtime
 from earshot.services.metered import AudioPayload
@@ -29,7 +30,10 @@ def submit_task(
     delete_after: bool = True,
     filename: str = "",
 ) -> Task:
-    """Create a ``pending`` task for ``kind`` and start its workflow. The audio is stored, or its URL kept."""
+    """Create a ``pending`` task for ``kind`` and start its workflow. The audio is stored, or its URL kept.
+
+    With ``task_id`` the submission is idempotent: the same id again starts nothing new.
+    """
     task = new_task(
         kind=kind,
         account_id=principal.account_id,
@@ -49,8 +53,18 @@ def submit_task(
         source = {"blob_key": audio_blob_key, "filename": filename, "delete_after": delete_after}
     else:
         source = {"url": audio_url}
-    runtime.tasks.create_task(task)
-    runtime.tasks.append_event(task.id, type="status", data={"status": "pending", "progress": 0})
+    try:
+        runtime.tasks.create_task(task)
+        runtime.tasks.append_event(task.id, type="status", data={"status": "pending", "progress": 0})
+    except IdempotencyConflictError:
+        # A caller-chosen id already exists: a retried submission (a redelivered S3 event, say). Start it
+        # again below: the workflow is named after the task, so a running or finished one starts nothing.
+        existing = runtime.tasks.get_task(task.id) if task_id is not None else None
+        if existing is None:
+            raise
+        task = existing
+        if task.status in ("completed", "failed"):
+            return task
     runtime.jobs.start(
         task.id,
         {

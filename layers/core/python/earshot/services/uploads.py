@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel
 
-from earshot.errors import IdempotencyConflictError, InvalidRequestError, NotFoundError
+from earshot.errors import InvalidRequestError, NotFoundError
 from earshot.observability import logger
 from earshot.ports import PresignedUpload, Principal, Task
 from earshot.runtime import Runtime
@@ -124,22 +124,18 @@ def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "")
     spec = record.process
     task_id = _task_id(spec.kind, record.created_at, bucket, key, version)
     model = prepare(runtime, spec.kind, process_options(spec), deadline_sec=60.0).plan.model.sku
-    try:
-        return submit_task(
-            runtime,
-            Principal(account_id=record.account_id, key_id="upload"),
-            kind=spec.kind,
-            model=model,
-            options=process_options(spec),
-            audio_blob_key=key,
-            delete_after=not record.retain,
-            callback_url=spec.callback_url,
-            task_id=task_id,
-            filename=record.filename,
-        )
-    except IdempotencyConflictError:
-        logger.info("duplicate upload event ignored", extra={"task_id": task_id})
-        return runtime.tasks.get_task(task_id)
+    return submit_task(
+        runtime,
+        Principal(account_id=record.account_id, key_id="upload"),
+        kind=spec.kind,
+        model=model,
+        options=process_options(spec),
+        audio_blob_key=key,
+        delete_after=not record.retain,
+        callback_url=spec.callback_url,
+        task_id=task_id,
+        filename=record.filename,
+    )
 
 
 def s3_event_records(event: dict[str, Any]) -> list[tuple[str, str, str]]:
