@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.billing import extraction_credits
-from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
 from earshot.http.billing import billing_headers
 from earshot.http.request import ApiRequest
-from earshot.http.validation import parse_model
+from earshot.http.validation import json_body, parse_model
 from earshot.jobs.kinds import Prepared
 from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import ExtractFormats, ExtractRequest, ExtractResponse
@@ -33,18 +31,6 @@ def list_formats(request: ApiRequest) -> Response[str]:
             supportedFormats=FORMATS, maxFileSizeMB=MAX_AUDIO_BYTES // MB, maxDurationSeconds=int(EXTRACT_MAX_SECONDS)
         )
     )
-
-
-def json_body(request: ApiRequest) -> dict[str, Any]:
-    if not request.content_type.lower().startswith("application/json"):
-        raise InvalidRequestError("send a JSON body (Content-Type: application/json)")
-    try:
-        payload = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError("the body is not valid JSON") from exc
-    if not isinstance(payload, dict):
-        raise InvalidRequestError("the body must be a JSON object")
-    return payload
 
 
 def create_extraction(request: ApiRequest) -> Response[str]:

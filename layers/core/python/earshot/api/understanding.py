@@ -9,14 +9,12 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
-from earshot.api.extract import json_body
 from earshot.engines.providers import GenerationResult
 from earshot.http.app import json_response
 from earshot.http.billing import billing_block
 from earshot.http.request import ApiRequest
-from earshot.http.validation import parse_model
+from earshot.http.validation import json_body, parse_model
 from earshot.jobs.kinds import Prepared
-from earshot.jobs.steps import completion_chunk
 from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import UnderstandingRequest
 from earshot.services.audio_source import from_base64
@@ -108,3 +106,21 @@ def _chat_completion(outcome: Metered[GenerationResult], requested_model: str) -
         "billing": billing_block(outcome).model_dump(),
     }
     return json_response(completion)
+
+
+def completion_chunk(completion: dict[str, Any]) -> dict[str, Any]:
+    """A ChatCompletion as the single ``chat.completion.chunk`` a stream subscriber receives."""
+    choice = (completion.get("choices") or [{}])[0]
+    return {
+        "id": completion.get("id"),
+        "object": "chat.completion.chunk",
+        "created": completion.get("created"),
+        "model": completion.get("model"),
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": (choice.get("message") or {}).get("content", "")},
+                "finish_reason": choice.get("finish_reason"),
+            }
+        ],
+    }

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
-from earshot.api.extract import json_body
 from earshot.http.app import json_response
 from earshot.http.request import ApiRequest
-from earshot.http.validation import parse_model
+from earshot.http.validation import json_body, parse_model
 from earshot.runtime import get_runtime
 from earshot.schemas import UploadRequestBody
 from earshot.services.metered import audio_account

@@ -12,7 +12,6 @@ from pydantic import BaseModel
 
 from earshot.errors import EarshotError, InternalError, NotFoundError
 from earshot.http.envelope import error_body, error_headers
-from earshot.http.idempotency import run_idempotently
 from earshot.http.request import ApiRequest
 from earshot.observability import logger
 from earshot.routes import routes_for
@@ -83,6 +82,7 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
                 rate_headers = status.headers()
             try:
                 if _idempotent and account_id and key_id:
+                    from earshot.http.idempotency import run_idempotently  # POST routes only
                     from earshot.runtime import get_runtime
 
                     response = run_idempotently(

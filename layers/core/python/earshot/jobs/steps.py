@@ -142,29 +142,13 @@ def store_result(runtime: Runtime, state: State) -> State:
         runtime.tasks.update_task(task_id, status="completed", results=[result])
         runtime.blobs.delete(key)
     if state["kind"] == "llm" and isinstance(result, dict):
+        from earshot.api.understanding import completion_chunk
+
         runtime.tasks.append_event(task_id, type="chunk", data=completion_chunk(result))
     runtime.tasks.append_event(task_id, type="status", data={"status": "completed", "progress": 100})
     if state["source"].get("delete_after") and not state["options"].get("retain"):
         runtime.blobs.delete(state["source"]["blob_key"])
     return state
-
-
-def completion_chunk(completion: dict[str, Any]) -> dict[str, Any]:
-    """A ChatCompletion as the single ``chat.completion.chunk`` a stream subscriber receives."""
-    choice = (completion.get("choices") or [{}])[0]
-    return {
-        "id": completion.get("id"),
-        "object": "chat.completion.chunk",
-        "created": completion.get("created"),
-        "model": completion.get("model"),
-        "choices": [
-            {
-                "index": 0,
-                "delta": {"role": "assistant", "content": (choice.get("message") or {}).get("content", "")},
-                "finish_reason": choice.get("finish_reason"),
-            }
-        ],
-    }
 
 
 def _deliver(runtime: Runtime, state: State) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from earshot.adapters.fetcher import decode_base64_audio, fetch_audio, parse_data_url
 from earshot.errors import InvalidRequestError
 from earshot.ports import Principal
 from earshot.runtime import Runtime
@@ -17,6 +16,8 @@ def _url_filename(url: str) -> str:
 
 def from_url(runtime: Runtime, url: str, *, deadline_sec: float, max_bytes: int | None = None) -> AudioPayload:
     """Fetch ``url`` through the SSRF-safe fetcher (https only unless loopback is allowed for tests)."""
+    from earshot.adapters.fetcher import fetch_audio  # httpx/httpcore: only URL requests pay for the import
+
     settings = runtime.settings
     schemes = ("https", "http") if settings.allow_loopback_urls else ("https",)
     fetched = fetch_audio(
@@ -31,6 +32,8 @@ def from_url(runtime: Runtime, url: str, *, deadline_sec: float, max_bytes: int 
 
 def from_base64(text: str, *, max_bytes: int) -> AudioPayload:
     """Plain base64 or a ``data:audio/...;base64,`` URL, size-checked before decoding."""
+    from earshot.adapters.fetcher import decode_base64_audio, parse_data_url
+
     if text.startswith("data:"):
         _mime, data = parse_data_url(text, max_bytes=max_bytes)
         return AudioPayload(data)

@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-
 from earshot.catalog import CatalogModel
 from earshot.engines.providers import GenerationResult
 from earshot.errors import InvalidRequestError, SchemaMismatchError
@@ -55,6 +53,8 @@ class Extraction:
 
 
 def _check_schema(schema: dict[str, Any]) -> None:
+    import jsonschema  # ~100 ms to import: only requests with a schema pay for it
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -62,6 +62,8 @@ def _check_schema(schema: dict[str, Any]) -> None:
 
 
 def _schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema)
     return [
         f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in validator.iter_errors(value)
