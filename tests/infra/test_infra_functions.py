@@ -32,6 +32,7 @@ EXPECTED_ENV = {
     "EARSHOT_MAX_INLINE_BYTES",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
+    "PYDANTIC_DISABLE_PLUGINS",
     *(spec.env_var for spec in TABLES),
 }
 
@@ -149,6 +150,7 @@ def test_functions_get_the_deployed_environment(synthesized: Synthesized) -> Non
         assert env["EARSHOT_MAX_INLINE_BYTES"] == str(DEPLOYED_MAX_INLINE_BYTES)
         assert env["POWERTOOLS_SERVICE_NAME"] == "earshot"
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Earshot"
+        assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
         assert "Ref" in env["EARSHOT_BUCKET_NAME"]
         for spec in TABLES:
             assert synthesized.resources[env[spec.env_var]["Ref"]]["Type"] == "AWS::DynamoDB::Table"
