@@ -167,6 +167,10 @@ class Functions(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             # pydantic otherwise scans every installed distribution for plugins at the first model (~40 ms).
             "PYDANTIC_DISABLE_PLUGINS": "__all__",
+            # glibc: keep multi-MB request buffers on the heap between requests instead of a fresh mmap (and
+            # its page faults) per buffer: 4 MB requests drop from ~22 to ~13 ms of handler overhead.
+            "MALLOC_MMAP_THRESHOLD_": "33554432",
+            "MALLOC_TRIM_THRESHOLD_": "134217728",
         }
         for logical, table in self._tables.items():
             env[self._table_specs[logical].env_var] = table.table_name
