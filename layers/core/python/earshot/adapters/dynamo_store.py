@@ -16,41 +16,35 @@ Money is stored as DynamoDB numbers and always read back as ``int``: no float or
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, cast, get_args
 
 from botocore.exceptions import ClientError
 
+from earshot.adapters.dynamo_common import (
+    MAX_ATTEMPTS,
+    DynamoDBClient,
+    Item,
+    backoff,
+    cancellation_reasons,
+    error_code,
+    get_item,
+    n,
+    query,
+    s,
+)
 from earshot.adapters.dynamo_layout import ACCOUNTS, API_KEYS, LEDGER
 from earshot.errors import BillingError, NotFoundError, RateLimitedError
 from earshot.keys import new_id, new_sortable_id
 from earshot.ports import Account, ApiKey, Charge, LedgerEntry, LedgerKind
 
-# boto3 ships no type hints (mypy-boto3-dynamodb would add them); the client is a low-level
-# ``boto3.client("dynamodb")`` and items are DynamoDB AttributeValue maps.
-DynamoDBClient = Any
-Item = dict[str, dict[str, Any]]
-
 _BALANCE = "balance_micro_usd"
 _WEBHOOK_SECRET = "webhook_secret"  # absent until the operator asks for one
-# Enough for dozens of concurrent requests on one account; beyond that the caller is told to retry.
-_MAX_ATTEMPTS = 20
-_BACKOFF_BASE_SEC = 0.005
-_BACKOFF_CAP_SEC = 0.2
 # Why a transaction item was cancelled, when trying again can help ("None": that item was fine).
 _RETRYABLE_REASONS = frozenset(
     {None, "None", "ConditionalCheckFailed", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 )
-
-
-def _s(value: str) -> dict[str, Any]:
-    return {"S": value}
-
-
-def _n(value: int) -> dict[str, Any]:
-    return {"N": str(int(value))}
 
 
 def _get_s(item: Item, name: str) -> str:
@@ -71,10 +65,6 @@ def _get_bool(item: Item, name: str, default: bool) -> bool:
 
 def _request_key(request_id: str, kind: LedgerKind) -> str:
     return f"{request_id}#{kind}"
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _insufficient_balance(amount_micro_usd: int) -> BillingError:
@@ -145,55 +135,34 @@ class DynamoStore:
     @staticmethod
     def _entry_item(entry: LedgerEntry) -> Item:
         item: Item = {
-            LEDGER.partition.name: _s(_request_key(entry.request_id, entry.kind)),
-            "entry_id": _s(entry.id),
-            "account_id": _s(entry.account_id),
-            "request_id": _s(entry.request_id),
-            "kind": _s(entry.kind),
-            "amount_micro_usd": _n(entry.amount_micro_usd),
-            "balance_after_micro_usd": _n(entry.balance_after_micro_usd),
-            "description": _s(entry.description),
-            "created_at": _n(entry.created_at),
+            LEDGER.partition.name: s(_request_key(entry.request_id, entry.kind)),
+            "entry_id": s(entry.id),
+            "account_id": s(entry.account_id),
+            "request_id": s(entry.request_id),
+            "kind": s(entry.kind),
+            "amount_micro_usd": n(entry.amount_micro_usd),
+            "balance_after_micro_usd": n(entry.balance_after_micro_usd),
+            "description": s(entry.description),
+            "created_at": n(entry.created_at),
         }
         if entry.model is not None:
-            item["model"] = _s(entry.model)
+            item["model"] = s(entry.model)
         if entry.duration_ms is not None:
-            item["duration_ms"] = _n(entry.duration_ms)
+            item["duration_ms"] = n(entry.duration_ms)
         if entry.billable_minutes is not None:
-            item["billable_minutes"] = _n(entry.billable_minutes)
+            item["billable_minutes"] = n(entry.billable_minutes)
         return item
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _get_item(self, table: str, key: Item) -> Item | None:
-        response = self._client.get_item(TableName=table, Key=key, ConsistentRead=True)
-        item: Item | None = response.get("Item")
-        return item
-
     def _ledger_entry(self, request_id: str, kind: LedgerKind) -> LedgerEntry | None:
-        item = self._get_item(self._ledger, {LEDGER.partition.name: _s(_request_key(request_id, kind))})
+        item = get_item(self._client, self._ledger, {LEDGER.partition.name: s(_request_key(request_id, kind))})
         return self._entry(item) if item else None
 
     def _balance(self, account_id: str) -> int:
-        item = self._get_item(self._accounts, {ACCOUNTS.partition.name: _s(account_id)})
+        item = get_item(self._client, self._accounts, {ACCOUNTS.partition.name: s(account_id)})
         if item is None:
             raise NotFoundError(f"no account {account_id}")
         return _get_n(item, _BALANCE)
-
-    def _query(self, **kwargs: Any) -> Iterator[Item]:
-        """Every item of a Query, following pages until ``Limit`` items or the end."""
-        wanted: int | None = kwargs.get("Limit")
-        while True:
-            response = self._client.query(**kwargs)
-            items: list[Item] = response.get("Items", [])
-            yield from items
-            if wanted is not None:
-                wanted -= len(items)
-                if wanted <= 0:
-                    return
-                kwargs["Limit"] = wanted
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _change_balance(
         self, *, account_id: str, delta: int, make_entry: Callable[[int], LedgerEntry], request_key: str
@@ -203,26 +172,26 @@ class DynamoStore:
         Returns the entry already stored under ``request_key`` when there is one, charging nothing.
         """
         balance = self._balance(account_id)
-        for attempt in range(_MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             balance_after = balance + delta
             if balance_after < 0:
                 # A retried debit whose first attempt drained the balance is still the same debit.
-                if existing := self._get_item(self._ledger, {LEDGER.partition.name: _s(request_key)}):
+                if existing := get_item(self._client, self._ledger, {LEDGER.partition.name: s(request_key)}):
                     return self._entry(existing)
                 raise _insufficient_balance(-delta)
             entry = make_entry(balance_after)
             condition = f"{_BALANCE} = :expected"
-            values = {":expected": _n(balance), ":after": _n(balance_after)}
+            values = {":expected": n(balance), ":after": n(balance_after)}
             if delta < 0:
                 condition += f" AND {_BALANCE} >= :cost"
-                values[":cost"] = _n(-delta)
+                values[":cost"] = n(-delta)
             try:
                 self._client.transact_write_items(
                     TransactItems=[
                         {
                             "Update": {
                                 "TableName": self._accounts,
-                                "Key": {ACCOUNTS.partition.name: _s(account_id)},
+                                "Key": {ACCOUNTS.partition.name: s(account_id)},
                                 "UpdateExpression": f"SET {_BALANCE} = :after",
                                 "ConditionExpression": condition,
                                 "ExpressionAttributeValues": values,
@@ -241,15 +210,15 @@ class DynamoStore:
                 )
                 return entry
             except ClientError as exc:
-                if _error_code(exc) != "TransactionCanceledException":
+                if error_code(exc) != "TransactionCanceledException":
                     raise
                 account_reason, ledger_reason = self._cancellation_reasons(exc)
                 if not {account_reason.get("Code"), ledger_reason.get("Code")} <= _RETRYABLE_REASONS:
                     raise
             if ledger_reason.get("Code") == "ConditionalCheckFailed":
                 # Already done by an earlier attempt of this request: idempotent, return that entry.
-                stored = ledger_reason.get("Item") or self._get_item(
-                    self._ledger, {LEDGER.partition.name: _s(request_key)}
+                stored = ledger_reason.get("Item") or get_item(
+                    self._client, self._ledger, {LEDGER.partition.name: s(request_key)}
                 )
                 if stored:
                     return self._entry(stored)
@@ -259,12 +228,12 @@ class DynamoStore:
                 balance = _get_n(account_reason["Item"], _BALANCE)  # another request moved it; retry from there
             else:
                 balance = self._balance(account_id)  # a transaction conflict: re-read
-            time.sleep(random.uniform(0, min(_BACKOFF_CAP_SEC, _BACKOFF_BASE_SEC * 2**attempt)))
+            backoff(attempt)
         raise RateLimitedError("too many concurrent balance changes on this account; retry shortly", retry_after=1)
 
     @staticmethod
     def _cancellation_reasons(exc: ClientError) -> tuple[dict[str, Any], dict[str, Any]]:
-        reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or [{}, {}]
+        reasons = cancellation_reasons(exc)
         if len(reasons) != 2:
             raise exc
         return reasons[0], reasons[1]
@@ -289,11 +258,11 @@ class DynamoStore:
                     "Put": {
                         "TableName": self._accounts,
                         "Item": {
-                            ACCOUNTS.partition.name: _s(account.id),
-                            "name": _s(name),
-                            _BALANCE: _n(balance_micro_usd),
+                            ACCOUNTS.partition.name: s(account.id),
+                            "name": s(name),
+                            _BALANCE: n(balance_micro_usd),
                             "audio_enabled": {"BOOL": True},
-                            "created_at": _n(now),
+                            "created_at": n(now),
                         },
                         "ConditionExpression": f"attribute_not_exists({ACCOUNTS.partition.name})",
                     }
@@ -310,21 +279,21 @@ class DynamoStore:
         return account
 
     def get_account(self, account_id: str) -> Account | None:
-        item = self._get_item(self._accounts, {ACCOUNTS.partition.name: _s(account_id)})
+        item = get_item(self._client, self._accounts, {ACCOUNTS.partition.name: s(account_id)})
         return self._account(item) if item else None
 
     def set_audio_enabled(self, account_id: str, enabled: bool) -> Account:
         try:
             response = self._client.update_item(
                 TableName=self._accounts,
-                Key={ACCOUNTS.partition.name: _s(account_id)},
+                Key={ACCOUNTS.partition.name: s(account_id)},
                 UpdateExpression="SET audio_enabled = :enabled",
                 ConditionExpression=f"attribute_exists({ACCOUNTS.partition.name})",
                 ExpressionAttributeValues={":enabled": {"BOOL": enabled}},
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise NotFoundError(f"no account {account_id}") from exc
             raise
         return self._account(response["Attributes"])
@@ -333,19 +302,19 @@ class DynamoStore:
         try:
             self._client.update_item(
                 TableName=self._accounts,
-                Key={ACCOUNTS.partition.name: _s(account_id)},
+                Key={ACCOUNTS.partition.name: s(account_id)},
                 UpdateExpression=f"SET {_WEBHOOK_SECRET} = :secret",
                 ConditionExpression=f"attribute_exists({ACCOUNTS.partition.name})",
-                ExpressionAttributeValues={":secret": _s(secret)},
+                ExpressionAttributeValues={":secret": s(secret)},
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise NotFoundError(f"no account {account_id}") from exc
             raise
 
     def get_webhook_secret(self, account_id: str) -> str | None:
         # Consistent, so a rotated secret signs the very next delivery.
-        item = self._get_item(self._accounts, {ACCOUNTS.partition.name: _s(account_id)})
+        item = get_item(self._client, self._accounts, {ACCOUNTS.partition.name: s(account_id)})
         return _get_s(item, _WEBHOOK_SECRET) if item and _WEBHOOK_SECRET in item else None
 
     def create_api_key(self, *, account_id: str, name: str, key_hash: str, hint: str) -> ApiKey:
@@ -364,7 +333,7 @@ class DynamoStore:
                         # The SQLite store has a foreign key; here the account must exist at write time.
                         "ConditionCheck": {
                             "TableName": self._accounts,
-                            "Key": {ACCOUNTS.partition.name: _s(account_id)},
+                            "Key": {ACCOUNTS.partition.name: s(account_id)},
                             "ConditionExpression": f"attribute_exists({ACCOUNTS.partition.name})",
                         }
                     },
@@ -372,12 +341,12 @@ class DynamoStore:
                         "Put": {
                             "TableName": self._api_keys,
                             "Item": {
-                                API_KEYS.partition.name: _s(key_hash),
-                                "key_id": _s(key.id),
-                                "account_id": _s(account_id),
-                                "name": _s(name),
-                                "hint": _s(hint),
-                                "created_at": _n(key.created_at),
+                                API_KEYS.partition.name: s(key_hash),
+                                "key_id": s(key.id),
+                                "account_id": s(account_id),
+                                "name": s(name),
+                                "hint": s(hint),
+                                "created_at": n(key.created_at),
                                 "revoked": {"BOOL": False},
                             },
                             "ConditionExpression": f"attribute_not_exists({API_KEYS.partition.name})",
@@ -386,7 +355,7 @@ class DynamoStore:
                 ]
             )
         except ClientError as exc:
-            if _error_code(exc) != "TransactionCanceledException":
+            if error_code(exc) != "TransactionCanceledException":
                 raise
             account_reason, key_reason = self._cancellation_reasons(exc)
             if account_reason.get("Code") == "ConditionalCheckFailed":
@@ -398,16 +367,17 @@ class DynamoStore:
 
     def find_api_key(self, key_hash: str) -> ApiKey | None:
         # Consistent, so a revocation takes effect on the very next request.
-        item = self._get_item(self._api_keys, {API_KEYS.partition.name: _s(key_hash)})
+        item = get_item(self._client, self._api_keys, {API_KEYS.partition.name: s(key_hash)})
         return self._key(item) if item else None
 
     def _key_hash_of(self, key_id: str) -> str | None:
         index = API_KEYS.indexes[0]
-        for item in self._query(
+        for item in query(
+            self._client,
             TableName=self._api_keys,
             IndexName=index.name,
             KeyConditionExpression=f"{index.partition.name} = :id",
-            ExpressionAttributeValues={":id": _s(key_id)},
+            ExpressionAttributeValues={":id": s(key_id)},
             Limit=1,
         ):
             return _get_s(item, API_KEYS.partition.name)
@@ -437,14 +407,14 @@ class DynamoStore:
         try:
             response = self._client.update_item(
                 TableName=self._api_keys,
-                Key={API_KEYS.partition.name: _s(key_hash)},
+                Key={API_KEYS.partition.name: s(key_hash)},
                 UpdateExpression="SET revoked = :revoked",
                 ConditionExpression=f"attribute_exists({API_KEYS.partition.name})",
                 ExpressionAttributeValues={":revoked": {"BOOL": True}},
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise NotFoundError(f"no API key {key_id}") from exc
             raise
         return self._key(response["Attributes"])
@@ -531,11 +501,12 @@ class DynamoStore:
         index = LEDGER.indexes[0]
         assert index.sort is not None
         condition = f"{index.partition.name} = :account"
-        values: Item = {":account": _s(account_id)}
+        values: Item = {":account": s(account_id)}
         if before is not None:
             condition += f" AND {index.sort.name} < :before"
-            values[":before"] = _s(before)
-        items = self._query(
+            values[":before"] = s(before)
+        items = query(
+            self._client,
             TableName=self._ledger,
             IndexName=index.name,
             KeyConditionExpression=condition,

@@ -19,13 +19,26 @@ that DynamoDB numbers would turn into ``Decimal``.
 from __future__ import annotations
 
 import json
-import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, cast
 
 from botocore.exceptions import ClientError
 
+from earshot.adapters.dynamo_common import (
+    MAX_ATTEMPTS,
+    DynamoDBClient,
+    Item,
+    backoff,
+    cancellation_reasons,
+    delete_all,
+    error_code,
+    get_item,
+    n,
+    old_item,
+    query,
+    s,
+)
 from earshot.adapters.dynamo_layout import IDEMPOTENCY, STEP_MARKERS, TASK_EVENTS, TASKS
 from earshot.errors import IdempotencyConflictError, NotFoundError, RateLimitedError, TaskTransitionError
 from earshot.ports import (
@@ -40,15 +53,8 @@ from earshot.ports import (
     TaskStatus,
 )
 
-# boto3 ships no type hints; the client is a low-level ``boto3.client("dynamodb")``.
-DynamoDBClient = Any
-Item = dict[str, dict[str, Any]]
 Clock = Callable[[], float]
 
-_MAX_ATTEMPTS = 20
-_BACKOFF_BASE_SEC = 0.005
-_BACKOFF_CAP_SEC = 0.2
-_BATCH_WRITE_MAX = 25
 # Powertools Idempotency's status values.
 _INPROGRESS = "INPROGRESS"
 _COMPLETED = "COMPLETED"
@@ -58,30 +64,8 @@ _JSON_FIELDS = ("results", "error", "request")
 _NUMBER_FIELDS = ("progress", "created_at", "updated_at", "expires_at")
 
 
-def _s(value: str) -> dict[str, Any]:
-    return {"S": value}
-
-
-def _n(value: int) -> dict[str, Any]:
-    return {"N": str(int(value))}
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(_BACKOFF_CAP_SEC, _BACKOFF_BASE_SEC * 2**attempt)))
-
-
-def _old_item(exc: ClientError) -> Item | None:
-    """The item a failed conditional write saw (``ReturnValuesOnConditionCheckFailure=ALL_OLD``)."""
-    item: Item | None = exc.response.get("Item")
-    return item
-
-
 class _Tables:
-    """Plumbing shared by the stores: consistent reads, paged queries, batched deletes."""
+    """What the stores share: the client and the clock."""
 
     def __init__(self, client: DynamoDBClient, clock: Clock) -> None:
         self._client = client
@@ -89,39 +73,6 @@ class _Tables:
 
     def _now(self) -> int:
         return int(self._clock())
-
-    def _get_item(self, table: str, key: Item) -> Item | None:
-        item: Item | None = self._client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
-        return item
-
-    def _query(self, **kwargs: Any) -> Iterator[Item]:
-        wanted: int | None = kwargs.get("Limit")
-        while True:
-            response = self._client.query(**kwargs)
-            items: list[Item] = response.get("Items", [])
-            yield from items
-            if wanted is not None:
-                wanted -= len(items)
-                if wanted <= 0:
-                    return
-                kwargs["Limit"] = wanted
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-    def _delete_all(self, table: str, keys: list[Item]) -> None:
-        for start in range(0, len(keys), _BATCH_WRITE_MAX):
-            requests: dict[str, Any] = {
-                table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + _BATCH_WRITE_MAX]]
-            }
-            for attempt in range(_MAX_ATTEMPTS):
-                unprocessed = self._client.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
-                if not unprocessed:
-                    break
-                requests = unprocessed
-                _backoff(attempt)
-            else:
-                raise RateLimitedError("could not delete every item of the task; retry shortly", retry_after=1)
 
 
 class DynamoTaskStore(_Tables):
@@ -154,18 +105,18 @@ class DynamoTaskStore(_Tables):
     # -- item <-> model -------------------------------------------------------------------------
     @staticmethod
     def _task_item(task: Task) -> Item:
-        item: Item = {TASKS.partition.name: _s(task.id)}
+        item: Item = {TASKS.partition.name: s(task.id)}
         for name, value in task.model_dump().items():
             if name == "id" or value is None:
                 continue
             if name in _JSON_FIELDS:
-                item[name] = _s(json.dumps(value))
+                item[name] = s(json.dumps(value))
             elif name in _NUMBER_FIELDS:
-                item[name] = _n(value)
+                item[name] = n(value)
             elif isinstance(value, bool):
                 item[name] = {"BOOL": value}
             else:
-                item[name] = _s(str(value))
+                item[name] = s(str(value))
         return item
 
     @staticmethod
@@ -185,7 +136,7 @@ class DynamoTaskStore(_Tables):
         return Task.model_validate(fields)
 
     def _live_task(self, task_id: str) -> Task | None:
-        item = self._get_item(self._tasks, {TASKS.partition.name: _s(task_id)})
+        item = get_item(self._client, self._tasks, {TASKS.partition.name: s(task_id)})
         if item is None or int(item["expires_at"]["N"]) <= self._now():
             return None
         return self._task(item)
@@ -199,10 +150,10 @@ class DynamoTaskStore(_Tables):
                 # A task id still in the table after its expiry (TTL is lazy) is free again.
                 ConditionExpression="attribute_not_exists(#id) OR expires_at <= :now",
                 ExpressionAttributeNames={"#id": TASKS.partition.name},
-                ExpressionAttributeValues={":now": _n(self._now())},
+                ExpressionAttributeValues={":now": n(self._now())},
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise IdempotencyConflictError(f"task {task.id} already exists") from exc
             raise
         return task
@@ -229,14 +180,14 @@ class DynamoTaskStore(_Tables):
         if progress is not None and not 0 <= progress <= 100:
             raise ValueError("progress is 0 to 100")
         names = {"#id": TASKS.partition.name, "#status": "status"}
-        values: Item = {":now": _n(self._now())}
+        values: Item = {":now": n(self._now())}
         sets = ["updated_at = :now"]
         for name, value in (
-            ("status", _s(status) if status else None),
-            ("progress", _n(progress) if progress is not None else None),
-            ("results", _s(json.dumps(results)) if results is not None else None),
-            ("error", _s(json.dumps(error)) if error is not None else None),
-            ("result_blob_key", _s(result_blob_key) if result_blob_key is not None else None),
+            ("status", s(status) if status else None),
+            ("progress", n(progress) if progress is not None else None),
+            ("results", s(json.dumps(results)) if results is not None else None),
+            ("error", s(json.dumps(error)) if error is not None else None),
+            ("result_blob_key", s(result_blob_key) if result_blob_key is not None else None),
         ):
             if value is not None:
                 names[f"#{name}"] = name
@@ -244,12 +195,12 @@ class DynamoTaskStore(_Tables):
                 sets.append(f"#{name} = :{name}")
         placeholders = []
         for index, state in enumerate(allowed_from):
-            values[f":from{index}"] = _s(state)
+            values[f":from{index}"] = s(state)
             placeholders.append(f":from{index}")
         try:
             response = self._client.update_item(
                 TableName=self._tasks,
-                Key={TASKS.partition.name: _s(task_id)},
+                Key={TASKS.partition.name: s(task_id)},
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression=(
                     f"attribute_exists(#id) AND expires_at > :now AND #status IN ({', '.join(placeholders)})"
@@ -260,9 +211,9 @@ class DynamoTaskStore(_Tables):
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            old = _old_item(exc) or self._get_item(self._tasks, {TASKS.partition.name: _s(task_id)})
+            old = old_item(exc) or get_item(self._client, self._tasks, {TASKS.partition.name: s(task_id)})
             if old is None or int(old["expires_at"]["N"]) <= self._now():
                 raise NotFoundError(f"no task {task_id}") from exc
             current = old["status"]["S"]
@@ -274,7 +225,7 @@ class DynamoTaskStore(_Tables):
         if task is None:
             raise NotFoundError(f"no task {task_id}")
         seq_name = TASK_EVENTS.sort.name if TASK_EVENTS.sort else "seq"
-        for attempt in range(_MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             event = TaskEvent(
                 seq=self._last_seq(task_id) + 1, task_id=task_id, type=type, data=data, created_at=self._now()
             )
@@ -284,22 +235,22 @@ class DynamoTaskStore(_Tables):
                         {
                             "ConditionCheck": {
                                 "TableName": self._tasks,
-                                "Key": {TASKS.partition.name: _s(task_id)},
+                                "Key": {TASKS.partition.name: s(task_id)},
                                 "ConditionExpression": "attribute_exists(#id) AND expires_at > :now",
                                 "ExpressionAttributeNames": {"#id": TASKS.partition.name},
-                                "ExpressionAttributeValues": {":now": _n(event.created_at)},
+                                "ExpressionAttributeValues": {":now": n(event.created_at)},
                             }
                         },
                         {
                             "Put": {
                                 "TableName": self._events,
                                 "Item": {
-                                    TASK_EVENTS.partition.name: _s(task_id),
-                                    seq_name: _n(event.seq),
-                                    "type": _s(type),
-                                    "data": _s(json.dumps(data)),
-                                    "created_at": _n(event.created_at),
-                                    "expires_at": _n(task.expires_at),
+                                    TASK_EVENTS.partition.name: s(task_id),
+                                    seq_name: n(event.seq),
+                                    "type": s(type),
+                                    "data": s(json.dumps(data)),
+                                    "created_at": n(event.created_at),
+                                    "expires_at": n(task.expires_at),
                                 },
                                 "ConditionExpression": "attribute_not_exists(#seq)",
                                 "ExpressionAttributeNames": {"#seq": seq_name},
@@ -309,12 +260,12 @@ class DynamoTaskStore(_Tables):
                 )
                 return event
             except ClientError as exc:
-                if _error_code(exc) != "TransactionCanceledException":
+                if error_code(exc) != "TransactionCanceledException":
                     raise
-                reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or [{}, {}]
+                reasons = cancellation_reasons(exc)
                 if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
                     raise NotFoundError(f"no task {task_id}") from exc
-            _backoff(attempt)  # another writer took this seq (or the transaction conflicted): take the next
+            backoff(attempt)  # another writer took this seq (or the transaction conflicted): take the next
         raise RateLimitedError("too many concurrent events on this task; retry shortly", retry_after=1)
 
     def _last_seq(self, task_id: str) -> int:
@@ -323,7 +274,7 @@ class DynamoTaskStore(_Tables):
             TableName=self._events,
             KeyConditionExpression="#task = :task",
             ExpressionAttributeNames={"#task": TASK_EVENTS.partition.name, "#seq": seq_name},
-            ExpressionAttributeValues={":task": _s(task_id)},
+            ExpressionAttributeValues={":task": s(task_id)},
             ProjectionExpression="#seq",
             ScanIndexForward=False,
             Limit=1,
@@ -337,11 +288,12 @@ class DynamoTaskStore(_Tables):
             return []
         seq_name = TASK_EVENTS.sort.name if TASK_EVENTS.sort else "seq"
         now = self._now()
-        items = self._query(
+        items = query(
+            self._client,
             TableName=self._events,
             KeyConditionExpression="#task = :task AND #seq > :after",
             ExpressionAttributeNames={"#task": TASK_EVENTS.partition.name, "#seq": seq_name},
-            ExpressionAttributeValues={":task": _s(task_id), ":after": _n(after_seq)},
+            ExpressionAttributeValues={":task": s(task_id), ":after": n(after_seq)},
             ConsistentRead=True,
             Limit=limit,
         )
@@ -359,28 +311,29 @@ class DynamoTaskStore(_Tables):
 
     def delete_task(self, task_id: str) -> None:
         # The task first: once it is gone no new event can be appended (the transaction checks it).
-        self._client.delete_item(TableName=self._tasks, Key={TASKS.partition.name: _s(task_id)})
+        self._client.delete_item(TableName=self._tasks, Key={TASKS.partition.name: s(task_id)})
         for table, spec in ((self._events, TASK_EVENTS), (self._steps, STEP_MARKERS)):
             assert spec.sort is not None
             names = {"#pk": spec.partition.name, "#sk": spec.sort.name}
             keys = [
                 {spec.partition.name: item[spec.partition.name], spec.sort.name: item[spec.sort.name]}
-                for item in self._query(
+                for item in query(
+                    self._client,
                     TableName=table,
                     KeyConditionExpression="#pk = :pk",
                     ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={":pk": _s(task_id)},
+                    ExpressionAttributeValues={":pk": s(task_id)},
                     ProjectionExpression="#pk, #sk",
                     ConsistentRead=True,
                 )
             ]
-            self._delete_all(table, keys)
+            delete_all(self._client, table, keys, what="the task")
 
     # -- step markers ---------------------------------------------------------------------------
     @staticmethod
     def _marker_key(task_id: str, step: str) -> Item:
         assert STEP_MARKERS.sort is not None
-        return {STEP_MARKERS.partition.name: _s(task_id), STEP_MARKERS.sort.name: _s(step)}
+        return {STEP_MARKERS.partition.name: s(task_id), STEP_MARKERS.sort.name: s(step)}
 
     def claim_step(self, task_id: str, step: str) -> bool:
         now = self._now()
@@ -391,16 +344,16 @@ class DynamoTaskStore(_Tables):
                 UpdateExpression="ADD attempts :one SET expires_at = if_not_exists(expires_at, :expires)",
                 ConditionExpression="attribute_not_exists(#pk) OR expires_at > :now",
                 ExpressionAttributeNames={"#pk": STEP_MARKERS.partition.name},
-                ExpressionAttributeValues={":one": _n(1), ":expires": _n(now + TASK_TTL_SEC), ":now": _n(now)},
+                ExpressionAttributeValues={":one": n(1), ":expires": n(now + TASK_TTL_SEC), ":now": n(now)},
                 ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             # An expired marker the TTL has not removed yet: start afresh, as if it were gone.
             self._client.put_item(
                 TableName=self._steps,
-                Item={**self._marker_key(task_id, step), "attempts": _n(1), "expires_at": _n(now + TASK_TTL_SEC)},
+                Item={**self._marker_key(task_id, step), "attempts": n(1), "expires_at": n(now + TASK_TTL_SEC)},
             )
             return True
         return not response.get("Attributes")  # no marker before this one: the first attempt
@@ -418,24 +371,24 @@ class DynamoTaskStore(_Tables):
                 ConditionExpression="attribute_not_exists(#output) OR expires_at <= :now",
                 ExpressionAttributeNames={"#output": "output"},
                 ExpressionAttributeValues={
-                    ":output": _s(text),
-                    ":expires": _n(now + TASK_TTL_SEC),
-                    ":zero": _n(0),
-                    ":now": _n(now),
+                    ":output": s(text),
+                    ":expires": n(now + TASK_TTL_SEC),
+                    ":zero": n(0),
+                    ":now": n(now),
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            old = _old_item(exc) or self._get_item(self._steps, self._marker_key(task_id, step))
+            old = old_item(exc) or get_item(self._client, self._steps, self._marker_key(task_id, step))
             if old is None or "output" not in old:  # pragma: no cover - the condition says otherwise
                 raise
             text = old["output"]["S"]
         return cast(dict[str, Any], json.loads(text))
 
     def get_step_output(self, task_id: str, step: str) -> dict[str, Any] | None:
-        item = self._get_item(self._steps, self._marker_key(task_id, step))
+        item = get_item(self._client, self._steps, self._marker_key(task_id, step))
         if item is None or "output" not in item or int(item["expires_at"]["N"]) <= self._now():
             return None
         return cast(dict[str, Any], json.loads(item["output"]["S"]))
@@ -460,7 +413,7 @@ class DynamoIdempotencyStore(_Tables):
 
     @staticmethod
     def _key(account_id: str, key: str) -> Item:
-        return {IDEMPOTENCY.partition.name: _s(f"{account_id}#{key}")}
+        return {IDEMPOTENCY.partition.name: s(f"{account_id}#{key}")}
 
     @staticmethod
     def _record(item: Item) -> IdempotencyRecord:
@@ -479,7 +432,7 @@ class DynamoIdempotencyStore(_Tables):
         self, account_id: str, key: str, request_hash: str, ttl_sec: int = IDEMPOTENCY_TTL_SEC, *, lease_sec: int = 900
     ) -> IdempotencyRecord:
         expiry = IDEMPOTENCY.ttl_attribute or "expiration"
-        for attempt in range(_MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             now = self._clock()
             record = IdempotencyRecord(
                 account_id=account_id,
@@ -494,13 +447,13 @@ class DynamoIdempotencyStore(_Tables):
                     TableName=self._table,
                     Item={
                         **self._key(account_id, key),
-                        "account_id": _s(account_id),
-                        "idempotency_key": _s(key),
-                        "validation": _s(request_hash),
-                        "status": _s(_INPROGRESS),
-                        "created_at": _n(record.created_at),
-                        expiry: _n(record.expires_at),
-                        "in_progress_expiration": _n(int(now * 1000) + lease_sec * 1000),
+                        "account_id": s(account_id),
+                        "idempotency_key": s(key),
+                        "validation": s(request_hash),
+                        "status": s(_INPROGRESS),
+                        "created_at": n(record.created_at),
+                        expiry: n(record.expires_at),
+                        "in_progress_expiration": n(int(now * 1000) + lease_sec * 1000),
                     },
                     # Powertools' condition: absent, expired, or in progress past its owner's lease.
                     ConditionExpression=(
@@ -514,19 +467,19 @@ class DynamoIdempotencyStore(_Tables):
                         "#lease": "in_progress_expiration",
                     },
                     ExpressionAttributeValues={
-                        ":now": _n(int(now)),
-                        ":now_ms": _n(int(now * 1000)),
-                        ":inprogress": _s(_INPROGRESS),
+                        ":now": n(int(now)),
+                        ":now_ms": n(int(now * 1000)),
+                        ":inprogress": s(_INPROGRESS),
                     },
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
                 return record
             except ClientError as exc:
-                if _error_code(exc) != "ConditionalCheckFailedException":
+                if error_code(exc) != "ConditionalCheckFailedException":
                     raise
-                old = _old_item(exc) or self._get_item(self._table, self._key(account_id, key))
+                old = old_item(exc) or get_item(self._client, self._table, self._key(account_id, key))
             if old is None:
-                _backoff(attempt)  # released between our write and our read: try again
+                backoff(attempt)  # released between our write and our read: try again
                 continue
             if old["validation"]["S"] != request_hash:
                 raise IdempotencyConflictError(
@@ -556,18 +509,18 @@ class DynamoIdempotencyStore(_Tables):
                     "#data": "data",
                 },
                 ExpressionAttributeValues={
-                    ":completed": _s(_COMPLETED),
-                    ":inprogress": _s(_INPROGRESS),
-                    ":data": _s(response.model_dump_json()),
-                    ":now": _n(self._now()),
+                    ":completed": s(_COMPLETED),
+                    ":inprogress": s(_INPROGRESS),
+                    ":data": s(response.model_dump_json()),
+                    ":now": n(self._now()),
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            old = _old_item(exc) or self._get_item(self._table, self._key(account_id, key))
+            old = old_item(exc) or get_item(self._client, self._table, self._key(account_id, key))
             if old is None or int(old[expiry]["N"]) < self._now():
                 raise NotFoundError(f"no idempotency record for key {key!r}") from exc
             return self._record(old)  # already completed: the first response stays
@@ -580,8 +533,8 @@ class DynamoIdempotencyStore(_Tables):
                 Key=self._key(account_id, key),
                 ConditionExpression="#status = :inprogress",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":inprogress": _s(_INPROGRESS)},
+                ExpressionAttributeValues={":inprogress": s(_INPROGRESS)},
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise

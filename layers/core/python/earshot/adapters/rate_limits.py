@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
+
+from earshot.adapters.sqlite_db import SqliteDatabase
 
 # A window's counter outlives the window by this much, then expires (SQLite: pruned; DynamoDB: TTL).
 _KEEP_SEC = 3600
@@ -13,24 +13,15 @@ _KEEP_SEC = 3600
 
 class SqliteRateLimiter:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        self._local = threading.local()
-        self._conn().execute(
+        self._db = SqliteDatabase(path)
+        self._db.connection().execute(
             "CREATE TABLE IF NOT EXISTS rate_limits (window_key TEXT PRIMARY KEY, count INTEGER NOT NULL,"
             " expires_at INTEGER NOT NULL)"
         )
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self._path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        return conn
-
     def hit(self, key_id: str, *, window_start: int, window_sec: int) -> int:
-        conn = self._conn()
+        # Autocommit: the upsert is one atomic statement, so it needs no write transaction around it.
+        conn = self._db.connection()
         expires = window_start + window_sec + _KEEP_SEC
         row = conn.execute(
             "INSERT INTO rate_limits (window_key, count, expires_at) VALUES (?, 1, ?)"

@@ -1,20 +1,18 @@
-"""``AccountStore`` on SQLite: the local mode's store (one file in the data dir).
+"""``AccountStore`` on SQLite: the local mode's store (one file in the data dir, opened by ``sqlite_db``).
 
-WAL journal, one connection per thread, and ``BEGIN IMMEDIATE`` around every write so concurrent
-requests serialize on the write lock instead of racing: a debit is a conditional ``UPDATE ...
-WHERE balance >= amount`` plus its ledger row, in one transaction.
+``BEGIN IMMEDIATE`` around every write, so concurrent requests serialize on the write lock instead
+of racing: a debit is a conditional ``UPDATE ... WHERE balance >= amount`` plus its ledger row, in
+one transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from earshot.adapters.sqlite_db import SqliteDatabase
 from earshot.errors import BillingError, NotFoundError
 from earshot.keys import new_id, new_sortable_id
 from earshot.ports import Account, ApiKey, Charge, LedgerEntry
@@ -63,45 +61,20 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._connection() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+        self._db = SqliteDatabase(path)
+        self._db.connection().executescript(_SCHEMA)
         self._migrate()
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
-
     def _migrate(self) -> None:
         """Bring a data dir made by an older version up to ``_SCHEMA`` (columns added since)."""
-        with self._write() as conn:  # under the write lock: two processes opening one old file add it once
+        with self._db.write() as conn:  # under the write lock: two processes opening one old file add it once
             columns = {row["name"] for row in conn.execute("PRAGMA table_info(accounts)")}
             if "webhook_secret" not in columns:
                 conn.execute("ALTER TABLE accounts ADD COLUMN webhook_secret TEXT")
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._connection().execute(sql, args).fetchone()
+        row: sqlite3.Row | None = self._db.connection().execute(sql, args).fetchone()
         return row
 
     @staticmethod
@@ -144,7 +117,7 @@ class SqliteStore:
     def create_account(self, *, name: str, balance_micro_usd: int) -> Account:
         now = int(time.time())
         account = Account(id=new_id("acct"), name=name, balance_micro_usd=balance_micro_usd, created_at=now)
-        with self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "INSERT INTO accounts (id, name, balance_micro_usd, audio_enabled, created_at) VALUES (?, ?, ?, 1, ?)",
                 (account.id, name, balance_micro_usd, now),
@@ -169,7 +142,7 @@ class SqliteStore:
         return self._account(row) if row else None
 
     def set_audio_enabled(self, account_id: str, enabled: bool) -> Account:
-        with self._write() as conn:
+        with self._db.write() as conn:
             updated = conn.execute("UPDATE accounts SET audio_enabled = ? WHERE id = ?", (int(enabled), account_id))
             if updated.rowcount == 0:
                 raise NotFoundError(f"no account {account_id}")
@@ -178,7 +151,7 @@ class SqliteStore:
         return account
 
     def set_webhook_secret(self, account_id: str, secret: str) -> None:
-        with self._write() as conn:
+        with self._db.write() as conn:
             updated = conn.execute("UPDATE accounts SET webhook_secret = ? WHERE id = ?", (secret, account_id))
             if updated.rowcount == 0:
                 raise NotFoundError(f"no account {account_id}")
@@ -196,7 +169,7 @@ class SqliteStore:
             hint=hint,
             created_at=int(time.time()),
         )
-        with self._write() as conn:
+        with self._db.write() as conn:
             if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
                 raise NotFoundError(f"no account {account_id}")
             conn.execute(
@@ -215,11 +188,11 @@ class SqliteStore:
         return self._key(row) if row else None
 
     def list_api_keys(self) -> list[ApiKey]:
-        rows = self._connection().execute("SELECT * FROM api_keys ORDER BY created_at, id").fetchall()
+        rows = self._db.connection().execute("SELECT * FROM api_keys ORDER BY created_at, id").fetchall()
         return [self._key(row) for row in rows]
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
-        with self._write() as conn:
+        with self._db.write() as conn:
             if conn.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", (key_id,)).rowcount == 0:
                 raise NotFoundError(f"no API key {key_id}")
         key = self.get_api_key(key_id)
@@ -230,7 +203,7 @@ class SqliteStore:
     def top_up(self, *, account_id: str, amount_micro_usd: int, request_id: str) -> LedgerEntry:
         if amount_micro_usd <= 0:
             raise ValueError("a top-up must be positive")
-        with self._write() as conn:
+        with self._db.write() as conn:
             if existing := self._existing_entry(conn, request_id, "topup"):
                 return existing
             row = conn.execute(
@@ -253,7 +226,7 @@ class SqliteStore:
         return entry
 
     def debit(self, charge: Charge) -> LedgerEntry:
-        with self._write() as conn:
+        with self._db.write() as conn:
             if existing := self._existing_entry(conn, charge.request_id, "debit"):
                 return existing
             row = conn.execute(
@@ -285,7 +258,7 @@ class SqliteStore:
         return entry
 
     def refund(self, *, request_id: str, reason: str) -> LedgerEntry | None:
-        with self._write() as conn:
+        with self._db.write() as conn:
             debit = self._existing_entry(conn, request_id, "debit")
             if debit is None:
                 return None
@@ -314,11 +287,11 @@ class SqliteStore:
 
     def list_ledger(self, account_id: str, *, limit: int = 100, before: str | None = None) -> list[LedgerEntry]:
         if before is None:
-            rows = self._connection().execute(
+            rows = self._db.connection().execute(
                 "SELECT * FROM ledger WHERE account_id = ? ORDER BY id DESC LIMIT ?", (account_id, limit)
             )
         else:
-            rows = self._connection().execute(
+            rows = self._db.connection().execute(
                 "SELECT * FROM ledger WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
                 (account_id, before, limit),
             )

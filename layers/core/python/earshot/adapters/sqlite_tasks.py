@@ -1,9 +1,9 @@
 """``TaskStore``, ``StepMarkers`` and ``IdempotencyStore`` on SQLite: the local mode's task bookkeeping.
 
-Same conventions as ``sqlite_store``: the same database file in the data dir, WAL journal, one
-connection per thread, and ``BEGIN IMMEDIATE`` around every read-check-write so concurrent requests
-serialize on the write lock instead of racing (a status move, the next event ``seq``, an idempotency
-claim). These tables are this module's own; nothing here touches the accounts or the ledger.
+Same conventions as ``sqlite_store``: the same database file in the data dir (opened by ``sqlite_db``),
+and ``BEGIN IMMEDIATE`` around every read-check-write so concurrent requests serialize on the write
+lock instead of racing (a status move, the next event ``seq``, an idempotency claim). These tables
+are this module's own; nothing here touches the accounts or the ledger.
 
 Expiry is checked on every read, as DynamoDB's TTL would be (its deletion is lazy too): a row past
 its expiry is treated as absent and replaced when its key is used again.
@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from earshot.adapters.sqlite_db import SqliteDatabase
 from earshot.errors import IdempotencyConflictError, NotFoundError, TaskTransitionError
 from earshot.ports import (
     IDEMPOTENCY_TTL_SEC,
@@ -73,38 +72,11 @@ CREATE TABLE IF NOT EXISTS idempotency (
 """
 
 
-class _Database:
-    """One SQLite file: a connection per thread, ``BEGIN IMMEDIATE`` writes (as ``SqliteStore`` does)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        conn = self.connection()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(_SCHEMA)
-
-    def connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+def _open(path: Path) -> SqliteDatabase:
+    """The database with this module's tables in it."""
+    db = SqliteDatabase(path)
+    db.connection().executescript(_SCHEMA)
+    return db
 
 
 class SqliteTaskStore:
@@ -119,7 +91,7 @@ class SqliteTaskStore:
     """
 
     def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
-        self._db = _Database(path)
+        self._db = _open(path)
         self._clock = clock
 
     def _now(self) -> int:
@@ -285,7 +257,7 @@ class SqliteIdempotencyStore:
     """
 
     def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
-        self._db = _Database(path)
+        self._db = _open(path)
         self._clock = clock
 
     @staticmethod
