@@ -2,14 +2,16 @@
 
 The definition is not written here: ``to_state_machine_definition`` turns the one workflow definition (steps,
 timeouts, retriers with full jitter, catch -> ``refund_and_fail``) into Amazon States Language, and every step
-invokes the one ``workflow`` function, whose payload names the step (``earshot.workflow.dispatch_step``).
+invokes the one ``workflow`` function, whose payload names the step (``earshot.workflow.dispatch_step``). The Task
+states' partition is left as ``${Partition}`` for CloudFormation to fill in, so one template deploys to any partition
+(aws, aws-cn, aws-us-gov).
 """
 
 from __future__ import annotations
 
 import json
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -19,6 +21,9 @@ from constructs import Construct
 from earshot.workflow import WORKFLOW, Workflow, to_state_machine_definition
 from infra.nag import acknowledge
 from infra.naming import resource_name
+
+# The placeholder the definition carries for the partition, and the definition substitution that resolves it.
+_PARTITION_KEY = "Partition"
 
 
 class TaskWorkflow(Construct):
@@ -47,7 +52,9 @@ class TaskWorkflow(Construct):
             removal_policy=removal_policy,
         )
         definition = to_state_machine_definition(
-            dict.fromkeys((step.name for step in workflow.all_steps), step_function.function_arn), workflow=workflow
+            dict.fromkeys((step.name for step in workflow.all_steps), step_function.function_arn),
+            workflow=workflow,
+            partition=f"${{{_PARTITION_KEY}}}",
         )
         self.state_machine = sfn.StateMachine(
             self,
@@ -55,6 +62,7 @@ class TaskWorkflow(Construct):
             state_machine_name=name,
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(json.dumps(definition)),
+            definition_substitutions={_PARTITION_KEY: Aws.PARTITION},
             logs=sfn.LogOptions(
                 destination=self.log_group,
                 level=sfn.LogLevel.ALL,

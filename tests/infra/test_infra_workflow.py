@@ -55,6 +55,14 @@ def test_every_step_invokes_the_workflow_function_with_its_name(synthesized: Syn
         assert state["Parameters"]["Payload"] == {"step": name, "state.$": "$"}
 
 
+def test_tasks_invoke_lambda_in_the_partition_the_stack_is_deployed_to(synthesized: Synthesized) -> None:
+    _, props = _state_machine(synthesized)
+    assert props["DefinitionSubstitutions"] == {"Partition": {"Ref": "AWS::Partition"}}
+    for name, state in _tasks(synthesized).items():
+        assert state["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
+        assert not state["Resource"].startswith("arn:aws:"), name
+
+
 def test_every_task_has_a_timeout_and_jittered_retries_on_lambda_service_errors(synthesized: Synthesized) -> None:
     timeouts = {step.name: step.timeout_sec for step in WORKFLOW.all_steps}
     for name, state in _tasks(synthesized).items():

@@ -193,6 +193,18 @@ def test_the_success_path_ends_after_the_webhook_and_failure_ends_failed() -> No
     assert states[FAILED_STATE]["Type"] == "Fail"
 
 
+def test_every_task_invokes_lambda_in_the_partition_it_is_given() -> None:
+    default = to_state_machine_definition(ARNS)["States"]
+    in_china = to_state_machine_definition(ARNS, partition="aws-cn")["States"]
+
+    tasks = [name for name, state in default.items() if state["Type"] == "Task"]
+    assert set(tasks) == {step.name for step in WORKFLOW.all_steps}
+    for name in tasks:
+        assert default[name]["Resource"] == "arn:aws:states:::lambda:invoke", name
+        assert in_china[name]["Resource"] == "arn:aws-cn:states:::lambda:invoke", name
+        assert {**in_china[name], "Resource": None} == {**default[name], "Resource": None}, name
+
+
 def test_a_step_without_a_function_is_refused() -> None:
     with pytest.raises(ValueError, match="settle"):
         to_state_machine_definition({name: arn for name, arn in ARNS.items() if name != "settle"})

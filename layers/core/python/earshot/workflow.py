@@ -48,7 +48,6 @@ FAILED_STATE = "task_failed"
 TIMEOUT_ERROR = "States.Timeout"
 _ANY_ERROR = "States.ALL"
 _ANY_TASK_ERROR = "States.TaskFailed"
-_LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 
 
 @dataclass(frozen=True)
@@ -203,11 +202,11 @@ def _retrier(policy: RetryPolicy) -> dict[str, Any]:
     }
 
 
-def _task_state(step: Step, function_arn: str) -> dict[str, Any]:
+def _task_state(step: Step, function_arn: str, partition: str) -> dict[str, Any]:
     return {
         "Type": "Task",
         "Comment": step.comment,
-        "Resource": _LAMBDA_INVOKE,
+        "Resource": f"arn:{partition}:states:::lambda:invoke",
         # One payload shape for every step, so one function may serve several (see ``dispatch_step``).
         "Parameters": {"FunctionName": function_arn, "Payload": {"step": step.name, "state.$": "$"}},
         "OutputPath": "$.Payload",  # the function's return value becomes the state
@@ -216,7 +215,9 @@ def _task_state(step: Step, function_arn: str) -> dict[str, Any]:
     }
 
 
-def to_state_machine_definition(function_arns: Mapping[str, str], *, workflow: Workflow = WORKFLOW) -> dict[str, Any]:
+def to_state_machine_definition(
+    function_arns: Mapping[str, str], *, workflow: Workflow = WORKFLOW, partition: str = "aws"
+) -> dict[str, Any]:
     """The Step Functions (Standard) definition of ``workflow``, as a JSON-able dict.
 
     Parameters
@@ -224,6 +225,11 @@ def to_state_machine_definition(function_arns: Mapping[str, str], *, workflow: W
     function_arns
         The Lambda function (ARN, or a CDK token that resolves to one) for every step and for the
         failure step. Several steps may share a function: the payload names the step.
+    workflow
+        The workflow to compile.
+    partition
+        The AWS partition in the Task states' ``Resource`` ARN (``aws``, ``aws-cn``, ``aws-us-gov``…), or a
+        placeholder such as ``${Partition}`` that the state machine's definition substitutions fill in at deploy.
 
     Raises
     ------
@@ -236,14 +242,14 @@ def to_state_machine_definition(function_arns: Mapping[str, str], *, workflow: W
     catch = [{"ErrorEquals": [_ANY_ERROR], "ResultPath": "$.error", "Next": workflow.on_failure.name}]
     states: dict[str, Any] = {}
     for index, step in enumerate(workflow.steps):
-        state = _task_state(step, function_arns[step.name])
+        state = _task_state(step, function_arns[step.name], partition)
         if index + 1 < len(workflow.steps):
             state["Next"] = workflow.steps[index + 1].name
         else:
             state["End"] = True
         state["Catch"] = catch
         states[step.name] = state
-    refund = _task_state(workflow.on_failure, function_arns[workflow.on_failure.name])
+    refund = _task_state(workflow.on_failure, function_arns[workflow.on_failure.name], partition)
     refund["Next"] = FAILED_STATE
     states[workflow.on_failure.name] = refund
     states[FAILED_STATE] = {
