@@ -11,6 +11,7 @@ import base64
 import hashlib
 import logging
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,11 @@ from earshot.services.audio_input import too_large
 LOCAL_UPLOAD_PREFIX = "/_local/uploads/"
 # What a multipart form may add around the largest accepted file.
 _FORM_OVERHEAD = 1024 * 1024
+
+
+def _gateway_request_id() -> str:
+    """An id for answers the gateway gives itself, before any function runs (as API Gateway's own)."""
+    return f"gw-{secrets.token_hex(8)}"
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ class LocalGateway:
 
     def too_large(self, content_length: int | None) -> GatewayResponse | None:
         if content_length is not None and content_length > self.max_request_bytes:
-            return self._error(too_large(content_length, self.max_request_bytes - _FORM_OVERHEAD), "gateway")
+            return self._error(too_large(content_length, self.max_request_bytes - _FORM_OVERHEAD), _gateway_request_id())
         return None
 
     def handle(
@@ -78,7 +84,7 @@ class LocalGateway:
             return self._local_upload(path.removeprefix(LOCAL_UPLOAD_PREFIX), headers, body)
         matched = self.match(method, path)
         if matched is None:
-            return self._error(NotFoundError(f"no route {method.upper()} {path}"), "gateway")
+            return self._error(NotFoundError(f"no route {method.upper()} {path}"), _gateway_request_id())
         route, path_params = matched
         if rejected := self.too_large(len(body)):
             return rejected
