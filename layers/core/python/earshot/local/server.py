@@ -74,7 +74,8 @@ class LocalGateway:
 
     def too_large(self, content_length: int | None) -> GatewayResponse | None:
         if content_length is not None and content_length > self.max_request_bytes:
-            return self._error(too_large(content_length, self.max_request_bytes - _FORM_OVERHEAD), _gateway_request_id())
+            error = too_large(content_length, self.max_request_bytes - _FORM_OVERHEAD)
+            return self._error(error, _gateway_request_id())
         return None
 
     def handle(
