@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from threading import RLock
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from earshot.catalog import Catalog, CatalogModel, cached_catalog
 from earshot.config import Settings, get_settings, reset_settings
-from earshot.engines.base import TranscriptionEngine
-from earshot.engines.providers import AudioQuestionEngine
 from earshot.errors import ProviderError
 from earshot.ports import (
     AccountStore,
@@ -26,6 +24,10 @@ from earshot.ports import (
     StepMarkers,
     TaskStore,
 )
+
+if TYPE_CHECKING:  # engines are imported only when a request needs one
+    from earshot.engines.base import TranscriptionEngine
+    from earshot.engines.providers import AudioQuestionEngine
 
 
 @dataclass
