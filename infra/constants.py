@@ -88,12 +88,7 @@ AUDIO_FUNCTIONS = frozenset(
         "transcriptions",  # meters (ffprobe), decodes (PyAV) and transcribes (pocketsphinx)
         "understand",  # meters and analyses (PyAV, numpy)
         "extract",
-        "understanding",  # always a task: plans it (which builds the engine) and submits it; the workflow runs it
         "workflow",  # the async steps: meter, run the engine
-        "ingest",  # a finished upload (S3 event): plans its task with the engine's model, then starts it
-        # Presigns an S3 POST (the audio goes straight to S3), but a `process` spec is checked with
-        # earshot.jobs.kinds.prepare, which builds the engine and so imports pocketsphinx, PyAV and numpy.
-        "uploads",
     }
 )
 LIGHT_FUNCTIONS = frozenset(
@@ -103,6 +98,11 @@ LIGHT_FUNCTIONS = frozenset(
         "models",
         "openapi",
         "tasks",  # reads and streams task records; never touches the audio
+        # Plan and submit tasks without running them: embedded engines are light proxies until they run
+        # (earshot.engines.embedded), so checking a request never imports pocketsphinx, PyAV or numpy.
+        "understanding",
+        "ingest",
+        "uploads",
     }
 )
 FUNCTION_LAYERS = {
