@@ -282,35 +282,35 @@ class DynamoStore:
         item = get_item(self._client, self._accounts, {ACCOUNTS.partition.name: s(account_id)})
         return self._account(item) if item else None
 
-    def set_audio_enabled(self, account_id: str, enabled: bool) -> Account:
+    def _set_on_existing(self, table: str, key: Item, attribute: str, value: dict[str, Any], *, missing: str) -> Item:
+        """``SET attribute = value`` on an item that must exist (``NotFoundError(missing)`` otherwise); the new item."""
+        partition = next(iter(key))
         try:
             response = self._client.update_item(
-                TableName=self._accounts,
-                Key={ACCOUNTS.partition.name: s(account_id)},
-                UpdateExpression="SET audio_enabled = :enabled",
-                ConditionExpression=f"attribute_exists({ACCOUNTS.partition.name})",
-                ExpressionAttributeValues={":enabled": {"BOOL": enabled}},
+                TableName=table,
+                Key=key,
+                UpdateExpression=f"SET {attribute} = :value",
+                ConditionExpression=f"attribute_exists({partition})",
+                ExpressionAttributeValues={":value": value},
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFoundError(f"no account {account_id}") from exc
+                raise NotFoundError(missing) from exc
             raise
-        return self._account(response["Attributes"])
+        item: Item = response["Attributes"]
+        return item
+
+    def set_audio_enabled(self, account_id: str, enabled: bool) -> Account:
+        key = {ACCOUNTS.partition.name: s(account_id)}
+        item = self._set_on_existing(
+            self._accounts, key, "audio_enabled", {"BOOL": enabled}, missing=f"no account {account_id}"
+        )
+        return self._account(item)
 
     def set_webhook_secret(self, account_id: str, secret: str) -> None:
-        try:
-            self._client.update_item(
-                TableName=self._accounts,
-                Key={ACCOUNTS.partition.name: s(account_id)},
-                UpdateExpression=f"SET {_WEBHOOK_SECRET} = :secret",
-                ConditionExpression=f"attribute_exists({ACCOUNTS.partition.name})",
-                ExpressionAttributeValues={":secret": s(secret)},
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFoundError(f"no account {account_id}") from exc
-            raise
+        key = {ACCOUNTS.partition.name: s(account_id)}
+        self._set_on_existing(self._accounts, key, _WEBHOOK_SECRET, s(secret), missing=f"no account {account_id}")
 
     def get_webhook_secret(self, account_id: str) -> str | None:
         # Consistent, so a rotated secret signs the very next delivery.
@@ -404,20 +404,9 @@ class DynamoStore:
         key_hash = self._key_hash_of(key_id)
         if key_hash is None:
             raise NotFoundError(f"no API key {key_id}")
-        try:
-            response = self._client.update_item(
-                TableName=self._api_keys,
-                Key={API_KEYS.partition.name: s(key_hash)},
-                UpdateExpression="SET revoked = :revoked",
-                ConditionExpression=f"attribute_exists({API_KEYS.partition.name})",
-                ExpressionAttributeValues={":revoked": {"BOOL": True}},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFoundError(f"no API key {key_id}") from exc
-            raise
-        return self._key(response["Attributes"])
+        key = {API_KEYS.partition.name: s(key_hash)}
+        item = self._set_on_existing(self._api_keys, key, "revoked", {"BOOL": True}, missing=f"no API key {key_id}")
+        return self._key(item)
 
     # -- money ----------------------------------------------------------------------------------
     def top_up(self, *, account_id: str, amount_micro_usd: int, request_id: str) -> LedgerEntry:
