@@ -75,6 +75,11 @@ class TranscriptionForm(ContractModel):
         alias="timestamp_granularities[]",
         description="With verbose_json: segment (default) and/or word.",
     )
+    stream: bool = Field(
+        default=False,
+        description="Stream the text as it is decoded: Server-Sent Events transcript.text.delta ... "
+        "transcript.text.done (OpenAI's transcription stream events); response_format json or text.",
+    )
 
     @field_validator("language")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
@@ -11,6 +12,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Response
 from earshot.errors import NotFoundError
 from earshot.http.app import json_response
 from earshot.http.request import ApiRequest
+from earshot.http.streaming import can_stream, sse, sse_comment, stream_response
 from earshot.http.validation import parse_model
 from earshot.ports import Principal, Task
 from earshot.runtime import Runtime, get_runtime
@@ -18,10 +20,12 @@ from earshot.schemas import TaskOut, TaskWaitQuery
 
 FINAL = ("completed", "failed")
 _POLL_SEC = 0.2
-# Lambda cannot stream a Python response: the events route answers with what it has after at most this
-# long, and a `retry:` field tells the EventSource to reconnect with Last-Event-ID.
+# Lambda cannot stream a Python response: there the events route answers with what it has after at most
+# this long, and a `retry:` field tells the EventSource to reconnect with Last-Event-ID. Where the invoker
+# streams (local mode), the connection stays open until the task ends, with a comment line as heartbeat.
 EVENTS_WAIT_SEC = 25.0
 RECONNECT_MS = 1000
+HEARTBEAT_SEC = 10.0
 
 
 def owned_task(runtime: Runtime, principal: Principal, task_id: str) -> Task:
@@ -67,6 +71,8 @@ def task_events(request: ApiRequest) -> Response[str]:
     runtime = get_runtime()
     task = owned_task(runtime, principal, request.path_params.get("task_id", ""))
     after = _last_event_id(request)
+    if can_stream(request):
+        return stream_response(request, _live_events(runtime, task, after))
     deadline = time.monotonic() + min(EVENTS_WAIT_SEC, request.deadline_sec(default=EVENTS_WAIT_SEC, reserve=2.0))
     events = runtime.tasks.list_events(task.id, after_seq=after)
     while not events and task.status not in FINAL and time.monotonic() < deadline:
@@ -85,6 +91,27 @@ def task_events(request: ApiRequest) -> Response[str]:
         body="\n".join(lines) + "\n",
         headers={"Cache-Control": "no-cache"},
     )
+
+
+def _live_events(runtime: Runtime, task: Task, after: int) -> Iterator[bytes]:
+    """Every event after ``after`` as it is appended, heartbeats while nothing happens, ``done`` at the end."""
+    yield sse_comment("connected") + f"retry: {RECONNECT_MS}\n\n".encode()
+    last_sent = time.monotonic()
+    while True:
+        current = runtime.tasks.get_task(task.id)
+        for event in runtime.tasks.list_events(task.id, after_seq=after):
+            yield sse(event.data, event=event.type, id=event.seq)
+            after, last_sent = event.seq, time.monotonic()
+        if current is None:  # deleted while followed
+            yield sse({"id": task.id, "deleted": True}, event="deleted")
+            return
+        if current.status in FINAL:
+            yield sse(task_document(runtime, current), event="done")
+            return
+        if time.monotonic() - last_sent >= HEARTBEAT_SEC:
+            yield sse_comment()
+            last_sent = time.monotonic()
+        time.sleep(_POLL_SEC)
 
 
 def _last_seq(runtime: Runtime, task: Task) -> int:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.engines.base import Transcript
+from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
 from earshot.http.billing import billing_block, billing_headers
 from earshot.http.forms import read_form
@@ -42,7 +43,8 @@ def create_translation(request: ApiRequest) -> Response[str]:
 
 
 def _handle(request: ApiRequest, *, kind: str) -> Response[str]:
-    from earshot.api.processing import form_audio, process
+    from earshot.api.processing import form_audio, process, wants_async
+    from earshot.api.streamed import stream_transcription
 
     runtime = get_runtime()
     request.principal()  # a 401 before reading a large body
@@ -56,6 +58,11 @@ def _handle(request: ApiRequest, *, kind: str) -> Response[str]:
     form = parsed.form
     options = form.model_dump(mode="json", by_alias=True, exclude={"file", "url", "file_id"})
     audio = form_audio(request, form, parsed.filename)
+    if form.stream:
+        if form.response_format not in ("json", "text"):
+            raise InvalidRequestError("stream=true needs response_format json or text", param="response_format")
+        if not wants_async(request, parsed.controls):
+            return stream_transcription(request, kind=kind, options=options, audio=audio)
     return process(
         request,
         kind=kind,
@@ -64,6 +71,7 @@ def _handle(request: ApiRequest, *, kind: str) -> Response[str]:
         audio_url=form.url,
         file_id=form.file_id,
         controls=parsed.controls,
+        stream=form.stream,
     )
 
 

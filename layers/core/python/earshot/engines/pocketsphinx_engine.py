@@ -21,6 +21,7 @@ from earshot.audio.decode import SAMPLE_RATE, decode_to_pcm16k
 from earshot.engines.base import Segment, Transcript, TranscriptionOptions, Word
 from earshot.engines.embedded import check_english_only
 from earshot.errors import EngineError, ProviderTimeoutError
+from earshot.live import report_segment
 
 # Voice activity detection splits the audio into utterances on pauses; each is decoded on its own, which
 # keeps pocketsphinx's per-utterance search bounded and gives segments natural edges.
@@ -104,7 +105,7 @@ class PocketsphinxEngine:
         duration = len(pcm) / SAMPLE_RATE
         utterances = list(_utterances(pcm))  # its own endpointer per call: no need to hold the lock
 
-        words_by_segment: list[list[_RecognisedWord]] = []
+        segments: list[Segment] = []
         with _decoder_lock:
             decoder = _load_decoder()
             _forget_previous_audio(decoder)
@@ -112,11 +113,10 @@ class PocketsphinxEngine:
                 if _out_of_time(started, options.deadline_sec):
                     raise ProviderTimeoutError("the embedded engine ran out of time before the audio ended")
                 words = _recognise(decoder, pcm[first:last], offset=first / SAMPLE_RATE, duration=duration)
-                words_by_segment.extend(_split_on_pauses(words))
+                for segment_words in _split_on_pauses(words):
+                    segments.append(_segment(len(segments), segment_words, with_words=options.word_timestamps))
+                    report_segment(segments[-1])
 
-        segments = [
-            _segment(index, words, with_words=options.word_timestamps) for index, words in enumerate(words_by_segment)
-        ]
         return Transcript(
             text=" ".join(segment.text for segment in segments),
             language="en",

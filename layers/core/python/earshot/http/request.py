@@ -25,6 +25,7 @@ class ApiRequest:
     request_id: str
     authorizer: dict[str, Any] = field(default_factory=dict)
     remaining_ms: Callable[[], int] | None = None
+    streaming: bool = False  # the invoker writes a StreamBody answer as it is produced (earshot.http.streaming)
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], context: Any = None) -> ApiRequest:
@@ -50,6 +51,7 @@ class ApiRequest:
             request_id=ctx.get("requestId") or f"req_{time.time_ns():x}",
             authorizer=dict(authorizer),
             remaining_ms=remaining,
+            streaming=bool(getattr(context, "response_streaming", False)),
         )
 
     @property

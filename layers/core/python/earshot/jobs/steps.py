@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from earshot import errors
 from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.jobs.kinds import prepare, response_result
+from earshot.live import segment_listener
 from earshot.metering import MeteredAudio, meter_duration
 from earshot.observability import logger
 from earshot.ports import Charge, LedgerEntry
@@ -22,6 +24,9 @@ from earshot.runtime import Runtime
 from earshot.services.audio_input import staged_audio
 from earshot.services.metered import Metered
 from earshot.workflow import WORKFLOW
+
+if TYPE_CHECKING:
+    from earshot.engines.base import Segment
 
 State = dict[str, Any]
 # Results above this size live in the blob store; the task keeps a key to them.
@@ -101,7 +106,8 @@ def run_engine(runtime: Runtime, state: State) -> State:
     seconds, source = _billed(state)
     with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
         try:
-            result = prepared.plan.work(path, metered)
+            with segment_listener(_partial_events(runtime, state["task_id"])):
+                result = prepared.plan.work(path, metered)
         except errors.EarshotError:
             raise
         except Exception as exc:  # an engine bug is a provider failure: the catch refunds it
@@ -122,6 +128,16 @@ def run_engine(runtime: Runtime, state: State) -> State:
     )
     _progress(runtime, state, 80)
     return {**state, "result_key": key}
+
+
+def _partial_events(runtime: Runtime, task_id: str) -> Callable[[Segment], None]:
+    """Each segment an engine decodes becomes a ``partial`` event (followers of /events see text early)."""
+
+    def append(segment: Segment) -> None:
+        data = {"segment": {"id": segment.id, "start": segment.start, "end": segment.end, "text": segment.text}}
+        runtime.tasks.append_event(task_id, type="partial", data=data)
+
+    return append
 
 
 def settle(runtime: Runtime, state: State) -> State:

@@ -113,6 +113,7 @@ class LocalContext:
     memory_limit_in_mb: int = 1024
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     started: float = field(default_factory=time.monotonic)
+    response_streaming: bool = False  # the local gateway writes StreamBody answers as they are produced
 
     @property
     def invoked_function_arn(self) -> str:

@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
@@ -22,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 
 from earshot.errors import EarshotError, FileTooLargeError, InternalError, InvalidRequestError, NotFoundError
 from earshot.http.envelope import error_body, error_headers
+from earshot.http.streaming import StreamBody
 from earshot.local.events import LocalContext, authorizer_event, http_event
 from earshot.local.functions import load_handler
 from earshot.observability import logger
@@ -55,6 +57,7 @@ class GatewayResponse:
     status: int
     headers: dict[str, str]
     body: bytes
+    stream: Iterable[bytes] | None = None  # a streamed answer (see earshot.http.streaming): written as produced
 
 
 class LocalGateway:
@@ -105,7 +108,8 @@ class LocalGateway:
                 if not decision.get("isAuthorized"):
                     return GatewayResponse(403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}')
                 event["requestContext"]["authorizer"] = {"lambda": decision.get("context") or {}}
-            result = load_handler(route.function)(event, LocalContext(route.function, self.timeout_sec))
+            context = LocalContext(route.function, self.timeout_sec, response_streaming=True)
+            result = load_handler(route.function)(event, context)
         except Exception:  # a handler that raises is a 502 from API Gateway; here, our envelope
             logger.exception("handler raised", extra={"function": route.function})
             return self._error(InternalError("internal error; it has been logged"), request_id)
@@ -148,10 +152,12 @@ class LocalGateway:
     @staticmethod
     def _response(result: dict[str, Any]) -> GatewayResponse:
         raw = result.get("body") or ""
-        body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
         headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers[str(name)] = ",".join(str(v) for v in values)
+        if isinstance(raw, StreamBody):
+            return GatewayResponse(int(result.get("statusCode", 200)), headers, b"", stream=raw)
+        body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
         return GatewayResponse(int(result.get("statusCode", 200)), headers, body)
 
     @staticmethod
@@ -185,7 +191,9 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
                 "ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
-        response = Response(result.body, status=result.status, headers=result.headers)
+        response = Response(
+            result.body if result.stream is None else result.stream, status=result.status, headers=result.headers
+        )
         if rejected is not None:
             response.headers["Connection"] = "close"
         return response(environ, start_response)
