@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FFPROBE_VERSION := 5.2.0
 FFPROBE := layers/ffprobe/bin/ffprobe
+WEB_VENDOR := web/vendor/.vendored
+CHROMEDRIVER := /usr/bin/chromedriver
 HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= .earshot
@@ -16,12 +18,12 @@ STAGE ?= dev
 help:
 	@echo "make serve | test | lint | typecheck | bench | synth STAGE=dev | deploy STAGE=dev | destroy STAGE=dev"
 
-setup: $(STAMP) $(FFPROBE)
+setup: $(STAMP) $(FFPROBE) $(WEB_VENDOR) $(CHROMEDRIVER)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,dev,cdk]'
+	$(BIN)/pip install --quiet -e '.[local,dev,cdk,client]'
 	$(BIN)/pip install --quiet --no-deps pocketsphinx==5.1.1
 	touch $@
 
@@ -33,6 +35,17 @@ $(FFPROBE):
 	install -m 0755 layers/ffprobe/.npm/package/ffprobe $@
 	rm -rf layers/ffprobe/.npm
 	@$@ -version | head -n 1
+
+# The browser libraries of /docs (Swagger UI) and the console (Chart.js): pinned npm packages, SHA-256 checked,
+# copied into web/vendor/ (not committed) and served by the local server. No CDN at run time.
+$(WEB_VENDOR): web/vendor.sh
+	web/vendor.sh
+
+# Headless Chromium and its driver for the browser tests (tests/browser), from Debian.
+$(CHROMEDRIVER):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends \
+		chromium chromium-driver >/dev/null
 
 serve: setup
 	$(BIN)/earshot serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)

@@ -26,6 +26,7 @@ from earshot.http.envelope import error_body, error_headers
 from earshot.http.streaming import StreamBody
 from earshot.local.events import LocalContext, authorizer_event, http_event
 from earshot.local.functions import load_handler
+from earshot.local.web import with_web_pages
 from earshot.observability import logger
 from earshot.routes import ROUTES, Route
 from earshot.services.audio_input import too_large
@@ -204,4 +205,4 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
 def build_server(host: str, port: int, *, max_request_bytes: int, timeout_sec: float) -> BaseWSGIServer:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our own structured access log replaces it
     gateway = LocalGateway(max_request_bytes=max_request_bytes + _FORM_OVERHEAD, timeout_sec=timeout_sec)
-    return make_server(host, port, make_wsgi_app(gateway), threaded=True)
+    return make_server(host, port, with_web_pages(make_wsgi_app(gateway)), threaded=True)
