@@ -23,7 +23,7 @@ PORT ?= 8080
 DATA_DIR ?= .earshot
 STAGE ?= dev
 
-.PHONY: help setup serve test test-unit test-integration test-e2e lint format typecheck bench clean
+.PHONY: help setup sample serve test test-unit test-integration test-e2e lint format typecheck bench clean
 
 help:
 	@echo "make serve | test | lint | typecheck | bench | synth STAGE=dev | deploy STAGE=dev | destroy STAGE=dev"
@@ -72,6 +72,11 @@ $(CHROMEDRIVER):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 		chromium chromium-driver >/dev/null
 
+# A short real speech clip (samples/speech.wav, from Debian's pocketsphinx-testdata) and the JSON request
+# bodies the README's examples send (samples/*.json). Not committed.
+sample: setup
+	$(BIN)/python samples/make_samples.py
+
 serve: setup
 	$(BIN)/earshot serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
@@ -79,12 +84,12 @@ test: setup
 	$(BIN)/pytest tests
 
 lint: setup
-	$(BIN)/ruff check layers/core/python functions tests bench infra
-	$(BIN)/ruff format --check layers/core/python functions tests bench infra
+	$(BIN)/ruff check layers/core/python functions tests bench infra samples
+	$(BIN)/ruff format --check layers/core/python functions tests bench infra samples
 
 format: setup
-	$(BIN)/ruff format layers/core/python functions tests bench infra
-	$(BIN)/ruff check --fix layers/core/python functions tests bench infra
+	$(BIN)/ruff format layers/core/python functions tests bench infra samples
+	$(BIN)/ruff check --fix layers/core/python functions tests bench infra samples
 
 typecheck: setup
 	$(BIN)/mypy

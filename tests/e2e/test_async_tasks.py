@@ -222,16 +222,14 @@ def test_an_upload_processes_itself_and_is_deleted(async_server: LocalServer) ->
         json={"filename": "talk.wav", "bytes": len(WAV), "process": {"kind": "transcription"}},
     ).json()
     assert upload["id"].startswith("file-") and upload["upload"]["method"] == "POST"
+    assert upload["task_id"].startswith("task-transcription-")  # the task the upload will start, known now
     posted = httpx.post(upload["upload"]["url"], data=upload["upload"]["fields"], files={"file": ("talk.wav", WAV)})
     assert posted.status_code == 204
-    tasks = [e for e in httpx.get(f"{async_server.url}/v1/usage", headers=_auth(key)).json()["data"]]
-    deadline = time.monotonic() + 20
-    while not any(e["kind"] == "debit" for e in tasks) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        tasks = httpx.get(f"{async_server.url}/v1/usage", headers=_auth(key)).json()["data"]
-    debit = next(e for e in tasks if e["kind"] == "debit")
-    assert debit["request_id"].startswith("task-transcription-")
-    assert _wait(async_server, key, debit["request_id"])["status"] == "completed"
+    assert _wait(async_server, key, upload["task_id"])["status"] == "completed"
+    debits = [
+        e for e in httpx.get(f"{async_server.url}/v1/usage", headers=_auth(key)).json()["data"] if e["kind"] == "debit"
+    ]
+    assert [e["request_id"] for e in debits] == [upload["task_id"]]
     # the same object arriving again (a duplicated S3 event) starts nothing
     again = httpx.post(upload["upload"]["url"], data=upload["upload"]["fields"], files={"file": ("talk.wav", WAV)})
     assert again.status_code == 204
@@ -251,6 +249,7 @@ def test_uploads_refuse_bad_process_specs_and_oversize_files(async_server: Local
     upload = httpx.post(
         f"{async_server.url}/v1/uploads", headers=_auth(key), json={"filename": "a.wav", "bytes": 100}
     ).json()
+    assert upload["task_id"] is None  # no process, no task
     too_big = httpx.post(upload["upload"]["url"], files={"file": ("a.wav", WAV)})
     assert too_big.status_code == 413
 

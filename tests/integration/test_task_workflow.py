@@ -16,7 +16,7 @@ from earshot.ports import Principal, Task
 from earshot.runtime import get_runtime
 from earshot.schemas import UploadProcess, UploadRequestBody
 from earshot.services.accounts import NewKey
-from earshot.services.uploads import create_upload
+from earshot.services.uploads import create_upload, upload_task_id
 from earshot.workflow import LocalRunner
 
 WAV = audio_bytes("wav", 1.2, sample_rate=16000)
@@ -70,14 +70,22 @@ def test_duplicate_s3_events_start_one_task_and_charge_once(new_key: NewKey) -> 
     assert not get_runtime().blobs.exists(object_key)  # processed audio is deleted unless retained
 
 
-def test_a_new_version_of_the_object_is_a_new_task(new_key: NewKey) -> None:
-    object_key = _upload(new_key)
+def test_one_upload_starts_one_task_even_if_the_file_is_posted_again(new_key: NewKey) -> None:
+    record, _ = create_upload(
+        get_runtime(),
+        _principal(new_key),
+        UploadRequestBody(filename="a.wav", bytes=len(WAV), process=UploadProcess(kind="transcription")),  # type: ignore[arg-type]
+    )
+    get_runtime().blobs.put(record.key, WAV)
     ingest = load_handler("ingest")
-    first = ingest(_s3_event(object_key, "v1"), LocalContext("ingest"))["tasks"]
+    first = ingest(_s3_event(record.key, "v1"), LocalContext("ingest"))["tasks"]
+    assert first == [upload_task_id(record)]  # the id the upload's answer announced
     _wait(first[0])
-    get_runtime().blobs.put(object_key, WAV)
-    second = ingest(_s3_event(object_key, "v2"), LocalContext("ingest"))["tasks"]
-    assert first != second
+    get_runtime().blobs.put(record.key, WAV)
+    second = ingest(_s3_event(record.key, "v2"), LocalContext("ingest"))["tasks"]
+    assert second == first
+    debits = [e for e in get_runtime().store.list_ledger(new_key.account.id) if e.kind == "debit"]
+    assert len(debits) == 1
 
 
 def test_objects_without_a_process_spec_or_outside_the_inbox_start_nothing(new_key: NewKey) -> None:

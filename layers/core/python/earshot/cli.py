@@ -173,7 +173,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="earshot", description="Earshot audio API: local server and operator tools.")
+    parser = argparse.ArgumentParser(
+        prog="earshot", description="Earshot audio API: local server, operator tools and a client."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_data_dir(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -219,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("function", help="a directory under functions/, e.g. transcriptions")
     invoke.add_argument("event", help="an event JSON file, e.g. events/models-list.json")
     invoke.set_defaults(func=cmd_invoke)
+    from earshot.client.commands import register
+
+    register(commands)  # transcribe, understand, extract, tasks, usage: the API's client
     return parser
 
 

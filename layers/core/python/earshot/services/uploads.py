@@ -104,13 +104,17 @@ def audio_from_file_id(runtime: Runtime, principal: Principal, file_id: str) -> 
         raise InvalidRequestError(f"file {file_id} has not been uploaded yet", param="file_id") from exc
 
 
-def _task_id(kind: str, created_at: int, bucket: str, key: str, version: str) -> str:
-    digest = hashlib.sha256(f"{bucket}/{key}/{version}".encode()).hexdigest()[:8]
-    return f"task-{kind}-{created_at}-{digest}"
+def upload_task_id(record: UploadRecord) -> str | None:
+    """The id of the task a self-processing upload starts, known when the upload is created (and returned
+    then). One upload starts one task: a redelivered event, or the same file posted again, starts nothing."""
+    if record.process is None:
+        return None
+    digest = hashlib.sha256(f"{record.account_id}/{record.id}".encode()).hexdigest()[:8]
+    return f"task-{record.process.kind}-{record.created_at}-{digest}"
 
 
 def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "") -> Task | None:
-    """Start the task an upload asked for. A duplicate event (same bucket, key, version) starts nothing."""
+    """Start the task an upload asked for (its id is `upload_task_id`). A duplicate event starts nothing."""
     from earshot.jobs.submit import submit_task
 
     key = unquote_plus(key)  # S3 event keys are URL-encoded
@@ -122,7 +126,7 @@ def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "")
     from earshot.jobs.kinds import prepare
 
     spec = record.process
-    task_id = _task_id(spec.kind, record.created_at, bucket, key, version)
+    task_id = upload_task_id(record)
     model = prepare(runtime, spec.kind, process_options(spec), deadline_sec=60.0).plan.model.sku
     return submit_task(
         runtime,
@@ -168,6 +172,7 @@ def describe(record: UploadRecord, presigned: PresignedUpload) -> dict[str, Any]
         "expires_at": presigned.expires_at,
         "upload": {"url": presigned.url, "method": "POST", "fields": presigned.fields, "file_field": "file"},
         "process": json.loads(record.process.model_dump_json()) if record.process else None,
+        "task_id": upload_task_id(record),
         "retain": record.retain,
     }
 
