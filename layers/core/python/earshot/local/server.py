@@ -43,6 +43,10 @@ LOCAL_UPLOAD_PREFIX = "/_local/uploads/"
 _FORM_OVERHEAD = 1024 * 1024
 # Bodies are read in pieces of this size, so an oversized or endless (chunked) body stops at the limit.
 _READ_CHUNK = 1024 * 1024
+# After refusing a body, read at most this much more of it (lingering close), then close the connection.
+_LINGER_BYTES = 4 * 1024 * 1024
+_LINGER_SEC = 1.0
+_HANDLER_KEY = "earshot.request_handler"
 # A client that stops sending (a Content-Length larger than what it sends, an idle keep-alive) is dropped after this.
 _SOCKET_TIMEOUT_SEC = 60
 
@@ -234,6 +238,9 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         response = Response(result.body, status=result.status, headers=result.headers)
         if rejected is not None:
             response.headers["Connection"] = "close"  # the rest of the body is never read
+            handler = environ.get(_HANDLER_KEY)
+            if isinstance(handler, EnvelopeRequestHandler):
+                handler.stop_reading()
         return response(environ, start_response)
 
     return application
@@ -242,10 +249,39 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
 _PROTOCOL_ERRORS: dict[int, type[EarshotError]] = {414: RequestTargetTooLongError, 431: HeadersTooLargeError}
 
 
+class _LingeringInput:
+    """What is left of a refused body: read (and dropped) only briefly, so the client can still read the answer."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._left = _LINGER_BYTES
+        self._until = time.monotonic() + _LINGER_SEC
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0 or time.monotonic() > self._until:
+            return b""
+        piece: bytes = self._raw.read1(min(self._left, _READ_CHUNK if size < 0 else min(size, _READ_CHUNK)))
+        self._left -= len(piece)
+        return piece
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 class EnvelopeRequestHandler(WSGIRequestHandler):
-    """werkzeug's handler, but HTTP-level refusals (bad request line, oversized target or headers) use the envelope."""
+    """werkzeug's handler, but HTTP-level refusals (bad request line, oversized target or headers) use the envelope,
+    and a refused body is not read to its end (werkzeug would drain up to 10 GB of an endless upload)."""
 
     timeout = _SOCKET_TIMEOUT_SEC
+
+    def make_environ(self) -> Any:
+        environ = super().make_environ()
+        environ[_HANDLER_KEY] = self
+        return environ
+
+    def stop_reading(self) -> None:
+        self.rfile = _LingeringInput(self.rfile)  # type: ignore[assignment]
+        self.close_connection = True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         error_class = _PROTOCOL_ERRORS.get(code, InvalidRequestError)  # everything else the client got wrong: 400
