@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from earshot import errors
+from earshot.audio.budget import decode_budget
 from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.jobs.kinds import prepare, response_result
 from earshot.live import segment_listener
@@ -106,7 +107,7 @@ def run_engine(runtime: Runtime, state: State) -> State:
     seconds, source = _billed(state)
     with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
         try:
-            with segment_listener(_partial_events(runtime, state["task_id"])):
+            with decode_budget(metered.seconds), segment_listener(_partial_events(runtime, state["task_id"])):
                 result = prepared.plan.work(path, metered)
         except errors.EarshotError:
             raise
