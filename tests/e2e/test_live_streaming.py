@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -65,32 +67,65 @@ def test_a_stream_that_cannot_be_honoured_is_refused_before_any_charge(server: L
     assert _balance(server, key) == 10_000
 
 
+class _HeldAudio(BaseHTTPRequestHandler):
+    """Serves the test's audio only once the test has seen the task's first event (``release``)."""
+
+    audio = b""
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        _HeldAudio.release.wait(timeout=60)
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/wav")
+        self.send_header("Content-Length", str(len(self.audio)))
+        self.end_headers()
+        self.wfile.write(self.audio)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def loopback_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    running = start_server(tmp_path_factory.mktemp("live-loopback"), {"EARSHOT_ALLOW_LOOPBACK_URLS": "true"})
+    yield running
+    running.process.terminate()
+    running.process.wait(timeout=10)
+
+
 @requires_espeak
-def test_task_events_arrive_while_the_task_runs(server: LocalServer, tmp_path: Path) -> None:
+def test_task_events_arrive_while_the_task_runs(loopback_server: LocalServer, tmp_path: Path) -> None:
+    server = loopback_server
     key = server.create_key()
-    audio = speak(tmp_path / "long.wav", " ".join([SENTENCE] * 6), fmt="wav")
-    task = httpx.post(
-        f"{server.url}/v1/audio/transcriptions",
-        headers=_auth(key),
-        files={"file": ("long.wav", audio.read_bytes(), "audio/wav")},
-        data={"async": "true", "response_format": "verbose_json"},
-    ).json()
-    seen: list[tuple[str, str]] = []
-    status_at_first_event = None
-    with httpx.stream("GET", f"{server.url}/v1/tasks/{task['id']}/events", headers=_auth(key), timeout=60) as stream:
-        assert stream.headers["content-type"].startswith("text/event-stream")
-        event = ""
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                seen.append((event, line[6:]))
-                if status_at_first_event is None:
-                    got = httpx.get(f"{server.url}/v1/tasks/{task['id']}", headers=_auth(key), timeout=60).json()
-                    status_at_first_event = got["status"]
-    assert status_at_first_event in ("pending", "processing")  # the first event came before the end
+    _HeldAudio.audio = speak(tmp_path / "long.wav", " ".join([SENTENCE] * 3), fmt="wav").read_bytes()
+    _HeldAudio.release.clear()
+    audio_host = ThreadingHTTPServer(("127.0.0.1", 0), _HeldAudio)
+    threading.Thread(target=audio_host.serve_forever, daemon=True).start()
+    try:
+        task = httpx.post(
+            f"{server.url}/v1/audio/transcriptions",
+            headers=_auth(key),
+            data={"url": f"http://127.0.0.1:{audio_host.server_port}/long.wav", "async": "true"},
+        ).json()
+        seen: list[tuple[str, str]] = []
+        with httpx.stream(
+            "GET", f"{server.url}/v1/tasks/{task['id']}/events", headers=_auth(key), timeout=120
+        ) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            event = ""
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    seen.append((event, line[6:]))
+                    # The task cannot get past fetching its audio until now: this event arrived while it ran.
+                    _HeldAudio.release.set()
+    finally:
+        _HeldAudio.release.set()
+        audio_host.shutdown()
     kinds = [name for name, _ in seen]
-    assert kinds[0] == "status" and kinds[-1] == "done" and "partial" in kinds, kinds
+    assert kinds[0] == "status" and json.loads(seen[0][1])["status"] == "pending", kinds
+    assert kinds[-1] == "done" and "partial" in kinds, kinds
     partial_text = " ".join(json.loads(data)["segment"]["text"] for name, data in seen if name == "partial")
     final = json.loads(seen[-1][1])
     assert final["status"] == "completed" and final["results"][0]["text"] == partial_text
