@@ -37,6 +37,10 @@ class InvalidAudioError(InvalidRequestError):
     code = "invalid_audio"
 
 
+class UnresolvedHostError(InvalidRequestError):
+    """A URL's host name has no address (now): nothing was contacted."""
+
+
 class NotATranscriptionModelError(InvalidRequestError):
     code = "not_a_transcription_model"
 

@@ -40,7 +40,7 @@ import httpcore
 import httpx
 import pybase64
 
-from earshot.errors import FileTooLargeError, InvalidAudioError, InvalidRequestError
+from earshot.errors import FileTooLargeError, InvalidAudioError, InvalidRequestError, UnresolvedHostError
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _getaddrinfo_addresses(name: str, port: int, *, param: str) -> tuple[IPAddre
     try:
         infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
-        raise InvalidRequestError(f"the {param}'s host could not be resolved", param=param) from exc
+        raise UnresolvedHostError(f"the {param}'s host could not be resolved", param=param) from exc
     addresses: list[IPAddress] = []
     for family, _type, _proto, _canonname, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):
@@ -217,7 +217,7 @@ def _getaddrinfo_addresses(name: str, port: int, *, param: str) -> tuple[IPAddre
             address = ipaddress.IPv6Address(f"{address}%{scope_id}")  # scoped: refused below
         addresses.append(address)
     if not addresses:
-        raise InvalidRequestError(f"the {param}'s host could not be resolved", param=param)
+        raise UnresolvedHostError(f"the {param}'s host could not be resolved", param=param)
     return tuple(addresses)
 
 

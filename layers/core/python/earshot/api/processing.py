@@ -62,7 +62,7 @@ def process(
     if force_async or wants_async(request, controls):
         callback = controls.get("callback_url") or None
         if callback:
-            check_caller_url(callback, param="callback_url", settings=runtime.settings)
+            check_caller_url(callback, param="callback_url", settings=runtime.settings, unresolved_ok=True)
         blob_key, delete_after = None, True
         if file_id:
             from earshot.services.uploads import upload_blob
