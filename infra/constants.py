@@ -66,6 +66,9 @@ AUTHORIZER_TIMEOUT_SEC = 10  # API Gateway waits at most 10 s for a Lambda autho
 LAMBDA_MAX_TIMEOUT_SEC = 900  # Lambda's own limit
 # S3 invokes ingest asynchronously: no gateway budget, but it only reads a record, plans the task and starts it.
 INGEST_TIMEOUT_SEC = 60
+INGEST_ASYNC_RETRIES = 2  # Lambda's own retries of a failed S3 event, then the event goes to the failed-events queue
+INGEST_MAX_EVENT_AGE_SEC = 6 * 3600  # an event older than this (throttled for hours) goes there too
+OPERATOR_QUEUE_RETENTION_DAYS = 14  # SQS's longest: failed events wait for an operator that long
 # The workflow function's timeout is not here: it is the longest step's TimeoutSeconds in earshot.workflow.WORKFLOW.
 STATE_MACHINE_ARN_ENV = "EARSHOT_STATE_MACHINE_ARN"  # earshot.config.Settings.state_machine_arn
 # The deployed inline upload limit: Lambda's 6 MB synchronous payload holds a base64 multipart body.
@@ -80,6 +83,8 @@ INBOX_PREFIX = "inbox/"  # presigned uploads land here and expire: inbox/<accoun
 UPLOADS_PREFIX = "uploads/"  # upload records: uploads/<file_id>.json (earshot.services.uploads)
 TASKS_PREFIX = "tasks/"  # a task's stored input and large result: tasks/<task_id>/... (earshot.jobs)
 ABORT_INCOMPLETE_MULTIPART_DAYS = 1
+AUDIO_PREFIXES = (INBOX_PREFIX, TASKS_PREFIX)  # where callers' audio (and results) live
+DELETED_AUDIO_EXPIRY_DAYS = 1  # noncurrent versions under AUDIO_PREFIXES: S3's shortest lifecycle period
 
 # Which functions handle audio. Every function must be in exactly one of the two sets: the functions construct and
 # `make layers` refuse a function that is in neither (tests/infra cross-checks them against the manifest).
@@ -121,6 +126,17 @@ def layers_for(function: str) -> tuple[str, ...]:
             "whether it decodes or meters audio (then it needs the audio and ffprobe layers) first"
         ) from None
 
+
+# X-Ray. A trace costs $5 per million recorded (after 100,000 free a month) and Powertools' Tracer ~200 ms of cold
+# import. Worth it where a request crosses services and runs long enough for the segments to say something: the
+# workflow's steps (the state machine traces the execution around them). Not on the API routes, which answer in
+# tens of milliseconds under a 29 s budget and are counted per request: their access logs and metrics tell enough.
+TRACED_FUNCTIONS = frozenset({WORKFLOW_FUNCTION})
+UNTRACED_REASON = (
+    "Not traced on purpose: a short API-facing function, measured by its access logs, metrics and alarms; an X-Ray "
+    "trace per request ($5 per million) would cost more than the function's own invocations. The workflow's steps and "
+    "the state machine are traced (infra.constants.TRACED_FUNCTIONS)."
+)
 
 # Monitoring.
 ALARM_PERIOD_MIN = 5

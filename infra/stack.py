@@ -88,7 +88,7 @@ class EarshotStack(Stack):
             removal_policy=config.removal_policy,
         )
         functions.allow_starting_tasks(tasks.state_machine)
-        UploadIngest(self, "UploadIngest", bucket=storage.bucket, ingest=functions.ingest)
+        ingest = UploadIngest(self, "UploadIngest", bucket=storage.bucket, ingest=functions.ingest)
         api = Api(
             self,
             "Api",
@@ -108,6 +108,7 @@ class EarshotStack(Stack):
             http_api=api.http_api,
             functions=functions.by_name,
             state_machine=tasks.state_machine,
+            failed_upload_events=ingest.failed_events,
             alarm_email=config.alarm_email,
             removal_policy=config.removal_policy,
         )

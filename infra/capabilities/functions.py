@@ -38,6 +38,8 @@ from infra.constants import (
     SERVICE_NAME,
     START_EXECUTION,
     STATE_MACHINE_ARN_ENV,
+    TRACED_FUNCTIONS,
+    UNTRACED_REASON,
     WORKFLOW_FUNCTION,
     FunctionAccess,
     ObjectAccess,
@@ -116,10 +118,11 @@ class Functions(Construct):
             raise FileNotFoundError(f"the manifest names function {name!r} but {code_dir}/handler.py does not exist")
         pascal = pascal_id(name)
         function_name = resource_name(self._config.stage, name)
+        # Unnamed: CloudFormation picks a unique name, so a retained group left by a rolled-back create or a deleted
+        # stack never collides with the next one ("already exists"). The function logs there by its logging config.
         log_group = logs.LogGroup(
             self,
             f"{pascal}Logs",
-            log_group_name=f"/aws/lambda/{function_name}",
             retention=self._config.log_retention,
             removal_policy=self._config.removal_policy,
         )
@@ -145,6 +148,8 @@ class Functions(Construct):
             layers=layers,
             memory_size=self._config.memory_mb[name],
             timeout=Duration.seconds(timeout_sec(name)),
+            reserved_concurrent_executions=self._config.reserved_concurrency.get(name),
+            tracing=lambda_.Tracing.ACTIVE if name in TRACED_FUNCTIONS else None,
             environment=self._environment(access),
             role=role,
             log_group=log_group,
@@ -153,6 +158,17 @@ class Functions(Construct):
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
         )
         acknowledge(function, "AwsSolutions-L1", RUNTIME_CHOICE)
+        acknowledge(function, "Serverless-LambdaLatestVersion", RUNTIME_CHOICE)
+        acknowledge(function, "Serverless-LambdaDLQ", _dead_letter_reason(name))
+        if name in TRACED_FUNCTIONS:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "Active X-Ray tracing: CDK grants xray:PutTraceSegments and xray:PutTelemetryRecords, which have no "
+                "resource-level permissions.",
+            )
+        else:
+            acknowledge(function, "Serverless-LambdaTracing", UNTRACED_REASON)
         return function
 
     def _environment(self, access: FunctionAccess) -> dict[str, str]:
@@ -238,6 +254,26 @@ class Functions(Construct):
                 )
             )
         return statements
+
+
+def _dead_letter_reason(name: str) -> str:
+    """Why function ``name`` has no DeadLetterConfig, which only ever receives failed *asynchronous* invocations."""
+    if name == INGEST_FUNCTION:
+        return (
+            "S3 invokes ingest asynchronously; its failed events go to an on-failure destination (EventInvokeConfig, "
+            "the UploadIngest construct's FailedEvents queue, alarmed), which keeps the error with the event, rather "
+            "than to a DeadLetterConfig."
+        )
+    if name == WORKFLOW_FUNCTION:
+        return (
+            "Step Functions invokes the workflow function synchronously; a failed step is retried and caught by the "
+            "state machine (refund_and_fail), and an execution that ends unexpectedly lands in the monitoring "
+            "construct's UnexpectedTaskExecutions queue. A DLQ would never receive anything."
+        )
+    return (
+        f"{name} is invoked synchronously (API Gateway or its authorizer): its caller gets the error at once, and a "
+        "dead-letter queue only ever receives failed asynchronous invocations."
+    )
 
 
 def timeout_sec(name: str) -> int:

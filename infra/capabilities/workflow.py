@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import Aws, Fn, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -24,6 +24,12 @@ from infra.naming import resource_name
 
 # The placeholder the definition carries for the partition, and the definition substitution that resolves it.
 _PARTITION_KEY = "Partition"
+
+
+def stack_creation_id() -> str:
+    """The UUID at the end of the stack's ARN (``arn:...:stack/<name>/<uuid>``): new each time the stack is created,
+    stable across its updates."""
+    return Fn.select(2, Fn.split("/", Aws.STACK_ID))
 
 
 class TaskWorkflow(Construct):
@@ -43,11 +49,13 @@ class TaskWorkflow(Construct):
         super().__init__(scope, construct_id)
         name = resource_name(stage, "tasks")
         # Under /aws/vendedlogs/: Step Functions delivers logs through CloudWatch Logs' vended-log delivery, and
-        # this prefix keeps the account's log resource policy from growing with every log group.
+        # this prefix keeps the account's log resource policy from growing with every log group. The name ends in
+        # the stack's own id (a UUID per stack creation), so a group retained from a deleted or rolled-back stack
+        # never blocks the next one with "already exists".
         self.log_group = logs.LogGroup(
             self,
             "ExecutionLogs",
-            log_group_name=f"/aws/vendedlogs/states/{name}",
+            log_group_name=f"/aws/vendedlogs/states/{name}-{stack_creation_id()}",
             retention=log_retention,
             removal_policy=removal_policy,
         )

@@ -19,10 +19,12 @@ from infra.constants import (
     FUNCTION_ACCESS,
     IDEMPOTENT_POSTS,
     STATE_MACHINE_ARN_ENV,
+    TRACED_FUNCTIONS,
 )
 
 FUNCTIONS = routes.functions()
 LOG_WRITES = {"logs:CreateLogStream", "logs:PutLogEvents"}
+XRAY_WRITES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 SUBMITTERS = ("transcriptions", "understand", "extract", "understanding", "ingest")
 IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 EXPECTED_ENV = {
@@ -161,13 +163,19 @@ def test_functions_get_the_deployed_environment(synthesized: Synthesized) -> Non
         assert set(env) == EXPECTED_ENV | ({STATE_MACHINE_ARN_ENV} if name in SUBMITTERS else set()), name
 
 
-def test_each_function_has_its_own_log_group_with_retention(synthesized: Synthesized) -> None:
+def test_each_function_has_its_own_unnamed_log_group_with_retention(synthesized: Synthesized) -> None:
     days = RETENTION_DAYS[synthesized.config.log_retention.value]
+    groups = set()
     for name in FUNCTIONS:
         log_group_id = _function(synthesized, name)["LoggingConfig"]["LogGroup"]["Ref"]
-        log_group = synthesized.resources[log_group_id]["Properties"]
-        assert log_group["LogGroupName"] == f"/aws/lambda/earshot-{synthesized.stage}-{name}"
-        assert log_group["RetentionInDays"] == days
+        log_group = synthesized.resources[log_group_id]
+        # CloudFormation names it (uniquely per creation): a retained group never blocks a re-created stack.
+        assert "LogGroupName" not in log_group["Properties"]
+        assert log_group["Properties"]["RetentionInDays"] == days
+        expected_policy = "Retain" if synthesized.stage == "prod" else "Delete"
+        assert log_group["DeletionPolicy"] == expected_policy
+        groups.add(log_group_id)
+    assert len(groups) == len(FUNCTIONS)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -176,6 +184,8 @@ def test_roles_are_separate_and_have_no_wildcards(dev: Synthesized, name: str) -
     assert len(roles) == len(FUNCTIONS)
     for statement in _statements(dev, name):
         assert statement["Effect"] == "Allow"
+        if name in TRACED_FUNCTIONS and _actions(statement) == XRAY_WRITES:
+            continue  # active tracing: these two actions take no resource ARN (acknowledged with cdk-nag)
         for action in _actions(statement):
             assert "*" not in action, f"{name}: wildcard action {action}"
         for resource in _resources(statement):
@@ -326,7 +336,7 @@ def test_workflow_runs_the_steps_but_cannot_start_tasks_or_count_requests(dev: S
         "inbox/*": {"s3:GetObject", "s3:DeleteObject"},  # an upload's audio, deleted after processing unless retained
     }
     services = {a.split(":")[0] for a in _all_actions(dev, "workflow")}
-    assert services == {"logs", "dynamodb", "s3"}
+    assert services == {"logs", "dynamodb", "s3", "xray"}  # xray: its steps are traced
 
 
 def test_nothing_scans_and_only_the_owners_of_a_lifecycle_delete(dev: Synthesized) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from infra_synth import RETENTION_DAYS, Synthesized
 
-from earshot.workflow import FAILED_STATE, REFUND_STEP, WORKFLOW
+from earshot.workflow import FAILED_STATE, FAILED_STATE_ERROR, REFUND_STEP, WORKFLOW, to_state_machine_definition
 from infra.capabilities.functions import timeout_sec
 from infra.constants import INBOX_PREFIX, STATE_MACHINE_ARN_ENV
 
@@ -98,7 +98,11 @@ def test_executions_are_logged_in_full_and_traced(synthesized: Synthesized) -> N
     (destination,) = logging["Destinations"]
     log_group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     log_group = synthesized.resources[log_group_id]["Properties"]
-    assert log_group["LogGroupName"] == f"/aws/vendedlogs/states/earshot-{synthesized.stage}-tasks"
+    # Under the vended-logs prefix, and ending in the UUID of the stack's creation, so that a group retained from a
+    # deleted or rolled-back stack never blocks the next one's name.
+    prefix, suffix = log_group["LogGroupName"]["Fn::Join"][1]
+    assert prefix == f"/aws/vendedlogs/states/earshot-{synthesized.stage}-tasks-"
+    assert suffix == {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
     assert log_group["RetentionInDays"] == RETENTION_DAYS[synthesized.config.log_retention.value]
 
 
@@ -145,13 +149,33 @@ def test_submitting_functions_get_the_state_machine_and_the_workflow_function_do
         assert STATE_MACHINE_ARN_ENV not in env, name
 
 
-def test_timed_out_executions_raise_an_alarm(synthesized: Synthesized) -> None:
+def test_only_unexpected_execution_endings_raise_an_alarm(synthesized: Synthesized) -> None:
     machine_id, _ = _state_machine(synthesized)
+    # No alarm on ExecutionsFailed: a routine failure (refunded by refund_and_fail, ended in TaskFailed) counts there.
     alarms = [a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()]
-    (alarm,) = [a for a in alarms if a.get("MetricName") == "ExecutionsTimedOut"]
-    assert alarm["Namespace"] == "AWS/States"
-    assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine_id}}]
-    assert alarm["AlarmActions"]
+    assert not [a for a in alarms if a.get("Namespace") == "AWS/States"]
+    (rule,) = synthesized.of_type("AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"]["stateMachineArn"] == [{"Ref": machine_id}]
+    assert pattern["detail"]["$or"] == [
+        {"status": ["TIMED_OUT", "ABORTED"]},
+        {"status": ["FAILED"], "error": [{"anything-but": [FAILED_STATE_ERROR]}]},
+    ]
+    # The events go to a queue an operator reads; the alarm fires while it holds any.
+    (target,) = rule["Properties"]["Targets"]
+    queue_id = target["Arn"]["Fn::GetAtt"][0]
+    assert synthesized.resources[queue_id]["Type"] == "AWS::SQS::Queue"
+    (alarm,) = [a for a in alarms if a["AlarmName"] == f"earshot-{synthesized.stage}-task-executions-unexpected"]
+    assert alarm["Namespace"] == "AWS/SQS" and alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+    assert alarm["Threshold"] == 1 and alarm["AlarmActions"]
+
+
+def test_the_workflow_fails_a_task_on_purpose_with_the_error_the_alarm_ignores() -> None:
+    definition = to_state_machine_definition(dict.fromkeys((s.name for s in WORKFLOW.all_steps), "arn"))
+    assert definition["States"][FAILED_STATE]["Error"] == FAILED_STATE_ERROR
 
 
 # --- uploads that start processing by themselves --------------------------------------------------------------
