@@ -16,7 +16,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk.aws_logs import RetentionDays
 
 from earshot.config import Settings
-from infra.constants import CATALOGS_DIR, FUNCTION_ACCESS
+from infra.constants import CATALOGS_DIR, FUNCTION_ACCESS, INFERENCE_VCPUS, LAMBDA_MB_PER_VCPU
 
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -30,10 +30,11 @@ DEFAULT_MEMORY_MB: Mapping[str, int] = MappingProxyType(
         "account": 512,
         "models": 256,
         "openapi": 512,
+        # Meter, bill and wait for the inference function (or an upstream); PyAV converts audio for upstreams.
         "transcriptions": 1769,
         "understand": 1769,
         "extract": 1769,
-        # Runs every workflow step, the engines included.
+        # The workflow's steps around the engine: fetch, meter (ffprobe on up to 500 MB), bill, store, deliver.
         "workflow": 1769,
         # Plan a task (which builds the engine, importing the audio stack) and submit it; the engine runs later.
         "understanding": 1024,
@@ -41,6 +42,8 @@ DEFAULT_MEMORY_MB: Mapping[str, int] = MappingProxyType(
         "uploads": 1024,
         # Reads task records; waits (long-poll, SSE) on DynamoDB.
         "tasks": 512,
+        # The engines: as many full vCPUs as they use threads (infra.constants.INFERENCE_VCPUS, measured).
+        "inference": INFERENCE_VCPUS * LAMBDA_MB_PER_VCPU,
     }
 )
 
@@ -124,7 +127,7 @@ DEV = StageConfig(
     throttle_burst_limit=20,
     noncurrent_version_expiry_days=1,
     # Dev shares its account with other stages and people: small caps, so a runaway test cannot take it all.
-    reserved_concurrency=MappingProxyType({"authorizer": 5, "workflow": 10, "tasks": 5, "ingest": 2}),
+    reserved_concurrency=MappingProxyType({"authorizer": 5, "workflow": 10, "tasks": 5, "ingest": 2, "inference": 20}),
 )
 
 STAGING = StageConfig(
@@ -135,7 +138,9 @@ STAGING = StageConfig(
     throttle_rate_limit=50,
     throttle_burst_limit=100,
     noncurrent_version_expiry_days=7,
-    reserved_concurrency=MappingProxyType({"authorizer": 20, "workflow": 40, "tasks": 20, "ingest": 5}),
+    reserved_concurrency=MappingProxyType(
+        {"authorizer": 20, "workflow": 40, "tasks": 20, "ingest": 5, "inference": 100}
+    ),
 )
 
 PROD = StageConfig(
@@ -149,9 +154,12 @@ PROD = StageConfig(
     throttle_burst_limit=400,
     noncurrent_version_expiry_days=30,
     # At 400 requests/s a 60 s authorizer cache and ~20 ms per decision need a few concurrent authorizers; 100 is a
-    # generous floor. 200 concurrent task steps and 100 long-polls leave the routes at least 1000 - 100 - 200 -
-    # 100 - 20 = 580 of the default quota.
-    reserved_concurrency=MappingProxyType({"authorizer": 100, "workflow": 200, "tasks": 100, "ingest": 20}),
+    # generous floor. 150 concurrent task steps, 50 long-polls and 300 engine runs (sync chunks and task chunks:
+    # a floor for the sync fan-out, a cap for the tasks' Map states) leave the other routes 1000 - 100 - 150 -
+    # 50 - 20 - 300 = 380 of the default quota.
+    reserved_concurrency=MappingProxyType(
+        {"authorizer": 100, "workflow": 150, "tasks": 50, "ingest": 20, "inference": 300}
+    ),
 )
 
 PRESETS: Mapping[str, StageConfig] = MappingProxyType({preset.stage: preset for preset in (DEV, STAGING, PROD)})

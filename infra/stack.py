@@ -18,7 +18,7 @@ from infra.capabilities.monitoring import Monitoring
 from infra.capabilities.storage import Storage
 from infra.capabilities.workflow import TaskWorkflow
 from infra.config import StageConfig
-from infra.constants import FUNCTIONS_DIR, SERVICE_NAME
+from infra.constants import FUNCTIONS_DIR, INFERENCE_FUNCTION, SERVICE_NAME
 
 
 class EarshotStack(Stack):
@@ -70,7 +70,7 @@ class EarshotStack(Stack):
         functions = Functions(
             self,
             "Functions",
-            names=routes.functions(),
+            names=[*routes.functions(), INFERENCE_FUNCTION],
             config=config,
             layers=layers,
             tables=data.tables,
@@ -83,7 +83,7 @@ class EarshotStack(Stack):
             self,
             "Tasks",
             stage=config.stage,
-            step_function=functions.workflow,
+            functions=functions.by_name,
             log_retention=config.log_retention,
             removal_policy=config.removal_policy,
         )

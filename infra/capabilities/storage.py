@@ -14,6 +14,7 @@ from infra.constants import (
     AUDIO_PREFIXES,
     DELETED_AUDIO_EXPIRY_DAYS,
     INBOX_PREFIX,
+    INFERENCE_PREFIX,
     TASKS_PREFIX,
     UPLOADS_PREFIX,
 )
@@ -106,6 +107,13 @@ class Storage(Construct):
                     id="expire-task-blobs",
                     prefix=TASKS_PREFIX,
                     expiration=Duration.days(TASK_BLOB_EXPIRY_DAYS),
+                ),
+                # An engine call's audio lives only for the call (and is deleted after it); this catches a call that
+                # died before it could clean up.
+                s3.LifecycleRule(
+                    id="expire-inference-audio",
+                    prefix=INFERENCE_PREFIX,
+                    expiration=Duration.days(1),
                 ),
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart-uploads",

@@ -8,8 +8,9 @@ from typing import Any
 
 from infra_synth import RETENTION_DAYS, Synthesized
 
+from earshot.inference import ENGINE_STEPS
 from earshot.workflow import FAILED_STATE, FAILED_STATE_ERROR, REFUND_STEP, WORKFLOW, to_state_machine_definition
-from infra.capabilities.functions import timeout_sec
+from infra.capabilities.functions import step_function, timeout_sec
 from infra.constants import INBOX_PREFIX, STATE_MACHINE_ARN_ENV
 
 
@@ -48,11 +49,16 @@ def test_one_standard_state_machine_compiled_from_the_workflow(synthesized: Synt
     assert definition["States"][FAILED_STATE]["Type"] == "Fail"
 
 
-def test_every_step_invokes_the_workflow_function_with_its_name(synthesized: Synthesized) -> None:
+def test_every_step_invokes_its_function_with_its_name(synthesized: Synthesized) -> None:
+    inference_arn = f"<{synthesized.function_logical_id('inference')}.Arn>"
     for name, state in _tasks(synthesized).items():
         assert state["Resource"].endswith(":states:::lambda:invoke")
-        assert state["Parameters"]["FunctionName"] == _workflow_arn(synthesized), name
+        # The engine steps run in the inference function (the image with the models), as a task; the rest in the
+        # workflow function.
+        expected = inference_arn if name in ENGINE_STEPS else _workflow_arn(synthesized)
+        assert state["Parameters"]["FunctionName"] == expected, name
         assert state["Parameters"]["Payload"] == {"step": name, "state.$": "$"}
+    assert "run_engine" in ENGINE_STEPS
 
 
 def test_tasks_invoke_lambda_in_the_partition_the_stack_is_deployed_to(synthesized: Synthesized) -> None:
@@ -82,11 +88,12 @@ def test_every_step_but_the_refund_is_caught_and_refunded(synthesized: Synthesiz
         assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": REFUND_STEP}]
 
 
-def test_the_workflow_function_outlasts_its_longest_step(synthesized: Synthesized) -> None:
-    longest = max(state["TimeoutSeconds"] for state in _tasks(synthesized).values())
-    props = synthesized.resources[synthesized.function_logical_id("workflow")]["Properties"]
-    assert props["Timeout"] >= longest
-    assert props["Timeout"] == timeout_sec("workflow") <= 900  # Lambda's maximum
+def test_each_step_function_outlasts_its_longest_step(synthesized: Synthesized) -> None:
+    for function in ("workflow", "inference"):
+        steps = [state for name, state in _tasks(synthesized).items() if step_function(name) == function]
+        longest = max(state["TimeoutSeconds"] for state in steps)
+        props = synthesized.resources[synthesized.function_logical_id(function)]["Properties"]
+        assert props["Timeout"] == longest == timeout_sec(function) <= 900  # Lambda's maximum
 
 
 def test_executions_are_logged_in_full_and_traced(synthesized: Synthesized) -> None:
@@ -119,17 +126,15 @@ def _state_machine_statements(synth: Synthesized) -> list[dict[str, Any]]:
     return statements
 
 
-def test_the_state_machine_may_invoke_the_workflow_function_and_nothing_else(dev: Synthesized) -> None:
+def test_the_state_machine_may_invoke_its_step_functions_and_nothing_else(dev: Synthesized) -> None:
     statements = _state_machine_statements(dev)
     invokes = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
-    assert invokes == [
-        {
-            "Action": "lambda:InvokeFunction",
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [dev.function_logical_id("workflow"), "Arn"]},
-            "Sid": "InvokeWorkflowSteps",
-        }
-    ]
+    (invoke,) = invokes
+    assert invoke["Sid"] == "InvokeWorkflowSteps" and invoke["Action"] == "lambda:InvokeFunction"
+    assert sorted(ref["Fn::GetAtt"][0] for ref in invoke["Resource"]) == sorted(
+        [dev.function_logical_id("workflow"), dev.function_logical_id("inference")]
+    )
+    assert all(ref["Fn::GetAtt"][1] == "Arn" for ref in invoke["Resource"])
     # The rest is what logging and tracing need, on "*" because those APIs take no resource ARN.
     for statement in statements:
         if statement in invokes:

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     step_markers_table: str | None = None
     idempotency_table: str | None = None
     state_machine_arn: str | None = None
+    # Deployed API functions run embedded engines in this function (the container image) rather than in-process.
+    inference_function: str | None = None
     ledger_table: str | None = None
     bucket_name: str | None = None
 

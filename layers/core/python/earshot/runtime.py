@@ -105,8 +105,24 @@ class Runtime:
             engine = self._engines.get(key)
             if engine is None:
                 engine = _build_engine(model, role)
+                if model.provider.startswith("embedded:") and self.settings.inference_function:
+                    engine = self._remote(engine, model, role)
                 self._engines[key] = engine
             return engine
+
+    def _remote(self, local: Any, model: CatalogModel, role: str) -> Any:
+        """``local`` run by the inference function (deployed API functions: the models live in its image)."""
+        from earshot.engines.remote import RemoteQuestionEngine, RemoteTranscriptionEngine
+
+        invoker = self._lazy("inference_invoker", self._inference_invoker)
+        remote = RemoteTranscriptionEngine if role == "transcription" else RemoteQuestionEngine
+        return remote(local, sku=model.sku, role=role, invoker=invoker, blobs=self.blobs)  # type: ignore[arg-type]
+
+    def _inference_invoker(self) -> Any:
+        from earshot.adapters.aws import build_inference_invoker
+
+        assert self.settings.inference_function is not None
+        return build_inference_invoker(self.settings.inference_function)
 
     def transcription_engine(self, model: CatalogModel) -> TranscriptionEngine:
         """The speech-to-text engine serving ``model``, built on first use and kept for the process."""
