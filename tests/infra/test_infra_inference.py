@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 from infra_synth import REPO_ROOT, Synthesized
 
 from earshot.engines import remote
@@ -151,19 +152,19 @@ def _installed_bytes(distribution: str) -> int:
 
 
 def _runtime_closure(root: str = "earshot") -> set[str]:
-    """``root``'s runtime dependencies and theirs, transitively (no extras, no markers that exclude Linux)."""
+    """``root``'s runtime dependencies and theirs, transitively, as Lambda's Linux Python 3.13 would install them."""
+    lambda_environment = {"python_version": "3.13", "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
     seen: set[str] = set()
     pending = [root]
     while pending:
-        name = pending.pop()
-        for requirement in importlib.metadata.requires(name) or []:
-            spec, _, marker = requirement.partition(";")
-            if "extra ==" in marker or ("sys_platform ==" in marker and "linux" not in marker):
+        for line in importlib.metadata.requires(pending.pop()) or []:
+            requirement = Requirement(line)
+            if requirement.marker is not None and not requirement.marker.evaluate(lambda_environment):
                 continue
-            dependency = re.split(r"[\[<>=!~ (]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
-            if dependency not in seen:
-                seen.add(dependency)
-                pending.append(dependency)
+            name = requirement.name.lower().replace("_", "-")
+            if name not in seen:
+                seen.add(name)
+                pending.append(name)
     return seen
 
 
