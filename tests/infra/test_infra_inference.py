@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from packaging.requirements import Requirement
 from infra_synth import REPO_ROOT, Synthesized
+from packaging.requirements import Requirement
 
 from earshot.engines import remote
 from earshot.limits import MAX_UPLOAD_BYTES, ephemeral_storage_mb, staged_upload_bytes

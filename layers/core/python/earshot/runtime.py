@@ -124,6 +124,12 @@ class Runtime:
         assert self.settings.inference_function is not None
         return build_inference_invoker(self.settings.inference_function)
 
+    def engine_parallelism(self, model: CatalogModel) -> tuple[int, float | None]:
+        """How ``model``'s engine spreads one request: (workers, longest chunk in seconds), ``(1, None)`` when it
+        runs the audio whole."""
+        del model  # every engine runs its audio whole until the fan-out wraps it
+        return 1, None
+
     def transcription_engine(self, model: CatalogModel) -> TranscriptionEngine:
         """The speech-to-text engine serving ``model``, built on first use and kept for the process."""
         engine: TranscriptionEngine = self._engine(model, "transcription")

@@ -15,6 +15,7 @@ from typing import Any
 from earshot import errors
 from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.jobs.kinds import prepare, response_result
+from earshot.limits import MAX_TASK_AUDIO_SEC
 from earshot.metering import MeteredAudio, meter_duration
 from earshot.observability import logger
 from earshot.ports import Charge, LedgerEntry
@@ -79,6 +80,11 @@ def reserve(runtime: Runtime, state: State) -> State:
     max_seconds = prepared.plan.max_seconds
     if max_seconds is not None and seconds > max_seconds:
         raise errors.InvalidAudioError(f"the audio is {seconds:.0f} s long; at most {max_seconds:.0f} s")
+    if float(state["metered"]["seconds"]) > MAX_TASK_AUDIO_SEC:  # the documented task limit, before any debit
+        raise errors.InvalidAudioError(
+            f"the audio is {float(state['metered']['seconds']):.0f} s long; a task takes at most "
+            f"{MAX_TASK_AUDIO_SEC / 3600:.0f} hours of audio"
+        )
     model = prepared.plan.model
     entry = runtime.store.debit(
         Charge(
