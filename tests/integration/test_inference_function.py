@@ -187,3 +187,24 @@ def test_the_lambda_invoker_raises_the_functions_error_class() -> None:
 def test_settings_name_the_inference_function(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EARSHOT_INFERENCE_FUNCTION", "earshot-prod-inference")
     assert Settings().inference_function == "earshot-prod-inference"
+
+
+def test_embedded_recognisers_fan_out_with_vad_in_the_inference_function(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from earshot.fanout import ChunkedTranscriptionEngine
+
+    monkeypatch.setattr(Runtime, "_fans_out", lambda self, model, role: role == "transcription")
+    engine_runtime = get_runtime()
+    api, invoker = _deployed_api_runtime(monkeypatch, engine_runtime)
+    model = api.catalog.resolve_transcription("transcribe")
+    engine = api.transcription_engine(model)
+    assert isinstance(engine, ChunkedTranscriptionEngine)
+    assert api.engine_parallelism(model) == (10, 60.0)  # deployed: ten invocations at once, 60-s chunks
+    assert isinstance(engine._inner, RemoteTranscriptionEngine)
+    assert engine._speech_regions == engine._inner.speech_regions  # VAD runs where its model is
+    # Locally, the worker pool has a thread per CPU unless configured.
+    monkeypatch.setenv("EARSHOT_FANOUT_WORKERS", "3")
+    monkeypatch.delenv("EARSHOT_INFERENCE_FUNCTION")
+    reset_runtime()
+    assert get_runtime().engine_parallelism(model) == (3, 60.0)

@@ -249,7 +249,7 @@ def _wav(path: Path, seconds: float) -> Path:
 def test_long_audio_is_transcribed_in_parallel_chunks_and_merged_with_exact_offsets(tmp_path: Path) -> None:
     regions = _speech_every(period=20.0, speech=18.0, duration=200.0)
     inner = _ChunkEcho()
-    engine = ChunkedTranscriptionEngine(inner, workers=3, max_chunk_sec=60.0, speech_regions=lambda pcm: regions)
+    engine = ChunkedTranscriptionEngine(inner, workers=3, max_chunk_sec=60.0, speech_regions=lambda audio, pcm: regions)
 
     merged = engine.transcribe(_wav(tmp_path / "long.wav", 200.0), TranscriptionOptions(deadline_sec=60.0))
 
@@ -266,7 +266,7 @@ def test_long_audio_is_transcribed_in_parallel_chunks_and_merged_with_exact_offs
 
 def test_short_audio_goes_to_the_engine_whole(tmp_path: Path) -> None:
     inner = _ChunkEcho()
-    engine = ChunkedTranscriptionEngine(inner, workers=4, max_chunk_sec=60.0, speech_regions=lambda pcm: [])
+    engine = ChunkedTranscriptionEngine(inner, workers=4, max_chunk_sec=60.0, speech_regions=lambda audio, pcm: [])
     merged = engine.transcribe(_wav(tmp_path / "short.wav", 10.0), TranscriptionOptions())
     assert len(inner.calls) == 1 and inner.calls[0][0] == pytest.approx(10.0)
     assert merged.segments[0].start == 0.25
@@ -274,6 +274,6 @@ def test_short_audio_goes_to_the_engine_whole(tmp_path: Path) -> None:
 
 def test_silence_only_audio_needs_no_engine_call(tmp_path: Path) -> None:
     inner = _ChunkEcho()
-    engine = ChunkedTranscriptionEngine(inner, workers=4, max_chunk_sec=60.0, speech_regions=lambda pcm: [])
+    engine = ChunkedTranscriptionEngine(inner, workers=4, max_chunk_sec=60.0, speech_regions=lambda audio, pcm: [])
     merged = engine.transcribe(_wav(tmp_path / "quiet.wav", 130.0), TranscriptionOptions(language="en"))
     assert inner.calls == [] and merged.text == "" and merged.language == "en"

@@ -306,11 +306,12 @@ def join_events(
 
 
 # -- a transcription engine that fans out ----------------------------------------------------------------------------
-SpeechRegions = Callable[[Any], Sequence[Timed]]  # 16 kHz mono int16 PCM -> speech regions
+SpeechRegions = Callable[[Any, Any], Sequence[Timed]]  # (audio path, its 16 kHz mono int16 PCM) -> speech regions
 
 
-def vad_speech_regions(pcm: Any) -> Sequence[Timed]:
+def vad_speech_regions(audio: Any, pcm: Any) -> Sequence[Timed]:
     """Speech regions from the embedded voice activity detector (Silero VAD, ``earshot.engines.hearing``)."""
+    del audio
     from earshot.engines.hearing import get_ears
 
     regions: Sequence[Timed] = get_ears(sound_events=False).vad.regions(pcm)
@@ -359,7 +360,7 @@ class ChunkedTranscriptionEngine:
         if duration <= self.max_chunk_sec:
             transcript: Transcript = self._inner.transcribe(audio, options)
             return transcript
-        plan = plan_chunks(self._speech_regions(pcm), duration, max_chunk_sec=self.max_chunk_sec)
+        plan = plan_chunks(self._speech_regions(audio, pcm), duration, max_chunk_sec=self.max_chunk_sec)
         if not plan.chunks:
             return Transcript(text="", language=options.language or "", segments=[], words=[])
 

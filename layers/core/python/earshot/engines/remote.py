@@ -34,7 +34,7 @@ CALL_ENVELOPE_BYTES = 512 * 1024
 INLINE_AUDIO_LIMIT_BYTES = (INVOKE_PAYLOAD_LIMIT_BYTES - CALL_ENVELOPE_BYTES) * 3 // 4
 INFERENCE_PREFIX = "inference/"  # blobs of calls whose audio did not fit inline (expire in a day, deleted after)
 
-Op = Literal["transcribe", "ask"]
+Op = Literal["transcribe", "ask", "regions"]
 Role = Literal["transcription", "question"]
 
 
@@ -69,7 +69,7 @@ class InferenceCall:
         try:
             call = payload["call"]
             audio = payload["audio"]
-            if call["op"] not in ("transcribe", "ask") or call["role"] not in ("transcription", "question"):
+            if call["op"] not in ("transcribe", "ask", "regions") or call["role"] not in ("transcription", "question"):
                 raise ValueError(call)
             return cls(
                 op=call["op"],
@@ -135,6 +135,12 @@ class RemoteTranscriptionEngine(_Remote):
         )
         return Transcript.model_validate(answer["result"])
 
+    def speech_regions(self, audio: Path, pcm: Any = None) -> list[SpeechSpan]:
+        """Voice activity detection in the inference function (the VAD model lives in its image)."""
+        del pcm
+        answer = self._call("regions", audio, {}, deadline_sec=60.0)
+        return [SpeechSpan(float(start), float(end)) for start, end in answer["result"]]
+
 
 class RemoteQuestionEngine(_Remote):
     """``AudioQuestionEngine`` whose ``ask`` runs in the inference function."""
@@ -167,8 +173,22 @@ class RemoteQuestionEngine(_Remote):
         return GenerationResult.model_validate(answer["result"])
 
 
+@dataclass(frozen=True)
+class SpeechSpan:
+    """A speech region as the inference function reports it (seconds)."""
+
+    start: float
+    end: float
+
+
 def run_call(engine: Any, call: InferenceCall, audio: Path) -> dict[str, Any]:
     """What the inference function does with ``call``: run the local ``engine`` on ``audio``; JSON-able answer."""
+    if call.op == "regions":
+        from earshot.audio.decode import decode_to_pcm16k
+        from earshot.fanout import vad_speech_regions
+
+        found = vad_speech_regions(audio, decode_to_pcm16k(audio))
+        return {"result": [[round(region.start, 3), round(region.end, 3)] for region in found]}
     if call.op == "transcribe":
         options = TranscriptionOptions.model_validate(call.arguments.get("options") or {})
         transcript: Transcript = engine.transcribe(audio, options)

@@ -81,12 +81,24 @@ def reserve(runtime: Runtime, state: State) -> State:
     max_seconds = prepared.plan.max_seconds
     if max_seconds is not None and seconds > max_seconds:
         raise errors.InvalidAudioError(f"the audio is {seconds:.0f} s long; at most {max_seconds:.0f} s")
-    if float(state["metered"]["seconds"]) > MAX_TASK_AUDIO_SEC:  # the documented task limit, before any debit
+    measured = float(state["metered"]["seconds"])
+    if measured > MAX_TASK_AUDIO_SEC:  # the documented task limit, before any debit
         raise errors.InvalidAudioError(
-            f"the audio is {float(state['metered']['seconds']):.0f} s long; a task takes at most "
-            f"{MAX_TASK_AUDIO_SEC / 3600:.0f} hours of audio"
+            f"the audio is {measured:.0f} s long; a task takes at most {MAX_TASK_AUDIO_SEC / 3600:.0f} hours of audio"
         )
+    # Nor is anything debited for audio the engine step cannot finish in its time (it would run 15 minutes, time
+    # out and be refunded): the same prediction as a synchronous request's.
+    from earshot.services.sync_budget import needed_sec
+
     model = prepared.plan.model
+    workers, max_chunk = runtime.engine_parallelism(model)
+    needed = needed_sec(model, measured, workers=workers, max_chunk_sec=max_chunk)
+    budget = _step_deadline("run_engine")
+    if needed > budget:
+        raise errors.InvalidAudioError(
+            f"the audio is {measured:.0f} s long and {model.sku} would need about {needed:.0f} s for it; a task's "
+            f"engine step has {budget:.0f} s. Split the recording, or choose a faster model"
+        )
     entry = runtime.store.debit(
         Charge(
             request_id=state["task_id"],

@@ -41,6 +41,15 @@ def predicted_sec(audio_sec: float, rate: float, *, workers: int = 1, max_chunk_
     return rounds * (max_chunk_sec * rate + PER_CHUNK_OVERHEAD_SEC)
 
 
+def needed_sec(model: CatalogModel, audio_sec: float, *, workers: int = 1, max_chunk_sec: float | None = None) -> float:
+    """The time to allow ``model``'s engine on ``audio_sec`` of audio (the prediction with its safety factor); 0 when
+    the engine is not predicted."""
+    rate = engine_rate(model)
+    if rate is None:
+        return 0.0
+    return predicted_sec(audio_sec, rate, workers=workers, max_chunk_sec=max_chunk_sec) * SAFETY_FACTOR
+
+
 def refuse_if_cannot_finish(
     model: CatalogModel,
     audio_sec: float,
@@ -51,10 +60,7 @@ def refuse_if_cannot_finish(
 ) -> None:
     """Raise ``AudioTooLongForSyncError`` (before any charge) when ``model`` cannot process ``audio_sec`` of audio in
     the ``remaining_sec`` the request has left."""
-    rate = engine_rate(model)
-    if rate is None:
-        return
-    needed = predicted_sec(audio_sec, rate, workers=workers, max_chunk_sec=max_chunk_sec) * SAFETY_FACTOR
+    needed = needed_sec(model, audio_sec, workers=workers, max_chunk_sec=max_chunk_sec)
     if needed <= remaining_sec:
         return
     raise AudioTooLongForSyncError(
