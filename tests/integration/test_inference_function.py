@@ -196,7 +196,7 @@ def test_embedded_recognisers_fan_out_with_vad_in_the_inference_function(
 
     monkeypatch.setattr(Runtime, "_fans_out", lambda self, model, role: role == "transcription")
     engine_runtime = get_runtime()
-    api, invoker = _deployed_api_runtime(monkeypatch, engine_runtime)
+    api, _invoker = _deployed_api_runtime(monkeypatch, engine_runtime)
     model = api.catalog.resolve_transcription("transcribe")
     engine = api.transcription_engine(model)
     assert isinstance(engine, ChunkedTranscriptionEngine)
