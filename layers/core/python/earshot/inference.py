@@ -20,7 +20,7 @@ from typing import Any
 from earshot.engines.remote import InferenceCall, decoded_inline, run_call
 from earshot.errors import InvalidRequestError, NotFoundError
 from earshot.runtime import Runtime
-from earshot.services.audio_input import staged_audio
+from earshot.services.audio_input import staged_audio, staged_blob
 
 # The workflow steps the state machine sends to the inference function instead of the workflow function.
 ENGINE_STEPS = ("run_engine",)
@@ -42,8 +42,11 @@ def handle_inference(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
     if model is None or not model.provider.startswith("embedded:"):
         raise NotFoundError(f"no embedded model {call.sku!r} in this deployment's catalog")
     engine = runtime.transcription_engine(model) if call.role == "transcription" else runtime.question_engine(model)
-    data = runtime.blobs.get(call.audio["blob_key"]) if "blob_key" in call.audio else decoded_inline(call.audio)
-    with staged_audio(data, call.audio.get("filename", "")) as path:
+    filename = call.audio.get("filename", "")
+    if "blob_key" in call.audio:
+        with staged_blob(runtime.blobs, call.audio["blob_key"], filename) as path:
+            return run_call(engine, call, path)
+    with staged_audio(decoded_inline(call.audio), filename) as path:
         return run_call(engine, call, path)
 
 

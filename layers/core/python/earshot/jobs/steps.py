@@ -21,7 +21,7 @@ from earshot.metering import MeteredAudio, meter_duration
 from earshot.observability import logger
 from earshot.ports import Charge, LedgerEntry
 from earshot.runtime import Runtime
-from earshot.services.audio_input import staged_audio
+from earshot.services.audio_input import staged_blob
 from earshot.services.metered import Metered
 from earshot.workflow import WORKFLOW
 
@@ -41,8 +41,9 @@ def _progress(runtime: Runtime, state: State, progress: int, **data: Any) -> Non
     runtime.tasks.append_event(task_id, type="progress", data={"status": "processing", "progress": progress, **data})
 
 
-def _audio_bytes(runtime: Runtime, state: State) -> bytes:
-    return runtime.blobs.get(state["source"]["blob_key"])
+def _staged_input(runtime: Runtime, state: State) -> Any:
+    """The task's audio streamed to /tmp (up to an upload's 500 MiB, never whole in memory)."""
+    return staged_blob(runtime.blobs, state["source"]["blob_key"], state["source"].get("filename", ""))
 
 
 def resolve_input(runtime: Runtime, state: State) -> State:
@@ -60,7 +61,7 @@ def resolve_input(runtime: Runtime, state: State) -> State:
 
 
 def meter(runtime: Runtime, state: State) -> State:
-    with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
+    with _staged_input(runtime, state) as path:
         metered = meter_duration(path, ffprobe=runtime.ffprobe)
     _progress(runtime, state, 25, duration_sec=round(metered.seconds, 3))
     return {**state, "metered": metered.__dict__}
@@ -118,7 +119,7 @@ def run_engine(runtime: Runtime, state: State) -> State:
     prepared = prepare(runtime, state["kind"], state["options"], deadline_sec=_step_deadline("run_engine"))
     metered = MeteredAudio(**state["metered"])
     seconds, source = _billed(state)
-    with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
+    with _staged_input(runtime, state) as path:
         try:
             with decode_budget(metered.seconds):  # the engine never hears more than was metered
                 result = prepared.plan.work(path, metered)
