@@ -170,7 +170,8 @@ def render(results: dict[str, Any]) -> list[str]:
         "Method: `bench/fanout.py`. Real read speech (LibriVox clips from pocketsphinx-testdata, 0.6 s of silence",
         f"between clips). Per-chunk engine time: the catalog's `transcribe` engine ({chunk['sku']}) on one warm",
         "60-s chunk, CPU seconds (steady on a shared machine) and wall. The deployed figure is modelled from it:",
-        f"{model['chunks']} chunks of 60 s, ten inference invocations at once ({model['rounds']} round), each on 2 vCPUs",
+        f"{model['chunks']} chunks of 60 s, ten inference invocations at once ({model['rounds']} round),"
+        " each on 2 vCPUs",
         f"(3,538 MB) at the measured 83 % two-thread efficiency: {model['chunk_wall_sec']} s per chunk, plus",
         f"{PER_CHUNK_OVERHEAD_SEC} s per chunk (invoke, inline audio) and {PER_REQUEST_OVERHEAD_SEC} s per request",
         f"(decode, VAD); a cold start adds ~{COLD_START_SEC:.0f} s. Locally the same plan runs on a pool of",
@@ -178,11 +179,13 @@ def render(results: dict[str, Any]) -> list[str]:
         "",
         "| what | figure |",
         "|---|---|",
-        f"| per-chunk engine, 60 s of speech | {chunk['cpu_sec']} CPU-s, {chunk['wall_sec']} s wall (load {chunk['load']}) |",
+        f"| per-chunk engine, 60 s of speech | {chunk['cpu_sec']} CPU-s, {chunk['wall_sec']} s wall"
+        f" (load {chunk['load']}) |",
         f"| modelled 10-minute sync, warm | {model['warm_sec']} s |",
         f"| modelled 10-minute sync, cold | {model['cold_sec']} s (target ≤ {TARGET_SEC:.0f} s: {verdict}) |",
         f"| local pool, {pool['audio_sec']:.0f} s in {pool['chunks']} chunks, {pool['workers']} workers | "
-        f"{pool['wall_sec']} s wall vs {pool['serial_sec']} s one at a time ({pool['speedup']}x; load {pool['load']}) |",
+        f"{pool['wall_sec']} s wall vs {pool['serial_sec']} s one at a time"
+        f" ({pool['speedup']}x; load {pool['load']}) |",
         "",
         "Locally a 10-minute recording needs the same CPU time on 2 cores, so the sync route predicts it",
         "(`earshot/services/sync_budget.py`) and refuses it before any charge with `413 audio_too_long_for_sync`",
