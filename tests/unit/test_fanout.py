@@ -206,11 +206,13 @@ class _ChunkEcho:
     """A stand-in engine: one segment covering the audio it was given, in the language it is told (or 'de' for the
     third chunk it sees, as a confused detector would)."""
 
-    def __init__(self) -> None:
+    def __init__(self, together: int = 1) -> None:
         self.calls: list[tuple[float, str | None]] = []
         self.lock = threading.Lock()
         self.running = 0
         self.peak = 0
+        # The first ``together`` calls wait for each other: they only all get through if they run at once.
+        self.barrier = threading.Barrier(together, timeout=30) if together > 1 else None
 
     def check(self, options: object) -> None:
         return None
@@ -225,6 +227,8 @@ class _ChunkEcho:
             self.peak = max(self.peak, self.running)
             self.calls.append((seconds, options.language))
             index = len(self.calls)
+        if self.barrier is not None and index <= self.barrier.parties:
+            self.barrier.wait()
         time.sleep(0.02)
         with self.lock:
             self.running -= 1
@@ -248,13 +252,13 @@ def _wav(path: Path, seconds: float) -> Path:
 
 def test_long_audio_is_transcribed_in_parallel_chunks_and_merged_with_exact_offsets(tmp_path: Path) -> None:
     regions = _speech_every(period=20.0, speech=18.0, duration=200.0)
-    inner = _ChunkEcho()
+    inner = _ChunkEcho(together=3)
     engine = ChunkedTranscriptionEngine(inner, workers=3, max_chunk_sec=60.0, speech_regions=lambda audio, pcm: regions)
 
     merged = engine.transcribe(_wav(tmp_path / "long.wav", 200.0), TranscriptionOptions(deadline_sec=60.0))
 
     plan = plan_chunks(regions, 200.0, max_chunk_sec=60.0)
-    assert inner.peak == 3  # the worker pool ran chunks side by side
+    assert inner.peak == 3  # the worker pool ran three chunks side by side (the barrier proves it)
     assert len(merged.segments) == len(plan.chunks)
     for segment, chunk in zip(merged.segments, plan.chunks, strict=True):
         assert segment.start == pytest.approx(chunk.start + 0.25)
