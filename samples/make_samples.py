@@ -1,8 +1,9 @@
 """``make sample``: a short real speech clip and the JSON request bodies the README's examples send.
 
 The speech is five LibriVox sentences from Debian's pocketsphinx-testdata (read from /usr/share, never
-committed), joined into one 16 kHz mono WAV of about 25 s. The JSON bodies embed it as base64, so that
-curl reads them with ``--data @file`` instead of an argument list too long for the shell.
+committed), joined into one 16 kHz mono WAV of about 25 s, and the shortest of them alone (samples/short.wav,
+3 s). The JSON bodies embed the short one as base64, so that curl reads them with ``--data @file`` instead of
+an argument list too long for the shell.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def main() -> int:
                 if index == 0:
                     out.setparams(source.getparams())
                 out.writeframes(source.readframes(source.getnframes()))
-    data_url = "data:audio/wav;base64," + base64.b64encode(speech.read_bytes()).decode()
+    short = HERE / "short.wav"
+    short.write_bytes(clips[1].read_bytes())  # "he was not an ill disposed young man"
+    data_url = "data:audio/wav;base64," + base64.b64encode(short.read_bytes()).decode()
     bodies = {
         "understanding.json": {"audio": data_url, "prompt": "What is said, and how does it sound?", "sync": True},
         "extract.json": {
@@ -48,7 +51,7 @@ def main() -> int:
     }
     for name, body in bodies.items():
         (HERE / name).write_text(json.dumps(body))
-    print(f"wrote {speech.relative_to(HERE.parent)} and {', '.join(bodies)} in samples/")
+    print(f"wrote speech.wav, short.wav, {', '.join(bodies)} in samples/")
     return 0
 
 
