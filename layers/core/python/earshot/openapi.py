@@ -59,6 +59,8 @@ def _operation(route: Route) -> dict[str, Any]:
             ok["content"][content_type] = {"schema": {"type": "string"}}
     else:
         ok["content"] = {"application/json": {"schema": {"type": "object"}}}
+    if route.examples is not None:
+        _add_examples(operation, ok, route)
     operation["responses"] = {"200": ok}
     for status in route.error_statuses:
         operation["responses"][str(status)] = {
@@ -66,6 +68,18 @@ def _operation(route: Route) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(ErrorEnvelope)}},
         }
     return operation
+
+
+def _add_examples(operation: dict[str, Any], ok: dict[str, Any], route: Route) -> None:
+    """The route's example request and answer on its first request and response media types."""
+    assert route.examples is not None
+    if route.examples.request is not None and "requestBody" in operation:
+        operation["requestBody"]["content"][route.request_content_type]["example"] = route.examples.request
+    if route.examples.response is not None:
+        if not route.responses and route.response_content_types[0] != "application/json":
+            ok["content"] = {route.response_content_types[0]: {"schema": {"type": "string"}}}
+        first = next(iter(ok["content"].values()))
+        first["example"] = route.examples.response
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from earshot import schemas
+from earshot import examples, schemas
+from earshot.http.contracts import ContractName
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class Route:
     responses: tuple[type[BaseModel], ...] = ()  # the 200 body: one of these
     response_content_types: tuple[str, ...] = ("application/json",)
     error_statuses: tuple[int, ...] = (400, 401)
+    examples: examples.RouteExamples | None = None  # a request and its 200 answer, shown in the OpenAPI document
+    errors: ContractName = "openai"  # the error contract (earshot.http.contracts) this route answers in
+    # A larger body than the server's inline limit (the local server honours it; API Gateway caps every body at 10 MB).
+    max_body_bytes: int | None = None
 
     @property
     def operation_id(self) -> str:
@@ -34,6 +39,8 @@ class Route:
 
 
 _TRANSCRIPTION_ERRORS = (400, 401, 402, 404, 413, 502, 504)
+# extract-audio takes up to 100 MB of audio as base64 inside its JSON body: 4/3 of that, plus the other fields.
+_EXTRACT_BODY_BYTES = (100 * 1024 * 1024 + 2) // 3 * 4 + 1024 * 1024
 _TEXT_FORMATS = ("application/json", "text/plain", "application/x-subrip", "text/vtt")
 
 ROUTES: tuple[Route, ...] = (
@@ -42,6 +49,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/audio/transcriptions",
         function="transcriptions",
         endpoint="earshot.api.transcriptions:create_transcription",
+        examples=examples.TRANSCRIPTION,
         summary="Transcribe audio (OpenAI Whisper API compatible).",
         request_model=schemas.TranscriptionForm,
         request_content_type="multipart/form-data",
@@ -54,6 +62,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/audio/translations",
         function="transcriptions",
         endpoint="earshot.api.transcriptions:create_translation",
+        examples=examples.TRANSCRIPTION,
         summary="Transcribe audio into English text (OpenAI translations compatible).",
         request_model=schemas.TranscriptionForm,
         request_content_type="multipart/form-data",
@@ -66,18 +75,21 @@ ROUTES: tuple[Route, ...] = (
         "/api/v2/Audio/transcribe",
         function="transcriptions",
         endpoint="earshot.api.v2_transcribe:create_v2_transcription",
+        examples=examples.V2_TRANSCRIBE,
         summary="Transcribe audio or video (v2 shape); errors in ?culture=en|es.",
         request_model=schemas.V2TranscribeForm,
         request_content_type="multipart/form-data",
         query_model=schemas.CultureQuery,
         responses=(schemas.V2TranscribeResponse,),
-        error_statuses=_TRANSCRIPTION_ERRORS,
+        error_statuses=(400, 401, 403, 404, 429, 500),
+        errors="v2",
     ),
     Route(
         "POST",
         "/v1/audio/understand",
         function="understand",
         endpoint="earshot.api.understand:create_understanding",
+        examples=examples.UNDERSTAND,
         summary="Ask a question about how the audio sounds (tone, music, effects, language).",
         request_model=schemas.UnderstandForm,
         request_content_type="multipart/form-data",
@@ -89,25 +101,31 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/extract-audio",
         function="extract",
         endpoint="earshot.api.extract:create_extraction",
+        examples=examples.EXTRACT,
         summary="Extract structured data from audio by URL or base64 (10 credits + 2 per started minute).",
         request_model=schemas.ExtractRequest,
         responses=(schemas.ExtractResponse,),
-        error_statuses=(400, 401, 402, 404, 413, 422, 429, 502, 504),
+        error_statuses=(400, 401, 429, 500),
+        errors="extract-audio",
+        max_body_bytes=_EXTRACT_BODY_BYTES,
     ),
     Route(
         "GET",
         "/api/v1/extract-audio",
         function="extract",
         endpoint="earshot.api.extract:list_formats",
+        examples=examples.EXTRACT_FORMATS,
         summary="Supported formats and limits of extract-audio.",
         responses=(schemas.ExtractFormats,),
         error_statuses=(401,),
+        errors="extract-audio",
     ),
     Route(
         "POST",
         "/v1/audio/understanding",
         function="understanding",
         endpoint="earshot.api.understanding:create_llm_task",
+        examples=examples.UNDERSTANDING,
         summary="Audio understanding as a task (async by default); results[0] is an OpenAI ChatCompletion.",
         request_model=schemas.UnderstandingRequest,
         responses=(schemas.TaskOut,),
@@ -118,6 +136,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/tasks/{task_id}",
         function="tasks",
         endpoint="earshot.api.tasks:get_task",
+        examples=examples.TASK,
         summary="A task (owner only); ?wait=N long-polls up to N seconds (at most 25) for a final status.",
         query_model=schemas.TaskWaitQuery,
         responses=(schemas.TaskOut,),
@@ -128,6 +147,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/tasks/{task_id}/events",
         function="tasks",
         endpoint="earshot.api.tasks:task_events",
+        examples=examples.TASK_EVENTS,
         summary="Server-Sent Events of a task's progress and status; resumable with Last-Event-ID.",
         response_content_types=("text/event-stream",),
         error_statuses=(401, 404),
@@ -137,6 +157,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/tasks/{task_id}",
         function="tasks",
         endpoint="earshot.api.tasks:delete_task",
+        examples=examples.TASK_DELETE,
         summary="Delete a task, its audio and its result.",
         error_statuses=(401, 404),
     ),
@@ -145,6 +166,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/uploads",
         function="uploads",
         endpoint="earshot.api.uploads:create_upload_url",
+        examples=examples.UPLOAD,
         summary="A presigned upload (up to 500 MB) for audio above the inline limit; returns a file_id.",
         request_model=schemas.UploadRequestBody,
         error_statuses=(400, 401, 404, 429),
@@ -154,6 +176,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/models",
         function="models",
         endpoint="earshot.api.models:list_models",
+        examples=examples.MODELS,
         summary="The model catalog, OpenAI models-list shaped.",
         responses=(schemas.ModelList,),
         error_statuses=(401,),
@@ -163,6 +186,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/credits/balance",
         function="account",
         endpoint="earshot.api.account:get_balance",
+        examples=examples.BALANCE,
         summary="The caller's prepaid balance.",
         responses=(schemas.CreditBalance,),
         error_statuses=(401,),
@@ -172,6 +196,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/usage",
         function="account",
         endpoint="earshot.api.account:list_usage",
+        examples=examples.USAGE,
         summary="The caller's ledger, newest first.",
         query_model=schemas.UsageQuery,
         responses=(schemas.UsageList,),
@@ -181,6 +206,7 @@ ROUTES: tuple[Route, ...] = (
         "/openapi.json",
         function="openapi",
         endpoint="earshot.api.openapi:get_openapi",
+        examples=examples.OPENAPI,
         summary="This API's OpenAPI 3.1 document.",
         auth=False,
         error_statuses=(),

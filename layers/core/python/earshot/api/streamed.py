@@ -22,7 +22,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Response
 from earshot.engines.base import Segment, Transcript
 from earshot.errors import EarshotError, InternalError
 from earshot.http.billing import billing_block
-from earshot.http.envelope import error_body
+from earshot.http.contracts.openai import body as error_body
 from earshot.http.request import ApiRequest
 from earshot.http.streaming import sse, sse_comment, stream_response
 from earshot.jobs.kinds import prepare
