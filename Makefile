@@ -21,7 +21,7 @@ PORT ?= 8080
 DATA_DIR ?= .earshot
 STAGE ?= dev
 
-.PHONY: help setup serve test test-unit test-integration test-e2e lint format typecheck bench clean
+.PHONY: help setup serve test test-unit test-integration test-e2e lint format typecheck bench bench-peer clean
 
 help:
 	@echo "make serve | test | lint | typecheck | bench | synth STAGE=dev | deploy STAGE=dev | destroy STAGE=dev"
@@ -79,8 +79,25 @@ typecheck: setup
 bench: setup
 	$(BIN)/python -m bench
 
+# The LiteLLM proxy in its own venv, for `make bench-peer` only (never part of `make test`). `litellm[proxy]` does not
+# resolve on every index (two of its pins may be absent), so the proxy's runtime dependencies are listed here.
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
+PEER_PACKAGES := litellm==1.110.2 uvicorn==0.54.0 uvloop==0.23.0 fastapi==0.165.0 starlette==1.10.0 backoff==2.2.1 \
+	orjson==3.13.0 PyYAML==6.0.4 APScheduler==3.11.3 PyJWT==2.15.1 python-multipart==0.0.34 cryptography==50.0.2 \
+	PyNaCl==1.6.2 websockets==15.0.1 fastapi-sso==0.23.0 rq==2.12.0 semver==3.1.2 Expression==5.8.0 mcp==2.3.0 \
+	soundfile==0.14.0
+
+$(PEER_STAMP): Makefile
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet $(PEER_PACKAGES)
+	touch $@
+
+bench-peer: setup $(PEER_STAMP)
+	$(BIN)/python -m bench.peer
+
 clean:
-	rm -rf $(VENV) layers/ffprobe/bin cdk.out .pytest_cache build node_modules
+	rm -rf $(VENV) $(PEER_VENV) layers/ffprobe/bin cdk.out .pytest_cache build node_modules
 
 # --- AWS deployment per stage (infra/, CDK) ------------------------------------------------------------------
 # `make synth STAGE=dev` needs neither AWS credentials nor Docker: it builds the Lambda layers into build/layers/

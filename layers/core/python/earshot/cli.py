@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(
         f"Earshot listening on http://{args.host}:{server.server_port} (data: {runtime.settings.data_dir})", flush=True
     )
+    # SIGTERM (docker stop, systemd, a process manager) stops like Ctrl-C: no new connections, and
+    # server_close() waits for the requests in flight to be answered.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -90,6 +94,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
