@@ -156,7 +156,14 @@ def _start_litellm(upstream: str, directory: Path) -> Server:
         f"      api_base: {upstream}\n      api_key: sk-bench\n    model_info:\n      mode: audio_transcription\n"
     )
     port = _free_port()
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "PYTHONWARNINGS": "ignore"}
+    master = "sk-" + os.urandom(32).hex()  # no database: the master key is the one key, checked per request
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_MASTER_KEY": master,
+        "LITELLM_LOG": "ERROR",
+        "PYTHONWARNINGS": "ignore",
+    }
     env.pop("DATABASE_URL", None)
     log = (directory / "litellm.log").open("wb")
     process = subprocess.Popen(
@@ -167,7 +174,7 @@ def _start_litellm(upstream: str, directory: Path) -> Server:
         cwd=directory,
     )
     _wait(f"http://127.0.0.1:{port}/health/liveliness", timeout=240)
-    return Server("litellm", process, f"http://127.0.0.1:{port}/v1", {"Authorization": "Bearer sk-anything"})
+    return Server("litellm", process, f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {master}"})
 
 
 def _send(client: httpx.Client, server: Server, audio: bytes) -> float:
