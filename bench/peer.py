@@ -50,7 +50,8 @@ def _audio(size: int, directory: Path) -> bytes:
 
     seconds = size * 8 / 128_000
     path = write_audio(directory / f"{size}.mp3", fmt="mp3", seconds=seconds, kind="noise", sample_rate=44100)
-    return path.read_bytes()
+    data: bytes = path.read_bytes()
+    return data
 
 
 def _free_port() -> int:
@@ -310,3 +311,7 @@ if __name__ == "__main__":
     out = Path(os.environ.get("BENCH_PEER_JSON", REPO / "build" / "bench-peer.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
+    from bench.peer_report import write
+
+    method = __doc__.split("Method\n------\n", 1)[1] if __doc__ else ""
+    print(write(results, method="Method:\n\n" + method, path=REPO / "docs" / "benchmarks.md"))
