@@ -54,7 +54,7 @@ def test_malformed_bodies_are_invalid_requests(body: bytes, content_type: str) -
 
 def test_a_preamble_transport_padding_and_a_part_content_type_charset_are_honoured() -> None:
     body = (
-        b"preamble to ignore\r\n--XyZ  \r\nContent-Disposition: form-data; name=\"prompt\"\r\n"
+        b'preamble to ignore\r\n--XyZ  \r\nContent-Disposition: form-data; name="prompt"\r\n'
         b"Content-Type: text/plain; charset=latin-1\r\n\r\ncaf\xe9\r\n--XyZ--\r\nepilogue"
     )
     assert parse_multipart(body, CT).first("prompt") == "café"
