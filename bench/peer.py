@@ -11,7 +11,7 @@ Method
   upstream directly and through each proxy, interleaved round by round (the order rotates each round), sequential
   and at concurrency 8. Added latency = a proxy's latency minus the direct call's in the same round.
 * CPU: each server process's utime+stime (from /proc) over a phase, per request. Peak memory: the process's
-  VmHWM growth over the phase (reset with /proc/PID/clear_refs), per request in flight.
+  resident high-water mark during the phase (VmHWM, reset with /proc/PID/clear_refs at the phase's start).
 * Every figure is reported as Earshot / LiteLLM, with the spread across repetitions (min..max of the per-repetition
   ratios). Small-file throughput: 100 KiB requests at concurrency 8, requests per second, ratio.
 """
@@ -208,7 +208,9 @@ def _run_phase(servers: dict[str, Server], audio: bytes, *, rounds: int, concurr
     phase = Phase()
     clients = {name: httpx.Client(timeout=120, limits=httpx.Limits(max_connections=concurrency)) for name in servers}
     cpu_before = {n: s.cpu_seconds() for n, s in servers.items() if n != "direct"}
-    base = {n: s.reset_peak() for n, s in servers.items() if n != "direct"}
+    for name, server in servers.items():
+        if name != "direct":
+            server.reset_peak()
     order = list(TARGETS)
     with ThreadPoolExecutor(concurrency) as pool:
         for index in range(rounds):
@@ -219,7 +221,7 @@ def _run_phase(servers: dict[str, Server], audio: bytes, *, rounds: int, concurr
     phase.requests = rounds * concurrency
     for name in cpu_before:
         phase.cpu[name] = (servers[name].cpu_seconds() - cpu_before[name]) / phase.requests
-        phase.peak[name] = max(0, servers[name].peak() - base[name]) // concurrency
+        phase.peak[name] = servers[name].peak()
     for client in clients.values():
         client.close()
     return phase

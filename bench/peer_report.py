@@ -39,14 +39,14 @@ def render(results: dict[str, Any], *, method: str) -> str:
         "Each cell: Earshot / LiteLLM, median of the repetitions (min..max). Lower is better; targets: added",
         "latency ≤ 0.5x at p50 and ≤ 0.7x at p99, peak memory ≤ 1x; a verdict uses the worst repetition.",
         "",
-        "| upload | mode | added p50 | added p95 | added p99 | CPU / request | peak memory / request |",
+        "| upload | mode | added p50 | added p95 | added p99 | CPU / request | peak RSS |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
         ratios = row["ratios"]
         cells = [f"{_spread(ratios[key])}{_verdict(ratios[key], _TARGETS[key])}" for key in _TARGETS]
         lines.append(f"| {row['size_mib']} MiB | {row['mode']} | " + " | ".join(cells) + " |")
-    lines += ["", "Absolute figures (medians over repetitions; added latency in ms, CPU in ms, peak in MiB):", ""]
+    lines += ["", "Absolute figures (medians over repetitions; added latency in ms, CPU in ms, peak RSS in MiB):", ""]
     lines += ["| upload | mode | Earshot p50 / p99 | LiteLLM p50 / p99 | Earshot CPU | LiteLLM CPU | Earshot peak |"]
     lines += ["|---|---|---|---|---|---|---|"]
     for row in results["rows"]:

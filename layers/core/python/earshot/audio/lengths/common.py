@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from earshot.errors import InvalidAudioError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,11 @@ def walk_length(path: Path, *, container: str, codec: str, sample_rate: int) -> 
         except ValueError:  # an empty file cannot be mapped
             raise InvalidAudioError("The audio file is empty.", param="file") from None
         with data:
-            length = walker(data, codec, sample_rate)
+            try:
+                length = walker(data, codec, sample_rate)
+            except Exception:  # a damaged file the walker misreads: ffprobe counts its packets instead
+                logger.warning("frame walk failed; counting packets", extra={"container": container, "codec": codec})
+                return None
     if length is not None and length.samples <= 0:
         raise InvalidAudioError("The audio stream is empty or truncated: no complete frame decodes.", param="file")
     return length
