@@ -44,7 +44,7 @@ def _boundary(content_type: str) -> bytes:
 def _is_closed(body: bytes, boundary: bytes) -> bool:
     """Whether the body holds the close delimiter (``--boundary--``, RFC 2046 5.1.1) at the start of a line."""
     close = b"--" + boundary + b"--"
-    return body.startswith(close) or body.find(b"\r\n" + close) >= 0
+    return body.startswith(close) or body.rfind(b"\r\n" + close) >= 0  # from the end: it is there, if anywhere
 
 
 def is_multipart(content_type: str) -> bool:
