@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench import handler, metering
+from bench import fanout, handler, metering
 from bench.peer_report import PEER_HEADING
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,6 +116,8 @@ def render(results: dict[str, Any]) -> str:
             f" {row['ratio_to_upload']} |"
             f" ≤ 3x ({_verdict(row['ratio_to_upload'] <= TARGETS['rss_ratio'])}) |"
         )
+    if "fanout" in results:
+        lines += fanout.render(results["fanout"])
     return "\n".join(lines) + "\n"
 
 
@@ -125,6 +127,7 @@ def main() -> None:
         "metering": metering.main(),
         "cold_imports": handler.cold_imports(),
         "peak_rss": handler.peak_rss(),
+        "fanout": fanout.main(),
     }
     text = render(results)
     target = REPO / "docs" / "benchmarks.md"
