@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from earshot import errors
+from earshot.audio.budget import current_budget
 from earshot.engines.base import Transcript, TranscriptionOptions
 from earshot.engines.providers import GenerationResult
 from earshot.ports import BlobStore
@@ -57,10 +58,17 @@ class InferenceCall:
     role: Role
     arguments: dict[str, Any]  # the op's keyword arguments (options, question, ...), JSON-able
     audio: dict[str, str]  # {"inline": base64} or {"blob_key": key}; plus "filename"
+    budget_sec: float | None = None  # the metered length: the function's decoders stop there too
 
     def to_payload(self) -> dict[str, Any]:
         return {
-            "call": {"op": self.op, "sku": self.sku, "role": self.role, "arguments": self.arguments},
+            "call": {
+                "op": self.op,
+                "sku": self.sku,
+                "role": self.role,
+                "arguments": self.arguments,
+                "budget_sec": self.budget_sec,
+            },
             "audio": self.audio,
         }
 
@@ -77,6 +85,7 @@ class InferenceCall:
                 role=call["role"],
                 arguments=dict(call["arguments"]),
                 audio={str(k): str(v) for k, v in audio.items()},
+                budget_sec=float(call["budget_sec"]) if call.get("budget_sec") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.InvalidRequestError(f"not an inference call: {exc!r}") from None
@@ -117,7 +126,14 @@ class _Remote:
 
     def _call(self, op: Op, audio: Path, arguments: dict[str, Any], *, deadline_sec: float | None) -> dict[str, Any]:
         with audio_reference(self._blobs, audio) as reference:
-            call = InferenceCall(op=op, sku=self._sku, role=self._role, arguments=arguments, audio=reference)
+            call = InferenceCall(
+                op=op,
+                sku=self._sku,
+                role=self._role,
+                arguments=arguments,
+                audio=reference,
+                budget_sec=current_budget(),
+            )
             # The function itself honours the deadline; the invoke waits a little longer for its answer.
             timeout = (deadline_sec or 900.0) + 5.0
             return self._invoker.invoke(call.to_payload(), timeout_sec=timeout)
