@@ -137,14 +137,22 @@ def test_setting_processing_again_is_allowed_for_a_retried_step(task_store: Task
     assert (again.status, again.progress) == ("processing", 30)
 
 
-@pytest.mark.parametrize("target", ["completed", "failed"])
-def test_a_pending_task_cannot_skip_processing(task_store: TaskStoreWithMarkers, target: Any) -> None:
+def test_a_pending_task_cannot_complete_without_processing(task_store: TaskStoreWithMarkers) -> None:
     task = _task(task_store)
 
     with pytest.raises(TaskTransitionError):
-        task_store.update_task(task.id, status=target)
+        task_store.update_task(task.id, status="completed")
 
     assert task_store.get_task(task.id) == task
+
+
+def test_a_pending_task_can_fail_before_it_starts(task_store: TaskStoreWithMarkers) -> None:
+    task = _task(task_store)
+
+    failed = task_store.update_task(task.id, status="failed", error={"code": "invalid_request", "message": "x"})
+
+    assert (failed.status, failed.error) == ("failed", {"code": "invalid_request", "message": "x"})
+    assert task_store.get_task(task.id) == failed
 
 
 @pytest.mark.parametrize("final", ["completed", "failed"])

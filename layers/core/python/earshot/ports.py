@@ -193,10 +193,11 @@ class BlobStore(Protocol):
 
 TaskStatus = Literal["pending", "processing", "completed", "failed"]
 FINAL_TASK_STATUSES: frozenset[str] = frozenset({"completed", "failed"})
-# The only moves a task makes: pending → processing → completed | failed. Staying in a non-final
-# state is allowed (a progress update, or a retried step that sets ``processing`` again).
+# The only moves a task makes: pending → processing → completed, and failed from any non-final
+# state (a task can fail before it starts processing: an unfetchable URL, a refused charge). Staying
+# in a non-final state is allowed (a progress update, or a retried step that sets ``processing`` again).
 TASK_TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "pending": frozenset({"pending", "processing"}),
+    "pending": frozenset({"pending", "processing", "failed"}),
     "processing": frozenset({"processing", "completed", "failed"}),
     "completed": frozenset(),
     "failed": frozenset(),
@@ -304,8 +305,8 @@ class TaskStore(Protocol):
     ) -> Task:
         """Change the given fields (None leaves one as it is) and return the updated task.
 
-        Conditional on the status rules (``TASK_TRANSITIONS``): pending → processing → completed |
-        failed, checked and written atomically. A final task is never changed again. Reaching
+        Conditional on the status rules (``TASK_TRANSITIONS``): pending → processing → completed, and
+        failed from pending or processing, checked and written atomically. A final task is never changed again. Reaching
         ``completed`` sets ``progress`` to 100 unless given.
 
         Raises

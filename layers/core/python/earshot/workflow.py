@@ -27,6 +27,7 @@ completes it, so only ``deliver_webhook`` can fail after that): it then refunds 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -326,6 +327,9 @@ class LocalRunner:
         A callable for every step of the workflow and for ``refund_and_fail``.
     sleep, rand
         Injectable for tests: the wait between attempts, and the uniform [0, 1) source of jitter.
+    slot
+        Entered around each step attempt (not around the waits between attempts): a worker limit that a
+        task waiting to retry does not hold.
     """
 
     def __init__(
@@ -336,6 +340,7 @@ class LocalRunner:
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         enforce_timeouts: bool = True,
+        slot: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         missing = [step.name for step in workflow.all_steps if step.name not in steps]
         if missing:
@@ -345,6 +350,7 @@ class LocalRunner:
         self._sleep = sleep
         self._rand = rand
         self._enforce_timeouts = enforce_timeouts
+        self._slot = slot
 
     def run(self, state: State) -> RunResult:
         """Execute the workflow on ``state``.
@@ -376,7 +382,8 @@ class LocalRunner:
             record = Attempt(step=step.name, attempt=attempt, slept_sec=slept)
             history.append(record)
             try:
-                return self._call(step, state)
+                with self._slot():
+                    return self._call(step, state)
             except Exception as exc:
                 name = error_name(exc)
                 record.error = name

@@ -10,6 +10,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.engines.providers import GenerationResult
+from earshot.errors import error_for_code
 from earshot.http.app import json_response
 from earshot.http.billing import billing_block
 from earshot.http.request import ApiRequest
@@ -60,6 +61,13 @@ def create_llm_task(request: ApiRequest) -> Response[str]:
     task = runtime.tasks.get_task(json.loads(str(submitted.body))["id"])
     assert task is not None
     task = wait_for_final(runtime, task, request.deadline_sec(default=25.0, reserve=2.0))
+    if task.status == "failed":  # a sync caller gets the task's error, as the sync routes answer theirs
+        failure = task.error or {}
+        raise error_for_code(
+            str(failure.get("code", "internal_error")),
+            str(failure.get("message", "the task failed")),
+            param=failure.get("param"),
+        )
     document = task_document(runtime, task)
     if body.stream and task.status == "completed" and document["results"]:
         chunk = completion_chunk(document["results"][0])

@@ -17,7 +17,7 @@ from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.jobs.kinds import prepare, response_result
 from earshot.metering import MeteredAudio, meter_duration
 from earshot.observability import logger
-from earshot.ports import Charge, LedgerEntry
+from earshot.ports import FINAL_TASK_STATUSES, Charge, LedgerEntry
 from earshot.runtime import Runtime
 from earshot.services.audio_input import staged_audio
 from earshot.services.metered import Metered
@@ -202,16 +202,34 @@ def _error_of(state: State) -> dict[str, Any]:
 
 
 def refund_and_fail(runtime: Runtime, state: State) -> State:
-    """Give back what was taken and fail the task; a task that already completed keeps its result."""
+    """Fail the task and give back what was taken, from any step; a task that already completed keeps its result.
+
+    The task is failed first and refunded second: a task that completed meanwhile (a timed-out attempt
+    that ran on) refuses the move and keeps its charge with its result. Both moves are idempotent, so
+    a retry of this step after a partial run finishes the job.
+    """
     task_id = state["task_id"]
+    error = _error_of(state)
     task = runtime.tasks.get_task(task_id)
+    if task is not None and task.status not in FINAL_TASK_STATUSES:
+        try:
+            runtime.tasks.update_task(task_id, status="failed", error=error)
+        except errors.TaskTransitionError:
+            task = runtime.tasks.get_task(task_id)  # finished concurrently
+        else:
+            runtime.tasks.append_event(task_id, type="status", data={"status": "failed", "error": error})
+            task = None
     if task is not None and task.status == "completed":
         return state  # only the webhook failed after the result was stored: nothing to refund
-    runtime.store.refund(request_id=task_id, reason="refund: task failed")
-    error = _error_of(state)
-    if task is not None and task.status != "failed":
-        runtime.tasks.update_task(task_id, status="failed", error=error)
-        runtime.tasks.append_event(task_id, type="status", data={"status": "failed", "error": error})
+    refund = runtime.store.refund(request_id=task_id, reason="refund: task failed")
+    logger.info(
+        "task failed",
+        extra={
+            "task_id": task_id,
+            "code": error["code"],
+            "refunded_micro_usd": refund.amount_micro_usd if refund else 0,
+        },
+    )
     if state["source"].get("delete_after") and "blob_key" in state["source"]:
         runtime.blobs.delete(state["source"]["blob_key"])
     try:
