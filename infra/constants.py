@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from earshot.blob_layout import INBOX_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Sources.
@@ -75,10 +77,7 @@ DEPLOYED_MAX_INLINE_BYTES = 4_400_000
 AUTHORIZATION_IDENTITY_SOURCE = "$request.header.Authorization"
 AUTHORIZER_CACHE_TTL_SEC = 60  # a revoked key stops working within a minute (see earshot.api.authorizer)
 
-# Storage: the blob bucket's key layout (tests/infra checks it against the core's key templates).
-INBOX_PREFIX = "inbox/"  # presigned uploads land here and expire: inbox/<account>/<file_id>/<name>
-UPLOADS_PREFIX = "uploads/"  # upload records: uploads/<file_id>.json (earshot.services.uploads)
-TASKS_PREFIX = "tasks/"  # a task's stored input and large result: tasks/<task_id>/... (earshot.jobs)
+# Storage: the blob bucket's key layout is the core's (earshot.blob_layout): inbox/, uploads/, tasks/.
 ABORT_INCOMPLETE_MULTIPART_DAYS = 1
 
 # Which functions handle audio. Every function must be in exactly one of the two sets: the functions construct and

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from earshot.observability import logger
+from earshot.observability import logger, metrics
 from earshot.runtime import get_runtime
 from earshot.services.uploads import ingest_object, s3_event_records
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     runtime = get_runtime()
     started = []

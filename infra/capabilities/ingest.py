@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct, IConstruct
 
-from infra.constants import INBOX_PREFIX
+from earshot.blob_layout import INBOX_PREFIX
 from infra.nag import acknowledge
 
 # CDK's singleton Lambda that writes a bucket's notification configuration (Custom::S3BucketNotifications).

@@ -8,8 +8,9 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from earshot.blob_layout import INBOX_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
 from earshot.ports import TASK_TTL_SEC
-from infra.constants import ABORT_INCOMPLETE_MULTIPART_DAYS, INBOX_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
+from infra.constants import ABORT_INCOMPLETE_MULTIPART_DAYS
 from infra.nag import acknowledge
 
 DAY_SEC = 24 * 3600

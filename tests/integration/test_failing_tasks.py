@@ -20,7 +20,7 @@ from earshot.jobs.submit import submit_task
 from earshot.ports import Principal, Task
 from earshot.runtime import Runtime, reset_runtime
 from earshot.services.accounts import create_key
-from earshot.services.metered import AudioPayload
+from earshot.services.charged_run import AudioPayload
 from earshot.workflow import LocalRunner
 
 WAV = audio_bytes("wav", 1.2, sample_rate=16000)

@@ -90,8 +90,8 @@ def test_the_workflow_runs_the_steps_of_the_issue_in_order() -> None:
         "meter",
         "reserve",
         "run_engine",
-        "settle",
         "store_result",
+        "settle",
         "deliver_webhook",
     ]
     assert WORKFLOW.on_failure.name == REFUND_STEP

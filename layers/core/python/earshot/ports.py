@@ -136,7 +136,22 @@ class AccountStore(Protocol):
         ...
 
     def refund(self, *, request_id: str, reason: str) -> LedgerEntry | None:
-        """Give back the debit made under ``request_id``, once. None when there was no debit."""
+        """Give back the debit made under ``request_id``, once, closing its hold. None when there was no debit."""
+        ...
+
+    def capture(self, request_id: str) -> None:
+        """The work paid for under ``request_id`` was delivered: its debit is final (its hold closes).
+
+        Every debit opens a hold; a hold is closed by ``capture`` or by ``refund``. Capturing a closed
+        hold, or a request with no debit, does nothing.
+        """
+        ...
+
+    def open_holds(self, *, created_before: int, limit: int = 100) -> list[LedgerEntry]:
+        """Debits whose hold is still open, made before ``created_before`` (unix seconds), oldest first.
+
+        What crash recovery reads: work that was paid for and neither delivered nor refunded.
+        """
         ...
 
     def list_ledger(self, account_id: str, *, limit: int = 100, before: str | None = None) -> list[LedgerEntry]:

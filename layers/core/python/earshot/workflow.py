@@ -43,7 +43,7 @@ State = dict[str, Any]
 StepFn = Callable[[State], State]
 StepRegistry = Mapping[str, StepFn]
 
-STEP_NAMES = ("resolve_input", "meter", "reserve", "run_engine", "settle", "store_result", "deliver_webhook")
+STEP_NAMES = ("resolve_input", "meter", "reserve", "run_engine", "store_result", "settle", "deliver_webhook")
 REFUND_STEP = "refund_and_fail"
 FAILED_STATE = "task_failed"
 TIMEOUT_ERROR = "States.Timeout"
@@ -127,7 +127,7 @@ _CONTENDED_BALANCE = RetryPolicy(
 )
 
 WORKFLOW = Workflow(
-    comment="Earshot async task: resolve input, meter, reserve, run the engine, settle, store, deliver",
+    comment="Earshot async task: resolve input, meter, reserve, run the engine, store, settle, deliver",
     steps=(
         Step(
             "resolve_input",
@@ -151,16 +151,16 @@ WORKFLOW = Workflow(
             comment="The model: an upstream provider or an embedded engine",
         ),
         Step(
-            "settle",
-            timeout_sec=30,
-            retries=(LAMBDA_SERVICE_ERRORS, _CONTENDED_BALANCE),
-            comment="Capture what was used, release the rest of the reservation",
-        ),
-        Step(
             "store_result",
             timeout_sec=60,
             retries=(LAMBDA_SERVICE_ERRORS, RetryPolicy(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=2)),
             comment="Results into the task (or the blob store when large); the task becomes completed",
+        ),
+        Step(
+            "settle",
+            timeout_sec=30,
+            retries=(LAMBDA_SERVICE_ERRORS, _CONTENDED_BALANCE),
+            comment="The task is completed: its held charge becomes final (crash recovery releases open holds)",
         ),
         Step(
             "deliver_webhook",

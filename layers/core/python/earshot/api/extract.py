@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
-from earshot.billing import extraction_credits
+from earshot.api.processing import process
 from earshot.http.app import json_response
-from earshot.http.billing import billing_headers
 from earshot.http.request import ApiRequest
 from earshot.http.validation import json_body, parse_model
-from earshot.jobs.kinds import Prepared
-from earshot.runtime import Runtime, get_runtime
-from earshot.schemas import ExtractFormats, ExtractRequest, ExtractResponse
+from earshot.runtime import get_runtime
+from earshot.schemas import ExtractFormats, ExtractRequest
 from earshot.services.audio_source import from_base64, from_url
-from earshot.services.metered import AudioPayload, Metered
-from earshot.services.understand import EXTRACT_MAX_SECONDS, Extraction, plan_extract
+from earshot.services.charged_run import AudioPayload
+from earshot.services.understand import EXTRACT_MAX_SECONDS
 from earshot.services.uploads import audio_from_file_id
 
 MB = 1024 * 1024
@@ -34,8 +30,6 @@ def list_formats(request: ApiRequest) -> Response[str]:
 
 
 def create_extraction(request: ApiRequest) -> Response[str]:
-    from earshot.api.processing import process
-
     request.principal()
     runtime = get_runtime()
     payload = json_body(request)
@@ -60,29 +54,4 @@ def create_extraction(request: ApiRequest) -> Response[str]:
     options = body.model_dump(mode="json", by_alias=True, exclude={"audio", "inputMethod"})
     return process(
         request, kind="extract", options=options, audio=audio, audio_url=audio_url, file_id=file_id, controls=controls
-    )
-
-
-def prepare_extract(runtime: Runtime, options: dict[str, Any], deadline_sec: float) -> Prepared:
-    body = ExtractRequest.model_validate({**options, "inputMethod": "base64", "audio": "-"})
-    plan = plan_extract(
-        runtime,
-        prompt=body.prompt,
-        model_name=body.model,
-        json_mode=body.jsonMode,
-        schema=body.schema_,
-        deadline_sec=deadline_sec,
-    )
-    return Prepared(plan=plan, render=lambda outcome: _render(outcome, body.prompt))
-
-
-def _render(outcome: Metered[Extraction], prompt: str) -> Response[str]:
-    return json_response(
-        ExtractResponse(
-            results=outcome.result.value,
-            prompt=prompt,
-            audioDuration=round(outcome.billed_seconds, 3),
-            creditUsage=extraction_credits(outcome.billed_seconds),
-        ),
-        headers=billing_headers(outcome),
     )

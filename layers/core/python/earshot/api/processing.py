@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,11 +11,12 @@ from aws_lambda_powertools.event_handler.api_gateway import Response
 from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
 from earshot.http.request import ApiRequest
-from earshot.jobs.kinds import prepare
 from earshot.jobs.submit import submit_task
+from earshot.kinds import Rendered, prepare
 from earshot.runtime import get_runtime
 from earshot.schemas import TaskOut
-from earshot.services.metered import AudioPayload, audio_account, run_plan
+from earshot.services.accounts import audio_account
+from earshot.services.charged_run import AudioPayload, deliver_charged, run_charged
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -52,7 +54,7 @@ def process(
     controls = controls or {}
     principal = request.principal()
     runtime = get_runtime()
-    audio_account(runtime, principal)
+    audio_account(runtime.store, principal)
     deadline = request.deadline_sec(default=runtime.settings.request_timeout_sec)
     prepared = prepare(runtime, kind, options, deadline_sec=deadline)  # refusals happen here, before any charge
     if force_async or wants_async(request, controls):
@@ -86,8 +88,17 @@ def process(
             stream=stream,
         )
         return json_response(TaskOut.from_task(task), status=202, headers={"Location": f"/v1/tasks/{task.id}"})
-    outcome = run_plan(runtime, principal, request.request_id, prepared.plan, audio(deadline))
-    return prepared.render(outcome)
+    outcome = run_charged(runtime, principal, request.request_id, prepared.plan, audio(deadline))
+    return deliver_charged(runtime, outcome, lambda run: http_response(prepared.render(run)))
+
+
+def http_response(rendered: Rendered, *, status: int = 200) -> Response[str]:
+    """A kind's neutral result as the HTTP response of a sync route."""
+    if rendered.is_json:
+        body = json.dumps(rendered.body, separators=(",", ":"), ensure_ascii=False)
+    else:
+        body = str(rendered.body)
+    return Response(status_code=status, content_type=rendered.content_type, body=body, headers=rendered.headers)
 
 
 def form_audio(request: ApiRequest, form: Any, filename: str) -> Callable[[float], AudioPayload]:

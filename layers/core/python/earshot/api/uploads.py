@@ -9,14 +9,14 @@ from earshot.http.request import ApiRequest
 from earshot.http.validation import json_body, parse_model
 from earshot.runtime import get_runtime
 from earshot.schemas import UploadRequestBody
-from earshot.services.metered import audio_account
+from earshot.services.accounts import audio_account
 from earshot.services.uploads import create_upload, describe
 
 
 def create_upload_url(request: ApiRequest) -> Response[str]:
     principal = request.principal()
     runtime = get_runtime()
-    audio_account(runtime, principal)
+    audio_account(runtime.store, principal)
     body = parse_model(UploadRequestBody, json_body(request))
     record, presigned = create_upload(runtime, principal, body)
     document = describe(record, presigned)

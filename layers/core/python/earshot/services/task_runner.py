@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from earshot.observability import logger
+from earshot.observability import logger, metrics
 
 _WORKERS = 2
 
@@ -60,8 +60,25 @@ class LocalJobStarter:
         from earshot.workflow import LocalRunner
 
         try:
-            steps = (self._steps or registry)(self._runtime)
+            steps = _flushing((self._steps or registry)(self._runtime))
             result = LocalRunner(steps, slot=lambda: self._slots).run(state)
             logger.info("task finished", extra={"task_id": task_id, "succeeded": result.succeeded})
         except Exception:  # the runner raises only when refund_and_fail itself failed
             logger.exception("task workflow failed", extra={"task_id": task_id})
+
+
+def _flushing(
+    steps: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]],
+) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """Each step flushes the metrics it emitted, as the workflow Lambda's handler does after every invocation."""
+
+    def flushed(step: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def run(state: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return step(state)
+            finally:
+                metrics.flush_metrics(raise_on_empty_metrics=False)
+
+        return run
+
+    return {name: flushed(step) for name, step in steps.items()}

@@ -19,18 +19,17 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel
 
+from earshot.blob_layout import INBOX_KEY, inbox_key, upload_record_key
 from earshot.errors import InvalidRequestError, NotFoundError
 from earshot.observability import logger
 from earshot.ports import PresignedUpload, Principal, Task
 from earshot.runtime import Runtime
 from earshot.schemas import UploadProcess as ProcessSpec
 from earshot.schemas import UploadRequestBody as UploadRequest
-from earshot.services.metered import AudioPayload
+from earshot.services.charged_run import AudioPayload
 
 MB = 1024 * 1024
 UPLOAD_URL_TTL_SEC = 3600
-_KEY = re.compile(r"^inbox/(?P<account>acct_[0-9a-f]+)/(?P<file_id>file-[0-9a-f]{24})/")
-_RECORD = "uploads/{file_id}.json"
 
 
 class UploadRecord(BaseModel):
@@ -59,7 +58,7 @@ def create_upload(
     runtime: Runtime, principal: Principal, request: UploadRequest
 ) -> tuple[UploadRecord, PresignedUpload]:
     if request.process is not None:
-        from earshot.jobs.kinds import prepare
+        from earshot.kinds import prepare
 
         # Refuse a process spec that could never run (unknown model, bad options) now, not after the upload.
         prepare(runtime, request.process.kind, process_options(request.process), deadline_sec=60.0)
@@ -68,7 +67,7 @@ def create_upload(
     record = UploadRecord(
         id=file_id,
         account_id=principal.account_id,
-        key=f"inbox/{principal.account_id}/{file_id}/{_safe_name(request.filename)}",
+        key=inbox_key(principal.account_id, file_id, _safe_name(request.filename)),
         filename=request.filename,
         bytes=request.bytes,
         purpose=request.purpose,
@@ -77,9 +76,7 @@ def create_upload(
         created_at=now,
         expires_at=now + UPLOAD_URL_TTL_SEC,
     )
-    runtime.blobs.put(
-        _RECORD.format(file_id=file_id), record.model_dump_json().encode(), content_type="application/json"
-    )
+    runtime.blobs.put(upload_record_key(file_id), record.model_dump_json().encode(), content_type="application/json")
     presigned = runtime.blobs.presign_upload(record.key, max_bytes=request.bytes, expires_in=UPLOAD_URL_TTL_SEC)
     return record, presigned
 
@@ -88,7 +85,7 @@ def load_upload(runtime: Runtime, file_id: str) -> UploadRecord | None:
     if not re.fullmatch(r"file-[0-9a-f]{24}", file_id):
         return None
     try:
-        return UploadRecord.model_validate_json(runtime.blobs.get(_RECORD.format(file_id=file_id)))
+        return UploadRecord.model_validate_json(runtime.blobs.get(upload_record_key(file_id)))
     except NotFoundError:
         return None
 
@@ -114,12 +111,12 @@ def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "")
     from earshot.jobs.submit import submit_task
 
     key = unquote_plus(key)  # S3 event keys are URL-encoded
-    match = _KEY.match(key)
+    match = INBOX_KEY.match(key)
     record = load_upload(runtime, match.group("file_id")) if match else None
     if record is None or record.key != key or record.process is None:
         logger.info("upload stored; nothing to process", extra={"key": key})
         return None
-    from earshot.jobs.kinds import prepare
+    from earshot.kinds import prepare
 
     spec = record.process
     task_id = _task_id(spec.kind, record.created_at, bucket, key, version)
