@@ -333,6 +333,13 @@ class TaskStore(Protocol):
         """
         ...
 
+    def list_unfinished(self, *, updated_before: int, limit: int = 100) -> list[Task]:
+        """Live tasks still ``pending`` or ``processing`` whose last change is older than ``updated_before``.
+
+        What crash recovery reads (the cloud adapter scans: run it from a schedule, not a request).
+        """
+        ...
+
     def append_event(self, task_id: str, *, type: str, data: dict[str, Any]) -> TaskEvent:
         """Add an event with the next ``seq`` of this task (no gaps, no duplicates, even concurrently).
 

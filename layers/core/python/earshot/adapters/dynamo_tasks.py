@@ -161,6 +161,28 @@ class DynamoTaskStore(_Tables):
     def get_task(self, task_id: str) -> Task | None:
         return self._live_task(task_id)
 
+    def list_unfinished(self, *, updated_before: int, limit: int = 100) -> list[Task]:
+        """A filtered Scan of the tasks table: for the scheduled sweeper only, never on a request's path."""
+        found: list[Task] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._tasks,
+            "FilterExpression": "#status IN (:pending, :processing) AND updated_at < :before AND expires_at > :now",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":pending": s("pending"),
+                ":processing": s("processing"),
+                ":before": n(updated_before),
+                ":now": n(self._now()),
+            },
+        }
+        while len(found) < limit:
+            response = self._client.scan(**kwargs)
+            found.extend(self._task(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return sorted(found, key=lambda t: t.updated_at)[:limit]
+
     def update_task(
         self,
         task_id: str,

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
+from earshot.http.idempotency import idempotency_key
 from earshot.http.request import ApiRequest
 from earshot.jobs.submit import submit_task
 from earshot.kinds import Rendered, prepare
@@ -89,7 +90,9 @@ def process(
         )
         return json_response(TaskOut.from_task(task), status=202, headers={"Location": f"/v1/tasks/{task.id}"})
     outcome = run_charged(runtime, principal, request.request_id, prepared.plan, audio(deadline))
-    return deliver_charged(runtime, outcome, lambda run: http_response(prepared.render(run)))
+    # A keyed request's hold is captured once its response is stored for replay (``run_idempotently``).
+    capture = idempotency_key(request) is None
+    return deliver_charged(runtime, outcome, lambda run: http_response(prepared.render(run)), capture=capture)
 
 
 def http_response(rendered: Rendered, *, status: int = 200) -> Response[str]:

@@ -21,7 +21,7 @@ from earshot.kinds import Prepared, prepare
 from earshot.kinds.understanding import completion_chunk
 from earshot.metering import MeteredAudio
 from earshot.observability import logger
-from earshot.ports import FINAL_TASK_STATUSES, LedgerEntry, Task
+from earshot.ports import LedgerEntry, Task
 from earshot.runtime import Runtime
 from earshot.services.audio_input import staged_audio
 from earshot.services.audio_source import AudioReference, resolve_audio
@@ -34,9 +34,9 @@ from earshot.services.charged_run import (
     meter_audio,
     price,
     record_run_metrics,
-    refund_failed,
     run_plan,
 )
+from earshot.services.task_failure import fail_task
 from earshot.workflow import REFUND_STEP, WORKFLOW, steps_idempotent
 
 State = dict[str, Any]
@@ -214,36 +214,6 @@ def _error_of(state: State) -> dict[str, Any]:
     if name == "States.Timeout":
         return {"code": "provider_timeout", "type": "api_error", "message": "the task ran out of time"}
     return {"code": "internal_error", "type": "api_error", "message": "the task failed; it has been logged"}
-
-
-def fail_task(runtime: Runtime, task_id: str, error: dict[str, Any], *, error_name: str) -> bool:
-    """Fail a non-final task and give back what it took; False (nothing done) when it had completed.
-
-    The task is failed first and refunded second: a task that completed meanwhile (a timed-out
-    attempt that ran on) refuses the move and keeps its charge with its result. Both moves are
-    idempotent, so running this again after a partial run finishes the job.
-    """
-    task = runtime.tasks.get_task(task_id)
-    if task is not None and task.status not in FINAL_TASK_STATUSES:
-        try:
-            runtime.tasks.update_task(task_id, status="failed", error=error)
-        except errors.TaskTransitionError:
-            task = runtime.tasks.get_task(task_id)  # finished concurrently
-        else:
-            runtime.tasks.append_event(task_id, type="status", data={"status": "failed", "error": error})
-            task = None
-    if task is not None and task.status == "completed":
-        return False  # only the webhook failed after the result was stored: nothing to refund
-    refund = refund_failed(runtime, task_id, error_name)
-    logger.info(
-        "task failed",
-        extra={
-            "task_id": task_id,
-            "code": error["code"],
-            "refunded_micro_usd": refund.amount_micro_usd if refund else 0,
-        },
-    )
-    return True
 
 
 def refund_and_fail(runtime: Runtime, state: State) -> State:

@@ -196,13 +196,22 @@ RenderedT = TypeVar("RenderedT")
 
 
 def deliver_charged(
-    runtime: Runtime, run: ChargedRun[ResultT], render: Callable[[ChargedRun[ResultT]], RenderedT]
+    runtime: Runtime,
+    run: ChargedRun[ResultT],
+    render: Callable[[ChargedRun[ResultT]], RenderedT],
+    *,
+    capture: bool = True,
 ) -> RenderedT:
-    """Render a charged run and capture its hold; a render that fails refunds it instead."""
+    """Render a charged run and capture its hold; a render that fails refunds it instead.
+
+    ``capture=False`` leaves the hold open for the caller to capture once the result is truly delivered
+    (an idempotent request's, once its response is stored for replay).
+    """
     try:
         rendered = render(run)
     except BaseException as exc:
         refund_failed(runtime, run.debit.request_id, type(exc).__name__)
         raise
-    capture(runtime, run.debit.request_id)
+    if capture:
+        runtime.store.capture(run.debit.request_id)
     return rendered
