@@ -63,6 +63,9 @@ HANDLER = "handler.lambda_handler"
 AUTHORIZER_FUNCTION = "authorizer"
 WORKFLOW_FUNCTION = "workflow"  # runs every step of the async workflow (earshot.workflow.dispatch_step)
 INGEST_FUNCTION = "ingest"  # S3 ObjectCreated under INBOX_PREFIX: uploads that asked to be processed
+SWEEPER_FUNCTION = "sweeper"  # on a schedule: releases holds and ends tasks a crash left (earshot.services.recovery)
+SWEEPER_TIMEOUT_SEC = 300
+SWEEPER_RATE_MINUTES = 10
 API_TIMEOUT_SEC = 29  # API Gateway's HTTP API integration timeout is 30 s and cannot be raised
 AUTHORIZER_TIMEOUT_SEC = 10  # API Gateway waits at most 10 s for a Lambda authorizer
 LAMBDA_MAX_TIMEOUT_SEC = 900  # Lambda's own limit
@@ -102,6 +105,7 @@ LIGHT_FUNCTIONS = frozenset(
         "understanding",
         "ingest",
         "uploads",
+        "sweeper",  # reads holds and tasks, refunds: no audio
     }
 )
 FUNCTION_LAYERS = {
@@ -138,6 +142,7 @@ PUT_ITEM = "dynamodb:PutItem"
 UPDATE_ITEM = "dynamodb:UpdateItem"
 DELETE_ITEM = "dynamodb:DeleteItem"
 QUERY = "dynamodb:Query"
+SCAN = "dynamodb:Scan"
 # TransactWriteItems has no IAM action of its own: each item needs the action it performs (ConditionCheck is this).
 CONDITION_CHECK_ITEM = "dynamodb:ConditionCheckItem"
 BATCH_WRITE_ITEM = "dynamodb:BatchWriteItem"
@@ -205,9 +210,10 @@ IDEMPOTENT_POSTS = TableAccess("idempotency", actions=(GET_ITEM, PUT_ITEM, UPDAT
 READ_ACCOUNT = TableAccess("accounts", actions=(GET_ITEM,))
 # A metered request reads the balance, debits it with its ledger entry in one transaction (a conditional Update
 # and a conditional Put), looks up an earlier entry of a retried request, and refunds the same way on failure.
+# The debit's hold is closed on delivery or refund (an Update that removes its open_hold attribute).
 CHARGE = (
     TableAccess("accounts", actions=(GET_ITEM, UPDATE_ITEM)),
-    TableAccess("ledger", actions=(GET_ITEM, PUT_ITEM)),
+    TableAccess("ledger", actions=(GET_ITEM, PUT_ITEM, UPDATE_ITEM)),
 )
 # The TaskStore (earshot.adapters.dynamo_tasks). An event is appended after reading the task, querying the last
 # seq, then a transaction of a ConditionCheck on the task and a conditional Put of the event.
@@ -292,6 +298,16 @@ FUNCTION_ACCESS: dict[str, FunctionAccess] = {
             ObjectAccess(INBOX_PREFIX, (GET_OBJECT, DELETE_OBJECT)),
         ),
         provider_credentials=True,
+    ),
+    # Crash recovery on a schedule: lists open holds (the ledger's open_holds index), reads their tasks, captures or
+    # refunds them, and fails tasks left unfinished (a Scan of the tasks table for those with no hold).
+    "sweeper": FunctionAccess(
+        tables=merged(
+            *CHARGE,
+            TableAccess("ledger", queried_indexes=("open_holds",)),
+            TableAccess("tasks", actions=(GET_ITEM, UPDATE_ITEM, SCAN)),
+            *APPEND_TASK_EVENT,
+        ),
     ),
     # Balance (GetItem on accounts) and usage (Query on the ledger's by_account index).
     "account": FunctionAccess(

@@ -38,6 +38,8 @@ from infra.constants import (
     SERVICE_NAME,
     START_EXECUTION,
     STATE_MACHINE_ARN_ENV,
+    SWEEPER_FUNCTION,
+    SWEEPER_TIMEOUT_SEC,
     WORKFLOW_FUNCTION,
     FunctionAccess,
     ObjectAccess,
@@ -86,6 +88,10 @@ class Functions(Construct):
     @property
     def ingest(self) -> lambda_.Function:
         return self.by_name[INGEST_FUNCTION]
+
+    @property
+    def sweeper(self) -> lambda_.Function:
+        return self.by_name[SWEEPER_FUNCTION]
 
     @property
     def task_submitters(self) -> list[str]:
@@ -252,6 +258,8 @@ def timeout_sec(name: str) -> int:
         return longest
     if name == INGEST_FUNCTION:
         return INGEST_TIMEOUT_SEC
+    if name == SWEEPER_FUNCTION:
+        return SWEEPER_TIMEOUT_SEC
     return API_TIMEOUT_SEC
 
 

@@ -345,3 +345,20 @@ def test_nothing_scans_and_only_the_owners_of_a_lifecycle_delete(dev: Synthesize
             assert deletes == {("tasks/*", "s3:DeleteObject"), ("inbox/*", "s3:DeleteObject")}
         else:  # releasing an Idempotency-Key after a failed request
             assert deletes <= {("idempotency", "dynamodb:DeleteItem")}, name
+
+
+def test_the_sweeper_runs_on_a_schedule_and_touches_only_holds_and_tasks(dev: Synthesized) -> None:
+    assert _dynamodb_grants(dev, "sweeper") == {
+        "accounts": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # the refund
+        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},  # refund entry, close the hold
+        "ledger/index/open_holds": {"dynamodb:Query"},
+        "tasks": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan", "dynamodb:ConditionCheckItem"},
+        "task_events": {"dynamodb:Query", "dynamodb:PutItem"},
+    }
+    assert _s3_grants(dev, "sweeper") == {}
+    assert not any(a.startswith("states:") for a in _all_actions(dev, "sweeper"))
+    rules = dev.of_type("AWS::Events::Rule")
+    scheduled = [rule for rule in rules.values() if "ScheduleExpression" in rule["Properties"]]
+    assert len(scheduled) == 1 and scheduled[0]["Properties"]["ScheduleExpression"].startswith("rate(")
+    target = scheduled[0]["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+    assert target == dev.function_logical_id("sweeper")

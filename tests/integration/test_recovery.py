@@ -69,3 +69,16 @@ def test_live_work_is_left_alone(backend: Runtime) -> None:
     assert (recovered.refunded, recovered.captured, recovered.failed_tasks) == ([], [], [])
     live = backend.tasks.get_task(task.id)
     assert live is not None and live.status == "pending"
+
+
+def test_the_cloud_sweeper_releases_only_what_is_past_every_time_limit(backend: Runtime) -> None:
+    from earshot.services.recovery import LAMBDA_MAX_RUN_SEC, SWEEP_MARGIN_SEC, sweep
+
+    key = create_key(backend.store, name="t", balance_micro_usd=START)
+    entry = backend.store.debit(_charge(key.account.id, "req-timed-out"))
+
+    assert sweep(backend, now=entry.created_at + LAMBDA_MAX_RUN_SEC).refunded == []
+    swept = sweep(backend, now=entry.created_at + LAMBDA_MAX_RUN_SEC + SWEEP_MARGIN_SEC + 1)
+    assert swept.refunded == ["req-timed-out"]
+    account = backend.store.get_account(key.account.id)
+    assert account is not None and account.balance_micro_usd == START

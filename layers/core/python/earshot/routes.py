@@ -188,8 +188,9 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-# Functions no route invokes: the gateway's authorizer, and the async workflow's step runner.
-EVENT_FUNCTIONS = ("authorizer", "workflow", "ingest")
+# Functions no route invokes: the gateway's authorizer, the async workflow's step runner, the upload ingest, and
+# the scheduled sweeper (crash recovery: earshot.services.recovery.sweep).
+EVENT_FUNCTIONS = ("authorizer", "workflow", "ingest", "sweeper")
 
 
 def functions() -> list[str]:

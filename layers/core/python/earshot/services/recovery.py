@@ -20,10 +20,13 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from earshot.observability import logger
+from aws_lambda_powertools.metrics import MetricUnit
+
+from earshot.observability import logger, metrics
 from earshot.ports import FINAL_TASK_STATUSES, TASK_ID_PATTERN
 from earshot.runtime import Runtime
 from earshot.services.task_failure import fail_task
+from earshot.workflow import WORKFLOW
 
 INTERRUPTED = {
     "code": "internal_error",
@@ -31,6 +34,10 @@ INTERRUPTED = {
     "message": "the task was interrupted before it finished; what it was charged has been refunded",
 }
 _BATCH = 100
+# The cloud sweeper's cutoffs: no function runs longer than Lambda's 15 minutes, and no workflow longer than
+# its TimeoutSeconds; five minutes more on each and nothing that old can still be running.
+LAMBDA_MAX_RUN_SEC = 900
+SWEEP_MARGIN_SEC = 300
 
 
 @dataclass
@@ -95,3 +102,16 @@ def recover(
             },
         )
     return done
+
+
+def sweep(runtime: Runtime, *, now: int | None = None) -> Recovered:
+    """The cloud's scheduled recovery: only work past the longest it could still be running."""
+    recovered = recover(
+        runtime,
+        request_older_than_sec=LAMBDA_MAX_RUN_SEC + SWEEP_MARGIN_SEC,
+        task_older_than_sec=WORKFLOW.timeout_sec + SWEEP_MARGIN_SEC,
+        now=now,
+    )
+    released = len(recovered.refunded) + len(recovered.failed_tasks)
+    metrics.add_metric(name="StrandedWorkReleased", unit=MetricUnit.Count, value=released)
+    return recovered
