@@ -22,6 +22,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from earshot.audio.budget import decode_budget
 from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.catalog import CatalogModel
 from earshot.errors import EarshotError, EngineError, InvalidAudioError
@@ -132,7 +133,8 @@ def run_plan(plan: Plan[ResultT], path: Path, metered: MeteredAudio) -> tuple[Re
     """Run the engine; returns its result and the milliseconds it took."""
     started = time.perf_counter()
     try:
-        result = plan.work(path, metered)
+        with decode_budget(metered.seconds):  # the engine never hears more than was metered
+            result = plan.work(path, metered)
     except EarshotError:
         raise
     except Exception as exc:  # an engine bug on good audio is a provider failure, refunded
