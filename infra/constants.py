@@ -142,7 +142,6 @@ PUT_ITEM = "dynamodb:PutItem"
 UPDATE_ITEM = "dynamodb:UpdateItem"
 DELETE_ITEM = "dynamodb:DeleteItem"
 QUERY = "dynamodb:Query"
-SCAN = "dynamodb:Scan"
 # TransactWriteItems has no IAM action of its own: each item needs the action it performs (ConditionCheck is this).
 CONDITION_CHECK_ITEM = "dynamodb:ConditionCheckItem"
 BATCH_WRITE_ITEM = "dynamodb:BatchWriteItem"
@@ -300,12 +299,12 @@ FUNCTION_ACCESS: dict[str, FunctionAccess] = {
         provider_credentials=True,
     ),
     # Crash recovery on a schedule: lists open holds (the ledger's open_holds index), reads their tasks, captures or
-    # refunds them, and fails tasks left unfinished (a Scan of the tasks table for those with no hold).
+    # refunds them, and fails tasks left unfinished (the tasks' sparse unfinished index: no Scan).
     "sweeper": FunctionAccess(
         tables=merged(
             *CHARGE,
             TableAccess("ledger", queried_indexes=("open_holds",)),
-            TableAccess("tasks", actions=(GET_ITEM, UPDATE_ITEM, SCAN)),
+            TableAccess("tasks", actions=(GET_ITEM, UPDATE_ITEM), queried_indexes=("unfinished",)),
             *APPEND_TASK_EVENT,
         ),
     ),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from earshot.jobs.ingest import ingest_object
 from earshot.observability import logger, metrics
 from earshot.runtime import get_runtime
-from earshot.services.uploads import ingest_object, s3_event_records
+from earshot.services.uploads import s3_event_records
 
 
 @logger.inject_lambda_context

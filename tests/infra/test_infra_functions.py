@@ -233,7 +233,7 @@ def test_account_reads_balances_and_queries_its_ledger_index(dev: Synthesized) -
 def test_processing_routes_debit_refund_count_and_submit_tasks(dev: Synthesized, name: str) -> None:
     assert _dynamodb_grants(dev, name) == {
         "accounts": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
-        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},  # the hold closes on delivery
         "rate_limits": {"dynamodb:UpdateItem"},
         "idempotency": IDEMPOTENCY_ACTIONS,
         "tasks": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem"},
@@ -316,7 +316,7 @@ def test_ingest_reads_upload_records_and_submits_their_tasks(dev: Synthesized) -
 def test_workflow_runs_the_steps_but_cannot_start_tasks_or_count_requests(dev: Synthesized) -> None:
     assert _dynamodb_grants(dev, "workflow") == {
         "accounts": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # debit, refund, the webhook secret
-        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         "tasks": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem"},
         "task_events": {"dynamodb:Query", "dynamodb:PutItem"},
         "step_markers": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
@@ -352,7 +352,8 @@ def test_the_sweeper_runs_on_a_schedule_and_touches_only_holds_and_tasks(dev: Sy
         "accounts": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # the refund
         "ledger": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},  # refund entry, close the hold
         "ledger/index/open_holds": {"dynamodb:Query"},
-        "tasks": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan", "dynamodb:ConditionCheckItem"},
+        "tasks": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"},
+        "tasks/index/unfinished": {"dynamodb:Query"},
         "task_events": {"dynamodb:Query", "dynamodb:PutItem"},
     }
     assert _s3_grants(dev, "sweeper") == {}

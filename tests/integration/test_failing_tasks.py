@@ -137,8 +137,8 @@ def test_a_failure_storing_the_result_refunds_the_task(
 
 def test_a_task_waiting_to_retry_does_not_hold_a_worker() -> None:
     """One worker; a task whose step keeps failing backs off (seconds) while the next task runs at once."""
+    from earshot.adapters.job_starters import LocalJobStarter
     from earshot.errors import RateLimitedError
-    from earshot.services.task_runner import LocalJobStarter
     from earshot.workflow import WORKFLOW
 
     finished: dict[str, float] = {}

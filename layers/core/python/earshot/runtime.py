@@ -94,7 +94,7 @@ class Runtime:
             from earshot.adapters.aws import build_aws_job_starter
 
             return build_aws_job_starter(self.settings)
-        from earshot.services.task_runner import LocalJobStarter
+        from earshot.adapters.job_starters import LocalJobStarter
 
         return LocalJobStarter(self)
 

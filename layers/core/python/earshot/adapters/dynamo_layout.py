@@ -90,7 +90,15 @@ LEDGER = TableSpec(
 
 # Tasks (issue 5): one item per task; DynamoDB's TTL removes it after ``expires_at`` (the adapter
 # already treats it as gone from then on). Status moves are conditional updates.
-TASKS = TableSpec("tasks", partition=Key("task_id"), ttl_attribute="expires_at")
+# An unfinished task carries ``unfinished`` (removed when it completes or fails); the sparse unfinished
+# index lists just those by last change, for crash recovery (the sweeper), with no Scan.
+UNFINISHED_ATTRIBUTE = "unfinished"
+TASKS = TableSpec(
+    "tasks",
+    partition=Key("task_id"),
+    indexes=(Index("unfinished", Key(UNFINISHED_ATTRIBUTE), Key("updated_at", "N")),),
+    ttl_attribute="expires_at",
+)
 
 # A task's events for SSE, in ``seq`` order; an event is written only if its seq is still free and the
 # task exists, so seqs have no gaps and a resumed reader misses nothing. They expire with the task.

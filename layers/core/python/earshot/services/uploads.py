@@ -9,20 +9,17 @@ event starts nothing twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import secrets
 import time
 from typing import Any
-from urllib.parse import unquote_plus
 
 from pydantic import BaseModel
 
-from earshot.blob_layout import INBOX_KEY, inbox_key, upload_record_key
+from earshot.blob_layout import inbox_key, upload_record_key
 from earshot.errors import InvalidRequestError, NotFoundError
-from earshot.observability import logger
-from earshot.ports import PresignedUpload, Principal, Task
+from earshot.ports import PresignedUpload, Principal
 from earshot.runtime import Runtime
 from earshot.schemas import UploadProcess as ProcessSpec
 from earshot.schemas import UploadRequestBody as UploadRequest
@@ -57,11 +54,7 @@ def process_options(spec: ProcessSpec) -> dict[str, Any]:
 def create_upload(
     runtime: Runtime, principal: Principal, request: UploadRequest
 ) -> tuple[UploadRecord, PresignedUpload]:
-    if request.process is not None:
-        from earshot.kinds import prepare
-
-        # Refuse a process spec that could never run (unknown model, bad options) now, not after the upload.
-        prepare(runtime, request.process.kind, process_options(request.process), deadline_sec=60.0)
+    """Store the upload record and sign its form. A ``process`` spec must have been checked already (planned)."""
     file_id = f"file-{secrets.token_hex(12)}"
     now = int(time.time())
     record = UploadRecord(
@@ -99,40 +92,6 @@ def audio_from_file_id(runtime: Runtime, principal: Principal, file_id: str) -> 
         return AudioPayload(runtime.blobs.get(record.key), record.filename)
     except NotFoundError as exc:
         raise InvalidRequestError(f"file {file_id} has not been uploaded yet", param="file_id") from exc
-
-
-def _task_id(kind: str, created_at: int, bucket: str, key: str, version: str) -> str:
-    digest = hashlib.sha256(f"{bucket}/{key}/{version}".encode()).hexdigest()[:8]
-    return f"task-{kind}-{created_at}-{digest}"
-
-
-def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "") -> Task | None:
-    """Start the task an upload asked for. A duplicate event (same bucket, key, version) starts nothing."""
-    from earshot.jobs.submit import submit_task
-
-    key = unquote_plus(key)  # S3 event keys are URL-encoded
-    match = INBOX_KEY.match(key)
-    record = load_upload(runtime, match.group("file_id")) if match else None
-    if record is None or record.key != key or record.process is None:
-        logger.info("upload stored; nothing to process", extra={"key": key})
-        return None
-    from earshot.kinds import prepare
-
-    spec = record.process
-    task_id = _task_id(spec.kind, record.created_at, bucket, key, version)
-    model = prepare(runtime, spec.kind, process_options(spec), deadline_sec=60.0).plan.model.sku
-    return submit_task(
-        runtime,
-        Principal(account_id=record.account_id, key_id="upload"),
-        kind=spec.kind,
-        model=model,
-        options=process_options(spec),
-        audio_blob_key=key,
-        delete_after=not record.retain,
-        callback_url=spec.callback_url,
-        task_id=task_id,
-        filename=record.filename,
-    )
 
 
 def s3_event_records(event: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -1,10 +1,10 @@
-"""Local mode's ``JobStarter``: the in-process ``LocalRunner``, at most two steps running at a time.
+"""The two ``JobStarter`` adapters: Step Functions in the cloud, the in-process ``LocalRunner`` locally.
 
-Runs the same steps, in the same order, with the same retry policy and catch as the Step
-Functions state machine. A task id starts at most once per process (Step Functions' execution
-names give the same guarantee in the cloud).
+Locally the same steps run in the same order, with the same retry policy and catch as the state machine,
+each step an invocation of the same workflow function. A task id starts at most once per process (Step
+Functions' execution names give the same guarantee in the cloud).
 
-Each workflow has its own thread; a slot (one of ``_WORKERS``) is held only while a step attempt
+Each local workflow has its own thread; a slot (one of ``_WORKERS``) is held only while a step attempt
 runs, never while a failed step waits for its retry, so a task backing off cannot delay the next one.
 """
 
@@ -14,7 +14,24 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from earshot.observability import logger, metrics
+from earshot.observability import logger
+from earshot.workflow import WORKFLOW, LocalRunner
+
+
+class StepFunctionsJobStarter:
+    """Starts the Standard state machine; the execution is named after the task, so a duplicate starts nothing."""
+
+    def __init__(self, client: Any, state_machine_arn: str) -> None:
+        self._client = client
+        self._arn = state_machine_arn
+
+    def start(self, task_id: str, state: dict[str, Any]) -> None:
+        import contextlib
+        import json
+
+        with contextlib.suppress(self._client.exceptions.ExecutionAlreadyExists):
+            self._client.start_execution(stateMachineArn=self._arn, name=task_id, input=json.dumps(state))
+
 
 _WORKERS = 2
 
@@ -56,29 +73,28 @@ class LocalJobStarter:
                 thread.join()
 
     def _run(self, task_id: str, state: dict[str, Any]) -> None:
-        from earshot.jobs.steps import registry
-        from earshot.workflow import LocalRunner
-
         try:
-            steps = _flushing((self._steps or registry)(self._runtime))
+            steps = self._steps(self._runtime) if self._steps else _via_workflow_function()
             result = LocalRunner(steps, slot=lambda: self._slots).run(state)
             logger.info("task finished", extra={"task_id": task_id, "succeeded": result.succeeded})
         except Exception:  # the runner raises only when refund_and_fail itself failed
             logger.exception("task workflow failed", extra={"task_id": task_id})
 
 
-def _flushing(
-    steps: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]],
-) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-    """Each step flushes the metrics it emitted, as the workflow Lambda's handler does after every invocation."""
+def _via_workflow_function() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """Every step as Step Functions runs it: an invocation of the workflow function with ``{step, state}``.
 
-    def flushed(step: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    The function's handler (``functions/workflow/handler.py``, loaded as Lambda loads it) binds the steps to
+    the runtime, makes them idempotent and flushes their metrics after each invocation.
+    """
+    from earshot.adapters.local_lambda import LocalContext, load_handler
+
+    handler = load_handler("workflow")
+
+    def invoke(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         def run(state: dict[str, Any]) -> dict[str, Any]:
-            try:
-                return step(state)
-            finally:
-                metrics.flush_metrics(raise_on_empty_metrics=False)
+            return handler({"step": name, "state": state}, LocalContext("workflow", timeout_sec=900.0))
 
         return run
 
-    return {name: flushed(step) for name, step in steps.items()}
+    return {step.name: invoke(step.name) for step in WORKFLOW.all_steps}
