@@ -54,7 +54,7 @@ def test_every_function_is_either_audio_or_light() -> None:
 
 def test_the_functions_that_handle_audio_are_the_audio_ones() -> None:
     assert {"transcriptions", "understand", "extract", "workflow"} <= AUDIO_FUNCTIONS
-    # They plan tasks with earshot.jobs.kinds.prepare, whose embedded engines stay light proxies until they run.
+    # They plan tasks with earshot.kinds.prepare, whose embedded engines stay light proxies until they run.
     assert {
         "authorizer",
         "account",

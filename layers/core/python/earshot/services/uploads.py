@@ -54,7 +54,13 @@ def process_options(spec: ProcessSpec) -> dict[str, Any]:
 def create_upload(
     runtime: Runtime, principal: Principal, request: UploadRequest
 ) -> tuple[UploadRecord, PresignedUpload]:
-    """Store the upload record and sign its form. A ``process`` spec must have been checked already (planned)."""
+    """Store the upload record and sign its form. A ``process`` spec must have been planned already (api)."""
+    if request.process is not None and request.process.callback_url:  # the policy of every other callback_url
+        from earshot.url_policy import check_caller_url
+
+        check_caller_url(
+            request.process.callback_url, param="process.callback_url", settings=runtime.settings, unresolved_ok=True
+        )
     file_id = f"file-{secrets.token_hex(12)}"
     now = int(time.time())
     record = UploadRecord(
