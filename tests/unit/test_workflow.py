@@ -26,7 +26,7 @@ from earshot.workflow import (
     STEP_NAMES,
     WORKFLOW,
     LocalRunner,
-    RetryPolicy,
+    Retrier,
     State,
     Step,
     StepFn,
@@ -293,7 +293,7 @@ def test_non_retryable_errors_go_straight_to_the_refund_step(step: str, error: E
 def test_names_match_exactly_not_by_subclass() -> None:
     # InvalidAudioError is an InvalidRequestError, but only a policy naming InvalidAudioError retries it.
     flow = Workflow(
-        steps=(Step("only", timeout_sec=5, retries=(RetryPolicy(errors=("InvalidRequestError",), max_attempts=3),)),),
+        steps=(Step("only", timeout_sec=5, retries=(Retrier(errors=("InvalidRequestError",), max_attempts=3),)),),
         on_failure=Step("refund", timeout_sec=5),
         timeout_sec=60,
     )
@@ -315,8 +315,8 @@ def test_each_retrier_counts_its_own_attempts() -> None:
                 "flaky",
                 timeout_sec=5,
                 retries=(
-                    RetryPolicy(errors=("RateLimitedError",), max_attempts=1),
-                    RetryPolicy(errors=("ProviderError",), max_attempts=1),
+                    Retrier(errors=("RateLimitedError",), max_attempts=1),
+                    Retrier(errors=("ProviderError",), max_attempts=1),
                 ),
             ),
         ),
@@ -336,7 +336,7 @@ def test_each_retrier_counts_its_own_attempts() -> None:
 
 
 def test_jitter_stays_within_zero_and_the_capped_backoff() -> None:
-    policy = RetryPolicy(
+    policy = Retrier(
         errors=("RateLimitedError",), interval_sec=2, max_attempts=6, backoff_rate=3.0, max_delay_sec=50
     )
     flow = Workflow(
@@ -364,7 +364,7 @@ def test_jitter_stays_within_zero_and_the_capped_backoff() -> None:
 def test_a_step_over_its_timeout_fails_as_states_timeout() -> None:
     release = threading.Event()
     flow = Workflow(
-        steps=(Step("slow", timeout_sec=1, retries=(RetryPolicy(errors=("States.Timeout",), max_attempts=1),)),),
+        steps=(Step("slow", timeout_sec=1, retries=(Retrier(errors=("States.Timeout",), max_attempts=1),)),),
         on_failure=Step("refund", timeout_sec=5),
         timeout_sec=60,
     )

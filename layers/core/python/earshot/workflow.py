@@ -52,7 +52,7 @@ _ANY_TASK_ERROR = "States.TaskFailed"
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class Retrier:
     """One Step Functions retrier.
 
     Attributes
@@ -87,7 +87,7 @@ class Step:
 
     name: str
     timeout_sec: int
-    retries: tuple[RetryPolicy, ...] = ()
+    retries: tuple[Retrier, ...] = ()
     comment: str = ""
 
 
@@ -107,7 +107,7 @@ class Workflow:
 
 # Invoking a Lambda can fail in the Lambda service itself; AWS recommends retrying these on every
 # Lambda task. The function may or may not have run: ``steps_idempotent`` makes either case safe.
-LAMBDA_SERVICE_ERRORS = RetryPolicy(
+LAMBDA_SERVICE_ERRORS = Retrier(
     errors=(
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
@@ -120,9 +120,9 @@ LAMBDA_SERVICE_ERRORS = RetryPolicy(
     max_delay_sec=10,
 )
 # A step that timed out may well succeed on a second try (a cold dependency, a slow disk).
-_TIMED_OUT_ONCE = RetryPolicy(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=1)
+_TIMED_OUT_ONCE = Retrier(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=1)
 # The balance is contended (DynamoStore gave up after its own retries): wait and settle again.
-_CONTENDED_BALANCE = RetryPolicy(
+_CONTENDED_BALANCE = Retrier(
     errors=("RateLimitedError", TIMEOUT_ERROR), interval_sec=1, max_attempts=5, backoff_rate=2.0, max_delay_sec=20
 )
 
@@ -153,7 +153,7 @@ WORKFLOW = Workflow(
         Step(
             "store_result",
             timeout_sec=60,
-            retries=(LAMBDA_SERVICE_ERRORS, RetryPolicy(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=2)),
+            retries=(LAMBDA_SERVICE_ERRORS, Retrier(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=2)),
             comment="Results into the task (or the blob store when large); the task becomes completed",
         ),
         Step(
@@ -176,7 +176,7 @@ WORKFLOW = Workflow(
         timeout_sec=60,
         retries=(
             LAMBDA_SERVICE_ERRORS,
-            RetryPolicy(
+            Retrier(
                 errors=("RateLimitedError", TIMEOUT_ERROR, _ANY_TASK_ERROR),
                 interval_sec=2,
                 max_attempts=8,
@@ -192,7 +192,7 @@ WORKFLOW = Workflow(
 
 
 # -- Amazon States Language ------------------------------------------------------------------------
-def _retrier(policy: RetryPolicy) -> dict[str, Any]:
+def _retrier(policy: Retrier) -> dict[str, Any]:
     return {
         "ErrorEquals": list(policy.errors),
         "IntervalSeconds": policy.interval_sec,
@@ -288,7 +288,7 @@ def error_name(exc: BaseException) -> str:
     return TIMEOUT_ERROR if isinstance(exc, StepTimeoutError) else type(exc).__name__
 
 
-def _matches(policy: RetryPolicy, name: str) -> bool:
+def _matches(policy: Retrier, name: str) -> bool:
     if name in policy.errors or _ANY_ERROR in policy.errors:
         return True
     return _ANY_TASK_ERROR in policy.errors and name != TIMEOUT_ERROR
