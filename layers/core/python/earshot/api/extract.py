@@ -6,6 +6,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.api.processing import process
 from earshot.http.app import json_response
+from earshot.http.controls import pop_json_controls
 from earshot.http.request import ApiRequest
 from earshot.http.validation import json_body, parse_model
 from earshot.runtime import get_runtime
@@ -33,9 +34,7 @@ def create_extraction(request: ApiRequest) -> Response[str]:
     request.principal()
     runtime = get_runtime()
     payload = json_body(request)
-    controls: dict[str, str] = {name: str(payload.pop(name)) for name in ("async", "callback_url") if name in payload}
-    if "async" in controls:
-        controls["async"] = controls["async"].lower()  # JSON true arrives as "True"
+    controls = pop_json_controls(payload)
     body = parse_model(ExtractRequest, payload)
     limit = min(MAX_AUDIO_BYTES, runtime.settings.max_fetch_bytes)
     principal = request.principal()

@@ -8,8 +8,8 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
-from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
+from earshot.http.controls import read_controls
 from earshot.http.idempotency import idempotency_key
 from earshot.http.request import ApiRequest
 from earshot.jobs.submit import submit_task
@@ -19,20 +19,6 @@ from earshot.schemas import TaskOut
 from earshot.services.accounts import audio_account
 from earshot.services.charged_run import AudioPayload, deliver_charged, run_charged
 from earshot.url_policy import check_caller_url
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
-
-
-def wants_async(request: ApiRequest, controls: dict[str, str]) -> bool:
-    """``async=true`` (form field, JSON field or query) or ``Prefer: respond-async``."""
-    prefer = request.headers.get("prefer", "")
-    if any(part.strip().lower() == "respond-async" for part in prefer.split(",")):
-        return True
-    value = str(controls.get("async", request.query.get("async", ""))).strip().lower()
-    if value not in _TRUE | _FALSE:
-        raise InvalidRequestError("async must be true or false", param="async")
-    return value in _TRUE
 
 
 def process(
@@ -62,8 +48,9 @@ def process(
     prepared = prepare(runtime, kind, options, deadline_sec=deadline)  # refusals happen here, before any charge
     if audio_url is not None:  # every URL passes the address policy now, and again when it is fetched
         check_caller_url(audio_url, param=audio_param, settings=runtime.settings)
-    if force_async or wants_async(request, controls):
-        callback = controls.get("callback_url") or None
+    control = read_controls(request, controls, force_async=force_async)
+    if control.run_async:
+        callback = control.callback_url
         if callback:
             check_caller_url(callback, param="callback_url", settings=runtime.settings, unresolved_ok=True)
         blob_key, delete_after = None, True

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Response
 from earshot.api.processing import process
 from earshot.errors import error_for_code
 from earshot.http.app import json_response
+from earshot.http.controls import pop_json_controls
 from earshot.http.request import ApiRequest
 from earshot.http.validation import json_body, parse_model
 from earshot.kinds.understanding import completion_chunk
@@ -23,7 +24,7 @@ def create_llm_task(request: ApiRequest) -> Response[str]:
     request.principal()
     runtime = get_runtime()
     payload = json_body(request)
-    callback = payload.pop("callback_url", None)
+    controls = pop_json_controls(payload, ("callback_url",))  # always a task: sync=true waits for it
     body = parse_model(UnderstandingRequest, payload)
     file_id = body.audio if body.audio.startswith("file-") else None
     audio_url = body.audio if not (file_id or body.audio.startswith("data:")) else None
@@ -44,7 +45,7 @@ def create_llm_task(request: ApiRequest) -> Response[str]:
         audio_url=audio_url,
         audio_param="audio",
         file_id=file_id,
-        controls={"callback_url": callback} if callback else {},
+        controls=controls,
         task_model=body.model,
         stream=body.stream,
         force_async=True,
