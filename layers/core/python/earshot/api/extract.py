@@ -11,10 +11,9 @@ from earshot.http.request import ApiRequest
 from earshot.http.validation import json_body, parse_model
 from earshot.runtime import get_runtime
 from earshot.schemas import ExtractFormats, ExtractRequest
-from earshot.services.audio_source import from_base64, from_url
+from earshot.services.audio_source import AudioReference, resolve_audio
 from earshot.services.charged_run import AudioPayload
 from earshot.services.understand import EXTRACT_MAX_SECONDS
-from earshot.services.uploads import audio_from_file_id
 
 MB = 1024 * 1024
 MAX_AUDIO_BYTES = 100 * MB
@@ -40,15 +39,16 @@ def create_extraction(request: ApiRequest) -> Response[str]:
     principal = request.principal()
     audio_url = body.audio if body.inputMethod == "url" else None
     file_id = body.audio if body.inputMethod == "file_id" else None
-    inline = from_base64(body.audio, max_bytes=limit) if body.inputMethod == "base64" else None  # before any charge
+    reference = AudioReference(url=audio_url, file_id=file_id)
+    if body.inputMethod == "base64":  # decoded (and size-checked) now, before any charge
+        reference = AudioReference(
+            data=resolve_audio(
+                runtime, AudioReference(inline=body.audio), principal=principal, deadline_sec=0, max_bytes=limit
+            ).data
+        )
 
     def audio(deadline: float) -> AudioPayload:
-        if audio_url is not None:
-            return from_url(runtime, audio_url, deadline_sec=deadline, max_bytes=limit)
-        if file_id is not None:
-            return audio_from_file_id(runtime, principal, file_id)
-        assert inline is not None
-        return inline
+        return resolve_audio(runtime, reference, principal=principal, deadline_sec=deadline, max_bytes=limit)
 
     options = body.model_dump(mode="json", by_alias=True, exclude={"audio", "inputMethod"})
     return process(

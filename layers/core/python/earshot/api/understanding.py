@@ -15,7 +15,7 @@ from earshot.http.validation import json_body, parse_model
 from earshot.kinds.understanding import completion_chunk
 from earshot.runtime import get_runtime
 from earshot.schemas import UnderstandingRequest
-from earshot.services.audio_source import from_base64
+from earshot.services.audio_source import AudioReference, resolve_audio
 from earshot.services.charged_run import AudioPayload
 from earshot.services.task_views import task_document, wait_for_final
 
@@ -29,8 +29,11 @@ def create_llm_task(request: ApiRequest) -> Response[str]:
     file_id = body.audio if body.audio.startswith("file-") else None
     audio_url = body.audio if not (file_id or body.audio.startswith("data:")) else None
     inline = None
-    if body.audio.startswith("data:"):
-        inline = from_base64(body.audio, max_bytes=runtime.settings.max_inline_bytes)
+    if body.audio.startswith("data:"):  # decoded (and size-checked) now, before anything is stored
+        reference = AudioReference(inline=body.audio)
+        inline = resolve_audio(
+            runtime, reference, principal=None, deadline_sec=0, max_bytes=runtime.settings.max_inline_bytes
+        )
 
     def audio(_deadline: float) -> AudioPayload:
         assert inline is not None
