@@ -176,6 +176,8 @@ for function in functions:
             outcome[path.name] = "authorized" if "account_id" in result["context"] else str(result["context"])
         elif function == "ingest":
             outcome[path.name] = "ingested" if "tasks" in result else str(result)
+        elif function == "sweeper":
+            outcome[path.name] = "swept" if "refunded" in result else str(result)
         else:
             outcome[path.name] = result["statusCode"]
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in absent)
@@ -218,7 +220,7 @@ def _probe_light_functions(tmp_path: Path, *, hide_ffprobe: bool) -> dict[str, o
 
 def _expected_events() -> dict[str, object]:
     events = sorted(p.name for f in LIGHT for p in (REPO_ROOT / "events").glob(f"{f}-*.json"))
-    special = {"authorizer-": "authorized", "ingest-": "ingested", "uploads-": 201}
+    special = {"authorizer-": "authorized", "ingest-": "ingested", "sweeper-": "swept", "uploads-": 201}
     return {name: next((v for k, v in special.items() if name.startswith(k)), 200) for name in events}
 
 

@@ -336,9 +336,7 @@ def test_each_retrier_counts_its_own_attempts() -> None:
 
 
 def test_jitter_stays_within_zero_and_the_capped_backoff() -> None:
-    policy = Retrier(
-        errors=("RateLimitedError",), interval_sec=2, max_attempts=6, backoff_rate=3.0, max_delay_sec=50
-    )
+    policy = Retrier(errors=("RateLimitedError",), interval_sec=2, max_attempts=6, backoff_rate=3.0, max_delay_sec=50)
     flow = Workflow(
         steps=(Step("s", timeout_sec=5, retries=(policy,)),), on_failure=Step("r", timeout_sec=5), timeout_sec=60
     )

@@ -6,16 +6,18 @@ import mmap
 from pathlib import Path
 
 from earshot.audio.lengths.common import AudioLength, Walker
-from earshot.audio.lengths.flac import flac_length
-from earshot.audio.lengths.matroska import matroska_length
-from earshot.audio.lengths.mp4 import mp4_length
-from earshot.audio.lengths.mpeg_audio import mp3_length
-from earshot.audio.lengths.ogg import ogg_length
-from earshot.audio.lengths.riff import wav_length
 from earshot.errors import InvalidAudioError
 
 
 def _walkers() -> dict[str, Walker]:
+    # Imported on first use: some walkers need numpy, which the light functions' layer does not carry.
+    from earshot.audio.lengths.flac import flac_length
+    from earshot.audio.lengths.matroska import matroska_length
+    from earshot.audio.lengths.mp4 import mp4_length
+    from earshot.audio.lengths.mpeg_audio import mp3_length
+    from earshot.audio.lengths.ogg import ogg_length
+    from earshot.audio.lengths.riff import wav_length
+
     return {
         "wav": wav_length,
         "flac": flac_length,
