@@ -19,7 +19,7 @@ from infra.capabilities.recovery import HoldSweeper
 from infra.capabilities.storage import Storage
 from infra.capabilities.workflow import TaskWorkflow
 from infra.config import StageConfig
-from infra.constants import FUNCTIONS_DIR, SERVICE_NAME, SWEEPER_RATE_MINUTES
+from infra.constants import FUNCTIONS_DIR, INFERENCE_FUNCTION, SERVICE_NAME, SWEEPER_RATE_MINUTES
 
 
 class EarshotStack(Stack):
@@ -71,7 +71,7 @@ class EarshotStack(Stack):
         functions = Functions(
             self,
             "Functions",
-            names=routes.functions(),
+            names=[*routes.functions(), INFERENCE_FUNCTION],
             config=config,
             layers=layers,
             tables=data.tables,
@@ -84,12 +84,12 @@ class EarshotStack(Stack):
             self,
             "Tasks",
             stage=config.stage,
-            step_function=functions.workflow,
+            functions=functions.by_name,
             log_retention=config.log_retention,
             removal_policy=config.removal_policy,
         )
         functions.allow_starting_tasks(tasks.state_machine)
-        UploadIngest(self, "UploadIngest", bucket=storage.bucket, ingest=functions.ingest)
+        ingest = UploadIngest(self, "UploadIngest", bucket=storage.bucket, ingest=functions.ingest)
         HoldSweeper(self, "HoldSweeper", sweeper=functions.sweeper, rate_minutes=SWEEPER_RATE_MINUTES)
         api = Api(
             self,
@@ -110,6 +110,7 @@ class EarshotStack(Stack):
             http_api=api.http_api,
             functions=functions.by_name,
             state_machine=tasks.state_machine,
+            failed_upload_events=ingest.failed_events,
             alarm_email=config.alarm_email,
             removal_policy=config.removal_policy,
         )

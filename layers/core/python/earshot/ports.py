@@ -7,6 +7,7 @@ never know which adapter they hold. The models they speak in live in ``earshot.m
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from earshot.models import (
@@ -174,6 +175,10 @@ class BlobStore(Protocol):
 
     def get(self, key: str) -> bytes:
         """Raise ``NotFoundError`` for a missing key."""
+        ...
+
+    def download(self, key: str, path: Path) -> None:
+        """Write the blob to the local file ``path`` without holding it in memory; ``NotFoundError`` if missing."""
         ...
 
     def exists(self, key: str) -> bool: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -73,7 +74,10 @@ def process(
             stream=stream,
         )
         return json_response(TaskOut.from_task(task), status=202, headers={"Location": f"/v1/tasks/{task.id}"})
-    outcome = run_charged(runtime, principal, request.request_id, prepared.plan, audio(deadline))
+    deadline_at = time.monotonic() + deadline
+    outcome = run_charged(
+        runtime, principal, request.request_id, prepared.plan, audio(deadline), deadline_at=deadline_at
+    )
     # A keyed request's hold is captured once its response is stored for replay (``run_idempotently``).
     capture = idempotency_key(request) is None
     return deliver_charged(runtime, outcome, lambda run: http_response(prepared.render(run)), capture=capture)

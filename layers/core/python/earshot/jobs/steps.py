@@ -23,7 +23,7 @@ from earshot.metering import MeteredAudio
 from earshot.observability import logger
 from earshot.ports import LedgerEntry, Task
 from earshot.runtime import Runtime
-from earshot.services.audio_input import staged_audio
+from earshot.services.audio_input import staged_blob
 from earshot.services.audio_source import AudioReference, resolve_audio
 from earshot.services.charged_run import (
     ChargedRun,
@@ -89,12 +89,13 @@ def resolve_input(runtime: Runtime, state: State) -> State:
     return {**state, "audio": audio}
 
 
-def _audio_bytes(runtime: Runtime, state: State) -> bytes:
-    return runtime.blobs.get(state["audio"]["blob_key"])
+def _staged_input(runtime: Runtime, state: State) -> Any:
+    """The task's audio streamed to /tmp (up to an upload's 500 MiB, never whole in memory)."""
+    return staged_blob(runtime.blobs, state["audio"]["blob_key"], state["audio"].get("filename", ""))
 
 
 def meter(runtime: Runtime, state: State) -> State:
-    with staged_audio(_audio_bytes(runtime, state), state["audio"].get("filename", "")) as path:
+    with _staged_input(runtime, state) as path:
         metered = meter_audio(runtime, path)
     _progress(runtime, state, 25, duration_sec=round(metered.seconds, 3))
     return {**state, "metered": metered.__dict__}
@@ -105,7 +106,7 @@ def reserve(runtime: Runtime, state: State) -> State:
     task = _task(runtime, state)
     prepared = _prepared(runtime, task)
     metered = MeteredAudio(**state["metered"])
-    check_limits(runtime, prepared.plan, metered, path="task")
+    check_limits(runtime, prepared.plan, metered, path="task", time_left_sec=_step_deadline("run_engine"))
     entry = hold(runtime, _pricing(prepared, task, metered).charge)
     _progress(runtime, state, 35)
     return {**state, "debit": entry.model_dump()}
@@ -116,7 +117,7 @@ def run_engine(runtime: Runtime, state: State) -> State:
     prepared = _prepared(runtime, task)
     metered = MeteredAudio(**state["metered"])
     pricing = _pricing(prepared, task, metered)
-    with staged_audio(_audio_bytes(runtime, state), state["audio"].get("filename", "")) as path:
+    with _staged_input(runtime, state) as path:
         result, engine_ms = run_plan(prepared.plan, path, metered)
     record_run_metrics(prepared.plan, pricing, metered, engine_ms)
     rendered = prepared.render(

@@ -69,10 +69,14 @@ def submit_task(
         task = existing
         if task.status in ("completed", "failed"):
             return task
-    runtime.jobs.start(task.id, workflow_input(task.id))
+    runtime.jobs.start(task.id, workflow_input(task))
     return task
 
 
-def workflow_input(task_id: str) -> dict[str, Any]:
-    """The workflow's whole input: a reference to the task (Step Functions state holds no caller payloads)."""
-    return {"task_id": task_id}
+def workflow_input(task: Task) -> dict[str, Any]:
+    """The workflow's whole input: a reference to the task, and whether it has a webhook to deliver (``notify``,
+    for the state machine's Choice). No caller payload: the callback URL and the options stay in the task."""
+    state: dict[str, Any] = {"task_id": task.id}
+    if task.callback_url:
+        state["notify"] = "webhook"
+    return state

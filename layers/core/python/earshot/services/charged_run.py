@@ -26,6 +26,7 @@ from earshot.audio.budget import decode_budget
 from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.catalog import CatalogModel
 from earshot.errors import EarshotError, EngineError, InvalidAudioError
+from earshot.limits import MAX_TASK_AUDIO_SEC
 from earshot.metering import MeteredAudio, meter_duration
 from earshot.observability import logger, metrics
 from earshot.ports import Charge, LedgerEntry, Principal
@@ -86,17 +87,44 @@ def meter_audio(runtime: Runtime, path: Path) -> MeteredAudio:
     return meter_duration(path, ffprobe=runtime.ffprobe)
 
 
-def check_limits(runtime: Runtime, plan: Plan[Any], metered: MeteredAudio, *, path: RunPath) -> None:
-    """Refuse, before any charge, a run that must not start.
+def check_limits(
+    runtime: Runtime, plan: Plan[Any], metered: MeteredAudio, *, path: RunPath, time_left_sec: float | None = None
+) -> None:
+    """Refuse, before any charge, a run that must not start. The one place run limits live.
 
-    The one place run limits live, for the sync path (``path="sync"``) and for tasks (``"task"``): a
-    route's maximum audio length today; a maximum task duration or a refusal of sync work predicted
-    not to finish in time plug in here. Raise an ``EarshotError`` (nothing has been taken yet).
+    ``path`` says which run this is; ``time_left_sec`` is what the engine has: the rest of a sync request's
+    deadline, or a task's engine step timeout. Raise an ``EarshotError`` (nothing has been taken yet):
+
+    - the route's maximum audio length (``Plan.max_seconds``);
+    - a task's maximum audio length (``limits.MAX_TASK_AUDIO_SEC``);
+    - audio the engine is predicted not to finish in ``time_left_sec`` (``services.sync_budget``): a sync request
+      gets 413 ``audio_too_long_for_sync`` (send it as a task), a task a 400 (split it, or a faster model).
     """
     if plan.max_seconds is not None and metered.seconds > plan.max_seconds:
         raise InvalidAudioError(
             f"the audio is {metered.seconds:.0f} s long; this route accepts at most {plan.max_seconds:.0f} s",
             param="audio",
+        )
+    if path == "task" and metered.seconds > MAX_TASK_AUDIO_SEC:
+        raise InvalidAudioError(
+            f"the audio is {metered.seconds:.0f} s long; a task takes at most {MAX_TASK_AUDIO_SEC / 3600:.0f} hours"
+            " of audio"
+        )
+    if time_left_sec is None:
+        return
+    from earshot.services.sync_budget import needed_sec, refuse_if_cannot_finish
+
+    model = plan.model
+    workers, max_chunk = runtime.engine_parallelism(model)
+    if path == "sync":
+        refuse_if_cannot_finish(model, metered.seconds, time_left_sec, workers=workers, max_chunk_sec=max_chunk)
+        return
+    # Nothing is held for audio the engine step cannot finish in its time (it would time out and be refunded).
+    needed = needed_sec(model, metered.seconds, workers=workers, max_chunk_sec=max_chunk)
+    if needed > time_left_sec:
+        raise InvalidAudioError(
+            f"the audio is {metered.seconds:.0f} s long and {model.sku} would need about {needed:.0f} s for it; a"
+            f" task's engine step has {time_left_sec:.0f} s. Split the recording, or choose a faster model"
         )
 
 
@@ -167,15 +195,23 @@ def capture(runtime: Runtime, request_id: str) -> None:
 
 
 def run_charged(
-    runtime: Runtime, principal: Principal, request_id: str, plan: Plan[ResultT], audio: AudioPayload
+    runtime: Runtime,
+    principal: Principal,
+    request_id: str,
+    plan: Plan[ResultT],
+    audio: AudioPayload,
+    *,
+    deadline_at: float | None = None,
 ) -> ChargedRun[ResultT]:
     """The sync path: every step of the pipeline in one call; refunded if anything after the hold fails.
 
-    The hold stays open: the caller ``capture``s it once the response is rendered (``deliver_charged``).
+    ``deadline_at`` (``time.monotonic()``) is when the request must have answered. The hold stays open: the
+    caller captures it once the response is rendered (``deliver_charged``).
     """
     with staged_audio(audio.data, audio.filename) as path:
         metered = meter_audio(runtime, path)
-        check_limits(runtime, plan, metered, path="sync")
+        time_left = None if deadline_at is None else deadline_at - time.monotonic()
+        check_limits(runtime, plan, metered, path="sync", time_left_sec=time_left)
         pricing = price(plan, metered, request_id=request_id, account_id=principal.account_id, description=plan.label)
         debit = hold(runtime, pricing.charge)
         try:
