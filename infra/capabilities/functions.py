@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, IgnoreMode, Size
 from aws_cdk import aws_dynamodb as dynamodb
@@ -111,6 +112,7 @@ class Functions(Construct):
     def sweeper(self) -> lambda_.Function:
         return self.by_name[SWEEPER_FUNCTION]
 
+    @property
     def inference(self) -> lambda_.Function:
         return self.by_name[INFERENCE_FUNCTION]
 
@@ -160,7 +162,7 @@ class Functions(Construct):
             inline_policies={"Access": policy},
         )
         self._acknowledge_object_prefixes(role, name, access.objects)
-        common = {
+        common: dict[str, Any] = {
             "function_name": function_name,
             "description": f"Earshot {self._config.stage}: {name}",
             "architecture": ARCHITECTURE,
