@@ -332,6 +332,11 @@ def _dead_letter_reason(name: str) -> str:
             "The inference function is invoked synchronously, by the API functions (which refund a failed call) and "
             "by the state machine (which retries and catches a failed step): a DLQ would never receive anything."
         )
+    if name == SWEEPER_FUNCTION:
+        return (
+            "EventBridge invokes the sweeper on a schedule; a failed run loses nothing: the next run (minutes later) "
+            "sweeps the same holds and tasks, and its errors show on the function's Errors alarm and dashboard."
+        )
     if name == WORKFLOW_FUNCTION:
         return (
             "Step Functions invokes the workflow function synchronously; a failed step is retried and caught by the "

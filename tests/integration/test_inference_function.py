@@ -17,10 +17,10 @@ from audio_fixtures import audio_bytes
 
 from earshot import errors
 from earshot.adapters.lambda_invoker import LambdaInvoker
+from earshot.blob_layout import INFERENCE_PREFIX
 from earshot.config import Settings
 from earshot.engines.base import Transcript, TranscriptionOptions
 from earshot.engines.remote import (
-    INFERENCE_PREFIX,
     InferenceCall,
     RemoteTranscriptionEngine,
     audio_reference,
