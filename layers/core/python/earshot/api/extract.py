@@ -9,7 +9,7 @@ from earshot.http.app import json_response
 from earshot.http.controls import pop_json_controls
 from earshot.http.request import ApiRequest
 from earshot.http.validation import json_body, parse_model
-from earshot.runtime import get_runtime
+from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import ExtractFormats, ExtractRequest
 from earshot.services.audio_source import AudioReference, resolve_audio
 from earshot.services.charged_run import AudioPayload
@@ -20,11 +20,25 @@ MAX_AUDIO_BYTES = 100 * MB
 FORMATS = ["wav", "mp3", "aiff", "aac", "ogg", "flac", "m4a", "webm"]
 
 
+LARGER_FILES = "inputMethod 'url' (https) up to maxFileSizeMB, or POST /v1/uploads and then inputMethod 'file_id'"
+
+
+def inline_limit(runtime: Runtime) -> int:
+    """Largest base64 audio: the documented 100 MB locally; deployed, what fits a Lambda request (6 MB of base64)."""
+    if runtime.settings.runtime == "local":
+        return min(MAX_AUDIO_BYTES, runtime.settings.max_fetch_bytes)
+    return min(MAX_AUDIO_BYTES, runtime.settings.max_inline_bytes)
+
+
 def list_formats(request: ApiRequest) -> Response[str]:
     request.principal()
     return json_response(
         ExtractFormats(
-            supportedFormats=FORMATS, maxFileSizeMB=MAX_AUDIO_BYTES // MB, maxDurationSeconds=int(EXTRACT_MAX_SECONDS)
+            supportedFormats=FORMATS,
+            maxFileSizeMB=MAX_AUDIO_BYTES // MB,
+            maxDurationSeconds=int(EXTRACT_MAX_SECONDS),
+            maxInlineSizeMB=round(inline_limit(get_runtime()) / MB, 1),
+            largerFiles=LARGER_FILES,
         )
     )
 
@@ -43,7 +57,11 @@ def create_extraction(request: ApiRequest) -> Response[str]:
     if body.inputMethod == "base64":  # decoded (and size-checked) now, before any charge
         reference = AudioReference(
             data=resolve_audio(
-                runtime, AudioReference(inline=body.audio), principal=principal, deadline_sec=0, max_bytes=limit
+                runtime,
+                AudioReference(inline=body.audio),
+                principal=principal,
+                deadline_sec=0,
+                max_bytes=inline_limit(runtime),
             ).data
         )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.api.processing import process
-from earshot.errors import EarshotError, InvalidRequestError
+from earshot.errors import InvalidRequestError
+from earshot.http.contracts.v2 import CULTURES
 from earshot.http.forms import read_form
-from earshot.http.i18n import CULTURES, localized
 from earshot.http.request import ApiRequest
 from earshot.runtime import get_runtime
 from earshot.schemas import V2TranscribeForm
@@ -15,14 +15,10 @@ from earshot.services.charged_run import AudioPayload
 
 
 def create_v2_transcription(request: ApiRequest) -> Response[str]:
-    culture = (request.query.get("culture") or "en").lower()
-    try:
-        if culture not in CULTURES:
-            culture = "en"
-            raise InvalidRequestError("culture must be 'en' or 'es'", param="culture")
-        return _transcribe(request)
-    except EarshotError as error:
-        raise localized(error, culture) from error
+    """Errors are answered in the v2 contract (``earshot.http.contracts.v2``), in the request's culture."""
+    if (request.query.get("culture") or "en").lower() not in CULTURES:
+        raise InvalidRequestError("culture must be 'en' or 'es'", param="culture")
+    return _transcribe(request)
 
 
 def _transcribe(request: ApiRequest) -> Response[str]:
