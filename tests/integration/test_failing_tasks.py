@@ -148,7 +148,7 @@ def test_a_task_waiting_to_retry_does_not_hold_a_worker() -> None:
             def run(state: dict[str, Any]) -> dict[str, Any]:
                 if state["task_id"] == "bad" and name == "reserve":
                     raise RateLimitedError("contended")  # retried with backoff, up to ~20 s per wait
-                if name == "deliver_webhook" or name == "refund_and_fail":
+                if name in ("settle", "refund_and_fail"):  # the last step every task runs, or its catch
                     finished[state["task_id"]] = time.monotonic()
                 return state
 
