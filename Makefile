@@ -21,10 +21,11 @@ PORT ?= 8080
 DATA_DIR ?= .earshot
 STAGE ?= dev
 
-.PHONY: help setup serve test test-unit test-integration test-e2e lint format typecheck bench bench-peer clean
+.PHONY: help setup serve test unit integration contract infra e2e lint format typecheck imports bench bench-peer clean
 
 help:
-	@echo "make serve | test | lint | typecheck | bench | synth STAGE=dev | deploy STAGE=dev | destroy STAGE=dev"
+	@echo "make serve | test (the full gate) | unit | integration | contract | infra | e2e | lint | typecheck | imports"
+	@echo "     bench | synth STAGE=dev | deploy STAGE=dev | destroy STAGE=dev"
 
 setup: $(STAMP) $(FFPROBE) $(MODELS_STAMP) $(RECORDINGS_STAMP)
 
@@ -62,8 +63,24 @@ $(FFPROBE):
 serve: setup
 	$(BIN)/earshot serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-test: setup
+# The full gate (what .ci/run runs): lint + format check, types, import contracts, then every suite.
+test: lint typecheck imports
 	$(BIN)/pytest tests
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+contract: setup
+	$(BIN)/pytest tests/contract
+
+infra: setup
+	$(BIN)/pytest tests/infra
+
+e2e: setup
+	$(BIN)/pytest tests/e2e
 
 lint: setup
 	$(BIN)/ruff check layers/core/python functions tests bench infra
@@ -73,8 +90,16 @@ format: setup
 	$(BIN)/ruff format layers/core/python functions tests bench infra
 	$(BIN)/ruff check --fix layers/core/python functions tests bench infra
 
+# The core package strictly (pyproject), then the CDK app, the benchmarks and every function's handler (each
+# handler is its own top-level module `handler`, so one mypy run per function).
 typecheck: setup
 	$(BIN)/mypy
+	$(BIN)/mypy infra bench
+	@for handler in functions/*/handler.py; do $(BIN)/mypy "$$handler" || exit 1; done
+
+# No import cycles in earshot (imports inside functions counted) and its layers kept: [tool.importlinter].
+imports: setup
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python -m bench

@@ -11,7 +11,7 @@ length header (a 1-second file may claim ten hours, a 100-second one one second,
 * everything else is counted by ffprobe: packets times samples-per-packet when the codec fixes it or the
   first packets agree on it, else the sum of every packet's duration.
 
-Engines are then fed no more than the metered length (``earshot.audio.decode.decode_budget``).
+Engines are then fed no more than the metered length (``earshot.audio.budget.decode_budget``).
 """
 
 from __future__ import annotations

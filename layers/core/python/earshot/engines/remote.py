@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 
 from earshot import errors
 from earshot.audio.budget import current_budget
+from earshot.blob_layout import inference_key
 from earshot.engines.base import Transcript, TranscriptionOptions
 from earshot.engines.providers import GenerationResult
 from earshot.ports import BlobStore
@@ -33,7 +34,6 @@ INVOKE_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 # in the rest travels inline; larger audio goes by blob key.
 CALL_ENVELOPE_BYTES = 512 * 1024
 INLINE_AUDIO_LIMIT_BYTES = (INVOKE_PAYLOAD_LIMIT_BYTES - CALL_ENVELOPE_BYTES) * 3 // 4
-INFERENCE_PREFIX = "inference/"  # blobs of calls whose audio did not fit inline (expire in a day, deleted after)
 
 Op = Literal["transcribe", "ask", "regions"]
 Role = Literal["transcription", "question"]
@@ -100,7 +100,7 @@ def audio_reference(
     if size <= inline_limit:
         yield {"inline": base64.b64encode(audio.read_bytes()).decode("ascii"), "filename": audio.name}
         return
-    key = f"{INFERENCE_PREFIX}{uuid.uuid4().hex}/{audio.name or 'audio'}"
+    key = inference_key(uuid.uuid4().hex, audio.name)
     blobs.put(key, audio.read_bytes())
     try:
         yield {"blob_key": key, "filename": audio.name}
@@ -201,7 +201,7 @@ def run_call(engine: Any, call: InferenceCall, audio: Path) -> dict[str, Any]:
     """What the inference function does with ``call``: run the local ``engine`` on ``audio``; JSON-able answer."""
     if call.op == "regions":
         from earshot.audio.decode import decode_to_pcm16k
-        from earshot.fanout import vad_speech_regions
+        from earshot.engines.fanout import vad_speech_regions
 
         found = vad_speech_regions(audio, decode_to_pcm16k(audio))
         return {"result": [[round(region.start, 3), round(region.end, 3)] for region in found]}

@@ -5,11 +5,12 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pybase64
+
+from earshot.adapters.local_lambda import LocalContext as LocalContext  # re-exported for the local server
 
 _TEXT_TYPES = (
     "text/",
@@ -106,33 +107,3 @@ def authorizer_event(http: dict[str, Any]) -> dict[str, Any]:
         "requestContext": http["requestContext"],
         "pathParameters": http.get("pathParameters"),
     }
-
-
-@dataclass
-class LocalContext:
-    """The attributes of a Lambda context object that Powertools and Earshot read."""
-
-    function_name: str
-    timeout_sec: float = 30.0
-    memory_limit_in_mb: int = 1024
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
-
-    @property
-    def function_version(self) -> str:
-        return "$LATEST"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_sec - (time.monotonic() - self.started)) * 1000))
