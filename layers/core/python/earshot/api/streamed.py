@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,17 +22,18 @@ from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.engines.base import Segment, Transcript
 from earshot.errors import EarshotError, InternalError
-from earshot.http.billing import billing_block
 from earshot.http.contracts.openai import body as error_body
 from earshot.http.request import ApiRequest
 from earshot.http.streaming import sse, sse_comment, stream_response
-from earshot.jobs.kinds import prepare
+from earshot.kinds import prepare
+from earshot.kinds.billing import billing_block
 from earshot.live import segment_listener
 from earshot.metering import MeteredAudio
 from earshot.observability import logger
 from earshot.runtime import get_runtime
 from earshot.schemas import DurationUsage
-from earshot.services.metered import AudioPayload, Metered, audio_account, run_plan
+from earshot.services.accounts import audio_account
+from earshot.services.charged_run import AudioPayload, ChargedRun, deliver_charged, run_charged
 
 KEEPALIVE_SEC = 10.0
 _CHARGED, _SEGMENT, _DONE, _FAILED = "charged", "segment", "done", "failed"
@@ -43,7 +45,7 @@ def stream_transcription(
     """Run ``kind`` (transcription or translation) now, streaming OpenAI's transcription events."""
     principal = request.principal()
     runtime = get_runtime()
-    audio_account(runtime, principal)
+    audio_account(runtime.store, principal)
     deadline = request.deadline_sec(default=runtime.settings.request_timeout_sec)
     prepared = prepare(runtime, kind, options, deadline_sec=deadline)  # refusals happen here, before any charge
     updates: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -58,7 +60,11 @@ def stream_transcription(
 
     def run() -> None:
         try:
-            updates.put((_DONE, run_plan(runtime, principal, request.request_id, plan, audio(deadline))))
+            deadline_at = time.monotonic() + deadline
+            outcome = run_charged(
+                runtime, principal, request.request_id, plan, audio(deadline), deadline_at=deadline_at
+            )
+            updates.put((_DONE, deliver_charged(runtime, outcome, lambda run: run)))  # captures the hold
         except EarshotError as error:
             updates.put((_FAILED, error))
         except Exception:  # a bug, not the engine (run_metered wraps engine failures): never a hung stream
@@ -90,7 +96,7 @@ def _events(updates: queue.Queue[tuple[str, Any]], request_id: str) -> Iterator[
             if delta:
                 yield sse({"type": "transcript.text.delta", "delta": delta})
         elif kind == _DONE:
-            outcome: Metered[Transcript] = value
+            outcome: ChargedRun[Transcript] = value
             for segment in outcome.result.segments[live_segments:]:  # engines that do not report as they go
                 delta = _delta(text, segment)
                 text += delta
@@ -111,7 +117,7 @@ def _delta(so_far: str, segment: Segment) -> str:
     return piece if not so_far else f" {piece}"
 
 
-def _done_event(outcome: Metered[Transcript]) -> dict[str, Any]:
+def _done_event(outcome: ChargedRun[Transcript]) -> dict[str, Any]:
     bill = billing_block(outcome)
     return {
         "type": "transcript.text.done",

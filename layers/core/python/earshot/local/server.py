@@ -7,7 +7,6 @@ event; then the route's function handler runs in-process and its response is wri
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
 
+import pybase64
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -186,7 +186,7 @@ class LocalGateway:
             headers[str(name)] = ",".join(str(v) for v in values)
         if isinstance(raw, StreamBody):
             return GatewayResponse(int(result.get("statusCode", 200)), headers, b"", stream=raw)
-        body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
+        body = pybase64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
         return GatewayResponse(int(result.get("statusCode", 200)), headers, body)
 
     @staticmethod
