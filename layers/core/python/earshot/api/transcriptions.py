@@ -15,8 +15,10 @@ from earshot.jobs.kinds import Prepared
 from earshot.render import language_name, render_srt, render_text, render_vtt
 from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import (
+    DiarizedSegmentOut,
     DurationUsage,
     SegmentOut,
+    TranscriptionDiarizedJson,
     TranscriptionForm,
     TranscriptionJson,
     TranscriptionVerboseJson,
@@ -25,7 +27,11 @@ from earshot.schemas import (
 from earshot.services.metered import Metered
 from earshot.services.transcription import TranscriptionJob, plan_transcription
 
-_LIST_FIELDS = {name: "timestamp_granularities[]" for name in ("timestamp_granularities[]", "timestamp_granularities")}
+_LIST_FIELDS = {
+    name + suffix: name + "[]"
+    for name in ("timestamp_granularities", "known_speaker_names", "known_speaker_references")
+    for suffix in ("[]", "")
+}
 _TEXT_TYPES = {
     "text": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
@@ -89,6 +95,9 @@ def _prepare(
             temperature=form.temperature,
             word_timestamps="word" in form.timestamp_granularities,
             deadline_sec=deadline_sec,
+            diarize=form.response_format == "diarized_json",
+            known_speaker_names=form.known_speaker_names,
+            known_speaker_references=form.known_speaker_references,
         ),
     )
     return Prepared(plan=plan, render=lambda outcome: _render(outcome, form, task))
@@ -132,6 +141,25 @@ def _render(
             billing=bill,
         )
         return json_response(body, headers=headers)
+    if fmt == "diarized_json":
+        diarized = TranscriptionDiarizedJson(
+            duration=bill.duration_sec,
+            text=transcript.text,
+            segments=[
+                DiarizedSegmentOut(
+                    id=f"seg_{seg.id:03d}",
+                    start=round(seg.start, 3),
+                    end=round(seg.end, 3),
+                    text=seg.text.strip(),
+                    speaker=seg.speaker or "A",
+                )
+                for seg in transcript.segments
+            ],
+            model=outcome.model.sku,
+            usage=usage,
+            billing=bill,
+        )
+        return json_response(diarized, headers=headers)
     if fmt == "text":
         text = render_text(transcript.text)
     elif fmt == "srt":

@@ -141,7 +141,7 @@ def patches(waveform: F32) -> tuple[F32, F64]:
     spectrogram = log_mel(padded)
     count = 1 + (len(spectrogram) - PATCH_FRAMES) // PATCH_HOP_FRAMES
     index = np.arange(count)[:, None] * PATCH_HOP_FRAMES + np.arange(PATCH_FRAMES)
-    starts: F64 = np.arange(count) * PATCH_HOP_SEC
+    starts: F64 = np.arange(count, dtype=np.float64) * PATCH_HOP_SEC
     windows: F32 = spectrogram[index]
     return windows, starts
 
