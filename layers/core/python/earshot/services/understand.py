@@ -8,9 +8,10 @@ from typing import Any
 
 from earshot.catalog import CatalogModel
 from earshot.engines.providers import GenerationResult
-from earshot.errors import InvalidRequestError, SchemaMismatchError
+from earshot.errors import SchemaMismatchError
 from earshot.runtime import Runtime
 from earshot.services.metered import Plan
+from earshot.user_schema import check_user_schema
 
 # The extract-audio contract: at most 9.5 hours of audio.
 EXTRACT_MAX_SECONDS = 34_200.0
@@ -52,24 +53,6 @@ class Extraction:
     generation: GenerationResult
 
 
-def _check_schema(schema: dict[str, Any]) -> None:
-    import jsonschema  # ~100 ms to import: only requests with a schema pay for it
-
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise InvalidRequestError(f"'schema' is not a valid JSON Schema: {exc.message}", param="schema") from exc
-
-
-def _schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema)
-    return [
-        f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in validator.iter_errors(value)
-    ]
-
-
 def _parse_json(text: str) -> Any:
     cleaned = text.strip()
     if cleaned.startswith("```"):  # models like to fence JSON
@@ -87,8 +70,8 @@ def plan_extract(
     deadline_sec: float,
 ) -> Plan[Extraction]:
     """Extract what ``prompt`` asks for; with ``schema`` the result is validated, repaired once, else 422."""
-    if schema is not None:
-        _check_schema(schema)
+    checked = check_user_schema(schema) if schema is not None else None  # before any charge: 400s only
+    if checked is not None:
         json_mode = True
     model: CatalogModel = runtime.catalog.resolve_audio(model_name, ("extraction",))
     engine = runtime.question_engine(model)
@@ -105,7 +88,7 @@ def plan_extract(
         except ValueError:
             value, errors = None, ["the answer was not valid JSON"]
         else:
-            errors = _schema_errors(value, schema) if schema is not None else []
+            errors = checked.errors(value) if checked is not None else []
         if errors:  # one repair attempt: show the model what was wrong
             repair = (
                 f"{instruction}\nYour previous answer was:\n{result.text}\nIt was invalid: {'; '.join(errors[:10])}."
@@ -116,7 +99,7 @@ def plan_extract(
                 value = _parse_json(result.text)
             except ValueError as exc:
                 raise SchemaMismatchError("the model did not produce valid JSON, even after one repair") from exc
-            errors = _schema_errors(value, schema) if schema is not None else []
+            errors = checked.errors(value) if checked is not None else []
             if errors:
                 raise SchemaMismatchError(
                     "the result does not match the schema after one repair: " + "; ".join(errors[:5]), param="schema"

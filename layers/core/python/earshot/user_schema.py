@@ -1,0 +1,136 @@
+"""JSON Schemas that callers submit (extract-audio's ``schema``): bounded, and closed over themselves.
+
+A JSON-schema library resolves ``$ref`` by whatever URI it names, including ``file://`` and internal
+``http://`` hosts, unless told otherwise. Here every reference is resolved by the ``referencing``
+library against a registry that holds the submitted document only (plus the published metaschemas,
+which ship inside the library); its ``retrieve`` refuses everything, so no file is read and no host is
+contacted, whatever the schema says. References that are not fragments of the document (``#/...`` or
+``#anchor``) are refused up front, and every reference must resolve before any money is taken.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
+
+from earshot.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+    from referencing import Registry
+
+MAX_SCHEMA_BYTES = 64 * 1024
+MAX_SCHEMA_DEPTH = 32
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+# Probes that catch references that loop without consuming the instance ({"$ref": "#"}, say).
+_PROBES: tuple[Any, ...] = (None, {}, [], "", 0, True)
+
+
+def _refuse(uri: str) -> Any:
+    from referencing.exceptions import NoSuchResource
+
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class mypy does not see through
+
+
+def closed_registry() -> Registry[Any]:
+    """A registry that retrieves nothing: only what it is given (and the bundled metaschemas) resolves."""
+    from referencing import Registry
+
+    return Registry(retrieve=_refuse)  # type: ignore[call-arg]
+
+
+def _walk(schema: Any) -> Iterator[tuple[str, str, str]]:
+    """Yield ``(keyword, reference, base URI)`` for each reference; refuse documents nested too deep."""
+    stack: list[tuple[Any, str, int]] = [(schema, "", 1)]
+    while stack:
+        node, base, depth = stack.pop()
+        if depth > MAX_SCHEMA_DEPTH:
+            raise InvalidRequestError(f"'schema' is nested more than {MAX_SCHEMA_DEPTH} levels deep", param="schema")
+        if isinstance(node, dict):
+            ident = node.get("$id")
+            if isinstance(ident, str):
+                base = urljoin(base, ident)
+            for keyword in _REF_KEYWORDS:
+                value = node.get(keyword)
+                if isinstance(value, str):
+                    yield keyword, value, base
+            stack.extend((value, base, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, base, depth + 1) for value in node)
+
+
+@dataclass(frozen=True)
+class UserSchema:
+    """A checked schema and its validator (closed registry; nothing outside the document resolves)."""
+
+    schema: dict[str, Any]
+    validator: Validator
+
+    def errors(self, value: Any) -> list[str]:
+        """What is wrong with ``value``; a schema that loops on this value is itself reported, not raised."""
+        from jsonschema.exceptions import _RefResolutionError
+        from referencing.exceptions import Unresolvable
+
+        try:
+            return [
+                f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+                for e in self.validator.iter_errors(value)
+            ]
+        except RecursionError:
+            return ["the schema refers to itself without end for this value"]
+        except (Unresolvable, _RefResolutionError) as exc:  # checked up front; kept as a last guard
+            return [f"a reference in the schema does not resolve: {exc}"]
+
+
+def check_user_schema(schema: Any) -> UserSchema:
+    """Bound ``schema`` (size, depth), refuse references outside it, and build its closed validator.
+
+    Every failure is a 400 ``invalid_request`` naming ``schema``; nothing is fetched or read.
+    """
+    if not isinstance(schema, dict):
+        raise InvalidRequestError("'schema' must be a JSON object", param="schema")
+    references = list(_walk(schema))  # depth first: json.dumps below recurses
+    if len(json.dumps(schema, separators=(",", ":"))) > MAX_SCHEMA_BYTES:
+        raise InvalidRequestError(f"'schema' is larger than {MAX_SCHEMA_BYTES // 1024} KB", param="schema")
+    for keyword, reference, _base in references:
+        if not reference.startswith("#"):
+            raise InvalidRequestError(
+                f"'schema' {keyword} {reference[:100]!r} points outside the schema: only references within it"
+                " ('#/$defs/name' or '#anchor') are allowed; remote and file references are refused",
+                param="schema",
+            )
+
+    import jsonschema
+    from jsonschema.validators import SPECIFICATIONS
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import specification_with
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidRequestError(f"'schema' is not a valid JSON Schema: {exc.message}", param="schema") from exc
+    registry = closed_registry()
+    validator = cls(schema, registry=registry)
+    # The resolver the validator builds for itself (same specification, same closed registry).
+    specification = specification_with(cls.ID_OF(cls.META_SCHEMA) or "urn:unknown-dialect")
+    resolver = SPECIFICATIONS.combine(registry).resolver_with_root(specification.create_resource(schema))
+    for keyword, reference, base in references:
+        try:
+            resolver.lookup(urljoin(base, reference))
+        except Unresolvable as exc:
+            raise InvalidRequestError(
+                f"'schema' {keyword} {reference[:100]!r} does not resolve within the schema", param="schema"
+            ) from exc
+    checked = UserSchema(schema=schema, validator=validator)
+    for probe in _PROBES:
+        try:
+            list(validator.iter_errors(probe))
+        except RecursionError as exc:
+            raise InvalidRequestError("'schema' refers to itself without end", param="schema") from exc
+        except Unresolvable as exc:
+            raise InvalidRequestError(f"'schema' has a reference that does not resolve: {exc}", param="schema") from exc
+    return checked
