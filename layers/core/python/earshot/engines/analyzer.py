@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -976,6 +976,25 @@ def _label_frames(tracks: _Tracks, silent: Bools, rhythm: F32) -> npt.NDArray[np
     return labels
 
 
+def _labels_from_models(
+    labels: npt.NDArray[np.int8], silent: Bools, speech: Spans, music: Spans | None
+) -> npt.NDArray[np.int8]:
+    """Speech where the voice-activity model found it, music where the tagger did, other sound elsewhere."""
+    times = np.arange(len(labels)) / _FRAME_RATE
+
+    def inside(spans: Spans) -> Bools:
+        mask = np.zeros(len(labels), dtype=bool)
+        for start, end in spans:
+            mask |= (times >= start) & (times < end)
+        return mask
+
+    other = np.where(labels == _SPEECH, _OTHER, labels) if music is None else np.full(len(labels), _OTHER)
+    if music is not None:
+        other = np.where(inside(music), _MUSIC, other)
+    result = np.where(inside(speech), _SPEECH, other)
+    return np.where(silent, _SILENCE, result).astype(np.int8)
+
+
 def _around_each_second(track: npt.NDArray[Any], seconds: int, context: int) -> F32:
     """Rows of ``track`` values over each second and ``context`` frames either side (NaN beyond the ends)."""
     padded = np.full(seconds * _SEGMENT_FRAMES + 2 * context, np.nan, dtype=np.float32)
@@ -1031,13 +1050,22 @@ def _pitch_range(f0_hz: F32, frames: Bools) -> PitchRange | None:
 # ================================================================================================================
 
 
-def analyze_audio(path: Path) -> AcousticReport:
+Spans = Sequence[tuple[float, float]]
+
+
+def analyze_audio(
+    path: Path, *, content_from: Callable[[npt.NDArray[np.int16]], tuple[Spans, Spans | None]] | None = None
+) -> AcousticReport:
     """Measure the first audio stream of a local file.
 
     Parameters
     ----------
     path
         A local audio or video file in any format the speech engine's decoder reads.
+    content_from
+        Models that say where the speech and the music are, given the 16 kHz mono PCM: (speech spans, music spans
+        or None). Their spans replace the heuristic's speech and music labels (silence stays measured); with music
+        None only speech is replaced, and the heuristic's speech elsewhere becomes other sound.
 
     Returns
     -------
@@ -1055,6 +1083,8 @@ def analyze_audio(path: Path) -> AcousticReport:
     silent = _silent_frames(tracks.energy_db)
     rhythm = _rhythm(tracks.flux)
     labels = _label_frames(tracks, silent, rhythm.strength)
+    if content_from is not None:
+        labels = _labels_from_models(labels, silent, *content_from(decoded.pcm))
     shares = np.bincount(labels, minlength=len(_LABELS)) / len(labels)
     levels = decoded.levels
     background, loud = np.percentile(tracks.energy_db, [10, 95])

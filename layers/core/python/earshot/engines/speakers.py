@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import string
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -437,3 +438,19 @@ def diarize(
                 turns.append(SpeakerTurn(left, right, speaker))
     rounded = [SpeakerTurn(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns]
     return Diarization(turns=rounded, centroids=centroids.astype(np.float32))
+
+
+def speaker_labels(count: int) -> list[str]:
+    """``A``, ``B``, ... ``Z``, ``AA``, ``AB``, ..."""
+    letters = string.ascii_uppercase
+    labels = []
+    for index in range(count):
+        label = ""
+        number = index
+        while True:
+            label = letters[number % 26] + label
+            number = number // 26 - 1
+            if number < 0:
+                break
+        labels.append(label)
+    return labels

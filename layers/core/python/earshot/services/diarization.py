@@ -9,7 +9,6 @@ Speakers are labelled ``A``, ``B``, ... in order of first appearance, or by the 
 
 from __future__ import annotations
 
-import string
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,27 +97,12 @@ def _clip_seconds(data: bytes, index: int) -> float:
     return len(pcm) / SAMPLE_RATE
 
 
-def speaker_labels(count: int) -> list[str]:
-    """``A``, ``B``, ... ``Z``, ``AA``, ``AB``, ..."""
-    letters = string.ascii_uppercase
-    labels = []
-    for index in range(count):
-        label = ""
-        number = index
-        while True:
-            label = letters[number % 26] + label
-            number = number // 26 - 1
-            if number < 0:
-                break
-        labels.append(label)
-    return labels
-
-
 def name_speakers(centroids: Any, known: Sequence[KnownSpeaker], ears: Any) -> list[str]:
     """A label per speaker cluster: a known name where its reference matches best (one name per cluster),
     else letters in cluster order (clusters are numbered by first appearance)."""
     import numpy as np
 
+    from earshot.engines.speakers import speaker_labels
     from earshot.engines.vad import SAMPLE_RATE
 
     count = len(centroids)
