@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench import handler, metering
+from bench import ears, handler, metering
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {
@@ -122,7 +122,7 @@ def main() -> None:
         "cold_imports": handler.cold_imports(),
         "peak_rss": handler.peak_rss(),
     }
-    text = render(results)
+    text = render(results) + "\n" + "\n".join(ears.render(ears.main())) + "\n"
     (REPO / "docs" / "benchmarks.md").write_text(text)
     print(text)
 
