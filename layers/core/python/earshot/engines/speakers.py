@@ -297,6 +297,8 @@ STEP_SEC = 0.4
 # Average-linkage cosine distance above which two clusters are different voices. GE2E same-speaker windows sit
 # at cosine >= ~0.75 even on telephone audio; tuned on the pyannote call and espeak voices (docs/benchmarks.md).
 DISTANCE_THRESHOLD = 0.3
+ASSIGN_STEP_SEC = 0.2  # resolution of the turns
+_ASSIGN_WIDTH_SEC = 1.0
 MIN_SPEAKER_SHARE = 0.08  # a cluster with less of the speech than this is folded into its nearest neighbour
 MIN_SPEAKER_SEC = 1.5
 
@@ -398,8 +400,9 @@ def diarize(
 ) -> Diarization:
     """Speaker turns of 16 kHz mono ``pcm`` inside the speech ``regions``.
 
-    Windows of 1.6 s every 0.4 s are embedded and clustered; each 0.4-s step of each region then takes the label
-    of the windows that cover it (majority, ties to the nearer centre), and adjacent steps of one speaker join.
+    Windows of 1.6 s every 0.4 s are embedded and clustered; each 0.2-s step of each region then takes the speaker
+    whose centre the windows covering it resemble most (weighted towards the windows centred nearest the step), and
+    adjacent steps of one speaker join.
     """
     waveform = pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16 else np.asarray(pcm, np.float32)
     duration = len(waveform) / SAMPLE_RATE
@@ -418,20 +421,21 @@ def diarize(
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
 
     window_array = np.array(starts)
+    centres = window_array + WINDOW_SEC / 2
     turns: list[SpeakerTurn] = []
     for region in speech:
-        edges = [*np.arange(region.start, region.end, STEP_SEC).tolist(), region.end]
+        edges = [*np.arange(region.start, region.end, ASSIGN_STEP_SEC).tolist(), region.end]
         for left, right in itertools.pairwise(edges):
             if right - left <= 1e-6:
                 continue
             middle = (left + right) / 2
             covering = np.flatnonzero((window_array <= middle) & (window_array + WINDOW_SEC >= middle))
             if not len(covering):
-                covering = np.array([int(np.argmin(np.abs(window_array + WINDOW_SEC / 2 - middle)))])
-            votes = np.bincount(labels[covering], minlength=speakers).astype(np.float64)
-            # Ties go to the speaker whose centre is nearest to the covering windows' mean.
-            votes += 1e-3 * (centroids @ embeddings[covering].mean(axis=0))
-            speaker = int(np.argmax(votes))
+                covering = np.array([int(np.argmin(np.abs(centres - middle)))])
+            # Each covering window votes with its similarity to every speaker's centre, weighted by how close its
+            # centre is to this step (a triangle 1 s wide each side), so turns change where the voice changes.
+            weights = np.maximum(1.0 - np.abs(centres[covering] - middle) / _ASSIGN_WIDTH_SEC, 0.05)
+            speaker = int(np.argmax((centroids @ embeddings[covering].T) @ weights))
             if turns and turns[-1].speaker == speaker and abs(turns[-1].end - left) < 1e-6:
                 turns[-1] = SpeakerTurn(turns[-1].start, right, speaker)
             else:
