@@ -138,7 +138,7 @@ def test_vbr_mp3_without_xing_is_counted_where_ffprobe_only_estimates(generate: 
 
     metered = meter(path, ffprobe)
 
-    assert metered.source == "packets"
+    assert metered.source == "frames"
     assert_within_one_frame("mp3_vbr_noxing", metered, decoded)
 
 
@@ -148,7 +148,7 @@ def test_mediarecorder_webm_without_duration_is_counted(generate: Generate, ffpr
 
     metered = meter(path, ffprobe)
 
-    assert metered.source == "packets"
+    assert metered.source == "frames"
     assert metered.codec == "opus"
     assert_within_one_frame("webm_noduration", metered, decoded_duration(path))
 
@@ -214,7 +214,7 @@ def test_flac_without_total_samples_is_counted(generate: Generate, ffprobe: Path
 
     metered = meter(path, ffprobe)
 
-    assert metered.source == "packets"
+    assert metered.source == "frames"
     assert_within_one_frame("flac", metered, decoded_duration(path))
 
 
@@ -353,14 +353,14 @@ def test_playlists_that_would_open_other_files_are_refused(generate: Generate, f
         meter(playlist, ffprobe)
 
 
-def test_ffprobe_runs_once_unless_a_container_must_be_counted(
+def test_ffprobe_runs_once_unless_packets_must_be_counted(
     generate: Generate, ffprobe: Path, ffprobe_calls: list[list[str]]
 ) -> None:
-    """Exact containers and raw mp3 (counted in the same run) take one ffprobe process; the rest two."""
+    """Walked formats take one ffprobe process (it only says what the file is); counted ones two."""
     for fmt in FORMATS:
         ffprobe_calls.clear()
         metered = meter(generate(fmt, 1.3, kind="noise"), ffprobe)
-        expected = 1 if metered.source == "container" or fmt.startswith("mp3") else 2
+        expected = 1 if metered.source == "frames" else 2
         assert len(ffprobe_calls) == expected, (fmt, metered.source, ffprobe_calls)
 
 

@@ -71,6 +71,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_request_bytes=runtime.settings.max_inline_bytes,
         timeout_sec=runtime.settings.request_timeout_sec,
     )
+    if runtime.settings.public_base_url is None:
+        # Links the server hands out point at where it listens, unless EARSHOT_PUBLIC_BASE_URL says otherwise
+        # (behind a reverse proxy); never at whatever Host header a request carries.
+        from earshot.config import reset_settings
+
+        reachable = "127.0.0.1" if args.host in ("", "0.0.0.0", "::") else args.host
+        reachable = f"[{reachable}]" if ":" in reachable else reachable
+        os.environ["EARSHOT_PUBLIC_BASE_URL"] = f"http://{reachable}:{server.server_port}"
+        reset_settings()
     print(
         f"Earshot listening on http://{args.host}:{server.server_port} (data: {runtime.settings.data_dir})", flush=True
     )

@@ -15,6 +15,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
+# Where `make serve` listens by default: the local server's public base URL when nothing else is known.
+DEFAULT_LOCAL_BASE_URL = "http://127.0.0.1:8080"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # layers/core/python/earshot -> layers/ffprobe/bin/ffprobe, where `make` puts the pinned static ffprobe. (Not
 # parents[3]: in Lambda the package is /opt/python/earshot, which has only three parents.)
@@ -37,6 +39,12 @@ class Settings(BaseSettings):
     max_fetch_bytes: int = Field(default=100 * MB, description="Largest audio fetched from a caller's URL.")
     allow_loopback_urls: bool = Field(
         default=False, description="Let audio and callback URLs reach 127.0.0.1 (tests and local demos only)."
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#]+$",
+        description="Scheme and host clients reach this API at (links the local server hands out, such as upload "
+        "URLs). Never taken from a request's Host header. Defaults to the address the local server listens on.",
     )
     rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per API key per minute.")
     request_timeout_sec: float = Field(default=29.0, description="Deadline for a synchronous request locally.")

@@ -37,6 +37,18 @@ class InvalidAudioError(InvalidRequestError):
     code = "invalid_audio"
 
 
+class RequestTargetTooLongError(InvalidRequestError):
+    """The HTTP request line's target is longer than the server reads (the local server's own check)."""
+
+    status = 414
+
+
+class HeadersTooLargeError(InvalidRequestError):
+    """Too many or too long HTTP header lines (the local server's own check)."""
+
+    status = 431
+
+
 class NotATranscriptionModelError(InvalidRequestError):
     code = "not_a_transcription_model"
 

@@ -1,19 +1,17 @@
 """Duration metering: how long the audio really is, which is what a request is billed for.
 
-The length comes from ffprobe run on a local file, never from a client's claim nor from a URL. Containers
-lie, so each (container, codec) pair is trusted only where ffmpeg reads the length from an exact index:
+ffprobe, run on a local file (never a URL), is the authority on *what* the file is: container, codec, sample
+rate, with protocol and demuxer whitelists. *How long* it is comes from the audio data itself, never from a
+length header (a 1-second file may claim ten hours, a 100-second one one second, a cut file its full length):
 
-* mp4/mov sample tables, Ogg granule positions, FLAC STREAMINFO, Matroska's Duration element, and
-  WAV/AIFF/CAF data sizes for PCM (where ffmpeg's bitrate fallback is exact too);
-* everything else is counted: raw MPEG audio (mp3 with or without a Xing header, whose length ffprobe
-  otherwise *estimates from the bitrate*), ADTS AAC, AC-3, MPEG-PS/TS (whose length ffmpeg takes from
-  the last timestamp it finds, a whole PES packet of frames short), and any trusted container whose
-  length is missing (MediaRecorder WebM, FLAC without a sample count). Packets times samples-per-packet
-  when the codec fixes it or the first packets agree on it, else the sum of every packet's duration.
+* wav, flac, ogg (Opus, Vorbis), mp3/mp2, Matroska/WebM (Opus, Vorbis) and mp4/m4a (AAC) are walked in Python
+  (``earshot.audio.lengths``): the frames or packets present in the file, each one's own length, with the
+  encoder delay and padding the stream declares trimmed as decoders trim them (gapless, exact to the sample
+  where the container says it, to one frame where it cannot);
+* everything else is counted by ffprobe: packets times samples-per-packet when the codec fixes it or the
+  first packets agree on it, else the sum of every packet's duration.
 
-The result matches the decoded length to within one codec frame: ffmpeg's decoder drops the encoder
-delay (LAME header, Opus pre-skip) that is subtracted here, while the end padding (at most a frame) may
-be left in.
+Engines are then fed no more than the metered length (``earshot.audio.decode.decode_budget``).
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from earshot.audio.lengths import walk_length
 from earshot.errors import InternalError, InvalidAudioError
 
 logger = logging.getLogger(__name__)
@@ -38,10 +37,8 @@ logger = logging.getLogger(__name__)
 _ALLOWED_DEMUXERS = (
     "aac,ac3,aiff,amr,amrnb,amrwb,ape,asf,au,avi,caf,dts,eac3,flac,flv,matroska,mov,mp3,mpeg,mpegts,ogg,w64,wav,wv"
 )
-# Containers whose stream length is an exact index (first token of ffprobe's format_name).
-_EXACT_CONTAINERS = frozenset({"mov", "ogg", "flac", "matroska", "wav", "w64", "aiff", "caf"})
-# ...of which these hold a byte count, exact only for PCM (ffmpeg otherwise estimates or reads 'fact').
-_PCM_ONLY_CONTAINERS = frozenset({"wav", "w64", "aiff", "caf"})
+# Below this rate a "recording" is a header trick (a 72 kB file at 1 Hz holds ten hours), not audio.
+MIN_SAMPLE_RATE = 2000
 # Codecs whose every packet carries a fixed number of samples.
 _SAMPLES_PER_PACKET = {"mp1": 384, "mp2": 1152, "mp3": 1152, "aac": 1024, "ac3": 1536, "eac3": 1536}
 _WAV_PROBE_BYTES = "32768"
@@ -64,7 +61,7 @@ class MeteredAudio:
     seconds
         Length of the first audio stream, in seconds (always positive).
     source
-        ``"container"`` when read from an exact container index, ``"packets"`` when counted.
+        ``"frames"`` when the frames were walked, ``"packets"`` when ffprobe counted the packets.
     format_name
         ffprobe's demuxer name, e.g. ``"mp3"`` or ``"mov,mp4,m4a,3gp,3g2,mj2"``.
     codec
@@ -117,7 +114,8 @@ def meter_duration(path: Path, *, ffprobe: Path, timeout_sec: float = 15.0) -> M
     local = Path(path).resolve()
     head = _read_head(local)
     deadline = time.monotonic() + timeout_sec
-    probe = _run_ffprobe(ffprobe, local, _first_probe_args(head), deadline=deadline)
+    walkable = _walkable(head)
+    probe = _run_ffprobe(ffprobe, local, _first_probe_args(head, walkable=walkable), deadline=deadline)
 
     streams: list[dict[str, Any]] = probe.get("streams") or []
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
@@ -126,24 +124,38 @@ def meter_duration(path: Path, *, ffprobe: Path, timeout_sec: float = 15.0) -> M
     sample_rate = _int(audio.get("sample_rate"))
     if sample_rate <= 0:
         raise InvalidAudioError("The audio stream has no sample rate; the file may be damaged.", param="file")
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"The audio's sample rate is {sample_rate} Hz; at least {MIN_SAMPLE_RATE} Hz is accepted.", param="file"
+        )
     others = [s for s in streams if s is not audio and not _is_cover_art(s)]
     has_video = any(s.get("codec_type") == "video" for s in others)
     format_name = str(probe.get("format", {}).get("format_name") or "unknown")
     container = format_name.split(",")[0]
     codec = str(audio.get("codec_name") or "unknown")
 
-    source = "container"
-    seconds = _exact_container_seconds(probe, audio, container=container, codec=codec, alone=not others)
-    if seconds is None:
+    source = "frames"
+    walked = None
+    if walkable and _int(audio.get("index")) == _first_audio_index(streams):
+        try:
+            walked = walk_length(local, container=container, codec=codec, sample_rate=sample_rate)
+        except OSError as exc:
+            raise InvalidAudioError("The audio file could not be read.", param="file") from exc
+    if walked is not None:
+        seconds = walked.seconds
+    else:
         source = "packets"
+        if walkable:  # a variant the walkers do not read: list the leading packets for the counter
+            probe = _run_ffprobe(ffprobe, local, _first_probe_args(head, walkable=False), deadline=deadline)
+            audio = next((s for s in probe.get("streams") or [] if s.get("codec_type") == "audio"), audio)
         seconds = _counted_seconds(
             ffprobe, local, probe, audio, codec=codec, sample_rate=sample_rate, deadline=deadline
         )
         if container == "mp3":
             # The mp3 demuxer reports the LAME encoder delay as the start time; the decoder drops it.
             seconds -= max(_float(audio.get("start_time")) or 0.0, 0.0)
-    # Opus pre-skip: part of granule positions and packet durations, dropped by the decoder.
-    seconds -= _int(audio.get("initial_padding")) / sample_rate
+        # Opus pre-skip: part of granule positions and packet durations, dropped by the decoder.
+        seconds -= _int(audio.get("initial_padding")) / sample_rate
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidAudioError("The audio stream is empty: it holds no samples.", param="file")
 
@@ -158,38 +170,39 @@ def meter_duration(path: Path, *, ffprobe: Path, timeout_sec: float = 15.0) -> M
     )
 
 
-def _first_probe_args(head: bytes) -> list[str]:
+def _first_probe_args(head: bytes, *, walkable: bool) -> list[str]:
     """Headers and stream parameters, plus what the file's first bytes say will be needed next.
 
-    Raw MPEG audio (mp3, mp2, ADTS AAC) is always counted, so it is counted in this run already; other
-    files list their first packets, whose durations the counting fallback may need.
+    Files a walker reads need nothing more. Raw MPEG audio the walker does not read (ADTS AAC) is counted in
+    this run already; other files list their first packets, whose durations the counting fallback may need.
     """
-    if _looks_like_mpeg_audio(head):
+    entries = f"format=format_name,duration:stream={_STREAM_FIELDS}:stream_disposition=attached_pic"
+    if walkable:
+        args = ["-show_entries", entries]
+    elif _looks_like_mpeg_audio(head):
         entries = f"format=format_name,duration:stream={_STREAM_FIELDS},nb_read_packets:stream_disposition=attached_pic"
         return ["-count_packets", "-show_entries", entries]
-    entries = f"format=format_name,duration:stream={_STREAM_FIELDS}:stream_disposition=attached_pic"
-    args = ["-read_intervals", f"%+#{_LEADING_PACKETS}", "-show_entries", entries + ":packet=stream_index,duration"]
+    else:
+        args = ["-read_intervals", f"%+#{_LEADING_PACKETS}", "-show_entries", entries + ":packet=stream_index,duration"]
     if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         # A WAV header holds every stream parameter; the default 5 MB probe only doubles the run time.
         args = ["-probesize", _WAV_PROBE_BYTES, *args]
     return args
 
 
-def _exact_container_seconds(
-    probe: Mapping[str, Any], audio: Mapping[str, Any], *, container: str, codec: str, alone: bool
-) -> float | None:
-    """The container's own length when it is an exact index for this codec, else ``None``."""
-    if container not in _EXACT_CONTAINERS:
-        return None
-    if container in _PCM_ONLY_CONTAINERS and not codec.startswith("pcm_"):
-        return None
-    seconds = _float(audio.get("duration"))
-    if seconds is None and alone:
-        # Matroska keeps one Duration for the whole segment, which is the audio's when nothing else is there.
-        seconds = _float(probe.get("format", {}).get("duration"))
-    if seconds is None or seconds <= 0:
-        return None
-    return seconds
+def _walkable(head: bytes) -> bool:
+    """Whether the first bytes name a container that ``walk_length`` reads (ffprobe still has the last word)."""
+    return (
+        (head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE")
+        or head.startswith((b"fLaC", b"OggS", b"\x1a\x45\xdf\xa3"))
+        or head[4:8] == b"ftyp"
+        or (head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE6 in (0xE2, 0xE4)))
+    )
+
+
+def _first_audio_index(streams: list[dict[str, Any]]) -> int:
+    """The walkers read the file's first audio track; so must ffprobe's choice be."""
+    return next((_int(s.get("index")) for s in streams if s.get("codec_type") == "audio"), -1)
 
 
 def _counted_seconds(

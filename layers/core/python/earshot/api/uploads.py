@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
+from earshot.config import DEFAULT_LOCAL_BASE_URL, get_settings
 from earshot.http.app import json_response
 from earshot.http.request import ApiRequest
 from earshot.http.validation import json_body, parse_model
@@ -21,6 +22,7 @@ def create_upload_url(request: ApiRequest) -> Response[str]:
     record, presigned = create_upload(runtime, principal, body)
     document = describe(record, presigned)
     if document["upload"]["url"].startswith("/"):  # the local server's own upload URL: make it absolute
-        host = request.headers.get("host", "127.0.0.1")
-        document["upload"]["url"] = f"http://{host}{document['upload']['url']}"
+        # From configuration, never from the Host header (a spoofed Host would hand out a poisoned link).
+        base = runtime.settings.public_base_url or get_settings().public_base_url or DEFAULT_LOCAL_BASE_URL
+        document["upload"]["url"] = f"{base}{document['upload']['url']}"
     return json_response(document, status=201)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import numpy.typing as npt
 
+from earshot.audio.budget import current_budget
 from earshot.errors import InvalidAudioError
 
 SAMPLE_RATE = 16_000
@@ -20,7 +23,42 @@ _DEMUXERS = "aac,ac3,aiff,amr,asf,au,avi,caf,eac3,flac,flv,matroska,mov,mp3,mpeg
 _CONTAINER_OPTIONS = {"format_whitelist": _DEMUXERS, "protocol_whitelist": "file"}
 
 
-def decode_to_pcm16k(path: Path) -> npt.NDArray[np.int16]:
+def within_budget(frames: Iterable[av.AudioFrame], max_seconds: float | None = None) -> Iterator[av.AudioFrame]:
+    """Decoded frames up to the request's budget (or ``max_seconds``, whichever is shorter); the rest is never decoded.
+
+    The last frame is cut at the sample where the budget ends.
+    """
+    budgets = [b for b in (current_budget(), max_seconds) if b is not None]
+    if not budgets:
+        yield from frames
+        return
+    limit = min(budgets)
+    seen = 0.0
+    for frame in frames:
+        rate = frame.sample_rate or 1
+        left = round((limit - seen) * rate)
+        if left <= 0:
+            return
+        if frame.samples > left:
+            yield _head(frame, left)
+            return
+        seen += frame.samples / rate
+        yield frame
+
+
+def _head(frame: av.AudioFrame, samples: int) -> av.AudioFrame:
+    """The first ``samples`` of ``frame``, as a new frame with the same format, layout, rate and start."""
+    array: Any = frame.to_ndarray()
+    planar = frame.format.is_planar
+    cut = array[:, :samples] if planar else array[:, : samples * len(frame.layout.channels)]
+    head = av.AudioFrame.from_ndarray(np.ascontiguousarray(cut), format=frame.format.name, layout=frame.layout.name)
+    head.sample_rate = frame.sample_rate
+    head.pts = frame.pts
+    head.time_base = frame.time_base
+    return head
+
+
+def decode_to_pcm16k(path: Path, *, max_seconds: float | None = None) -> npt.NDArray[np.int16]:
     """Decode the first audio stream of a local file to mono 16-bit PCM at 16 kHz.
 
     Parameters
@@ -28,6 +66,8 @@ def decode_to_pcm16k(path: Path) -> npt.NDArray[np.int16]:
     path
         A local regular file: any container ffmpeg reads as plain media (wav, mp3, m4a, ogg, webm, flac,
         mp4/mpeg video...). Anything else, URLs included, is refused.
+    max_seconds
+        Decode at most this much (the request's ``decode_budget`` applies as well).
 
     Returns
     -------
@@ -56,7 +96,7 @@ def decode_to_pcm16k(path: Path) -> npt.NDArray[np.int16]:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         try:
-            for frame in container.decode(stream):
+            for frame in within_budget(container.decode(stream), max_seconds):
                 chunks.extend(_samples(resampler.resample(frame)))
             chunks.extend(_samples(resampler.resample(None)))  # flush what the resampler buffered
         except (av.FFmpegError, ValueError) as exc:

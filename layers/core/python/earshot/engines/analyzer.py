@@ -35,7 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, Field
 
 # The decoder's demuxer whitelist: the analyzer opens uploads exactly as safely as the speech path does.
-from earshot.audio.decode import _CONTAINER_OPTIONS, SAMPLE_RATE
+from earshot.audio.decode import _CONTAINER_OPTIONS, SAMPLE_RATE, within_budget
 from earshot.errors import InvalidAudioError
 
 F32 = npt.NDArray[np.float32]
@@ -267,7 +267,7 @@ def _decode(path: Path) -> _Decoded:
         stream = container.streams.audio[0]
         mono = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         try:
-            for frame in container.decode(stream):
+            for frame in within_budget(container.decode(stream)):
                 if meter is None:
                     layout, names = _describe_layout(frame.layout)
                     meter = _LevelMeter(frame.sample_rate, _channel_weights(names))

@@ -34,6 +34,19 @@ def _disposition(header: str) -> tuple[str | None, str | None]:
     return (str(name) if name is not None else None, filename)
 
 
+def _boundary(content_type: str) -> bytes:
+    message = Message()
+    message["content-type"] = content_type
+    value = message.get_param("boundary")
+    return str(value).encode("latin-1", "replace") if isinstance(value, str) else b""
+
+
+def _is_closed(body: bytes, boundary: bytes) -> bool:
+    """Whether the body holds the close delimiter (``--boundary--``, RFC 2046 5.1.1) at the start of a line."""
+    close = b"--" + boundary + b"--"
+    return body.startswith(close) or body.find(b"\r\n" + close) >= 0
+
+
 def is_multipart(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "multipart/form-data"
 
@@ -51,6 +64,12 @@ def parse_multipart(body: bytes, content_type: str) -> MultipartForm:
         NonMultipartContentTypeException,
     )
 
+    boundary = _boundary(content_type)
+    if not boundary:
+        raise InvalidRequestError("multipart/form-data content type has an empty boundary")
+    if not _is_closed(body, boundary):
+        # A client cut off mid-upload sends a form without its closing delimiter: nothing of it is processed.
+        raise InvalidRequestError("the multipart body is incomplete: it ends without its closing boundary")
     try:
         decoder = MultipartDecoder(body, content_type)
     except (ImproperBodyPartContentException, NonMultipartContentTypeException, ValueError, IndexError) as exc:

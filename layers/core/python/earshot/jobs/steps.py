@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from earshot import errors
+from earshot.audio.budget import decode_budget
 from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.jobs.kinds import prepare, response_result
 from earshot.metering import MeteredAudio, meter_duration
@@ -101,7 +102,8 @@ def run_engine(runtime: Runtime, state: State) -> State:
     seconds, source = _billed(state)
     with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
         try:
-            result = prepared.plan.work(path, metered)
+            with decode_budget(metered.seconds):  # the engine never hears more than was metered
+                result = prepared.plan.work(path, metered)
         except errors.EarshotError:
             raise
         except Exception as exc:  # an engine bug is a provider failure: the catch refunds it

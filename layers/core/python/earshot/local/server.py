@@ -17,10 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from earshot.errors import EarshotError, FileTooLargeError, InternalError, InvalidRequestError, NotFoundError
+from earshot.errors import (
+    EarshotError,
+    FileTooLargeError,
+    HeadersTooLargeError,
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    RequestTargetTooLongError,
+)
 from earshot.http.envelope import error_body, error_headers
 from earshot.local.events import LocalContext, authorizer_event, http_event
 from earshot.local.functions import load_handler
@@ -32,6 +41,14 @@ from earshot.services.audio_input import too_large
 LOCAL_UPLOAD_PREFIX = "/_local/uploads/"
 # What a multipart form may add around the largest accepted file.
 _FORM_OVERHEAD = 1024 * 1024
+# Bodies are read in pieces of this size, so an oversized or endless (chunked) body stops at the limit.
+_READ_CHUNK = 1024 * 1024
+# After refusing a body, read at most this much more of it (lingering close), then close the connection.
+_LINGER_BYTES = 4 * 1024 * 1024
+_LINGER_SEC = 1.0
+_HANDLER_KEY = "earshot.request_handler"
+# A client that stops sending (a Content-Length larger than what it sends, an idle keep-alive) is dropped after this.
+_SOCKET_TIMEOUT_SEC = 60
 
 
 def _gateway_request_id() -> str:
@@ -159,16 +176,49 @@ class LocalGateway:
         return GatewayResponse(error.status, error_headers(error, request_id), error_body(error, request_id).encode())
 
 
+class _BodyError(Exception):
+    """The request body could not be read as HTTP says it is framed."""
+
+    def __init__(self, error: EarshotError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _read_body(request: Request, limit: int | None) -> bytes:
+    """The whole body, read in pieces and stopped as soon as it passes ``limit`` (chunked bodies included)."""
+    pieces: list[bytes] = []
+    size = 0
+    stream = request.stream
+    try:
+        while piece := stream.read(_READ_CHUNK):
+            size += len(piece)
+            if limit is not None and size > limit:
+                raise _BodyError(too_large(size, limit - _FORM_OVERHEAD))
+            pieces.append(piece)
+    except _BodyError:
+        raise
+    except (OSError, ValueError, HTTPException) as exc:
+        # Bad chunk framing, or a client that closed before sending Content-Length bytes.
+        raise _BodyError(
+            InvalidRequestError("the request body is incomplete or its chunked framing is malformed")
+        ) from exc
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 def make_wsgi_app(gateway: LocalGateway) -> Any:
     def application(environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         started = time.perf_counter()
         uploading = request.path.startswith(LOCAL_UPLOAD_PREFIX)  # capped by its signed policy instead
         rejected = None if uploading else gateway.too_large(request.content_length)
+        if rejected is None:
+            try:
+                body = _read_body(request, None if uploading else gateway.max_request_bytes)
+            except _BodyError as failed:
+                rejected = LocalGateway._error(failed.error, _gateway_request_id())
         if rejected is not None:
             result = rejected
         else:
-            body = request.get_data(cache=False)
             result = gateway.handle(
                 method=request.method,
                 path=request.path,
@@ -187,13 +237,78 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         )
         response = Response(result.body, status=result.status, headers=result.headers)
         if rejected is not None:
-            response.headers["Connection"] = "close"
+            response.headers["Connection"] = "close"  # the rest of the body is never read
+            handler = environ.get(_HANDLER_KEY)
+            if isinstance(handler, EnvelopeRequestHandler):
+                handler.stop_reading()
         return response(environ, start_response)
 
     return application
 
 
+_PROTOCOL_ERRORS: dict[int, type[EarshotError]] = {414: RequestTargetTooLongError, 431: HeadersTooLargeError}
+
+
+class _LingeringInput:
+    """What is left of a refused body: read (and dropped) only briefly, so the client can still read the answer."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._left = _LINGER_BYTES
+        self._until = time.monotonic() + _LINGER_SEC
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0 or time.monotonic() > self._until:
+            return b""
+        piece: bytes = self._raw.read1(min(self._left, _READ_CHUNK if size < 0 else min(size, _READ_CHUNK)))
+        self._left -= len(piece)
+        return piece
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class EnvelopeRequestHandler(WSGIRequestHandler):
+    """werkzeug's handler, but HTTP-level refusals (bad request line, oversized target or headers) use the envelope,
+    and a refused body is not read to its end (werkzeug would drain up to 10 GB of an endless upload)."""
+
+    timeout = _SOCKET_TIMEOUT_SEC
+
+    def make_environ(self) -> Any:
+        environ = super().make_environ()
+        environ[_HANDLER_KEY] = self
+        return environ
+
+    def stop_reading(self) -> None:
+        self.rfile = _LingeringInput(self.rfile)  # type: ignore[assignment]
+        self.close_connection = True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        error_class = _PROTOCOL_ERRORS.get(code, InvalidRequestError)  # everything else the client got wrong: 400
+        error = error_class(f"malformed HTTP request: {message or 'unreadable'}")
+        request_id = _gateway_request_id()
+        body = error_body(error, request_id).encode()
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # an unparseable request line: still answer with a status line
+        try:
+            self.send_response(error.status, message)
+            for name, value in error_headers(error, request_id).items():
+                self.send_header(name, value)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            pass  # the client is gone: nothing more to say
+
+
 def build_server(host: str, port: int, *, max_request_bytes: int, timeout_sec: float) -> BaseWSGIServer:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our own structured access log replaces it
     gateway = LocalGateway(max_request_bytes=max_request_bytes + _FORM_OVERHEAD, timeout_sec=timeout_sec)
-    return make_server(host, port, make_wsgi_app(gateway), threaded=True)
+    server = make_server(host, port, make_wsgi_app(gateway), threaded=True, request_handler=EnvelopeRequestHandler)
+    # Graceful shutdown: server_close() waits for requests in flight instead of killing their threads.
+    server.daemon_threads = False  # type: ignore[attr-defined]
+    server.block_on_close = True  # type: ignore[attr-defined]
+    return server

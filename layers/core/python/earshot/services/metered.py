@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from earshot.audio.budget import decode_budget
 from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.catalog import CatalogModel
 from earshot.errors import AuthError, EarshotError, EngineError, NotEnabledError
@@ -123,7 +124,8 @@ def run_metered(
         with charged(runtime.store, charge) as debit:
             started = time.perf_counter()
             try:
-                result = work(path, metered)
+                with decode_budget(metered.seconds):  # the engine never hears more than was metered
+                    result = work(path, metered)
             except EarshotError:
                 raise
             except Exception as exc:  # an engine bug on good audio is a provider failure, refunded

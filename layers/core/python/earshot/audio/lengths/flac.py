@@ -1,0 +1,152 @@
+"""Native FLAC: the length is where the last complete frame ends, read from the frame headers at the end.
+
+STREAMINFO's total-samples field is a header (a 1-second file may claim ten hours); every frame header
+carries its own position in the stream (frame number or sample number), protected by a CRC-8. The last two
+consecutive, CRC-valid frame headers in the file give the position of the last frame; its block size gives
+its length. A decoder outputs exactly those samples, so the walk reads a few kilobytes whatever the size.
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass
+
+from earshot.audio.lengths.common import AudioLength
+
+# How far back from the end to look for the last two frame headers (FLAC frames are rarely above 16 kB).
+_TAIL_WINDOWS = (64 * 1024, 1024 * 1024)
+
+
+def _crc8_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        table.append(crc)
+    return table
+
+
+_CRC8 = _crc8_table()
+
+
+@dataclass(frozen=True)
+class _Frame:
+    offset: int
+    variable: bool
+    number: int  # frame number (fixed block size) or first sample (variable)
+    block_size: int
+    rate_code: int
+    channels_code: int
+    depth_code: int
+
+
+def _block_size(code: int, data: bytes | mmap.mmap, at: int) -> tuple[int, int]:
+    """(block size, bytes of trailing size field) for a frame header's block size code."""
+    if code == 1:
+        return 192, 0
+    if 2 <= code <= 5:
+        return 576 << (code - 2), 0
+    if code == 6:
+        return data[at] + 1, 1
+    if code == 7:
+        return int.from_bytes(data[at : at + 2], "big") + 1, 2
+    if code >= 8:
+        return 256 << (code - 8), 0
+    return 0, 0
+
+
+def _parse_frame(data: mmap.mmap, offset: int) -> _Frame | None:
+    """A frame header at ``offset`` if it is well formed and its CRC-8 matches."""
+    end = len(data)
+    if offset + 6 > end:
+        return None
+    second, sizes, layout = data[offset + 1], data[offset + 2], data[offset + 3]
+    block_code, rate_code = sizes >> 4, sizes & 0x0F
+    channels_code, depth_code = layout >> 4, (layout >> 1) & 0x07
+    if block_code == 0 or rate_code == 15 or channels_code > 10 or depth_code == 3 or layout & 1:
+        return None
+    # The frame or sample number, in UTF-8-like coding (up to 7 bytes).
+    position = offset + 4
+    lead = data[position]
+    if lead < 0x80:
+        number, extra = lead, 0
+    elif lead >= 0xFE:
+        number, extra = 0, 6
+    else:
+        extra = 0
+        mask = 0x40
+        while lead & mask:
+            extra += 1
+            mask >>= 1
+        if extra == 0 or extra > 5:
+            return None
+        number = lead & (mask - 1)
+    if position + 1 + extra > end:
+        return None
+    for index in range(1, extra + 1):
+        byte = data[position + index]
+        if byte & 0xC0 != 0x80:
+            return None
+        number = (number << 6) | (byte & 0x3F)
+    position += 1 + extra
+    block_size, size_bytes = _block_size(block_code, data, position)
+    position += size_bytes
+    position += {12: 1, 13: 2, 14: 2}.get(rate_code, 0)
+    if position >= end or block_size == 0:
+        return None
+    crc = 0
+    for byte in data[offset:position]:
+        crc = _CRC8[crc ^ byte]
+    if crc != data[position]:
+        return None
+    return _Frame(offset, bool(second & 1), number, block_size, rate_code, channels_code, depth_code)
+
+
+def _first_sample(frame: _Frame, nominal_block: int) -> int:
+    return frame.number if frame.variable else frame.number * nominal_block
+
+
+def _audio_start(data: mmap.mmap) -> int | None:
+    """Offset of the first frame: after the 'fLaC' marker and every metadata block."""
+    position = 4
+    while position + 4 <= len(data):
+        header = data[position]
+        size = int.from_bytes(data[position + 1 : position + 4], "big")
+        position += 4 + size
+        if header & 0x80:  # last metadata block
+            return position
+    return None
+
+
+def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
+    if codec != "flac" or data[:4] != b"fLaC":
+        return None
+    start = _audio_start(data)
+    if start is None or start >= len(data):
+        return AudioLength(0, sample_rate)
+    first = _parse_frame(data, start)
+    if first is None:
+        return None
+    same_stream = (first.variable, first.rate_code, first.channels_code, first.depth_code)
+    nominal = first.block_size  # every fixed-size frame but the last has the first frame's size
+    for window in _TAIL_WINDOWS:
+        low = max(start, len(data) - window)
+        seen: dict[int, _Frame] = {}  # candidate frames after the scan position, by first sample
+        position = len(data)
+        while (position := data.rfind(b"\xff", low, position)) >= 0:
+            if data[position + 1 : position + 2] not in (b"\xf8", b"\xf9"):
+                continue
+            frame = _parse_frame(data, position)
+            if frame is None or (frame.variable, frame.rate_code, frame.channels_code, frame.depth_code) != same_stream:
+                continue
+            following = seen.get(_first_sample(frame, nominal) + frame.block_size)
+            if following is not None:
+                # Two consecutive frames confirm each other: ``following`` is the last frame in the file. It
+                # counts whole: exact for a complete file, at most one frame over for one cut inside its last frame.
+                return AudioLength(_first_sample(following, nominal) + following.block_size, sample_rate)
+            seen.setdefault(_first_sample(frame, nominal), frame)
+        if low == start:
+            # The whole stream was searched: a lone frame is the whole audio; anything else is damaged.
+            return AudioLength(first.block_size, sample_rate) if len(seen) == 1 else None
+    return None

@@ -1,0 +1,244 @@
+"""Matroska/WebM with Opus or Vorbis: every complete block's own length, summed.
+
+The segment's Duration element and the block timecodes are headers; the samples come from the blocks (an
+Opus packet's TOC byte, a Vorbis packet's mode). ``CodecDelay`` (the Opus pre-skip) and the last block's
+``DiscardPadding`` are trimmed as decoders trim them, each at most one packet. Clusters of unknown size
+(a browser's MediaRecorder writes them) end where the next top-level element begins.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+from earshot.audio.lengths.codecs import (
+    OPUS_MAX_PACKET,
+    OPUS_RATE,
+    opus_packet_samples,
+    vorbis_modes,
+    vorbis_packet_samples,
+)
+from earshot.audio.lengths.common import AudioLength
+
+_EBML, _SEGMENT, _CLUSTER, _TRACKS, _TRACK_ENTRY = 0x1A45DFA3, 0x18538067, 0x1F43B675, 0x1654AE6B, 0xAE
+_TRACK_NUMBER, _TRACK_TYPE, _CODEC_ID, _CODEC_PRIVATE, _CODEC_DELAY = 0xD7, 0x83, 0x86, 0x63A2, 0x56AA
+_SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _DISCARD_PADDING = 0xA3, 0xA0, 0xA1, 0x75A2
+# Elements that end a cluster of unknown size (the segment's other children).
+_TOP_LEVEL = frozenset({_CLUSTER, 0x1C53BB6B, 0x1254C367, 0x1941A469, 0x1043A770, 0x114D9B74, 0x1549A966, _TRACKS})
+_AUDIO_TRACK = 2
+_NANOSECONDS = 1_000_000_000
+
+
+def _element(data: mmap.mmap, position: int) -> tuple[int, int | None, int] | None:
+    """(id, size or None when unknown, offset of the body) of the element at ``position``."""
+    end = len(data)
+    if position >= end:
+        return None
+    lead = data[position]
+    width = 1 if lead & 0x80 else 2 if lead & 0x40 else 3 if lead & 0x20 else 4 if lead & 0x10 else 0
+    if not width or position + width >= end:
+        return None
+    ident = int.from_bytes(data[position : position + width], "big")
+    position += width
+    lead = data[position]
+    length = 1
+    mask = 0x80
+    while length <= 8 and not lead & mask:
+        length += 1
+        mask >>= 1
+    if length > 8 or position + length > end:
+        return None
+    value = lead & (mask - 1)
+    unknown = value == mask - 1
+    for byte in data[position + 1 : position + length]:
+        value = (value << 8) | byte
+        unknown = unknown and byte == 0xFF
+    return ident, (None if unknown else value), position + length
+
+
+def _children(data: mmap.mmap, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(id, body offset, body end) of the elements between ``start`` and ``end`` (known sizes only)."""
+    found = []
+    position = start
+    while position < end:
+        element = _element(data, position)
+        if element is None:
+            break
+        ident, size, body = element
+        if size is None:
+            break
+        found.append((ident, body, body + size))
+        position = body + size
+    return found
+
+
+class _Track:
+    def __init__(self) -> None:
+        self.number = 0
+        self.kind = 0
+        self.codec = ""
+        self.private = b""
+        self.delay_ns = 0
+
+
+def _audio_track(data: mmap.mmap, start: int, end: int) -> _Track | None:
+    for ident, body, body_end in _children(data, start, end):
+        if ident != _TRACK_ENTRY:
+            continue
+        track = _Track()
+        for child, child_body, child_end in _children(data, body, body_end):
+            value = bytes(data[child_body:child_end])
+            if child == _TRACK_NUMBER:
+                track.number = int.from_bytes(value, "big")
+            elif child == _TRACK_TYPE:
+                track.kind = int.from_bytes(value, "big")
+            elif child == _CODEC_ID:
+                track.codec = value.rstrip(b"\0").decode("ascii", "replace")
+            elif child == _CODEC_PRIVATE:
+                track.private = value
+            elif child == _CODEC_DELAY:
+                track.delay_ns = int.from_bytes(value, "big")
+        if track.kind == _AUDIO_TRACK:
+            return track
+    return None
+
+
+def _xiph_headers(private: bytes) -> list[bytes] | None:
+    """The three Vorbis headers packed in CodecPrivate with Xiph lacing."""
+    if not private or private[0] != 2:
+        return None
+    position, sizes = 1, []
+    for _ in range(2):
+        size = 0
+        while position < len(private) and private[position] == 255:
+            size += 255
+            position += 1
+        if position >= len(private):
+            return None
+        size += private[position]
+        position += 1
+        sizes.append(size)
+    first = private[position : position + sizes[0]]
+    second = private[position + sizes[0] : position + sizes[0] + sizes[1]]
+    third = private[position + sizes[0] + sizes[1] :]
+    return [first, second, third]
+
+
+def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
+    if codec not in ("opus", "vorbis"):
+        return None
+    header = _element(data, 0)
+    if header is None or header[0] != _EBML or header[1] is None:
+        return None
+    segment = _element(data, header[2] + header[1])
+    if segment is None or segment[0] != _SEGMENT:
+        return None
+    size = len(data)
+    segment_end = size if segment[1] is None else min(size, segment[2] + segment[1])
+    track: _Track | None = None
+    first_bytes = bytearray()
+    discard_ns = 0
+    position = segment[2]
+    while position < segment_end:
+        element = _element(data, position)
+        if element is None:
+            break
+        ident, length, body = element
+        if ident == _TRACKS and length is not None:
+            track = _audio_track(data, body, min(size, body + length))
+            if track is None:
+                return None
+        if ident != _CLUSTER:
+            if length is None:
+                return None  # only clusters may have an unknown size here
+            position = body + length
+            continue
+        if track is None:
+            return None
+        # Walk the cluster's blocks.
+        cluster_end = segment_end if length is None else min(segment_end, body + length)
+        position = body
+        number = track.number
+        while position < cluster_end:
+            child = _element(data, position)
+            if child is None:
+                position = size
+                break
+            child_id, child_size, child_body = child
+            if child_size is None:
+                if child_id in _TOP_LEVEL:
+                    break  # the next cluster (or cues...) ends an unknown-size cluster
+                return None
+            child_end = child_body + child_size
+            if child_id in _TOP_LEVEL and length is None:
+                break
+            if child_end > size:
+                position = size  # a block cut short: it does not decode
+                break
+            if child_id in (_SIMPLE_BLOCK, _BLOCK_GROUP):
+                block_body, block_end, padding = child_body, child_end, 0
+                if child_id == _BLOCK_GROUP:
+                    block_body = -1
+                    for inner, inner_body, inner_end in _children(data, child_body, child_end):
+                        if inner == _BLOCK:
+                            block_body, block_end = inner_body, inner_end
+                        elif inner == _DISCARD_PADDING:
+                            padding = int.from_bytes(data[inner_body:inner_end], "big", signed=True)
+                    if block_body < 0:
+                        position = child_end
+                        continue
+                lead = data[block_body]
+                if lead == 0x80 | number:
+                    frame = block_body + 4
+                else:
+                    track_number = _element_number(data, block_body)
+                    if track_number is None or track_number[0] != number:
+                        position = child_end
+                        continue
+                    frame = track_number[1] + 3
+                if frame > block_end or data[frame - 1] & 0x06:
+                    return None  # laced blocks: leave them to the packet counter
+                first_bytes += data[frame : min(frame + 2, block_end)].ljust(2, b"\0")
+                discard_ns = padding
+            position = child_end
+        if length is not None:
+            position = max(position, cluster_end)
+    if track is None:
+        return None
+    pairs = np.frombuffer(bytes(first_bytes), dtype=np.uint8).reshape(-1, 2)
+    if codec == "opus":
+        if not track.codec.startswith("A_OPUS"):
+            return None
+        samples = opus_packet_samples(pairs[:, 0].copy(), pairs[:, 1].copy())
+        total = int(samples.sum())
+        delay = min(round(track.delay_ns * OPUS_RATE / _NANOSECONDS), 65535)
+        trim = round(discard_ns * OPUS_RATE / _NANOSECONDS) if samples.size else 0
+        if 0 < trim <= min(OPUS_MAX_PACKET, int(samples[-1])):
+            total -= trim
+        played = max(0, total - delay)
+        return AudioLength(played * sample_rate // OPUS_RATE, sample_rate)
+    headers = _xiph_headers(track.private)
+    modes = vorbis_modes(headers[0], headers[2]) if headers else None
+    if modes is None:
+        return None
+    total = int(vorbis_packet_samples(modes, pairs[:, 0].copy()).sum())
+    trim = round(discard_ns * sample_rate / _NANOSECONDS)
+    if 0 < trim < modes.long_block:
+        total -= trim
+    return AudioLength(total, sample_rate)
+
+
+def _element_number(data: mmap.mmap, position: int) -> tuple[int, int] | None:
+    """A block's track number (an EBML variable-size integer) and the offset after it."""
+    lead = data[position]
+    length, mask = 1, 0x80
+    while length <= 8 and not lead & mask:
+        length += 1
+        mask >>= 1
+    if length > 8:
+        return None
+    value = lead & (mask - 1)
+    for byte in data[position + 1 : position + length]:
+        value = (value << 8) | byte
+    return value, position + length

@@ -1,0 +1,212 @@
+"""MP4/M4A (ISO BMFF) with AAC: the audio samples whose bytes are present, times 1024, minus the edit list's priming.
+
+The sample table's durations (``stts``), ``mdhd`` and ``mvhd`` are headers: a file may claim ten hours or one
+second for any number of frames. An AAC frame always decodes to 1024 samples (2048 with SBR), so the count
+comes from the samples whose bytes lie inside the file (``stsz`` sizes at ``stco``/``co64`` chunk offsets
+through ``stsc``). The edit list (or an iTunSMPB tag) then trims the encoder's priming at the start and its
+padding at the end, each by at most what it may describe: a few frames, never more audio than that.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+import struct
+
+import numpy as np
+import numpy.typing as npt
+
+from earshot.audio.lengths.common import AudioLength
+
+_AAC_FRAME = 1024
+# At most this much priming or end padding is believed (AAC encoders prime 1024-2112 samples).
+_MAX_TRIM_FRAMES = 4
+_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"udta"}
+
+
+def _boxes(data: mmap.mmap, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(type, body offset, body end) of the boxes between ``start`` and ``end``."""
+    found = []
+    position = start
+    while position + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, position)
+        body = position + 8
+        if size == 1:
+            if position + 16 > end:
+                break
+            size = struct.unpack_from(">Q", data, position + 8)[0]
+            body = position + 16
+        elif size == 0:
+            size = end - position
+        if size < body - position:
+            break
+        found.append((kind, body, min(end, position + size)))
+        position += size
+    return found
+
+
+def _child(data: mmap.mmap, parent: tuple[int, int], kind: bytes) -> tuple[int, int] | None:
+    for found, body, end in _boxes(data, *parent):
+        if found == kind:
+            return body, end
+    return None
+
+
+def _table(data: mmap.mmap, body: int, end: int, width: int, per_entry: int = 1) -> npt.NDArray[np.int64] | None:
+    """A full box's big-endian array of ``count`` entries (count at ``body + 4``, entries from ``body + 8``)."""
+    if body + 8 > end:
+        return None
+    count = struct.unpack_from(">I", data, body + 4)[0] * per_entry
+    start = body + 8
+    if start + count * width > end:
+        return None
+    dtype = ">u4" if width == 4 else ">u8"
+    return np.frombuffer(data, dtype=dtype, count=count, offset=start).astype(np.int64)
+
+
+def _audio_trak(data: mmap.mmap, moov: tuple[int, int]) -> tuple[int, int] | None:
+    for kind, body, end in _boxes(data, *moov):
+        if kind != b"trak":
+            continue
+        mdia = _child(data, (body, end), b"mdia")
+        hdlr = _child(data, mdia, b"hdlr") if mdia else None
+        if hdlr and data[hdlr[0] + 8 : hdlr[0] + 12] == b"soun":
+            return body, end
+    return None
+
+
+def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
+    if codec != "aac":
+        return None
+    top = _boxes(data, 0, len(data))
+    if any(kind == b"moof" for kind, _, _ in top):
+        return None  # fragmented: leave it to the packet counter
+    moov = next(((body, end) for kind, body, end in top if kind == b"moov"), None)
+    if moov is None:
+        return None
+    trak = _audio_trak(data, moov)
+    if trak is None:
+        return None
+    mdia = _child(data, trak, b"mdia")
+    minf = _child(data, mdia, b"minf") if mdia else None
+    stbl = _child(data, minf, b"stbl") if minf else None
+    mdhd = _child(data, mdia, b"mdhd") if mdia else None
+    if stbl is None or mdhd is None:
+        return None
+    present = _samples_present(data, stbl)
+    if present is None:
+        return None
+    # Output samples per AAC frame at the rate ffprobe reports (SBR doubles the rate, and the frame with it).
+    core_rate = _entry_rate(data, stbl) or sample_rate
+    per_frame = _AAC_FRAME * sample_rate // core_rate if core_rate else _AAC_FRAME
+    total = present * per_frame
+    timescale = _media_timescale(data, mdhd)
+    priming, kept = _edit(data, trak, moov, timescale, sample_rate)
+    if priming is None:
+        priming, kept = _itunsmpb(data, moov)
+    limit = _MAX_TRIM_FRAMES * per_frame
+    exact = False
+    if priming is not None and 0 <= priming <= limit:
+        total -= priming
+        exact = True
+        if kept is not None and 0 <= total - kept <= limit:
+            total = kept
+        else:
+            exact = False
+    return AudioLength(max(0, total), sample_rate, exact=exact)
+
+
+def _samples_present(data: mmap.mmap, stbl: tuple[int, int]) -> int | None:
+    """How many of the track's samples lie wholly inside the file."""
+    stsz = _child(data, stbl, b"stsz")
+    stsc = _child(data, stbl, b"stsc")
+    stco, width = _child(data, stbl, b"stco"), 4
+    if stco is None:
+        stco, width = _child(data, stbl, b"co64"), 8
+    if stsz is None or stsc is None or stco is None:
+        return None
+    constant, count = struct.unpack_from(">II", data, stsz[0] + 4)
+    if constant:
+        sizes = np.full(count, constant, dtype=np.int64)
+    else:
+        table = _table(data, stsz[0] + 4, stsz[1], 4)  # stsz has one more field before its count
+        if table is None:
+            return None
+        sizes = table
+    offsets = _table(data, stco[0], stco[1], width)
+    runs = _table(data, stsc[0], stsc[1], 4, per_entry=3)
+    if offsets is None or runs is None or runs.size == 0 or runs.size % 3:
+        return None
+    runs = runs.reshape(-1, 3)  # first chunk (1-based), samples per chunk, description index
+    chunks = offsets.size
+    firsts = np.clip(runs[:, 0] - 1, 0, chunks)
+    spans = np.diff(np.append(firsts, chunks))
+    if (spans < 0).any():
+        return None
+    per_chunk = np.repeat(runs[:, 1], spans)
+    if int(per_chunk.sum()) < sizes.size:
+        sizes = sizes[: int(per_chunk.sum())]  # samples no chunk holds do not exist
+    chunk_of_sample = np.repeat(np.arange(chunks), per_chunk)[: sizes.size]
+    first_in_chunk = np.concatenate(([0], np.cumsum(per_chunk)[:-1]))
+    ends = np.cumsum(sizes)
+    before_chunk = np.concatenate(([0], ends))[first_in_chunk[chunk_of_sample]]
+    sample_ends = offsets[chunk_of_sample] + ends - before_chunk
+    return int(np.count_nonzero(sample_ends <= len(data)))
+
+
+def _entry_rate(data: mmap.mmap, stbl: tuple[int, int]) -> int:
+    """The sample rate in the first sample description (an AudioSampleEntry's 16.16 field)."""
+    stsd = _child(data, stbl, b"stsd")
+    if stsd is None or stsd[0] + 8 + 36 > stsd[1]:
+        return 0
+    entry = stsd[0] + 8
+    return int(struct.unpack_from(">I", data, entry + 32)[0] >> 16)
+
+
+def _media_timescale(data: mmap.mmap, mdhd: tuple[int, int]) -> int:
+    version = data[mdhd[0]]
+    return int(struct.unpack_from(">I", data, mdhd[0] + (20 if version == 1 else 12))[0])
+
+
+def _edit(
+    data: mmap.mmap, trak: tuple[int, int], moov: tuple[int, int], timescale: int, rate: int
+) -> tuple[int | None, int | None]:
+    """(priming, samples kept) from the track's single edit, in output samples."""
+    edts = _child(data, trak, b"edts")
+    elst = _child(data, edts, b"elst") if edts else None
+    mvhd = _child(data, moov, b"mvhd")
+    if elst is None or mvhd is None or timescale <= 0:
+        return None, None
+    version = data[elst[0]]
+    count = struct.unpack_from(">I", data, elst[0] + 4)[0]
+    entry = struct.Struct(">Qq" if version == 1 else ">Ii")
+    edits = []
+    for index in range(min(count, 4)):
+        at = elst[0] + 8 + index * (entry.size + 4)
+        if at + entry.size > elst[1]:
+            return None, None
+        edits.append(entry.unpack_from(data, at))
+    edits = [edit for edit in edits if edit[1] != -1]  # empty edits only delay presentation
+    if len(edits) != 1:
+        return None, None
+    duration, media_time = edits[0]
+    movie_version = data[mvhd[0]]
+    movie_scale = struct.unpack_from(">I", data, mvhd[0] + (20 if movie_version == 1 else 12))[0]
+    if movie_scale <= 0:
+        return None, None
+    priming = media_time * rate // timescale
+    kept = duration * rate // movie_scale if duration else None
+    return priming, kept
+
+
+_SMPB = re.compile(
+    rb"iTunSMPB.{0,64}?data.{8}\s*([0-9A-Fa-f]{8}) ([0-9A-Fa-f]{8}) ([0-9A-Fa-f]{8}) ([0-9A-Fa-f]{16})", re.S
+)
+
+
+def _itunsmpb(data: mmap.mmap, moov: tuple[int, int]) -> tuple[int | None, int | None]:
+    """(priming, original samples) from an iTunes gapless tag."""
+    found = _SMPB.search(data, moov[0], moov[1])
+    if found is None:
+        return None, None
+    return int(found.group(2), 16), int(found.group(4), 16)
