@@ -262,9 +262,11 @@ def test_only_https_by_default(url: str) -> None:
     assert "must use https" in _refused(lambda: check_url(url))
 
 
-def test_http_is_allowed_when_asked_for_or_in_loopback_mode() -> None:
+def test_http_is_allowed_when_asked_for_or_to_loopback_in_loopback_mode() -> None:
     assert check_url("http://good.example/", allowed_schemes=HTTP_AND_HTTPS).port == 80
-    assert check_url("http://good.example/", allow_loopback=True).port == 80
+    assert check_url("http://127.0.0.1:8123/", allow_loopback=True).port == 8123
+    # loopback mode does not open plain http to the rest of the world
+    assert "must use https" in _refused(lambda: check_url("http://good.example/", allow_loopback=True))
     assert "must use" in _refused(lambda: check_url("gopher://good.example/", allowed_schemes=("gopher",)))
 
 
@@ -287,7 +289,7 @@ def test_explicit_standard_ports_are_fine() -> None:
 
 def test_loopback_mode_lifts_the_port_rule_for_loopback_only() -> None:
     assert check_url("http://127.0.0.1:8080/", allow_loopback=True).port == 8080
-    assert "port 80 or 443" in _refused(lambda: check_url("http://good.example:8080/", allow_loopback=True))
+    assert "port 80 or 443" in _refused(lambda: check_url("https://good.example:8080/", allow_loopback=True))
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,10 @@ class InvalidAudioError(InvalidRequestError):
     code = "invalid_audio"
 
 
+class UnresolvedHostError(InvalidRequestError):
+    """A URL's host name has no address (now): nothing was contacted."""
+
+
 class RequestTargetTooLongError(InvalidRequestError):
     """The HTTP request line's target is longer than the server reads (the local server's own check)."""
 

@@ -2,7 +2,7 @@
 
 Every outbound request a user can aim goes through here, under one set of address rules:
 
-- The URL is https (http only in loopback testing mode or when the caller allows it explicitly), on
+- The URL is https (http only to loopback in loopback testing mode, or when the caller allows it explicitly), on
   port 80 or 443, without credentials. ``httpx.URL`` parses it and IDNA-encodes the host.
 - The host is resolved with ``getaddrinfo`` and EVERY address it returns must be public (see
   ``is_public_address``). Checking what the resolver *returns* makes the odd spellings harmless:
@@ -40,7 +40,7 @@ import httpcore
 import httpx
 import pybase64
 
-from earshot.errors import FileTooLargeError, InvalidAudioError, InvalidRequestError
+from earshot.errors import FileTooLargeError, InvalidAudioError, InvalidRequestError, UnresolvedHostError
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _getaddrinfo_addresses(name: str, port: int, *, param: str) -> tuple[IPAddre
     try:
         infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
-        raise InvalidRequestError(f"the {param}'s host could not be resolved", param=param) from exc
+        raise UnresolvedHostError(f"the {param}'s host could not be resolved", param=param) from exc
     addresses: list[IPAddress] = []
     for family, _type, _proto, _canonname, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):
@@ -217,7 +217,7 @@ def _getaddrinfo_addresses(name: str, port: int, *, param: str) -> tuple[IPAddre
             address = ipaddress.IPv6Address(f"{address}%{scope_id}")  # scoped: refused below
         addresses.append(address)
     if not addresses:
-        raise InvalidRequestError(f"the {param}'s host could not be resolved", param=param)
+        raise UnresolvedHostError(f"the {param}'s host could not be resolved", param=param)
     return tuple(addresses)
 
 
@@ -235,7 +235,7 @@ def check_url(
     url
         The URL as the client gave it (or a redirect's absolute target).
     allow_loopback
-        Testing mode: 127.0.0.0/8 and ::1 are allowed, on any port, and so is http.
+        Testing mode: 127.0.0.0/8 and ::1 are allowed, on any port, and so is http to them (only).
     allowed_schemes
         Schemes accepted besides that; https only unless the caller says otherwise.
     param
@@ -252,9 +252,10 @@ def check_url(
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise InvalidRequestError(f"the {param} is not a valid URL", param=param) from exc
-    schemes = {scheme.lower() for scheme in allowed_schemes} | ({"http"} if allow_loopback else set())
-    schemes &= set(_DEFAULT_PORTS)
-    if parsed.scheme not in schemes:
+    schemes = {scheme.lower() for scheme in allowed_schemes} & set(_DEFAULT_PORTS)
+    # Loopback testing mode also lets plain http through, but only to the loopback hosts it allows.
+    http_on_loopback = allow_loopback and parsed.scheme == "http" and "http" not in schemes
+    if parsed.scheme not in schemes and not http_on_loopback:
         raise InvalidRequestError(f"the {param} must use {' or '.join(sorted(schemes))}", param=param)
     if parsed.userinfo:
         raise InvalidRequestError(f"the {param} must not contain credentials", param=param)
@@ -263,6 +264,8 @@ def check_url(
     addresses = resolve_public_addresses(host, port, allow_loopback=allow_loopback, param=param)
     # A test server on loopback listens wherever the OS put it; nothing else may leave 80/443.
     on_loopback = allow_loopback and all(address.is_loopback for address in addresses)
+    if http_on_loopback and not on_loopback:
+        raise InvalidRequestError(f"the {param} must use {' or '.join(sorted(schemes))}", param=param)
     if port not in ALLOWED_PORTS and not on_loopback:
         raise InvalidRequestError(f"the {param} must use port 80 or 443", param=param)
     return CheckedURL(url=parsed, host=host, port=port, addresses=addresses)

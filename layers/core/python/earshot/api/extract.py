@@ -59,7 +59,14 @@ def create_extraction(request: ApiRequest) -> Response[str]:
 
     options = body.model_dump(mode="json", by_alias=True, exclude={"audio", "inputMethod"})
     return process(
-        request, kind="extract", options=options, audio=audio, audio_url=audio_url, file_id=file_id, controls=controls
+        request,
+        kind="extract",
+        options=options,
+        audio=audio,
+        audio_url=audio_url,
+        audio_param="audio",
+        file_id=file_id,
+        controls=controls,
     )
 
 

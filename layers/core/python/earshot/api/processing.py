@@ -15,6 +15,7 @@ from earshot.jobs.submit import submit_task
 from earshot.runtime import get_runtime
 from earshot.schemas import TaskOut
 from earshot.services.metered import AudioPayload, audio_account, run_plan
+from earshot.url_policy import check_caller_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -38,6 +39,7 @@ def process(
     options: dict[str, Any],
     audio: Callable[[float], AudioPayload],
     audio_url: str | None = None,
+    audio_param: str = "url",
     file_id: str | None = None,
     controls: dict[str, str] | None = None,
     task_model: str | None = None,
@@ -55,17 +57,12 @@ def process(
     audio_account(runtime, principal)
     deadline = request.deadline_sec(default=runtime.settings.request_timeout_sec)
     prepared = prepare(runtime, kind, options, deadline_sec=deadline)  # refusals happen here, before any charge
+    if audio_url is not None:  # every URL passes the address policy now, and again when it is fetched
+        check_caller_url(audio_url, param=audio_param, settings=runtime.settings)
     if force_async or wants_async(request, controls):
         callback = controls.get("callback_url") or None
         if callback:
-            from earshot.adapters.fetcher import check_url
-
-            check_url(
-                callback,
-                allow_loopback=runtime.settings.allow_loopback_urls,
-                param="callback_url",
-                allowed_schemes=("https", "http") if runtime.settings.allow_loopback_urls else ("https",),
-            )
+            check_caller_url(callback, param="callback_url", settings=runtime.settings, unresolved_ok=True)
         blob_key, delete_after = None, True
         if file_id:
             from earshot.services.uploads import upload_blob

@@ -48,6 +48,7 @@ def create_llm_task(request: ApiRequest) -> Response[str]:
         options=options,
         audio=audio,
         audio_url=audio_url,
+        audio_param="audio",
         file_id=file_id,
         controls={"callback_url": callback} if callback else {},
         task_model=body.model,

@@ -17,15 +17,15 @@ def _url_filename(url: str) -> str:
 def from_url(runtime: Runtime, url: str, *, deadline_sec: float, max_bytes: int | None = None) -> AudioPayload:
     """Fetch ``url`` through the SSRF-safe fetcher (https only unless loopback is allowed for tests)."""
     from earshot.adapters.fetcher import fetch_audio  # httpx/httpcore: only URL requests pay for the import
+    from earshot.url_policy import HTTPS_ONLY
 
     settings = runtime.settings
-    schemes = ("https", "http") if settings.allow_loopback_urls else ("https",)
-    fetched = fetch_audio(
+    fetched = fetch_audio(  # checks the URL and every redirect hop under the caller-URL policy
         url,
         max_bytes=max_bytes or settings.max_fetch_bytes,
         deadline_sec=deadline_sec,
         allow_loopback=settings.allow_loopback_urls,
-        allowed_schemes=schemes,
+        allowed_schemes=HTTPS_ONLY,
     )
     return AudioPayload(fetched.data, _url_filename(fetched.final_url))
 

@@ -61,6 +61,16 @@ def create_upload(
     if request.process is not None:
         from earshot.jobs.kinds import prepare
 
+        if request.process.callback_url:  # the same address policy as every other callback_url
+            from earshot.url_policy import check_caller_url
+
+            check_caller_url(
+                request.process.callback_url,
+                param="process.callback_url",
+                settings=runtime.settings,
+                unresolved_ok=True,
+            )
+
         # Refuse a process spec that could never run (unknown model, bad options) now, not after the upload.
         prepare(runtime, request.process.kind, process_options(request.process), deadline_sec=60.0)
     file_id = f"file-{secrets.token_hex(12)}"
