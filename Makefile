@@ -88,12 +88,14 @@ clean:
 # cdk-nag's AwsSolutions checks failing on any unacknowledged finding.
 # `make deploy STAGE=...` and `make destroy STAGE=...` need AWS credentials for the target account (AWS_PROFILE
 # or the usual environment variables) and the account/region bootstrapped once: `npx cdk bootstrap`.
-# Optional: ALARM_EMAIL=ops@example.com subscribes an address to the stage's alarm topic.
+# Optional: ALARM_EMAIL=ops@example.com subscribes an address to the stage's alarm topic; ACCOUNT_CONCURRENCY=N is
+# the account's Lambda concurrency quota if it is not the default 1000 (the stage's reservations must leave 100).
 CDK := CDK_DISABLE_VERSION_CHECK=1 npx --no-install cdk
 # synth hides any AWS credentials from the CLI, so it cannot even ask STS who it is: no network, no account.
 CDK_OFFLINE := env -u AWS_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
 	AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
-CDK_CONTEXT = -c stage=$(STAGE) $(if $(ALARM_EMAIL),-c alarm_email=$(ALARM_EMAIL))
+CDK_CONTEXT = -c stage=$(STAGE) $(if $(ALARM_EMAIL),-c alarm_email=$(ALARM_EMAIL)) \
+	$(if $(ACCOUNT_CONCURRENCY),-c account_concurrency=$(ACCOUNT_CONCURRENCY))
 LAYERS_STAMP := build/layers/.built
 LAYER_SOURCES := pyproject.toml infra/build_layers.py infra/constants.py \
 	$(shell find layers/core/python/earshot -type f -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)

@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench import ears, handler, metering
+from bench import ears, fanout, handler, metering
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {
@@ -112,6 +112,8 @@ def render(results: dict[str, Any]) -> str:
             f" {row['ratio_to_upload']} |"
             f" ≤ 3x ({_verdict(row['ratio_to_upload'] <= TARGETS['rss_ratio'])}) |"
         )
+    if "fanout" in results:
+        lines += fanout.render(results["fanout"])
     return "\n".join(lines) + "\n"
 
 
@@ -121,6 +123,7 @@ def main() -> None:
         "metering": metering.main(),
         "cold_imports": handler.cold_imports(),
         "peak_rss": handler.peak_rss(),
+        "fanout": fanout.main(),
     }
     text = render(results) + "\n" + "\n".join(ears.render(ears.main())) + "\n"
     (REPO / "docs" / "benchmarks.md").write_text(text)

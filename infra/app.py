@@ -1,9 +1,10 @@
 """The CDK app: ``npx cdk synth -c stage=NAME`` (default dev) builds the stack ``Earshot-<stage>``.
 
-Context: ``stage``; optional ``alarm_email`` and ``catalog`` (a file in earshot/catalogs). Stacks are
-environment-agnostic, so synthesis needs no AWS credentials, no network and no Docker; ``cdk deploy`` takes the
-account and region from the credentials it runs with. cdk-nag's AwsSolutions pack validates the assembly: a
-finding that is not acknowledged (with its reason, next to the resource) fails synthesis.
+Context: ``stage``; optional ``alarm_email``, ``catalog`` (a file in earshot/catalogs) and ``account_concurrency``
+(the account's Lambda concurrency quota, default 1000: the stage's reservations must leave 100 of it unreserved).
+Stacks are environment-agnostic, so synthesis needs no AWS credentials, no network and no Docker; ``cdk deploy``
+takes the account and region from the credentials it runs with. cdk-nag's AwsSolutions and Serverless packs
+validate the assembly: a finding that is not acknowledged (with its reason, next to the resource) fails synthesis.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ if __package__ in (None, ""):  # `python infra/app.py`: import `infra` from the 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from aws_cdk import App, Validations
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
 from infra.config import stage_config
 from infra.constants import AUDIO_LAYER_DIR, CORE_LAYER_DIR, DEFAULT_STAGE, FFPROBE_LAYER_DIR
@@ -40,6 +41,7 @@ def build_app(
         stage,
         alarm_email=app.node.try_get_context("alarm_email"),
         catalog_file=app.node.try_get_context("catalog"),
+        account_concurrency=_optional_int(app.node.try_get_context("account_concurrency")),
     )
     EarshotStack(
         app,
@@ -49,8 +51,12 @@ def build_app(
         audio_layer_dir=audio_layer_dir,
         ffprobe_layer_dir=ffprobe_layer_dir,
     )
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True), ServerlessChecks(app, verbose=True))
     return app
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
 
 
 def main() -> None:

@@ -59,13 +59,37 @@ METRICS_NAMESPACE = "Earshot"  # POWERTOOLS_METRICS_NAMESPACE; the same as earsh
 # Functions.
 HANDLER = "handler.lambda_handler"
 AUTHORIZER_FUNCTION = "authorizer"
-WORKFLOW_FUNCTION = "workflow"  # runs every step of the async workflow (earshot.workflow.dispatch_step)
+WORKFLOW_FUNCTION = "workflow"  # runs the async workflow's steps but the engine ones (earshot.workflow.dispatch_step)
+# The container-image function with the embedded engines and their models (functions/inference/Dockerfile): the
+# API functions invoke it for engine calls, the state machine for the engine steps (earshot.inference.ENGINE_STEPS).
+INFERENCE_FUNCTION = "inference"
+INFERENCE_DOCKERFILE = "functions/inference/Dockerfile"  # relative to the build context, the repository root
+IMAGE_FUNCTIONS = frozenset({INFERENCE_FUNCTION})
+# The functions that stage a whole upload (up to earshot.limits.MAX_UPLOAD_BYTES) in /tmp: the workflow meters it,
+# the inference function decodes it. Their ephemeral storage comes from earshot.limits.ephemeral_storage_mb.
+STAGES_UPLOADS = frozenset({WORKFLOW_FUNCTION, INFERENCE_FUNCTION})
+INFERENCE_FUNCTION_ENV = "EARSHOT_INFERENCE_FUNCTION"  # earshot.config.Settings.inference_function
+# Lambda gives a function CPU in proportion to its memory: 1,769 MB is one full vCPU, 10,240 MB six.
+LAMBDA_MB_PER_VCPU = 1769
+# The vCPUs the engines use (CTranslate2's intra-op threads): measured in bench/, see docs/benchmarks.md and
+# docs/decisions.md. Two threads decode a chunk ~1.7x faster than one; past two the gain per GB-second falls.
+INFERENCE_VCPUS = 2
+ENGINE_THREADS_ENV = "EARSHOT_ENGINE_THREADS"
+# The image's size budget, uncompressed: the base image, the runtime dependencies (faster-whisper, CTranslate2
+# stripped, onnxruntime, PyAV, numpy, ...) and the built models. tests/infra computes the installed size of the
+# pinned wheels and holds the sum under it; Lambda's own limit is 10 GB, but every MB is cold-start pull time.
+INFERENCE_IMAGE_BUDGET_BYTES = 1_500_000_000
+# public.ecr.aws/lambda/python:3.13, uncompressed (the AL2023 minimal base, Python and the runtime interface client).
+LAMBDA_PYTHON_BASE_IMAGE_BYTES = 560_000_000
 INGEST_FUNCTION = "ingest"  # S3 ObjectCreated under INBOX_PREFIX: uploads that asked to be processed
 API_TIMEOUT_SEC = 29  # API Gateway's HTTP API integration timeout is 30 s and cannot be raised
 AUTHORIZER_TIMEOUT_SEC = 10  # API Gateway waits at most 10 s for a Lambda authorizer
 LAMBDA_MAX_TIMEOUT_SEC = 900  # Lambda's own limit
 # S3 invokes ingest asynchronously: no gateway budget, but it only reads a record, plans the task and starts it.
 INGEST_TIMEOUT_SEC = 60
+INGEST_ASYNC_RETRIES = 2  # Lambda's own retries of a failed S3 event, then the event goes to the failed-events queue
+INGEST_MAX_EVENT_AGE_SEC = 6 * 3600  # an event older than this (throttled for hours) goes there too
+OPERATOR_QUEUE_RETENTION_DAYS = 14  # SQS's longest: failed events wait for an operator that long
 # The workflow function's timeout is not here: it is the longest step's TimeoutSeconds in earshot.workflow.WORKFLOW.
 STATE_MACHINE_ARN_ENV = "EARSHOT_STATE_MACHINE_ARN"  # earshot.config.Settings.state_machine_arn
 # The deployed inline upload limit: Lambda's 6 MB synchronous payload holds a base64 multipart body.
@@ -79,16 +103,26 @@ AUTHORIZER_CACHE_TTL_SEC = 60  # a revoked key stops working within a minute (se
 INBOX_PREFIX = "inbox/"  # presigned uploads land here and expire: inbox/<account>/<file_id>/<name>
 UPLOADS_PREFIX = "uploads/"  # upload records: uploads/<file_id>.json (earshot.services.uploads)
 TASKS_PREFIX = "tasks/"  # a task's stored input and large result: tasks/<task_id>/... (earshot.jobs)
+INFERENCE_PREFIX = "inference/"  # an engine call's audio above the invoke payload limit (earshot.engines.remote)
 ABORT_INCOMPLETE_MULTIPART_DAYS = 1
+AUDIO_PREFIXES = (INBOX_PREFIX, TASKS_PREFIX, INFERENCE_PREFIX)  # where callers' audio (and results) live
+DELETED_AUDIO_EXPIRY_DAYS = 1  # noncurrent versions under AUDIO_PREFIXES: S3's shortest lifecycle period
 
-# Which functions handle audio. Every function must be in exactly one of the two sets: the functions construct and
-# `make layers` refuse a function that is in neither (tests/infra cross-checks them against the manifest).
+# Which functions handle audio. Every zip function must be in exactly one of the three sets: the functions construct
+# and `make layers` refuse a function that is in none (tests/infra cross-checks them against the manifest). The
+# embedded engines themselves run in the inference function's image (IMAGE_FUNCTIONS), not in a layer.
 AUDIO_FUNCTIONS = frozenset(
     {
-        "transcriptions",  # meters (ffprobe), decodes (PyAV) and transcribes (pocketsphinx)
-        "understand",  # meters and analyses (PyAV, numpy)
+        # Meter (ffprobe) and bill, then call the inference function for embedded engines; an upstream model is
+        # called from here, after PyAV has converted the audio to a format the upstream takes.
+        "transcriptions",
+        "understand",
         "extract",
-        "workflow",  # the async steps: meter, run the engine
+    }
+)
+METERING_FUNCTIONS = frozenset(
+    {
+        "workflow",  # the async steps around the engine: fetch, meter (ffprobe), reserve, settle, store, deliver
     }
 )
 LIGHT_FUNCTIONS = frozenset(
@@ -107,6 +141,7 @@ LIGHT_FUNCTIONS = frozenset(
 )
 FUNCTION_LAYERS = {
     **dict.fromkeys(LIGHT_FUNCTIONS, (CORE_LAYER,)),
+    **dict.fromkeys(METERING_FUNCTIONS, (CORE_LAYER, FFPROBE_LAYER)),
     **dict.fromkeys(AUDIO_FUNCTIONS, (CORE_LAYER, AUDIO_LAYER, FFPROBE_LAYER)),
 }
 
@@ -117,10 +152,23 @@ def layers_for(function: str) -> tuple[str, ...]:
         return FUNCTION_LAYERS[function]
     except KeyError:
         raise KeyError(
-            f"function {function!r} is in neither infra.constants.AUDIO_FUNCTIONS nor LIGHT_FUNCTIONS: decide "
-            "whether it decodes or meters audio (then it needs the audio and ffprobe layers) first"
+            f"function {function!r} is in neither infra.constants.AUDIO_FUNCTIONS nor LIGHT_FUNCTIONS (nor "
+            "METERING_FUNCTIONS): decide whether it decodes or meters audio (then it needs the audio and ffprobe "
+            "layers) first"
         ) from None
 
+
+# X-Ray. A trace costs $5 per million recorded (after 100,000 free a month) and Powertools' Tracer ~200 ms of cold
+# import. Worth it where a request crosses services and runs long enough for the segments to say something: the
+# workflow's steps (the state machine traces the execution around them) and the engine runs (seconds to minutes).
+# Not on the API routes, which answer in tens of milliseconds under a 29 s budget and are counted per request:
+# their access logs and metrics tell enough.
+TRACED_FUNCTIONS = frozenset({WORKFLOW_FUNCTION, INFERENCE_FUNCTION})
+UNTRACED_REASON = (
+    "Not traced on purpose: a short API-facing function, measured by its access logs, metrics and alarms; an X-Ray "
+    "trace per request ($5 per million) would cost more than the function's own invocations. The workflow's steps and "
+    "the state machine are traced (infra.constants.TRACED_FUNCTIONS)."
+)
 
 # Monitoring.
 ALARM_PERIOD_MIN = 5
@@ -179,6 +227,7 @@ class FunctionAccess:
     lists_bucket: bool = False
     starts_tasks: bool = False  # StartExecution on the task state machine, whose ARN it gets in its environment
     provider_credentials: bool = False  # reads the upstream API keys the catalog references (it builds engines)
+    invokes_inference: bool = False  # runs embedded engines by invoking the inference function
 
 
 def merged(*grants: TableAccess) -> tuple[TableAccess, ...]:
@@ -237,15 +286,18 @@ RUN_TASK = merged(
 # The bucket, by key prefix (earshot.services.uploads, earshot.jobs.submit / steps, earshot.api.tasks).
 READ_UPLOADS = (ObjectAccess(UPLOADS_PREFIX, (GET_OBJECT,)), ObjectAccess(INBOX_PREFIX, (GET_OBJECT,)))
 STORE_TASK_INPUT = ObjectAccess(TASKS_PREFIX, (PUT_OBJECT,))
+# An engine call whose audio is too large for the invoke payload passes it under inference/, deleted after the call.
+PASS_INFERENCE_AUDIO = ObjectAccess(INFERENCE_PREFIX, (PUT_OBJECT, DELETE_OBJECT))
 
 # A processing route: counted, idempotent, metered (sync), and able to submit its work as a task (async). Audio
 # comes inline, by URL (no AWS), or by file_id (the upload record and the uploaded file).
 _PROCESSING = FunctionAccess(
     tables=merged(*CHARGE, COUNT_REQUESTS, IDEMPOTENT_POSTS, *SUBMIT_TASK),
-    objects=(*READ_UPLOADS, STORE_TASK_INPUT),
+    objects=(*READ_UPLOADS, STORE_TASK_INPUT, PASS_INFERENCE_AUDIO),
     lists_bucket=True,
     starts_tasks=True,
     provider_credentials=True,
+    invokes_inference=True,
 )
 
 FUNCTION_ACCESS: dict[str, FunctionAccess] = {
@@ -291,6 +343,18 @@ FUNCTION_ACCESS: dict[str, FunctionAccess] = {
         objects=(
             ObjectAccess(TASKS_PREFIX, (GET_OBJECT, PUT_OBJECT, DELETE_OBJECT)),
             ObjectAccess(INBOX_PREFIX, (GET_OBJECT, DELETE_OBJECT)),
+        ),
+        provider_credentials=True,
+    ),
+    # The engines: one call from an API function (audio inline or under inference/), or the engine steps of a task
+    # (the task's input under tasks/ or an upload under inbox/, its result written under tasks/, progress recorded
+    # on the task, the step's marker). Upstream models run here too within a task, hence the credentials.
+    INFERENCE_FUNCTION: FunctionAccess(
+        tables=RUN_TASK,
+        objects=(
+            ObjectAccess(INFERENCE_PREFIX, (GET_OBJECT,)),
+            ObjectAccess(TASKS_PREFIX, (GET_OBJECT, PUT_OBJECT)),
+            ObjectAccess(INBOX_PREFIX, (GET_OBJECT,)),
         ),
         provider_credentials=True,
     ),

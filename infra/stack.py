@@ -18,7 +18,7 @@ from infra.capabilities.monitoring import Monitoring
 from infra.capabilities.storage import Storage
 from infra.capabilities.workflow import TaskWorkflow
 from infra.config import StageConfig
-from infra.constants import FUNCTIONS_DIR, SERVICE_NAME
+from infra.constants import FUNCTIONS_DIR, INFERENCE_FUNCTION, SERVICE_NAME
 
 
 class EarshotStack(Stack):
@@ -70,7 +70,7 @@ class EarshotStack(Stack):
         functions = Functions(
             self,
             "Functions",
-            names=routes.functions(),
+            names=[*routes.functions(), INFERENCE_FUNCTION],
             config=config,
             layers=layers,
             tables=data.tables,
@@ -83,12 +83,12 @@ class EarshotStack(Stack):
             self,
             "Tasks",
             stage=config.stage,
-            step_function=functions.workflow,
+            functions=functions.by_name,
             log_retention=config.log_retention,
             removal_policy=config.removal_policy,
         )
         functions.allow_starting_tasks(tasks.state_machine)
-        UploadIngest(self, "UploadIngest", bucket=storage.bucket, ingest=functions.ingest)
+        ingest = UploadIngest(self, "UploadIngest", bucket=storage.bucket, ingest=functions.ingest)
         api = Api(
             self,
             "Api",
@@ -108,6 +108,7 @@ class EarshotStack(Stack):
             http_api=api.http_api,
             functions=functions.by_name,
             state_machine=tasks.state_machine,
+            failed_upload_events=ingest.failed_events,
             alarm_email=config.alarm_email,
             removal_policy=config.removal_policy,
         )

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import Duration
+from aws_cdk import Duration, IgnoreMode, Size
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -16,6 +17,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from earshot.adapters.dynamo_layout import TableSpec
+from earshot.inference import ENGINE_STEPS
+from earshot.limits import ephemeral_storage_mb
 from earshot.workflow import WORKFLOW
 from infra.capabilities.credentials import provider_credential_statements
 from infra.capabilities.layers import ARCHITECTURE, RUNTIME, RUNTIME_CHOICE, Layers
@@ -25,9 +28,15 @@ from infra.constants import (
     AUTHORIZER_FUNCTION,
     AUTHORIZER_TIMEOUT_SEC,
     DEPLOYED_MAX_INLINE_BYTES,
+    ENGINE_THREADS_ENV,
     FUNCTION_ACCESS,
     FUNCTIONS_DIR,
     HANDLER,
+    IMAGE_FUNCTIONS,
+    INFERENCE_DOCKERFILE,
+    INFERENCE_FUNCTION,
+    INFERENCE_FUNCTION_ENV,
+    INFERENCE_VCPUS,
     INGEST_FUNCTION,
     INGEST_TIMEOUT_SEC,
     LAMBDA_MAX_TIMEOUT_SEC,
@@ -35,9 +44,13 @@ from infra.constants import (
     LIST_BUCKET,
     METRICS_NAMESPACE,
     QUERY,
+    REPO_ROOT,
     SERVICE_NAME,
+    STAGES_UPLOADS,
     START_EXECUTION,
     STATE_MACHINE_ARN_ENV,
+    TRACED_FUNCTIONS,
+    UNTRACED_REASON,
     WORKFLOW_FUNCTION,
     FunctionAccess,
     ObjectAccess,
@@ -63,8 +76,10 @@ class Functions(Construct):
         bucket: s3.IBucket,
         catalog_path: Path,
         functions_dir: Path = FUNCTIONS_DIR,
+        image_context_dir: Path = REPO_ROOT,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._image_context_dir = image_context_dir
         self._config = config
         self._layers = layers
         self._tables = tables
@@ -73,7 +88,10 @@ class Functions(Construct):
         self._catalog_path = catalog_path
         self._functions_dir = functions_dir
         self._policies: dict[str, iam.PolicyDocument] = {}
-        self.by_name: dict[str, lambda_.Function] = {name: self._function(name) for name in names}
+        self.by_name: dict[str, lambda_.Function] = {}
+        # The inference function first: the functions that invoke it need its name and ARN.
+        for name in sorted(names, key=lambda name: name not in IMAGE_FUNCTIONS):
+            self.by_name[name] = self._function(name)
 
     @property
     def authorizer(self) -> lambda_.Function:
@@ -86,6 +104,10 @@ class Functions(Construct):
     @property
     def ingest(self) -> lambda_.Function:
         return self.by_name[INGEST_FUNCTION]
+
+    @property
+    def inference(self) -> lambda_.Function:
+        return self.by_name[INFERENCE_FUNCTION]
 
     @property
     def task_submitters(self) -> list[str]:
@@ -110,16 +132,16 @@ class Functions(Construct):
 
     def _function(self, name: str) -> lambda_.Function:
         access = _access_for(name)
-        layers = self._layers.for_function(name)  # core only, or core + audio + ffprobe
         code_dir = self._functions_dir / name
         if not (code_dir / "handler.py").is_file():
             raise FileNotFoundError(f"the manifest names function {name!r} but {code_dir}/handler.py does not exist")
         pascal = pascal_id(name)
         function_name = resource_name(self._config.stage, name)
+        # Unnamed: CloudFormation picks a unique name, so a retained group left by a rolled-back create or a deleted
+        # stack never collides with the next one ("already exists"). The function logs there by its logging config.
         log_group = logs.LogGroup(
             self,
             f"{pascal}Logs",
-            log_group_name=f"/aws/lambda/{function_name}",
             retention=self._config.log_retention,
             removal_policy=self._config.removal_policy,
         )
@@ -133,29 +155,62 @@ class Functions(Construct):
             inline_policies={"Access": policy},
         )
         self._acknowledge_object_prefixes(role, name, access.objects)
-        function = lambda_.Function(
-            self,
-            pascal,
-            function_name=function_name,
-            description=f"Earshot {self._config.stage}: {name}",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            handler=HANDLER,
-            code=lambda_.Code.from_asset(str(code_dir), exclude=["__pycache__", "*.pyc"]),
-            layers=layers,
-            memory_size=self._config.memory_mb[name],
-            timeout=Duration.seconds(timeout_sec(name)),
-            environment=self._environment(access),
-            role=role,
-            log_group=log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
-            system_log_level_v2=lambda_.SystemLogLevel.WARN,
-        )
-        acknowledge(function, "AwsSolutions-L1", RUNTIME_CHOICE)
+        common = {
+            "function_name": function_name,
+            "description": f"Earshot {self._config.stage}: {name}",
+            "architecture": ARCHITECTURE,
+            "memory_size": self._config.memory_mb[name],
+            "timeout": Duration.seconds(timeout_sec(name)),
+            "reserved_concurrent_executions": self._config.reserved_concurrency.get(name),
+            "tracing": lambda_.Tracing.ACTIVE if name in TRACED_FUNCTIONS else None,
+            "environment": self._environment(name, access),
+            "role": role,
+            "log_group": log_group,
+            "logging_format": lambda_.LoggingFormat.JSON,
+            "application_log_level_v2": lambda_.ApplicationLogLevel.INFO,
+            "system_log_level_v2": lambda_.SystemLogLevel.WARN,
+        }
+        if name in STAGES_UPLOADS:
+            # An upload of up to MAX_UPLOAD_BYTES staged in /tmp beside the unpacked ffprobe (earshot.limits).
+            common["ephemeral_storage_size"] = Size.mebibytes(ephemeral_storage_mb())
+        function: lambda_.Function
+        if name in IMAGE_FUNCTIONS:
+            function = lambda_.DockerImageFunction(self, pascal, code=self._image_code(), **common)
+        else:
+            function = lambda_.Function(
+                self,
+                pascal,
+                runtime=RUNTIME,
+                handler=HANDLER,
+                code=lambda_.Code.from_asset(str(code_dir), exclude=["__pycache__", "*.pyc"]),
+                layers=self._layers.for_function(name),  # core only, core + ffprobe, or core + audio + ffprobe
+                **common,
+            )
+            acknowledge(function, "AwsSolutions-L1", RUNTIME_CHOICE)
+            acknowledge(function, "Serverless-LambdaLatestVersion", RUNTIME_CHOICE)
+        acknowledge(function, "Serverless-LambdaDLQ", _dead_letter_reason(name))
+        if name in TRACED_FUNCTIONS:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "Active X-Ray tracing: CDK grants xray:PutTraceSegments and xray:PutTelemetryRecords, which have no "
+                "resource-level permissions.",
+            )
+        else:
+            acknowledge(function, "Serverless-LambdaTracing", UNTRACED_REASON)
         return function
 
-    def _environment(self, access: FunctionAccess) -> dict[str, str]:
+    def _image_code(self) -> lambda_.DockerImageCode:
+        """The inference image as a CDK asset: staged and hashed at synth (the /.dockerignore allow-list decides what),
+        built and pushed by the CDK CLI at deploy. Synthesis never runs Docker."""
+        return lambda_.DockerImageCode.from_image_asset(
+            str(self._image_context_dir),
+            file=INFERENCE_DOCKERFILE,
+            platform=ecr_assets.Platform.LINUX_AMD64,
+            ignore_mode=IgnoreMode.DOCKER,
+        )
+
+    def _environment(self, name: str, access: FunctionAccess) -> dict[str, str]:
         # Every function gets every table's and the bucket's name: the runtime builds all its adapters at start,
         # whether or not the function uses them. Names are not access; the role decides what may be touched.
         env = {
@@ -176,6 +231,12 @@ class Functions(Construct):
             env[self._table_specs[logical].env_var] = table.table_name
         if self._config.catalog_file is not None:
             env["EARSHOT_CATALOG"] = f"{LAYER_CATALOGS_DIR}/{self._config.catalog_file}"
+        if access.invokes_inference:
+            env[INFERENCE_FUNCTION_ENV] = self.inference.function_name
+        if name in IMAGE_FUNCTIONS:
+            env[ENGINE_THREADS_ENV] = str(INFERENCE_VCPUS)
+            if self._config.catalog_file is not None:  # the image installs earshot into its task root
+                env["EARSHOT_CATALOG"] = f"/var/task/earshot/catalogs/{self._config.catalog_file}"
         return env
 
     def _statements(self, access: FunctionAccess, log_group: logs.ILogGroup) -> list[iam.PolicyStatement]:
@@ -195,6 +256,12 @@ class Functions(Construct):
             )
         if access.provider_credentials:
             statements += provider_credential_statements(self, catalog_path=self._catalog_path)
+        if access.invokes_inference:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="InvokeInference", actions=["lambda:InvokeFunction"], resources=[self.inference.function_arn]
+                )
+            )
         return statements
 
     def _object_statement(self, grant: ObjectAccess) -> iam.PolicyStatement:
@@ -240,13 +307,43 @@ class Functions(Construct):
         return statements
 
 
+def step_function(step: str) -> str:
+    """The function the state machine invokes for ``step``: the inference function for the engine steps."""
+    return INFERENCE_FUNCTION if step in ENGINE_STEPS else WORKFLOW_FUNCTION
+
+
+def _dead_letter_reason(name: str) -> str:
+    """Why function ``name`` has no DeadLetterConfig, which only ever receives failed *asynchronous* invocations."""
+    if name == INGEST_FUNCTION:
+        return (
+            "S3 invokes ingest asynchronously; its failed events go to an on-failure destination (EventInvokeConfig, "
+            "the UploadIngest construct's FailedEvents queue, alarmed), which keeps the error with the event, rather "
+            "than to a DeadLetterConfig."
+        )
+    if name == INFERENCE_FUNCTION:
+        return (
+            "The inference function is invoked synchronously, by the API functions (which refund a failed call) and "
+            "by the state machine (which retries and catches a failed step): a DLQ would never receive anything."
+        )
+    if name == WORKFLOW_FUNCTION:
+        return (
+            "Step Functions invokes the workflow function synchronously; a failed step is retried and caught by the "
+            "state machine (refund_and_fail), and an execution that ends unexpectedly lands in the monitoring "
+            "construct's UnexpectedTaskExecutions queue. A DLQ would never receive anything."
+        )
+    return (
+        f"{name} is invoked synchronously (API Gateway or its authorizer): its caller gets the error at once, and a "
+        "dead-letter queue only ever receives failed asynchronous invocations."
+    )
+
+
 def timeout_sec(name: str) -> int:
     """How long function ``name`` may run: the gateway's budget for the routes, longer for the event functions."""
     if name == AUTHORIZER_FUNCTION:
         return AUTHORIZER_TIMEOUT_SEC
-    if name == WORKFLOW_FUNCTION:
-        # One function runs every step, so it may run as long as the longest step's TimeoutSeconds.
-        longest = max(step.timeout_sec for step in WORKFLOW.all_steps)
+    if name in (WORKFLOW_FUNCTION, INFERENCE_FUNCTION):
+        # A function may run as long as the longest step it runs (its Task state's TimeoutSeconds).
+        longest = max(step.timeout_sec for step in WORKFLOW.all_steps if step_function(step.name) == name)
         if longest > LAMBDA_MAX_TIMEOUT_SEC:
             raise ValueError(f"a workflow step may take {longest} s; a Lambda function runs {LAMBDA_MAX_TIMEOUT_SEC} s")
         return longest

@@ -8,13 +8,20 @@ versioned), so a duplicated event starts nothing twice.
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
-from infra.constants import INBOX_PREFIX
+from infra.constants import (
+    INBOX_PREFIX,
+    INGEST_ASYNC_RETRIES,
+    INGEST_MAX_EVENT_AGE_SEC,
+    OPERATOR_QUEUE_RETENTION_DAYS,
+)
 from infra.nag import acknowledge
 
 # CDK's singleton Lambda that writes a bucket's notification configuration (Custom::S3BucketNotifications).
@@ -22,10 +29,38 @@ _NOTIFICATIONS_HANDLER_PREFIX = "BucketNotificationsHandler"
 
 
 class UploadIngest(Construct):
-    """The bucket's ObjectCreated notification for ``inbox/`` keys, delivered to the ingest function."""
+    """The bucket's ObjectCreated notification for ``inbox/`` keys, delivered to the ingest function, and the queue
+    that keeps the events ingest could not handle (``failed_events``: alarmed on, for an operator to re-drive)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.Bucket, ingest: lambda_.IFunction) -> None:
         super().__init__(scope, construct_id)
+        # Lambda retries an asynchronous event twice, then drops it: the upload would never be processed. The
+        # on-failure destination keeps the event (with the error) instead; re-invoking ingest with it is safe, as the
+        # task id is derived from the object.
+        self.failed_events = sqs.Queue(
+            self,
+            "FailedEvents",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(OPERATOR_QUEUE_RETENTION_DAYS),
+        )
+        acknowledge(
+            self.failed_events,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter destination of the ingest function's failed S3 events; an operator "
+            "reads it (the alarm fires on its first message), nothing consumes it automatically.",
+        )
+        acknowledge(
+            self.failed_events,
+            "Serverless-SQSRedrivePolicy",
+            "A redrive policy moves messages a consumer failed on; this dead-letter queue has no consumer, only an "
+            "operator (alerted by its alarm) who re-invokes ingest with the events.",
+        )
+        ingest.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.failed_events),
+            retry_attempts=INGEST_ASYNC_RETRIES,
+            max_event_age=Duration.seconds(INGEST_MAX_EVENT_AGE_SEC),
+        )
         # Uploads are presigned POSTs (ObjectCreated:Post); any other way an object lands under inbox/ counts too.
         bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,

@@ -9,7 +9,15 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from earshot.ports import TASK_TTL_SEC
-from infra.constants import ABORT_INCOMPLETE_MULTIPART_DAYS, INBOX_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
+from infra.constants import (
+    ABORT_INCOMPLETE_MULTIPART_DAYS,
+    AUDIO_PREFIXES,
+    DELETED_AUDIO_EXPIRY_DAYS,
+    INBOX_PREFIX,
+    INFERENCE_PREFIX,
+    TASKS_PREFIX,
+    UPLOADS_PREFIX,
+)
 from infra.nag import acknowledge
 
 DAY_SEC = 24 * 3600
@@ -100,9 +108,27 @@ class Storage(Construct):
                     prefix=TASKS_PREFIX,
                     expiration=Duration.days(TASK_BLOB_EXPIRY_DAYS),
                 ),
+                # An engine call's audio lives only for the call (and is deleted after it); this catches a call that
+                # died before it could clean up.
+                s3.LifecycleRule(
+                    id="expire-inference-audio",
+                    prefix=INFERENCE_PREFIX,
+                    expiration=Duration.days(1),
+                ),
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart-uploads",
                     abort_incomplete_multipart_upload_after=Duration.days(ABORT_INCOMPLETE_MULTIPART_DAYS),
+                ),
+                # Deleted audio must really go: a delete (DELETE /v1/tasks/{id}, an input removed after its task)
+                # leaves a noncurrent version behind, which S3 removes a day later (its shortest). Where rules
+                # overlap, S3 honours the shorter expiration, so these win over the stage's general rule below.
+                *(
+                    s3.LifecycleRule(
+                        id=f"expire-deleted-audio-{prefix.rstrip('/')}",
+                        prefix=prefix,
+                        noncurrent_version_expiration=Duration.days(DELETED_AUDIO_EXPIRY_DAYS),
+                    )
+                    for prefix in AUDIO_PREFIXES
                 ),
                 # Versioning is a safety net against overwrites, not an archive.
                 s3.LifecycleRule(

@@ -1,8 +1,9 @@
 """The async task workflow as a Step Functions Standard state machine, compiled from ``earshot.workflow.WORKFLOW``.
 
 The definition is not written here: ``to_state_machine_definition`` turns the one workflow definition (steps,
-timeouts, retriers with full jitter, catch -> ``refund_and_fail``) into Amazon States Language, and every step
-invokes the one ``workflow`` function, whose payload names the step (``earshot.workflow.dispatch_step``). The Task
+timeouts, retriers with full jitter, catch -> ``refund_and_fail``) into Amazon States Language. The engine steps
+invoke the inference function (the container image with the models), every other step the ``workflow`` function;
+the payload names the step (``earshot.workflow.dispatch_step``). The Task
 states' partition is left as ``${Partition}`` for CloudFormation to fill in, so one template deploys to any partition
 (aws, aws-cn, aws-us-gov).
 """
@@ -10,8 +11,9 @@ states' partition is left as ``${Partition}`` for CloudFormation to fill in, so 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import Aws, Fn, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -19,6 +21,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from earshot.workflow import WORKFLOW, Workflow, to_state_machine_definition
+from infra.capabilities.functions import step_function
 from infra.nag import acknowledge
 from infra.naming import resource_name
 
@@ -26,8 +29,14 @@ from infra.naming import resource_name
 _PARTITION_KEY = "Partition"
 
 
+def stack_creation_id() -> str:
+    """The UUID at the end of the stack's ARN (``arn:...:stack/<name>/<uuid>``): new each time the stack is created,
+    stable across its updates."""
+    return Fn.select(2, Fn.split("/", Aws.STACK_ID))
+
+
 class TaskWorkflow(Construct):
-    """The state machine, its execution log group, and a role that may invoke the workflow function only."""
+    """The state machine, its execution log group, and a role that may invoke the step functions only."""
 
     def __init__(
         self,
@@ -35,7 +44,7 @@ class TaskWorkflow(Construct):
         construct_id: str,
         *,
         stage: str,
-        step_function: lambda_.IFunction,
+        functions: Mapping[str, lambda_.IFunction],
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         workflow: Workflow = WORKFLOW,
@@ -43,16 +52,21 @@ class TaskWorkflow(Construct):
         super().__init__(scope, construct_id)
         name = resource_name(stage, "tasks")
         # Under /aws/vendedlogs/: Step Functions delivers logs through CloudWatch Logs' vended-log delivery, and
-        # this prefix keeps the account's log resource policy from growing with every log group.
+        # this prefix keeps the account's log resource policy from growing with every log group. The name ends in
+        # the stack's own id (a UUID per stack creation), so a group retained from a deleted or rolled-back stack
+        # never blocks the next one with "already exists".
         self.log_group = logs.LogGroup(
             self,
             "ExecutionLogs",
-            log_group_name=f"/aws/vendedlogs/states/{name}",
+            log_group_name=f"/aws/vendedlogs/states/{name}-{stack_creation_id()}",
             retention=log_retention,
             removal_policy=removal_policy,
         )
+        # Each step invokes the function that runs it: the engine steps the inference function, the rest the
+        # workflow function (infra.capabilities.functions.step_function).
+        invoked = {step.name: functions[step_function(step.name)] for step in workflow.all_steps}
         definition = to_state_machine_definition(
-            dict.fromkeys((step.name for step in workflow.all_steps), step_function.function_arn),
+            {name: function.function_arn for name, function in invoked.items()},
             workflow=workflow,
             partition=f"${{{_PARTITION_KEY}}}",
         )
@@ -75,10 +89,13 @@ class TaskWorkflow(Construct):
             # in the retained log group), and a retained one would block its own name on the next deploy.
         )
         # The definition came in as a string, so CDK cannot see what it invokes: grant exactly that, the unqualified
-        # function ARN (no ":*" for versions and aliases, which the definition never names).
+        # function ARNs (no ":*" for versions and aliases, which the definition never names).
+        targets = {id(function): function for function in invoked.values()}.values()
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(
-                sid="InvokeWorkflowSteps", actions=["lambda:InvokeFunction"], resources=[step_function.function_arn]
+                sid="InvokeWorkflowSteps",
+                actions=["lambda:InvokeFunction"],
+                resources=[function.function_arn for function in targets],
             )
         )
         self._acknowledge_service_wildcards()

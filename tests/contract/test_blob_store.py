@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from earshot.errors import NotFoundError
@@ -56,3 +58,16 @@ def test_an_empty_blob_is_still_a_blob(blob_store: BlobStore) -> None:
 
     assert blob_store.exists("uploads/empty")
     assert blob_store.get("uploads/empty") == b""
+
+
+def test_a_blob_downloads_to_a_file_byte_for_byte(blob_store: BlobStore, tmp_path: Path) -> None:
+    # Big uploads reach ffprobe and the engines this way: streamed to /tmp, never whole in memory.
+    audio = bytes(range(256)) * 40_000  # 10 MB, several S3 download parts
+    blob_store.put("inbox/acct_1/file_3/big.wav", audio)
+
+    target = tmp_path / "big.wav"
+    blob_store.download("inbox/acct_1/file_3/big.wav", target)
+
+    assert target.read_bytes() == audio
+    with pytest.raises(NotFoundError):
+        blob_store.download("inbox/nothing.wav", tmp_path / "nothing.wav")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from audio_fixtures import decoded_duration, write_audio
+from local_server import LocalServer, start_server
 from speech_fixtures import requires_espeak, speak
 
 
@@ -45,7 +47,18 @@ def test_curl_without_a_key_gets_the_envelope(server, tmp_path: Path) -> None:  
     assert json.loads(done.stdout)["error"]["code"] == "auth_error"
 
 
-def test_httpx_long_audio_bills_per_started_minute(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def patient_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """A server whose synchronous requests may take 150 s (EARSHOT_REQUEST_TIMEOUT_SEC): the embedded recogniser
+    needs ~0.4 s per second of speech, so the default 29 s refuses a 125-s recording before charging it."""
+    running = start_server(tmp_path_factory.mktemp("patient"), extra_env={"EARSHOT_REQUEST_TIMEOUT_SEC": "150"})
+    yield running
+    running.process.terminate()
+    running.process.wait(timeout=10)
+
+
+def test_httpx_long_audio_bills_per_started_minute(patient_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = patient_server
     key = server.create_key()
     audio = write_audio(tmp_path / "long.mp3", fmt="mp3", seconds=125.0, kind="silence", sample_rate=16000)
     with audio.open("rb") as handle:

@@ -142,7 +142,12 @@ def test_alarms_cover_the_api_every_function_providers_and_tasks(synthesized: Sy
         a["Properties"]["AlarmName"]: a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
     }
     prefix = f"earshot-{synthesized.stage}"
-    expected = {f"{prefix}-api-5xx-rate", f"{prefix}-provider-errors", f"{prefix}-task-executions-timed-out"}
+    expected = {
+        f"{prefix}-api-5xx-rate",
+        f"{prefix}-provider-errors",
+        f"{prefix}-task-executions-unexpected",
+        f"{prefix}-upload-events-failed",
+    }
     for name in synthesized.config.memory_mb:
         expected |= {f"{prefix}-{name}-errors", f"{prefix}-{name}-throttles"}
     assert set(alarms) == expected

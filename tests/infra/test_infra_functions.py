@@ -18,11 +18,14 @@ from infra.constants import (
     DEPLOYED_MAX_INLINE_BYTES,
     FUNCTION_ACCESS,
     IDEMPOTENT_POSTS,
+    INFERENCE_FUNCTION_ENV,
     STATE_MACHINE_ARN_ENV,
+    TRACED_FUNCTIONS,
 )
 
 FUNCTIONS = routes.functions()
 LOG_WRITES = {"logs:CreateLogStream", "logs:PutLogEvents"}
+XRAY_WRITES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 SUBMITTERS = ("transcriptions", "understand", "extract", "understanding", "ingest")
 IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 EXPECTED_ENV = {
@@ -120,7 +123,8 @@ def _dynamodb_grants(synth: Synthesized, name: str) -> dict[str, set[str]]:
 
 
 def test_the_manifest_and_the_access_table_name_the_same_functions() -> None:
-    assert set(FUNCTION_ACCESS) == set(FUNCTIONS)
+    # The inference function serves no route: API functions and the state machine invoke it.
+    assert set(FUNCTION_ACCESS) == set(FUNCTIONS) | {"inference"}
 
 
 def test_one_lambda_per_function_on_python313_x86_64_with_the_core_layer(synthesized: Synthesized) -> None:
@@ -140,7 +144,8 @@ def test_timeouts_fit_what_invokes_each_function() -> None:
     assert timeout_sec("authorizer") == 10  # API Gateway waits at most 10 s for an authorizer
     for route in routes.ROUTES:
         assert timeout_sec(route.function) == 29, route.function  # the HTTP API's 30 s integration timeout
-    assert timeout_sec("workflow") == 900  # run_engine's TimeoutSeconds; Lambda's maximum
+    assert timeout_sec("inference") == 900  # run_engine's TimeoutSeconds; Lambda's maximum
+    assert timeout_sec("workflow") == 300  # resolve_input's (a URL fetch), the longest step it runs
     assert 29 <= timeout_sec("ingest") <= 900
 
 
@@ -158,16 +163,28 @@ def test_functions_get_the_deployed_environment(synthesized: Synthesized) -> Non
             assert synthesized.resources[env[spec.env_var]["Ref"]]["Type"] == "AWS::DynamoDB::Table"
         # Nothing else: no credentials, and no EARSHOT_CATALOG (the presets deploy the catalog the core ships).
         # Only the functions that submit tasks learn the state machine's ARN.
-        assert set(env) == EXPECTED_ENV | ({STATE_MACHINE_ARN_ENV} if name in SUBMITTERS else set()), name
+        # Only the functions that submit tasks learn the state machine's ARN; the ones that run embedded engines, the
+        # inference function's name.
+        expected = EXPECTED_ENV | ({STATE_MACHINE_ARN_ENV} if name in SUBMITTERS else set())
+        if FUNCTION_ACCESS[name].invokes_inference:
+            expected |= {INFERENCE_FUNCTION_ENV}
+            assert env[INFERENCE_FUNCTION_ENV] == {"Ref": synthesized.function_logical_id("inference")}
+        assert set(env) == expected, name
 
 
-def test_each_function_has_its_own_log_group_with_retention(synthesized: Synthesized) -> None:
+def test_each_function_has_its_own_unnamed_log_group_with_retention(synthesized: Synthesized) -> None:
     days = RETENTION_DAYS[synthesized.config.log_retention.value]
+    groups = set()
     for name in FUNCTIONS:
         log_group_id = _function(synthesized, name)["LoggingConfig"]["LogGroup"]["Ref"]
-        log_group = synthesized.resources[log_group_id]["Properties"]
-        assert log_group["LogGroupName"] == f"/aws/lambda/earshot-{synthesized.stage}-{name}"
-        assert log_group["RetentionInDays"] == days
+        log_group = synthesized.resources[log_group_id]
+        # CloudFormation names it (uniquely per creation): a retained group never blocks a re-created stack.
+        assert "LogGroupName" not in log_group["Properties"]
+        assert log_group["Properties"]["RetentionInDays"] == days
+        expected_policy = "Retain" if synthesized.stage == "prod" else "Delete"
+        assert log_group["DeletionPolicy"] == expected_policy
+        groups.add(log_group_id)
+    assert len(groups) == len(FUNCTIONS)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -176,6 +193,8 @@ def test_roles_are_separate_and_have_no_wildcards(dev: Synthesized, name: str) -
     assert len(roles) == len(FUNCTIONS)
     for statement in _statements(dev, name):
         assert statement["Effect"] == "Allow"
+        if name in TRACED_FUNCTIONS and _actions(statement) == XRAY_WRITES:
+            continue  # active tracing: these two actions take no resource ARN (acknowledged with cdk-nag)
         for action in _actions(statement):
             assert "*" not in action, f"{name}: wildcard action {action}"
         for resource in _resources(statement):
@@ -239,16 +258,21 @@ def test_processing_routes_debit_refund_count_and_submit_tasks(dev: Synthesized,
         "tasks": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem"},
         "task_events": {"dynamodb:Query", "dynamodb:PutItem"},
     }
-    # file_id: the upload record and the file (ListBucket so a missing one is a 404); async: the task's input.
+    # file_id: the upload record and the file (ListBucket so a missing one is a 404); async: the task's input;
+    # an engine call's audio above the invoke payload limit, put for the call and deleted after it.
     assert _s3_grants(dev, name) == {
         "uploads/*": {"s3:GetObject"},
         "inbox/*": {"s3:GetObject"},
         "tasks/*": {"s3:PutObject"},
+        "inference/*": {"s3:PutObject", "s3:DeleteObject"},
         "bucket": {"s3:ListBucket"},
     }
-    # The shipped catalog has only embedded engines, so there is no provider credential to read.
+    # The shipped catalog has only embedded engines, so there is no provider credential to read; they run in the
+    # inference function, which these may invoke (and no other function).
     services = {a.split(":")[0] for a in _all_actions(dev, name)}
-    assert services == {"logs", "dynamodb", "s3", "states"}
+    assert services == {"logs", "dynamodb", "s3", "states", "lambda"}
+    (invoke,) = [s for s in _statements(dev, name) if "lambda:InvokeFunction" in _actions(s)]
+    assert _resources(invoke) == [{"Fn::GetAtt": [dev.function_logical_id("inference"), "Arn"]}]
 
 
 def test_understanding_submits_tasks_but_never_charges(dev: Synthesized) -> None:
@@ -326,7 +350,7 @@ def test_workflow_runs_the_steps_but_cannot_start_tasks_or_count_requests(dev: S
         "inbox/*": {"s3:GetObject", "s3:DeleteObject"},  # an upload's audio, deleted after processing unless retained
     }
     services = {a.split(":")[0] for a in _all_actions(dev, "workflow")}
-    assert services == {"logs", "dynamodb", "s3"}
+    assert services == {"logs", "dynamodb", "s3", "xray"}  # xray: its steps are traced
 
 
 def test_nothing_scans_and_only_the_owners_of_a_lifecycle_delete(dev: Synthesized) -> None:
@@ -343,5 +367,7 @@ def test_nothing_scans_and_only_the_owners_of_a_lifecycle_delete(dev: Synthesize
             assert {key for key, _ in deletes} == {"tasks", "task_events", "step_markers", "tasks/*"}
         elif name == "workflow":  # a task's input once processed
             assert deletes == {("tasks/*", "s3:DeleteObject"), ("inbox/*", "s3:DeleteObject")}
+        elif FUNCTION_ACCESS[name].invokes_inference:  # an engine call's audio, after the call; an Idempotency-Key
+            assert deletes == {("idempotency", "dynamodb:DeleteItem"), ("inference/*", "s3:DeleteObject")}, name
         else:  # releasing an Idempotency-Key after a failed request
             assert deletes <= {("idempotency", "dynamodb:DeleteItem")}, name

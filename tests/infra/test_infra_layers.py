@@ -28,8 +28,10 @@ from infra.constants import (
     CORE_LAYER,
     FFPROBE_LAYER,
     FUNCTIONS_DIR,
+    IMAGE_FUNCTIONS,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     LIGHT_FUNCTIONS,
+    METERING_FUNCTIONS,
     layers_for,
 )
 
@@ -45,15 +47,20 @@ def _layer_refs(synth: Synthesized, name: str) -> list[str]:
 # --- which function gets which layer -------------------------------------------------------------------------
 
 
-def test_every_function_is_either_audio_or_light() -> None:
-    assert not AUDIO_FUNCTIONS & LIGHT_FUNCTIONS
+def test_every_function_is_audio_metering_light_or_an_image() -> None:
+    classes = (AUDIO_FUNCTIONS, METERING_FUNCTIONS, LIGHT_FUNCTIONS, IMAGE_FUNCTIONS)
+    assert sum(len(c) for c in classes) == len(set().union(*classes))  # disjoint
     on_disk = {fn.name for fn in FUNCTIONS_DIR.iterdir() if (fn / "handler.py").is_file()}
-    unclassified = (set(FUNCTIONS) | on_disk) - AUDIO_FUNCTIONS - LIGHT_FUNCTIONS
+    unclassified = (set(FUNCTIONS) | on_disk) - set().union(*classes)
     assert not unclassified, f"classify {sorted(unclassified)} in infra.constants (AUDIO_FUNCTIONS/LIGHT_FUNCTIONS)"
 
 
 def test_the_functions_that_handle_audio_are_the_audio_ones() -> None:
-    assert {"transcriptions", "understand", "extract", "workflow"} <= AUDIO_FUNCTIONS
+    # Meter and bill, convert for upstreams (PyAV); the embedded engines run in the inference image.
+    assert {"transcriptions", "understand", "extract"} <= AUDIO_FUNCTIONS
+    # Meters (ffprobe) and moves money; never decodes.
+    assert {"workflow"} == METERING_FUNCTIONS
+    assert {"inference"} == IMAGE_FUNCTIONS
     # They plan tasks with earshot.jobs.kinds.prepare, whose embedded engines stay light proxies until they run.
     assert {
         "authorizer",
@@ -91,10 +98,16 @@ def test_three_layers_for_the_same_runtime_and_architecture(dev: Synthesized) ->
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_audio_functions_get_core_audio_ffprobe_and_light_ones_only_core(dev: Synthesized, name: str) -> None:
     ids = dev.layer_logical_ids()
-    expected = {ids[CORE_LAYER], ids[AUDIO_LAYER], ids[FFPROBE_LAYER]} if name in AUDIO_FUNCTIONS else {ids[CORE_LAYER]}
+    if name in AUDIO_FUNCTIONS:
+        layers = (CORE_LAYER, AUDIO_LAYER, FFPROBE_LAYER)
+    elif name in METERING_FUNCTIONS:
+        layers = (CORE_LAYER, FFPROBE_LAYER)
+    else:
+        layers = (CORE_LAYER,)
+    expected = {ids[layer] for layer in layers}
     refs = _layer_refs(dev, name)
     assert len(refs) == len(expected) and set(refs) == expected  # CDK sorts them; the layers never overlap
-    assert layers_for(name) == ((CORE_LAYER, AUDIO_LAYER, FFPROBE_LAYER) if name in AUDIO_FUNCTIONS else (CORE_LAYER,))
+    assert layers_for(name) == layers
 
 
 # --- the light functions run without the audio layer ---------------------------------------------------------

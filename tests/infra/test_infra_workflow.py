@@ -8,8 +8,9 @@ from typing import Any
 
 from infra_synth import RETENTION_DAYS, Synthesized
 
-from earshot.workflow import FAILED_STATE, REFUND_STEP, WORKFLOW
-from infra.capabilities.functions import timeout_sec
+from earshot.inference import ENGINE_STEPS
+from earshot.workflow import FAILED_STATE, FAILED_STATE_ERROR, REFUND_STEP, WORKFLOW, to_state_machine_definition
+from infra.capabilities.functions import step_function, timeout_sec
 from infra.constants import INBOX_PREFIX, STATE_MACHINE_ARN_ENV
 
 
@@ -48,11 +49,16 @@ def test_one_standard_state_machine_compiled_from_the_workflow(synthesized: Synt
     assert definition["States"][FAILED_STATE]["Type"] == "Fail"
 
 
-def test_every_step_invokes_the_workflow_function_with_its_name(synthesized: Synthesized) -> None:
+def test_every_step_invokes_its_function_with_its_name(synthesized: Synthesized) -> None:
+    inference_arn = f"<{synthesized.function_logical_id('inference')}.Arn>"
     for name, state in _tasks(synthesized).items():
         assert state["Resource"].endswith(":states:::lambda:invoke")
-        assert state["Parameters"]["FunctionName"] == _workflow_arn(synthesized), name
+        # The engine steps run in the inference function (the image with the models), as a task; the rest in the
+        # workflow function.
+        expected = inference_arn if name in ENGINE_STEPS else _workflow_arn(synthesized)
+        assert state["Parameters"]["FunctionName"] == expected, name
         assert state["Parameters"]["Payload"] == {"step": name, "state.$": "$"}
+    assert "run_engine" in ENGINE_STEPS
 
 
 def test_tasks_invoke_lambda_in_the_partition_the_stack_is_deployed_to(synthesized: Synthesized) -> None:
@@ -82,11 +88,12 @@ def test_every_step_but_the_refund_is_caught_and_refunded(synthesized: Synthesiz
         assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": REFUND_STEP}]
 
 
-def test_the_workflow_function_outlasts_its_longest_step(synthesized: Synthesized) -> None:
-    longest = max(state["TimeoutSeconds"] for state in _tasks(synthesized).values())
-    props = synthesized.resources[synthesized.function_logical_id("workflow")]["Properties"]
-    assert props["Timeout"] >= longest
-    assert props["Timeout"] == timeout_sec("workflow") <= 900  # Lambda's maximum
+def test_each_step_function_outlasts_its_longest_step(synthesized: Synthesized) -> None:
+    for function in ("workflow", "inference"):
+        steps = [state for name, state in _tasks(synthesized).items() if step_function(name) == function]
+        longest = max(state["TimeoutSeconds"] for state in steps)
+        props = synthesized.resources[synthesized.function_logical_id(function)]["Properties"]
+        assert props["Timeout"] == longest == timeout_sec(function) <= 900  # Lambda's maximum
 
 
 def test_executions_are_logged_in_full_and_traced(synthesized: Synthesized) -> None:
@@ -98,7 +105,11 @@ def test_executions_are_logged_in_full_and_traced(synthesized: Synthesized) -> N
     (destination,) = logging["Destinations"]
     log_group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     log_group = synthesized.resources[log_group_id]["Properties"]
-    assert log_group["LogGroupName"] == f"/aws/vendedlogs/states/earshot-{synthesized.stage}-tasks"
+    # Under the vended-logs prefix, and ending in the UUID of the stack's creation, so that a group retained from a
+    # deleted or rolled-back stack never blocks the next one's name.
+    prefix, suffix = log_group["LogGroupName"]["Fn::Join"][1]
+    assert prefix == f"/aws/vendedlogs/states/earshot-{synthesized.stage}-tasks-"
+    assert suffix == {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
     assert log_group["RetentionInDays"] == RETENTION_DAYS[synthesized.config.log_retention.value]
 
 
@@ -115,17 +126,15 @@ def _state_machine_statements(synth: Synthesized) -> list[dict[str, Any]]:
     return statements
 
 
-def test_the_state_machine_may_invoke_the_workflow_function_and_nothing_else(dev: Synthesized) -> None:
+def test_the_state_machine_may_invoke_its_step_functions_and_nothing_else(dev: Synthesized) -> None:
     statements = _state_machine_statements(dev)
     invokes = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
-    assert invokes == [
-        {
-            "Action": "lambda:InvokeFunction",
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [dev.function_logical_id("workflow"), "Arn"]},
-            "Sid": "InvokeWorkflowSteps",
-        }
-    ]
+    (invoke,) = invokes
+    assert invoke["Sid"] == "InvokeWorkflowSteps" and invoke["Action"] == "lambda:InvokeFunction"
+    assert sorted(ref["Fn::GetAtt"][0] for ref in invoke["Resource"]) == sorted(
+        [dev.function_logical_id("workflow"), dev.function_logical_id("inference")]
+    )
+    assert all(ref["Fn::GetAtt"][1] == "Arn" for ref in invoke["Resource"])
     # The rest is what logging and tracing need, on "*" because those APIs take no resource ARN.
     for statement in statements:
         if statement in invokes:
@@ -145,13 +154,33 @@ def test_submitting_functions_get_the_state_machine_and_the_workflow_function_do
         assert STATE_MACHINE_ARN_ENV not in env, name
 
 
-def test_timed_out_executions_raise_an_alarm(synthesized: Synthesized) -> None:
+def test_only_unexpected_execution_endings_raise_an_alarm(synthesized: Synthesized) -> None:
     machine_id, _ = _state_machine(synthesized)
+    # No alarm on ExecutionsFailed: a routine failure (refunded by refund_and_fail, ended in TaskFailed) counts there.
     alarms = [a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()]
-    (alarm,) = [a for a in alarms if a.get("MetricName") == "ExecutionsTimedOut"]
-    assert alarm["Namespace"] == "AWS/States"
-    assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine_id}}]
-    assert alarm["AlarmActions"]
+    assert not [a for a in alarms if a.get("Namespace") == "AWS/States"]
+    (rule,) = synthesized.of_type("AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"]["stateMachineArn"] == [{"Ref": machine_id}]
+    assert pattern["detail"]["$or"] == [
+        {"status": ["TIMED_OUT", "ABORTED"]},
+        {"status": ["FAILED"], "error": [{"anything-but": [FAILED_STATE_ERROR]}]},
+    ]
+    # The events go to a queue an operator reads; the alarm fires while it holds any.
+    (target,) = rule["Properties"]["Targets"]
+    queue_id = target["Arn"]["Fn::GetAtt"][0]
+    assert synthesized.resources[queue_id]["Type"] == "AWS::SQS::Queue"
+    (alarm,) = [a for a in alarms if a["AlarmName"] == f"earshot-{synthesized.stage}-task-executions-unexpected"]
+    assert alarm["Namespace"] == "AWS/SQS" and alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+    assert alarm["Threshold"] == 1 and alarm["AlarmActions"]
+
+
+def test_the_workflow_fails_a_task_on_purpose_with_the_error_the_alarm_ignores() -> None:
+    definition = to_state_machine_definition(dict.fromkeys((s.name for s in WORKFLOW.all_steps), "arn"))
+    assert definition["States"][FAILED_STATE]["Error"] == FAILED_STATE_ERROR
 
 
 # --- uploads that start processing by themselves --------------------------------------------------------------

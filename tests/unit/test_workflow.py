@@ -21,6 +21,7 @@ from earshot.errors import (
     TaskTransitionError,
 )
 from earshot.workflow import (
+    DONE_STATE,
     FAILED_STATE,
     REFUND_STEP,
     STEP_NAMES,
@@ -137,7 +138,11 @@ def test_the_state_machine_is_structurally_valid() -> None:
     assert definition["StartAt"] == "resolve_input" and definition["StartAt"] in states
     assert isinstance(definition["TimeoutSeconds"], int)
     for name, state in states.items():
-        assert state["Type"] in {"Task", "Fail", "Succeed", "Pass"}
+        assert state["Type"] in {"Task", "Fail", "Succeed", "Pass", "Choice"}
+        if state["Type"] == "Choice":
+            assert "Next" not in state and "End" not in state, name
+            assert state["Default"] in states and all(choice["Next"] in states for choice in state["Choices"])
+            continue
         assert ("Next" in state) != (state.get("End") is True) or state["Type"] in {"Fail", "Succeed"}, name
         if "Next" in state:
             assert state["Next"] in states, name
@@ -152,6 +157,9 @@ def test_the_state_machine_is_structurally_valid() -> None:
         state = states[name]
         frontier.extend([state["Next"]] if "Next" in state else [])
         frontier.extend(catcher["Next"] for catcher in state.get("Catch", []))
+        frontier.extend(
+            [state["Default"], *(choice["Next"] for choice in state["Choices"])] if "Choices" in state else []
+        )
     assert reachable == set(states)
 
 
@@ -186,11 +194,41 @@ def test_each_step_is_a_lambda_task_with_timeout_retry_and_catch() -> None:
 def test_the_success_path_ends_after_the_webhook_and_failure_ends_failed() -> None:
     states = to_state_machine_definition(ARNS)["States"]
 
-    assert [states[name].get("Next") for name in STEP_NAMES[:-1]] == list(STEP_NAMES[1:])
+    assert [states[name].get("Next") for name in STEP_NAMES[:-2]] == list(STEP_NAMES[1:-1])
+    # store_result goes to the Choice that decides whether there is a webhook to deliver.
+    assert states["store_result"]["Next"] == "whether_deliver_webhook"
     assert states["deliver_webhook"]["End"] is True
     assert states[REFUND_STEP]["Next"] == FAILED_STATE and "Catch" not in states[REFUND_STEP]
     assert states[REFUND_STEP]["Retry"] and states[REFUND_STEP]["TimeoutSeconds"] == WORKFLOW.on_failure.timeout_sec
     assert states[FAILED_STATE]["Type"] == "Fail"
+
+
+def test_webhook_delivery_is_skipped_by_a_choice_when_there_is_no_callback_url() -> None:
+    states = to_state_machine_definition(ARNS)["States"]
+
+    choice = states["whether_deliver_webhook"]
+    assert choice["Type"] == "Choice"
+    (rule,) = choice["Choices"]
+    assert rule["Next"] == "deliver_webhook"
+    tests = rule["And"]
+    assert {"Variable": "$.callback_url", "IsPresent": True} in tests
+    assert {"Variable": "$.callback_url", "IsString": True} in tests
+    assert {"Not": {"Variable": "$.callback_url", "StringEquals": ""}} in tests
+    assert choice["Default"] == DONE_STATE and states[DONE_STATE]["Type"] == "Succeed"
+
+
+@pytest.mark.parametrize("callback", [None, "", 42])
+def test_the_local_runner_skips_the_webhook_step_without_a_callback_url(callback: object) -> None:
+    recorder = Recorder()
+    state: State = {"task_id": "task-llm-1-abcdefgh"}
+    if callback is not None:
+        state["callback_url"] = callback
+
+    result = LocalRunner(recorder.registry(), sleep=Sleeps()).run(state)
+
+    assert result.succeeded
+    assert recorder.calls == list(STEP_NAMES[:-1])
+    assert "deliver_webhook" not in [attempt.step for attempt in result.history]
 
 
 def test_every_task_invokes_lambda_in_the_partition_it_is_given() -> None:
@@ -225,11 +263,12 @@ def test_the_success_path_runs_every_step_once_in_order() -> None:
     recorder = Recorder()
     sleeps = Sleeps()
 
-    result = LocalRunner(recorder.registry(), sleep=sleeps).run({"task_id": "task-llm-1-abcdefgh"})
+    start = {"task_id": "task-llm-1-abcdefgh", "callback_url": "https://example.com/hook"}
+    result = LocalRunner(recorder.registry(), sleep=sleeps).run(start)
 
     assert result.succeeded and result.error is None
     assert recorder.calls == list(STEP_NAMES)
-    assert result.state == {"task_id": "task-llm-1-abcdefgh", "done": list(STEP_NAMES)}
+    assert result.state == {**start, "done": list(STEP_NAMES)}
     assert sleeps.waits == []
     assert [(attempt.step, attempt.attempt, attempt.error) for attempt in result.history] == [
         (name, 1, None) for name in STEP_NAMES

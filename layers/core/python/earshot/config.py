@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     step_markers_table: str | None = None
     idempotency_table: str | None = None
     state_machine_arn: str | None = None
+    # Deployed API functions run embedded engines in this function (the container image) rather than in-process.
+    inference_function: str | None = None
+    fanout_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Chunks of one long recording transcribed at once (threads locally, invocations deployed); "
+        "default: the CPU count locally, 10 when the inference function runs them.",
+    )
+    fanout_chunk_sec: float = Field(default=60.0, gt=0, description="Longest chunk of a long recording.")
     ledger_table: str | None = None
     bucket_name: str | None = None
 

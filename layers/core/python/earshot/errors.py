@@ -109,6 +109,15 @@ class FileTooLargeError(EarshotError):
     type = "invalid_request_error"
 
 
+class AudioTooLongForSyncError(EarshotError):
+    """A synchronous request whose audio cannot be processed inside the request's time: refused before any charge.
+    The message names the two ways that work (``async=true`` and ``POST /v1/uploads``)."""
+
+    status = 413
+    code = "audio_too_long_for_sync"
+    type = "invalid_request_error"
+
+
 class UnsupportedMediaTypeError(EarshotError):
     status = 415
     code = "unsupported_media_type"

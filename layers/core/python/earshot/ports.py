@@ -11,6 +11,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -178,6 +179,10 @@ class BlobStore(Protocol):
 
     def get(self, key: str) -> bytes:
         """Raise ``NotFoundError`` for a missing key."""
+        ...
+
+    def download(self, key: str, path: Path) -> None:
+        """Write the blob to the local file ``path`` without holding it in memory; ``NotFoundError`` if missing."""
         ...
 
     def exists(self, key: str) -> bool: ...

@@ -105,8 +105,53 @@ class Runtime:
             engine = self._engines.get(key)
             if engine is None:
                 engine = _build_engine(model, role, self)
+                if model.provider.startswith("embedded:") and self.settings.inference_function:
+                    engine = self._remote(engine, model, role)
+                if self._fans_out(model, role):
+                    from earshot.fanout import ChunkedTranscriptionEngine
+
+                    workers, max_chunk = self.engine_parallelism(model)
+                    regions = getattr(engine, "speech_regions", None)  # deployed: VAD runs in the inference function
+                    engine = ChunkedTranscriptionEngine(
+                        engine, workers=workers, max_chunk_sec=max_chunk or 0.0, speech_regions=regions
+                    )
                 self._engines[key] = engine
             return engine
+
+    def _fans_out(self, model: CatalogModel, role: str) -> bool:
+        """Long audio for an embedded recogniser is split at silences and run in parallel (``earshot.fanout``),
+        once voice activity detection is part of the core (``earshot.engines.hearing``)."""
+        import importlib.util
+
+        return (
+            role == "transcription"
+            and model.provider.startswith("embedded:")
+            and importlib.util.find_spec("earshot.engines.hearing") is not None
+        )
+
+    def _remote(self, local: Any, model: CatalogModel, role: str) -> Any:
+        """``local`` run by the inference function (deployed API functions: the models live in its image)."""
+        from earshot.engines.remote import RemoteQuestionEngine, RemoteTranscriptionEngine
+
+        invoker = self._lazy("inference_invoker", self._inference_invoker)
+        remote = RemoteTranscriptionEngine if role == "transcription" else RemoteQuestionEngine
+        return remote(local, sku=model.sku, role=role, invoker=invoker, blobs=self.blobs)  # type: ignore[arg-type]
+
+    def _inference_invoker(self) -> Any:
+        from earshot.adapters.aws import build_inference_invoker
+
+        assert self.settings.inference_function is not None
+        return build_inference_invoker(self.settings.inference_function)
+
+    def engine_parallelism(self, model: CatalogModel) -> tuple[int, float | None]:
+        """How ``model``'s engine spreads one request: (workers, longest chunk in seconds), ``(1, None)`` when it
+        runs the audio whole."""
+        if not self._fans_out(model, "transcription") or model.kind != "transcription":
+            return 1, None
+        import os
+
+        default = 10 if self.settings.inference_function else (os.cpu_count() or 1)
+        return self.settings.fanout_workers or default, self.settings.fanout_chunk_sec
 
     def transcription_engine(self, model: CatalogModel) -> TranscriptionEngine:
         """The speech-to-text engine serving ``model``, built on first use and kept for the process."""

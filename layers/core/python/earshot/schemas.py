@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from earshot.limits import MAX_UPLOAD_BYTES
+
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt", "diarized_json"]
 TimestampGranularity = Literal["segment", "word"]
 
@@ -434,7 +436,7 @@ class UploadRequestBody(ContractModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(min_length=1, max_length=255)
-    bytes: int = Field(ge=1, le=500 * 1024 * 1024, description="Size of the file; the upload may not exceed it.")
+    bytes: int = Field(ge=1, le=MAX_UPLOAD_BYTES, description="Size of the file; the upload may not exceed it.")
     purpose: str = Field(default="audio", max_length=64)
     process: UploadProcess | None = None
     retain: bool = Field(default=False, description="Keep the audio after processing (default: delete it).")

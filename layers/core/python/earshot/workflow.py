@@ -45,6 +45,8 @@ StepRegistry = Mapping[str, StepFn]
 STEP_NAMES = ("resolve_input", "meter", "reserve", "run_engine", "settle", "store_result", "deliver_webhook")
 REFUND_STEP = "refund_and_fail"
 FAILED_STATE = "task_failed"
+FAILED_STATE_ERROR = "TaskFailed"  # the error of an execution the workflow failed on purpose, after refunding
+DONE_STATE = "task_done"  # where the success path ends when its last step is skipped
 TIMEOUT_ERROR = "States.Timeout"
 _ANY_ERROR = "States.ALL"
 _ANY_TASK_ERROR = "States.TaskFailed"
@@ -88,6 +90,20 @@ class Step:
     timeout_sec: int
     retries: tuple[RetryPolicy, ...] = ()
     comment: str = ""
+    # Run the step only when the state holds this field as a non-empty string; otherwise go straight on. Step
+    # Functions sees it as a Choice state before the step (``choice_name``), the local runner tests the same.
+    only_if_present: str | None = None
+
+    @property
+    def choice_name(self) -> str:
+        return f"whether_{self.name}"
+
+    def runs_on(self, state: Mapping[str, Any]) -> bool:
+        """Whether the step runs on ``state`` (its Choice's test: the field is present and a non-empty string)."""
+        if self.only_if_present is None:
+            return True
+        value = state.get(self.only_if_present)
+        return isinstance(value, str) and value != ""
 
 
 @dataclass(frozen=True)
@@ -168,6 +184,8 @@ WORKFLOW = Workflow(
             # rather than raising: a completed task is not failed by an unreachable receiver.
             retries=(LAMBDA_SERVICE_ERRORS,),
             comment="POST the final task to callback_url, signed (Standard Webhooks)",
+            # No callback, no invocation: the Choice before it goes straight to the end.
+            only_if_present="callback_url",
         ),
     ),
     on_failure=Step(
@@ -241,26 +259,52 @@ def to_state_machine_definition(
         raise ValueError(f"no function for step(s): {', '.join(missing)}")
     catch = [{"ErrorEquals": [_ANY_ERROR], "ResultPath": "$.error", "Next": workflow.on_failure.name}]
     states: dict[str, Any] = {}
+
+    def entry(index: int) -> str:
+        """The state that starts step ``index``: its Choice if it has one, else its Task."""
+        step = workflow.steps[index]
+        return step.choice_name if step.only_if_present is not None else step.name
+
     for index, step in enumerate(workflow.steps):
+        following = entry(index + 1) if index + 1 < len(workflow.steps) else None
+        if step.only_if_present is not None:
+            field = f"$.{step.only_if_present}"
+            states[step.choice_name] = {
+                "Type": "Choice",
+                "Comment": f"Run {step.name} only when the state has a {step.only_if_present}",
+                "Choices": [
+                    {
+                        "And": [
+                            {"Variable": field, "IsPresent": True},
+                            {"Variable": field, "IsString": True},
+                            {"Not": {"Variable": field, "StringEquals": ""}},
+                        ],
+                        "Next": step.name,
+                    }
+                ],
+                "Default": following or DONE_STATE,
+            }
         state = _task_state(step, function_arns[step.name], partition)
-        if index + 1 < len(workflow.steps):
-            state["Next"] = workflow.steps[index + 1].name
+        if following is not None:
+            state["Next"] = following
         else:
             state["End"] = True
         state["Catch"] = catch
         states[step.name] = state
+    if any(step.only_if_present is not None for step in workflow.steps):
+        states[DONE_STATE] = {"Type": "Succeed", "Comment": "The task completed"}
     refund = _task_state(workflow.on_failure, function_arns[workflow.on_failure.name], partition)
     refund["Next"] = FAILED_STATE
     states[workflow.on_failure.name] = refund
     states[FAILED_STATE] = {
         "Type": "Fail",
         "Comment": "The task failed and was refunded; its error is on the task",
-        "Error": "TaskFailed",
+        "Error": FAILED_STATE_ERROR,
         "Cause": "A step failed after its retries; see the execution history and the task's error",
     }
     return {
         "Comment": workflow.comment,
-        "StartAt": workflow.steps[0].name,
+        "StartAt": entry(0),
         "TimeoutSeconds": workflow.timeout_sec,
         "States": states,
     }
@@ -356,6 +400,8 @@ class LocalRunner:
         history: list[Attempt] = []
         current = state
         for step in self._workflow.steps:
+            if not step.runs_on(current):  # the Choice before the step goes straight on
+                continue
             try:
                 current = self._run_step(step, current, history)
             except Exception as exc:

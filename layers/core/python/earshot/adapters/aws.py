@@ -92,6 +92,13 @@ def build_aws_rate_limiter(settings: Settings) -> RateLimiter:
     return DynamoRateLimiter(_LazyClient(boto3.session.Session(), "dynamodb"), table)
 
 
+def build_inference_invoker(function_name: str) -> Any:
+    """Invokes the inference function (``earshot.engines.remote.Invoker``)."""
+    from earshot.adapters.lambda_invoker import LambdaInvoker
+
+    return LambdaInvoker(boto3.session.Session(), function_name)
+
+
 def build_aws_task_stores(settings: Settings) -> tuple[Any, Any]:
     """The task store (tasks, events, step markers) and the idempotency store on DynamoDB."""
     from earshot.adapters.dynamo_tasks import DynamoIdempotencyStore, DynamoTaskStore

@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -67,6 +68,13 @@ class FileBlobStore:
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"no blob {key}") from exc
+
+    def download(self, key: str, path: Path) -> None:
+        """Copy the blob to ``path`` in pieces, as the S3 adapter streams it."""
+        try:
+            shutil.copyfile(self._path(key), path)
         except FileNotFoundError as exc:
             raise NotFoundError(f"no blob {key}") from exc
 

@@ -7,6 +7,7 @@ so nothing here asks for them per object.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -67,6 +68,16 @@ class S3BlobStore:
             raise
         body: bytes = response["Body"].read()
         return body
+
+    def download(self, key: str, path: Path) -> None:
+        """Stream the object to ``path`` in parts (an upload of up to 500 MiB never sits in memory whole)."""
+        try:
+            with path.open("wb") as out:
+                self._client.download_fileobj(self.bucket, self._checked(key), out)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                raise NotFoundError(f"no blob {key}") from exc
+            raise
 
     def exists(self, key: str) -> bool:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -83,7 +84,8 @@ def process(
             stream=stream,
         )
         return json_response(TaskOut.from_task(task), status=202, headers={"Location": f"/v1/tasks/{task.id}"})
-    outcome = run_plan(runtime, principal, request.request_id, prepared.plan, audio(deadline))
+    deadline_at = time.monotonic() + deadline
+    outcome = run_plan(runtime, principal, request.request_id, prepared.plan, audio(deadline), deadline_at=deadline_at)
     return prepared.render(outcome)
 
 

@@ -16,11 +16,12 @@ from earshot import errors
 from earshot.audio.budget import decode_budget
 from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.jobs.kinds import prepare, response_result
+from earshot.limits import MAX_TASK_AUDIO_SEC
 from earshot.metering import MeteredAudio, meter_duration
 from earshot.observability import logger
 from earshot.ports import Charge, LedgerEntry
 from earshot.runtime import Runtime
-from earshot.services.audio_input import staged_audio
+from earshot.services.audio_input import staged_blob
 from earshot.services.metered import Metered
 from earshot.workflow import WORKFLOW
 
@@ -40,8 +41,9 @@ def _progress(runtime: Runtime, state: State, progress: int, **data: Any) -> Non
     runtime.tasks.append_event(task_id, type="progress", data={"status": "processing", "progress": progress, **data})
 
 
-def _audio_bytes(runtime: Runtime, state: State) -> bytes:
-    return runtime.blobs.get(state["source"]["blob_key"])
+def _staged_input(runtime: Runtime, state: State) -> Any:
+    """The task's audio streamed to /tmp (up to an upload's 500 MiB, never whole in memory)."""
+    return staged_blob(runtime.blobs, state["source"]["blob_key"], state["source"].get("filename", ""))
 
 
 def resolve_input(runtime: Runtime, state: State) -> State:
@@ -59,7 +61,7 @@ def resolve_input(runtime: Runtime, state: State) -> State:
 
 
 def meter(runtime: Runtime, state: State) -> State:
-    with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
+    with _staged_input(runtime, state) as path:
         metered = meter_duration(path, ffprobe=runtime.ffprobe)
     _progress(runtime, state, 25, duration_sec=round(metered.seconds, 3))
     return {**state, "metered": metered.__dict__}
@@ -80,7 +82,24 @@ def reserve(runtime: Runtime, state: State) -> State:
     max_seconds = prepared.plan.max_seconds
     if max_seconds is not None and seconds > max_seconds:
         raise errors.InvalidAudioError(f"the audio is {seconds:.0f} s long; at most {max_seconds:.0f} s")
+    measured = float(state["metered"]["seconds"])
+    if measured > MAX_TASK_AUDIO_SEC:  # the documented task limit, before any debit
+        raise errors.InvalidAudioError(
+            f"the audio is {measured:.0f} s long; a task takes at most {MAX_TASK_AUDIO_SEC / 3600:.0f} hours of audio"
+        )
+    # Nor is anything debited for audio the engine step cannot finish in its time (it would run 15 minutes, time
+    # out and be refunded): the same prediction as a synchronous request's.
+    from earshot.services.sync_budget import needed_sec
+
     model = prepared.plan.model
+    workers, max_chunk = runtime.engine_parallelism(model)
+    needed = needed_sec(model, measured, workers=workers, max_chunk_sec=max_chunk)
+    budget = _step_deadline("run_engine")
+    if needed > budget:
+        raise errors.InvalidAudioError(
+            f"the audio is {measured:.0f} s long and {model.sku} would need about {needed:.0f} s for it; a task's "
+            f"engine step has {budget:.0f} s. Split the recording, or choose a faster model"
+        )
     entry = runtime.store.debit(
         Charge(
             request_id=state["task_id"],
@@ -100,7 +119,7 @@ def run_engine(runtime: Runtime, state: State) -> State:
     prepared = prepare(runtime, state["kind"], state["options"], deadline_sec=_step_deadline("run_engine"))
     metered = MeteredAudio(**state["metered"])
     seconds, source = _billed(state)
-    with staged_audio(_audio_bytes(runtime, state), state["source"].get("filename", "")) as path:
+    with _staged_input(runtime, state) as path:
         try:
             with decode_budget(metered.seconds):  # the engine never hears more than was metered
                 result = prepared.plan.work(path, metered)

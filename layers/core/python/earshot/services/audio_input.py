@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from earshot.errors import FileTooLargeError, InvalidAudioError
+from earshot.ports import BlobStore
 
 MB = 1024 * 1024
 
@@ -29,14 +30,32 @@ def check_inline_size(size: int, limit: int) -> None:
 
 
 @contextmanager
+def staged_blob(blobs: BlobStore, key: str, filename: str = "") -> Iterator[Path]:
+    """The blob ``key`` streamed into a private temporary file (deleted afterwards): big uploads reach ffprobe and
+    the engines through /tmp, never whole in memory."""
+    fd, name = tempfile.mkstemp(prefix="earshot-", suffix=_suffix(filename))
+    os.close(fd)
+    path = Path(name)
+    try:
+        blobs.download(key, path)
+        if path.stat().st_size == 0:
+            raise InvalidAudioError("the audio file is empty", param="file")
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _suffix(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".audio"
+
+
+@contextmanager
 def staged_audio(data: bytes, filename: str = "") -> Iterator[Path]:
     """Write ``data`` to a temporary file (deleted afterwards) and yield its path."""
     if not data:
         raise InvalidAudioError("the audio file is empty", param="file")
-    suffix = Path(filename).suffix.lower()
-    if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
-        suffix = ".audio"
-    fd, name = tempfile.mkstemp(prefix="earshot-", suffix=suffix)
+    fd, name = tempfile.mkstemp(prefix="earshot-", suffix=_suffix(filename))
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -58,9 +58,16 @@ class Plan(Generic[ResultT]):
 
 
 def run_plan(
-    runtime: Runtime, principal: Principal, request_id: str, plan: Plan[ResultT], audio: AudioPayload
+    runtime: Runtime,
+    principal: Principal,
+    request_id: str,
+    plan: Plan[ResultT],
+    audio: AudioPayload,
+    *,
+    deadline_at: float | None = None,
 ) -> Metered[ResultT]:
-    """The synchronous path: meter, debit, run ``plan``, refund on failure."""
+    """The synchronous path: meter, refuse what cannot finish by ``deadline_at`` (``time.monotonic()``), debit, run
+    ``plan``, refund on failure."""
     return run_metered(
         runtime,
         principal,
@@ -71,6 +78,7 @@ def run_plan(
         label=plan.label,
         duration_hint_sec=plan.duration_hint_sec,
         max_seconds=plan.max_seconds,
+        deadline_at=deadline_at,
     )
 
 
@@ -95,10 +103,13 @@ def run_metered(
     label: str,
     duration_hint_sec: float | None = None,
     max_seconds: float | None = None,
+    deadline_at: float | None = None,
 ) -> Metered[ResultT]:
     """Meter ``audio``, debit its price, run ``work`` on it; refund if ``work`` fails.
 
-    The bill follows the measured duration; a caller's ``duration_hint_sec`` can only raise it.
+    The bill follows the measured duration; a caller's ``duration_hint_sec`` can only raise it. With
+    ``deadline_at`` (``time.monotonic()``), audio the engine cannot finish by then is refused before the debit
+    (``earshot.services.sync_budget``).
     """
     with staged_audio(audio.data, audio.filename) as path:
         metered = meter_duration(path, ffprobe=runtime.ffprobe)
@@ -108,6 +119,13 @@ def run_metered(
             raise InvalidAudioError(
                 f"the audio is {metered.seconds:.0f} s long; this route accepts at most {max_seconds:.0f} s",
                 param="audio",
+            )
+        if deadline_at is not None:
+            from earshot.services.sync_budget import refuse_if_cannot_finish
+
+            workers, max_chunk = runtime.engine_parallelism(model)
+            refuse_if_cannot_finish(
+                model, metered.seconds, deadline_at - time.monotonic(), workers=workers, max_chunk_sec=max_chunk
             )
         billed, source = metered.seconds, "measured"
         if duration_hint_sec is not None and duration_hint_sec > metered.seconds:
