@@ -22,6 +22,7 @@ from earshot.errors import AudioTooLongForSyncError
 ENGINE_SEC_PER_AUDIO_SEC: dict[str, float] = {
     "whisper-base": 0.13,
     "whisper-tiny-en": 0.042,
+    "embedded:whisper": 0.13,  # another Whisper SKU: as base
     "embedded:pocketsphinx": 0.385,
     "embedded:analyzer": 0.45,
 }
