@@ -259,7 +259,8 @@ def test_extract_with_a_schema_validates_the_json(account: NewKey, upstream: Any
     assert _json(response)["results"] == {"tone": "steady", "hz": 440}
 
 
-def test_extract_that_never_matches_the_schema_is_422_and_refunded(account: NewKey, upstream: Any) -> None:
+def test_extract_that_never_matches_the_schema_is_500_and_refunded(account: NewKey, upstream: Any) -> None:
+    """extract-audio's contract has no 422: a failed extraction is its documented 500 (and never charged)."""
     _, gemini = upstream
     gemini.reply_text = json.dumps({"tone": "steady"})
     before = len(gemini.requests)
@@ -267,8 +268,8 @@ def test_extract_that_never_matches_the_schema_is_422_and_refunded(account: NewK
     response = _extract(
         account, {"inputMethod": "base64", "audio": base64.b64encode(WAV_2S).decode(), "prompt": "x", "schema": schema}
     )
-    assert response.status == 422
-    assert _json(response)["error"]["code"] == "schema_mismatch"
+    assert response.status == 500
+    assert _json(response)["error"].startswith("Failed to extract audio data: the result does not match the schema")
     assert len(gemini.requests) - before == 2  # the answer, and one repair
     assert _balance(account) == 1_000_000
 

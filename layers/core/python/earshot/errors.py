@@ -1,7 +1,7 @@
 """The one error hierarchy.
 
 Every error a client can see is an ``EarshotError`` subclass carrying its HTTP status and its
-``code``; ``earshot.http.envelope`` maps them to the error envelope in exactly one place. Class names
+``code``; each route's error contract (``earshot.http.contracts``) renders them, one module per contract. Class names
 are stable: the workflow's Retry/Catch rules match on them.
 """
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from earshot import schemas
+from earshot.http.contracts import ContractName
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Route:
     responses: tuple[type[BaseModel], ...] = ()  # the 200 body: one of these
     response_content_types: tuple[str, ...] = ("application/json",)
     error_statuses: tuple[int, ...] = (400, 401)
+    errors: ContractName = "openai"  # the error contract (earshot.http.contracts) this route answers in
+    # A larger body than the server's inline limit (the local server honours it; API Gateway caps every body at 10 MB).
+    max_body_bytes: int | None = None
 
     @property
     def operation_id(self) -> str:
@@ -34,6 +38,8 @@ class Route:
 
 
 _TRANSCRIPTION_ERRORS = (400, 401, 402, 404, 413, 502, 504)
+# extract-audio takes up to 100 MB of audio as base64 inside its JSON body: 4/3 of that, plus the other fields.
+_EXTRACT_BODY_BYTES = (100 * 1024 * 1024 + 2) // 3 * 4 + 1024 * 1024
 _TEXT_FORMATS = ("application/json", "text/plain", "application/x-subrip", "text/vtt")
 
 ROUTES: tuple[Route, ...] = (
@@ -71,7 +77,8 @@ ROUTES: tuple[Route, ...] = (
         request_content_type="multipart/form-data",
         query_model=schemas.CultureQuery,
         responses=(schemas.V2TranscribeResponse,),
-        error_statuses=_TRANSCRIPTION_ERRORS,
+        error_statuses=(400, 401, 403, 404, 429, 500),
+        errors="v2",
     ),
     Route(
         "POST",
@@ -92,7 +99,9 @@ ROUTES: tuple[Route, ...] = (
         summary="Extract structured data from audio by URL or base64 (10 credits + 2 per started minute).",
         request_model=schemas.ExtractRequest,
         responses=(schemas.ExtractResponse,),
-        error_statuses=(400, 401, 402, 404, 413, 422, 429, 502, 504),
+        error_statuses=(400, 401, 429, 500),
+        errors="extract-audio",
+        max_body_bytes=_EXTRACT_BODY_BYTES,
     ),
     Route(
         "GET",
@@ -102,6 +111,7 @@ ROUTES: tuple[Route, ...] = (
         summary="Supported formats and limits of extract-audio.",
         responses=(schemas.ExtractFormats,),
         error_statuses=(401,),
+        errors="extract-audio",
     ),
     Route(
         "POST",

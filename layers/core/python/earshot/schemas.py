@@ -243,6 +243,10 @@ class ExtractFormats(ContractModel):
     supportedFormats: list[str]
     maxFileSizeMB: int
     maxDurationSeconds: int
+    maxInlineSizeMB: float = Field(
+        description="Largest audio inside the request (base64) on this deployment; larger audio by URL or file_id."
+    )
+    largerFiles: str = Field(description="How to send audio above maxInlineSizeMB.")
 
 
 # -- /api/v2/Audio/transcribe ------------------------------------------------------------------

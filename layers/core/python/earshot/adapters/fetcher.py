@@ -528,8 +528,15 @@ def decode_base64_audio(text: str, *, max_bytes: int) -> bytes:
     if not compact:
         raise InvalidAudioError("audio is empty", param="audio")
     padding = len(compact) - len(compact.rstrip("="))
-    if len(compact) * 3 // 4 - min(padding, 2) > max_bytes:
-        raise _too_large("the audio", max_bytes)
+    size = len(compact) * 3 // 4 - min(padding, 2)
+    if size > max_bytes:  # quote the audio's size, not its base64 text's (a third larger)
+        limit = f"{max_bytes / 1024 / 1024:g} MB" if max_bytes >= 1024 * 1024 else f"{max_bytes:,} bytes"
+        raise FileTooLargeError(
+            f"the audio is {size:,} bytes ({size / 1024 / 1024:.1f} MB) once decoded from base64, over the {limit}"
+            " limit for audio inside a request; upload larger files with POST /v1/uploads and pass the file_id,"
+            " or give an https URL",
+            param="audio",
+        )
     try:
         data = pybase64.b64decode(compact, validate=True)
     except ValueError as exc:  # binascii.Error, or text that is not ASCII

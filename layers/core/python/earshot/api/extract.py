@@ -24,11 +24,25 @@ MAX_AUDIO_BYTES = 100 * MB
 FORMATS = ["wav", "mp3", "aiff", "aac", "ogg", "flac", "m4a", "webm"]
 
 
+LARGER_FILES = "inputMethod 'url' (https) up to maxFileSizeMB, or POST /v1/uploads and then inputMethod 'file_id'"
+
+
+def inline_limit(runtime: Runtime) -> int:
+    """Largest base64 audio: the documented 100 MB locally; deployed, what fits a Lambda request (6 MB of base64)."""
+    if runtime.settings.runtime == "local":
+        return min(MAX_AUDIO_BYTES, runtime.settings.max_fetch_bytes)
+    return min(MAX_AUDIO_BYTES, runtime.settings.max_inline_bytes)
+
+
 def list_formats(request: ApiRequest) -> Response[str]:
     request.principal()
     return json_response(
         ExtractFormats(
-            supportedFormats=FORMATS, maxFileSizeMB=MAX_AUDIO_BYTES // MB, maxDurationSeconds=int(EXTRACT_MAX_SECONDS)
+            supportedFormats=FORMATS,
+            maxFileSizeMB=MAX_AUDIO_BYTES // MB,
+            maxDurationSeconds=int(EXTRACT_MAX_SECONDS),
+            maxInlineSizeMB=round(inline_limit(get_runtime()) / MB, 1),
+            largerFiles=LARGER_FILES,
         )
     )
 
@@ -47,7 +61,9 @@ def create_extraction(request: ApiRequest) -> Response[str]:
     principal = request.principal()
     audio_url = body.audio if body.inputMethod == "url" else None
     file_id = body.audio if body.inputMethod == "file_id" else None
-    inline = from_base64(body.audio, max_bytes=limit) if body.inputMethod == "base64" else None  # before any charge
+    inline = (  # before any charge
+        from_base64(body.audio, max_bytes=inline_limit(runtime)) if body.inputMethod == "base64" else None
+    )
 
     def audio(deadline: float) -> AudioPayload:
         if audio_url is not None:

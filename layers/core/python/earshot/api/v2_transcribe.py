@@ -9,11 +9,11 @@ from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.billing import usd
 from earshot.engines.base import Transcript
-from earshot.errors import EarshotError, InvalidRequestError
+from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
 from earshot.http.billing import billing_headers
+from earshot.http.contracts.v2 import CULTURES
 from earshot.http.forms import read_form
-from earshot.http.i18n import CULTURES, localized
 from earshot.http.request import ApiRequest
 from earshot.jobs.kinds import Prepared
 from earshot.render import language_name
@@ -24,14 +24,10 @@ from earshot.services.transcription import TranscriptionJob, plan_transcription
 
 
 def create_v2_transcription(request: ApiRequest) -> Response[str]:
-    culture = (request.query.get("culture") or "en").lower()
-    try:
-        if culture not in CULTURES:
-            culture = "en"
-            raise InvalidRequestError("culture must be 'en' or 'es'", param="culture")
-        return _transcribe(request)
-    except EarshotError as error:
-        raise localized(error, culture) from error
+    """Errors are answered in the v2 contract (``earshot.http.contracts.v2``), in the request's culture."""
+    if (request.query.get("culture") or "en").lower() not in CULTURES:
+        raise InvalidRequestError("culture must be 'en' or 'es'", param="culture")
+    return _transcribe(request)
 
 
 def _transcribe(request: ApiRequest) -> Response[str]:

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.api_gateway import APIGatewayHttpResolv
 from pydantic import BaseModel
 
 from earshot.errors import EarshotError, InternalError, NotFoundError
-from earshot.http.envelope import error_body, error_headers
+from earshot.http.contracts import ContractName, render_error
 from earshot.http.request import ApiRequest
 from earshot.observability import logger
 from earshot.routes import routes_for
@@ -39,13 +39,11 @@ def _request_id(app: APIGatewayHttpResolver) -> str:
         return "unknown"
 
 
-def _error_response(error: EarshotError, request_id: str) -> Response[str]:
-    return Response(
-        status_code=error.status,
-        content_type="application/json",
-        body=error_body(error, request_id),
-        headers=error_headers(error, request_id),
-    )
+def _error_response(
+    error: EarshotError, request_id: str, contract: ContractName = "openai", query: dict[str, str] | None = None
+) -> Response[str]:
+    reply = render_error(error, request_id=request_id, contract=contract, query=query)
+    return Response(status_code=reply.status, content_type="application/json", body=reply.body, headers=reply.headers)
 
 
 def _load_endpoint(dotted: str) -> Endpoint:
@@ -55,8 +53,47 @@ def _load_endpoint(dotted: str) -> Endpoint:
 
 
 def build_resolver(function: str) -> APIGatewayHttpResolver:
-    """The resolver for ``functions/<function>``: its manifest routes, errors as envelopes."""
+    """The resolver for ``functions/<function>``: its manifest routes, errors in each route's contract."""
     app = APIGatewayHttpResolver()
+
+    def _serve(
+        raw_event: dict[str, Any], _endpoint: Endpoint, _limited: bool, _idempotent: bool, _contract: ContractName
+    ) -> Response[Any]:
+        """Rate limit, idempotency and the endpoint; errors leave with the rate-limit headers attached."""
+        request = ApiRequest.from_event(raw_event, app.lambda_context)
+        key_id = request.authorizer.get("key_id")
+        account_id = request.authorizer.get("account_id")
+        logger.append_keys(request_id=request.request_id, key_id=key_id, account_id=account_id)
+        rate_headers: dict[str, str] = {}
+        if _limited and key_id:
+            from earshot.runtime import get_runtime  # not at import: /openapi.json needs no store
+            from earshot.services.rate_limit import count_request
+
+            runtime = get_runtime()
+            status = count_request(runtime.limiter, str(key_id), limit=runtime.settings.rate_limit_per_minute)
+            rate_headers = status.headers()
+        try:
+            if _idempotent and account_id and key_id:
+                from earshot.http.idempotency import run_idempotently  # POST routes only
+                from earshot.runtime import get_runtime
+
+                response = run_idempotently(
+                    request,
+                    _endpoint,
+                    store=get_runtime().idempotency,
+                    account_id=str(account_id),
+                    raw_query=str(raw_event.get("rawQueryString") or ""),
+                    contract=_contract,
+                )
+            else:
+                response = _endpoint(request)
+        except EarshotError as error:
+            error.headers = {**rate_headers, **error.headers}
+            raise
+        response.headers.setdefault("X-Request-Id", request.request_id)
+        for name, value in rate_headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
     for route in routes_for(function):
         endpoint = _load_endpoint(route.endpoint)
@@ -65,42 +102,22 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
             _endpoint: Endpoint = endpoint,
             _limited: bool = route.auth,
             _idempotent: bool = route.method == "POST",
+            _contract: ContractName = route.errors,
             **_path_params: str,
         ) -> Response[Any]:
             raw_event = app.current_event.raw_event
-            request = ApiRequest.from_event(raw_event, app.lambda_context)
-            key_id = request.authorizer.get("key_id")
-            account_id = request.authorizer.get("account_id")
-            logger.append_keys(request_id=request.request_id, key_id=key_id, account_id=account_id)
-            rate_headers: dict[str, str] = {}
-            if _limited and key_id:
-                from earshot.runtime import get_runtime  # not at import: /openapi.json needs no store
-                from earshot.services.rate_limit import count_request
-
-                runtime = get_runtime()
-                status = count_request(runtime.limiter, str(key_id), limit=runtime.settings.rate_limit_per_minute)
-                rate_headers = status.headers()
+            query = dict(raw_event.get("queryStringParameters") or {})
             try:
-                if _idempotent and account_id and key_id:
-                    from earshot.http.idempotency import run_idempotently  # POST routes only
-                    from earshot.runtime import get_runtime
-
-                    response = run_idempotently(
-                        request,
-                        _endpoint,
-                        store=get_runtime().idempotency,
-                        account_id=str(account_id),
-                        raw_query=str(raw_event.get("rawQueryString") or ""),
-                    )
-                else:
-                    response = _endpoint(request)
-            except EarshotError as error:
-                error.headers = {**rate_headers, **error.headers}
-                raise
-            response.headers.setdefault("X-Request-Id", request.request_id)
-            for name, value in rate_headers.items():
-                response.headers.setdefault(name, value)
-            return response
+                return _serve(raw_event, _endpoint, _limited, _idempotent, _contract)
+            except EarshotError as error:  # answered in this route's own error contract
+                logger.info(
+                    "request failed", extra={"status": error.status, "code": error.code, "error": error.message}
+                )
+                return _error_response(error, _request_id(app), _contract, query)
+            except Exception:
+                logger.exception("unhandled error")
+                internal = InternalError("internal error; it has been logged")
+                return _error_response(internal, _request_id(app), _contract, query)
 
         # Powertools writes path parameters as <name>; the manifest uses OpenAPI/API Gateway {name}.
         app.route(re.sub(r"\{(\w+)\}", r"<\1>", route.path), method=route.method)(dispatch)

@@ -28,7 +28,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.errors import EarshotError, InternalError, InvalidRequestError
-from earshot.http.envelope import error_body, error_headers
+from earshot.http.contracts import ContractName, render_error
 from earshot.http.multipart import is_multipart
 from earshot.http.request import ApiRequest
 from earshot.observability import logger
@@ -91,6 +91,7 @@ def run_idempotently(
     store: IdempotencyStore,
     account_id: str,
     raw_query: str,
+    contract: ContractName = "openai",
 ) -> Response[Any]:
     """Run ``endpoint`` under the request's ``Idempotency-Key`` (plainly when it has none).
 
@@ -116,7 +117,7 @@ def run_idempotently(
         response = endpoint(request)
     except EarshotError as error:
         if error.status < 500 and not _asks_for_retry(error):
-            _complete(store, account_id, key, _error_snapshot(error, request.request_id))
+            _complete(store, account_id, key, _error_snapshot(error, request, contract))
         else:
             _release(store, account_id, key)
         raise
@@ -160,12 +161,9 @@ def replay(stored: IdempotentResponse) -> Response[Any]:
     return Response(status_code=stored.status_code, body=body, headers={**stored.headers, REPLAYED_HEADER: "true"})
 
 
-def _error_snapshot(error: EarshotError, request_id: str) -> IdempotentResponse:
-    return IdempotentResponse(
-        status_code=error.status,
-        headers=_lasting(error_headers(error, request_id)),
-        body=error_body(error, request_id),
-    )
+def _error_snapshot(error: EarshotError, request: ApiRequest, contract: ContractName) -> IdempotentResponse:
+    reply = render_error(error, request_id=request.request_id, contract=contract, query=request.query)
+    return IdempotentResponse(status_code=reply.status, headers=_lasting(reply.headers), body=reply.body)
 
 
 def _lasting(headers: dict[str, str]) -> dict[str, str]:

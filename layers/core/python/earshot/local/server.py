@@ -30,7 +30,7 @@ from earshot.errors import (
     NotFoundError,
     RequestTargetTooLongError,
 )
-from earshot.http.envelope import error_body, error_headers
+from earshot.http.contracts import ContractName, render_error
 from earshot.local.events import LocalContext, authorizer_event, http_event
 from earshot.local.functions import load_handler
 from earshot.observability import logger
@@ -89,11 +89,22 @@ class LocalGateway:
                 return compiled.route, found.groupdict()
         return None
 
-    def too_large(self, content_length: int | None) -> GatewayResponse | None:
-        if content_length is not None and content_length > self.max_request_bytes:
-            error = too_large(content_length, self.max_request_bytes - _FORM_OVERHEAD)
-            return self._error(error, _gateway_request_id())
+    def too_large(
+        self, content_length: int | None, contract: ContractName = "openai", limit: int | None = None
+    ) -> GatewayResponse | None:
+        limit = limit or self.max_request_bytes
+        if content_length is not None and content_length > limit:
+            error = too_large(content_length, limit - _FORM_OVERHEAD)
+            return self._error(error, _gateway_request_id(), contract)
         return None
+
+    def route_limits(self, method: str, path: str) -> tuple[ContractName, int]:
+        """The error contract and body limit of the route ``method path`` (defaults when no route matches)."""
+        matched = self.match(method, path)
+        if matched is None:
+            return "openai", self.max_request_bytes
+        route = matched[0]
+        return route.errors, max(self.max_request_bytes, route.max_body_bytes or 0)
 
     def handle(
         self, *, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes
@@ -104,7 +115,7 @@ class LocalGateway:
         if matched is None:
             return self._error(NotFoundError(f"no route {method.upper()} {path}"), _gateway_request_id())
         route, path_params = matched
-        if rejected := self.too_large(len(body)):
+        if rejected := self.too_large(len(body), route.errors, max(self.max_request_bytes, route.max_body_bytes or 0)):
             return rejected
         event = http_event(
             method=method,
@@ -125,7 +136,7 @@ class LocalGateway:
             result = load_handler(route.function)(event, LocalContext(route.function, self.timeout_sec))
         except Exception:  # a handler that raises is a 502 from API Gateway; here, our envelope
             logger.exception("handler raised", extra={"function": route.function})
-            return self._error(InternalError("internal error; it has been logged"), request_id)
+            return self._error(InternalError("internal error; it has been logged"), request_id, route.errors)
         return self._response(result)
 
     def _local_upload(self, token: str, headers: dict[str, str], body: bytes) -> GatewayResponse:
@@ -172,8 +183,9 @@ class LocalGateway:
         return GatewayResponse(int(result.get("statusCode", 200)), headers, body)
 
     @staticmethod
-    def _error(error: EarshotError, request_id: str) -> GatewayResponse:
-        return GatewayResponse(error.status, error_headers(error, request_id), error_body(error, request_id).encode())
+    def _error(error: EarshotError, request_id: str, contract: ContractName = "openai") -> GatewayResponse:
+        reply = render_error(error, request_id=request_id, contract=contract)
+        return GatewayResponse(reply.status, reply.headers, reply.body.encode())
 
 
 class _BodyError(Exception):
@@ -210,12 +222,13 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         request = Request(environ)
         started = time.perf_counter()
         uploading = request.path.startswith(LOCAL_UPLOAD_PREFIX)  # capped by its signed policy instead
-        rejected = None if uploading else gateway.too_large(request.content_length)
+        contract, limit = gateway.route_limits(request.method, request.path)
+        rejected = None if uploading else gateway.too_large(request.content_length, contract, limit)
         if rejected is None:
             try:
-                body = _read_body(request, None if uploading else gateway.max_request_bytes)
+                body = _read_body(request, None if uploading else limit)
             except _BodyError as failed:
-                rejected = LocalGateway._error(failed.error, _gateway_request_id())
+                rejected = LocalGateway._error(failed.error, _gateway_request_id(), contract)
         if rejected is not None:
             result = rejected
         else:
@@ -287,13 +300,14 @@ class EnvelopeRequestHandler(WSGIRequestHandler):
         error_class = _PROTOCOL_ERRORS.get(code, InvalidRequestError)  # everything else the client got wrong: 400
         error = error_class(f"malformed HTTP request: {message or 'unreadable'}")
         request_id = _gateway_request_id()
-        body = error_body(error, request_id).encode()
+        reply = render_error(error, request_id=request_id)
+        body = reply.body.encode()
         self.close_connection = True
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"  # an unparseable request line: still answer with a status line
         try:
             self.send_response(error.status, message)
-            for name, value in error_headers(error, request_id).items():
+            for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.send_header("Connection", "close")
             self.send_header("Content-Length", str(len(body)))
