@@ -15,8 +15,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct, IConstruct
 
+from earshot.blob_layout import INBOX_PREFIX
 from infra.capabilities.queues import operator_queue
-from infra.constants import INBOX_PREFIX, INGEST_ASYNC_RETRIES, INGEST_MAX_EVENT_AGE_SEC
+from infra.constants import INGEST_ASYNC_RETRIES, INGEST_MAX_EVENT_AGE_SEC
 from infra.nag import acknowledge
 
 # CDK's singleton Lambda that writes a bucket's notification configuration (Custom::S3BucketNotifications).
