@@ -12,7 +12,7 @@ from earshot.http.billing import billing_block, billing_headers
 from earshot.http.forms import read_form
 from earshot.http.request import ApiRequest
 from earshot.jobs.kinds import Prepared
-from earshot.render import language_name, render_srt, render_text, render_vtt
+from earshot.render import full_language_name, render_srt, render_text, render_vtt
 from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import (
     DurationUsage,
@@ -109,7 +109,7 @@ def _render(
     if fmt == "verbose_json":
         body = TranscriptionVerboseJson(
             task=task,
-            language=language_name(transcript.language),
+            language=full_language_name(transcript.language),
             duration=bill.duration_sec,
             text=transcript.text,
             segments=[

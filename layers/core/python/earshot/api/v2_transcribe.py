@@ -16,7 +16,7 @@ from earshot.http.contracts.v2 import CULTURES
 from earshot.http.forms import read_form
 from earshot.http.request import ApiRequest
 from earshot.jobs.kinds import Prepared
-from earshot.render import language_name
+from earshot.render import full_language_name
 from earshot.runtime import Runtime, get_runtime
 from earshot.schemas import V2Cost, V2Metadata, V2TokenUsage, V2TranscribeForm, V2TranscribeResponse
 from earshot.services.metered import AudioPayload, Metered
@@ -58,7 +58,7 @@ def _render(outcome: Metered[Transcript]) -> Response[str]:
             instanceId=str(uuid.uuid4()),
             transcript=outcome.result.text,
             metadata=V2Metadata(
-                language=language_name(outcome.result.language), duration=f"{outcome.billed_seconds:.3f}"
+                language=full_language_name(outcome.result.language), duration=f"{outcome.billed_seconds:.3f}"
             ),
             tokenUsage=V2TokenUsage(completionTokens=0, promptTokens=0, totalTokens=0),
             cost=V2Cost(completion=0.0, prompt=cost, total=cost, currency="USD"),

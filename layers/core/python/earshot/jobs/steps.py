@@ -21,6 +21,7 @@ from earshot.metering import MeteredAudio, meter_duration
 from earshot.observability import logger
 from earshot.ports import Charge, LedgerEntry
 from earshot.runtime import Runtime
+from earshot.services.account_gate import ensure_may_start
 from earshot.services.audio_input import staged_blob
 from earshot.services.metered import Metered
 from earshot.workflow import WORKFLOW
@@ -48,6 +49,11 @@ def _staged_input(runtime: Runtime, state: State) -> Any:
 
 def resolve_input(runtime: Runtime, state: State) -> State:
     """Make the audio a blob: fetch a URL through the SSRF-safe fetcher, or keep the stored upload."""
+    try:  # queued work obeys the account as it is now
+        ensure_may_start(runtime, state["account_id"], state.get("key_id"))
+    except errors.EarshotError:
+        _progress(runtime, state, 0)  # out of pending, so that the task can end as failed
+        raise
     source = dict(state["source"])
     if "url" in source:
         from earshot.services.audio_source import from_url
@@ -77,6 +83,8 @@ def _billed(state: State) -> tuple[float, str]:
 
 def reserve(runtime: Runtime, state: State) -> State:
     """Debit the price now (keyed by the task id, so a retry charges once); 402 fails the task unpaid."""
+    # Again right before the charge (audio switch, key); the debit itself refuses an insufficient balance.
+    ensure_may_start(runtime, state["account_id"], state.get("key_id"), check_balance=False)
     prepared = prepare(runtime, state["kind"], state["options"], deadline_sec=_step_deadline("run_engine"))
     seconds, _ = _billed(state)
     max_seconds = prepared.plan.max_seconds

@@ -36,6 +36,7 @@ _RECORD = "uploads/{file_id}.json"
 class UploadRecord(BaseModel):
     id: str
     account_id: str
+    key_id: str = ""  # the API key that asked for the upload (its revocation stops the processing)
     key: str
     filename: str
     bytes: int
@@ -78,6 +79,7 @@ def create_upload(
     record = UploadRecord(
         id=file_id,
         account_id=principal.account_id,
+        key_id=principal.key_id,
         key=f"inbox/{principal.account_id}/{file_id}/{_safe_name(request.filename)}",
         filename=request.filename,
         bytes=request.bytes,
@@ -129,14 +131,21 @@ def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "")
     if record is None or record.key != key or record.process is None:
         logger.info("upload stored; nothing to process", extra={"key": key})
         return None
+    from earshot.errors import EarshotError
     from earshot.jobs.kinds import prepare
+    from earshot.services.account_gate import UNKNOWN_KEY, ensure_may_start
 
+    try:  # the account may have changed since the upload URL was issued: start nothing, charge nothing
+        ensure_may_start(runtime, record.account_id, record.key_id or UNKNOWN_KEY)
+    except EarshotError as refused:
+        logger.info("upload not processed", extra={"key": key, "code": refused.code, "reason": refused.message})
+        return None
     spec = record.process
     task_id = _task_id(spec.kind, record.created_at, bucket, key, version)
     model = prepare(runtime, spec.kind, process_options(spec), deadline_sec=60.0).plan.model.sku
     return submit_task(
         runtime,
-        Principal(account_id=record.account_id, key_id="upload"),
+        Principal(account_id=record.account_id, key_id=record.key_id or UNKNOWN_KEY),
         kind=spec.kind,
         model=model,
         options=process_options(spec),
