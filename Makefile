@@ -21,10 +21,11 @@ PORT ?= 8080
 DATA_DIR ?= .earshot
 STAGE ?= dev
 
-.PHONY: help setup serve test test-unit test-integration test-e2e lint format typecheck bench clean
+.PHONY: help setup serve test unit integration contract infra e2e lint format typecheck imports bench bench-peer clean
 
 help:
-	@echo "make serve | test | lint | typecheck | bench | synth STAGE=dev | deploy STAGE=dev | destroy STAGE=dev"
+	@echo "make serve | test (the full gate) | unit | integration | contract | infra | e2e | lint | typecheck | imports"
+	@echo "     bench | synth STAGE=dev | deploy STAGE=dev | destroy STAGE=dev"
 
 setup: $(STAMP) $(FFPROBE) $(MODELS_STAMP) $(RECORDINGS_STAMP)
 
@@ -62,8 +63,24 @@ $(FFPROBE):
 serve: setup
 	$(BIN)/earshot serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-test: setup
+# The full gate (what .ci/run runs): lint + format check, types, import contracts, then every suite.
+test: lint typecheck imports
 	$(BIN)/pytest tests
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+contract: setup
+	$(BIN)/pytest tests/contract
+
+infra: setup
+	$(BIN)/pytest tests/infra
+
+e2e: setup
+	$(BIN)/pytest tests/e2e
 
 lint: setup
 	$(BIN)/ruff check layers/core/python functions tests bench infra
@@ -73,14 +90,39 @@ format: setup
 	$(BIN)/ruff format layers/core/python functions tests bench infra
 	$(BIN)/ruff check --fix layers/core/python functions tests bench infra
 
+# The core package strictly (pyproject), then the CDK app, the benchmarks and every function's handler (each
+# handler is its own top-level module `handler`, so one mypy run per function).
 typecheck: setup
 	$(BIN)/mypy
+	$(BIN)/mypy infra bench
+	@for handler in functions/*/handler.py; do $(BIN)/mypy "$$handler" || exit 1; done
+
+# No import cycles in earshot (imports inside functions counted) and its layers kept: [tool.importlinter].
+imports: setup
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python -m bench
 
+# The LiteLLM proxy in its own venv, for `make bench-peer` only (never part of `make test`). `litellm[proxy]` does not
+# resolve on every index (two of its pins may be absent), so the proxy's runtime dependencies are listed here.
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
+PEER_PACKAGES := litellm==1.110.2 uvicorn==0.54.0 uvloop==0.23.0 fastapi==0.165.0 starlette==1.10.0 backoff==2.2.1 \
+	orjson==3.13.0 PyYAML==6.0.4 APScheduler==3.11.3 PyJWT==2.15.1 python-multipart==0.0.34 cryptography==50.0.2 \
+	PyNaCl==1.6.2 websockets==15.0.1 fastapi-sso==0.23.0 rq==2.12.0 semver==3.1.2 Expression==5.8.0 mcp==2.3.0 \
+	soundfile==0.14.0
+
+$(PEER_STAMP): Makefile
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet $(PEER_PACKAGES)
+	touch $@
+
+bench-peer: setup $(PEER_STAMP)
+	$(BIN)/python -m bench.peer
+
 clean:
-	rm -rf $(VENV) layers/ffprobe/bin cdk.out .pytest_cache build node_modules
+	rm -rf $(VENV) $(PEER_VENV) layers/ffprobe/bin cdk.out .pytest_cache build node_modules
 
 # --- AWS deployment per stage (infra/, CDK) ------------------------------------------------------------------
 # `make synth STAGE=dev` needs neither AWS credentials nor Docker: it builds the Lambda layers into build/layers/

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import fanout, handler, metering
+from bench.peer_report import PEER_HEADING
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {
     "overhead_p50_ms_at_4mb": 15.0,
-    "metering_ms": 10.0,
+    "metering_x_cat": 2.0,
     "cold_import_ms": 300.0,
     "rss_ratio": 3.0,
 }
@@ -62,18 +63,21 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"| {row['size_mb']} MB | {row['n']} | {row['p50_ms']} | {row['p99_ms']} | {target} |")
     lines += [
         "",
-        "## Metering (ffprobe) per format",
+        "## Metering per format and length",
         "",
-        "Method: one 60-s file per format, `meter_duration` called 50 times after a warm-up; wall time of the",
-        "whole call (ffprobe process start, probe, JSON parse, and packet counting where the format needs it).",
+        "Method: one file per format and length, `meter_duration` called N times after a warm-up, each call",
+        "followed by `cat FILE > /dev/null` (process start + read) so both are timed under the same load; wall",
+        "time of the whole call (ffprobe identifying the file, then the frame walk or ffprobe's packet count).",
+        "`source` frames = walked in Python, packets = counted by ffprobe. Target: ≤ 2x cat.",
         "",
-        "| format | p50 ms | p99 ms | target |",
-        "|---|---|---|---|",
+        "| format | length s | MiB | source | p50 ms | p99 ms | cat p50 ms | x cat | metered - decoded ms | target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["metering"]:
         lines.append(
-            f"| {row['format']} | {row['p50_ms']} | {row['p99_ms']} |"
-            f" ≤ 10 ms ({_verdict(row['p50_ms'] <= TARGETS['metering_ms'])}) |"
+            f"| {row['format']} | {row['seconds']:.0f} | {row['mib']} | {row['source']} | {row['p50_ms']} |"
+            f" {row['p99_ms']} | {row['cat_p50_ms']} | {row['x_cat']} | {row['error_ms']} |"
+            f" ≤ 2x cat ({_verdict(row['x_cat'] <= TARGETS['metering_x_cat'])}) |"
         )
     lines += [
         "",
@@ -126,7 +130,12 @@ def main() -> None:
         "fanout": fanout.main(),
     }
     text = render(results)
-    (REPO / "docs" / "benchmarks.md").write_text(text)
+    target = REPO / "docs" / "benchmarks.md"
+    # `make bench-peer` owns its own section (it needs LiteLLM's venv); keep it when the rest is rewritten.
+    previous = target.read_text() if target.exists() else ""
+    if PEER_HEADING in previous:
+        text += "\n" + previous[previous.index(PEER_HEADING) :]
+    target.write_text(text)
     print(text)
 
 

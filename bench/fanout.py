@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from earshot.engines.base import TranscriptionOptions
-from earshot.fanout import ChunkedTranscriptionEngine, plan_chunks
+from earshot.engines.fanout import ChunkedTranscriptionEngine, plan_chunks
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 RATE = 16_000

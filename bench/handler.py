@@ -96,7 +96,7 @@ def _setup(data_dir: Path) -> tuple[Any, dict[str, str]]:
     from earshot.services.accounts import create_key
 
     reset_runtime()
-    Runtime.transcription_engine = lambda self, model: InstantEngine()  # type: ignore[method-assign,assignment,return-value]
+    Runtime.transcription_engine = lambda self, model: InstantEngine()  # type: ignore[method-assign]
     new = create_key(get_runtime().store, name="bench", balance_micro_usd=10**12)
     return load_handler("transcriptions"), {"account_id": new.account.id, "key_id": new.key.id}
 

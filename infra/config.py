@@ -39,6 +39,7 @@ DEFAULT_MEMORY_MB: Mapping[str, int] = MappingProxyType(
         # Plan a task (which builds the engine, importing the audio stack) and submit it; the engine runs later.
         "understanding": 1024,
         "ingest": 1024,
+        "sweeper": 512,
         "uploads": 1024,
         # Reads task records; waits (long-poll, SSE) on DynamoDB.
         "tasks": 512,

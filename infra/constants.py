@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from earshot.blob_layout import INBOX_PREFIX, INFERENCE_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Sources.
@@ -82,6 +84,9 @@ INFERENCE_IMAGE_BUDGET_BYTES = 1_500_000_000
 # public.ecr.aws/lambda/python:3.13, uncompressed (the AL2023 minimal base, Python and the runtime interface client).
 LAMBDA_PYTHON_BASE_IMAGE_BYTES = 560_000_000
 INGEST_FUNCTION = "ingest"  # S3 ObjectCreated under INBOX_PREFIX: uploads that asked to be processed
+SWEEPER_FUNCTION = "sweeper"  # on a schedule: releases holds and ends tasks a crash left (earshot.services.recovery)
+SWEEPER_TIMEOUT_SEC = 300
+SWEEPER_RATE_MINUTES = 10
 API_TIMEOUT_SEC = 29  # API Gateway's HTTP API integration timeout is 30 s and cannot be raised
 AUTHORIZER_TIMEOUT_SEC = 10  # API Gateway waits at most 10 s for a Lambda authorizer
 LAMBDA_MAX_TIMEOUT_SEC = 900  # Lambda's own limit
@@ -99,11 +104,7 @@ DEPLOYED_MAX_INLINE_BYTES = 4_400_000
 AUTHORIZATION_IDENTITY_SOURCE = "$request.header.Authorization"
 AUTHORIZER_CACHE_TTL_SEC = 60  # a revoked key stops working within a minute (see earshot.api.authorizer)
 
-# Storage: the blob bucket's key layout (tests/infra checks it against the core's key templates).
-INBOX_PREFIX = "inbox/"  # presigned uploads land here and expire: inbox/<account>/<file_id>/<name>
-UPLOADS_PREFIX = "uploads/"  # upload records: uploads/<file_id>.json (earshot.services.uploads)
-TASKS_PREFIX = "tasks/"  # a task's stored input and large result: tasks/<task_id>/... (earshot.jobs)
-INFERENCE_PREFIX = "inference/"  # an engine call's audio above the invoke payload limit (earshot.engines.remote)
+# Storage: the blob bucket's key layout is the core's (earshot.blob_layout): inbox/, uploads/, tasks/, inference/.
 ABORT_INCOMPLETE_MULTIPART_DAYS = 1
 AUDIO_PREFIXES = (INBOX_PREFIX, TASKS_PREFIX, INFERENCE_PREFIX)  # where callers' audio (and results) live
 DELETED_AUDIO_EXPIRY_DAYS = 1  # noncurrent versions under AUDIO_PREFIXES: S3's shortest lifecycle period
@@ -137,6 +138,7 @@ LIGHT_FUNCTIONS = frozenset(
         "understanding",
         "ingest",
         "uploads",
+        "sweeper",  # reads holds and tasks, refunds: no audio
     }
 )
 FUNCTION_LAYERS = {
@@ -255,9 +257,10 @@ IDEMPOTENT_POSTS = TableAccess("idempotency", actions=(GET_ITEM, PUT_ITEM, UPDAT
 READ_ACCOUNT = TableAccess("accounts", actions=(GET_ITEM,))
 # A metered request reads the balance, debits it with its ledger entry in one transaction (a conditional Update
 # and a conditional Put), looks up an earlier entry of a retried request, and refunds the same way on failure.
+# The debit's hold is closed on delivery or refund (an Update that removes its open_hold attribute).
 CHARGE = (
     TableAccess("accounts", actions=(GET_ITEM, UPDATE_ITEM)),
-    TableAccess("ledger", actions=(GET_ITEM, PUT_ITEM)),
+    TableAccess("ledger", actions=(GET_ITEM, PUT_ITEM, UPDATE_ITEM)),
 )
 # The TaskStore (earshot.adapters.dynamo_tasks). An event is appended after reading the task, querying the last
 # seq, then a transaction of a ConditionCheck on the task and a conditional Put of the event.
@@ -345,6 +348,16 @@ FUNCTION_ACCESS: dict[str, FunctionAccess] = {
             ObjectAccess(INBOX_PREFIX, (GET_OBJECT, DELETE_OBJECT)),
         ),
         provider_credentials=True,
+    ),
+    # Crash recovery on a schedule: lists open holds (the ledger's open_holds index), reads their tasks, captures or
+    # refunds them, and fails tasks left unfinished (the tasks' sparse unfinished index: no Scan).
+    "sweeper": FunctionAccess(
+        tables=merged(
+            *CHARGE,
+            TableAccess("ledger", queried_indexes=("open_holds",)),
+            TableAccess("tasks", actions=(GET_ITEM, UPDATE_ITEM), queried_indexes=("unfinished",)),
+            *APPEND_TASK_EVENT,
+        ),
     ),
     # The engines: one call from an API function (audio inline or under inference/), or the engine steps of a task
     # (the task's input under tasks/ or an upload under inbox/, its result written under tasks/, progress recorded

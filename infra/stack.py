@@ -15,10 +15,11 @@ from infra.capabilities.functions import Functions
 from infra.capabilities.ingest import UploadIngest
 from infra.capabilities.layers import Layers
 from infra.capabilities.monitoring import Monitoring
+from infra.capabilities.recovery import HoldSweeper
 from infra.capabilities.storage import Storage
 from infra.capabilities.workflow import TaskWorkflow
 from infra.config import StageConfig
-from infra.constants import FUNCTIONS_DIR, INFERENCE_FUNCTION, SERVICE_NAME
+from infra.constants import FUNCTIONS_DIR, INFERENCE_FUNCTION, SERVICE_NAME, SWEEPER_RATE_MINUTES
 
 
 class EarshotStack(Stack):
@@ -89,6 +90,7 @@ class EarshotStack(Stack):
         )
         functions.allow_starting_tasks(tasks.state_machine)
         ingest = UploadIngest(self, "UploadIngest", bucket=storage.bucket, ingest=functions.ingest)
+        HoldSweeper(self, "HoldSweeper", sweeper=functions.sweeper, rate_minutes=SWEEPER_RATE_MINUTES)
         api = Api(
             self,
             "Api",

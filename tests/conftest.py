@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,10 +15,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # audio_fixtures, speech_fixture
 
 from local_server import LocalServer, start_server
 
-from earshot.runtime import get_runtime, reset_runtime
+from earshot.config import Settings
+from earshot.runtime import Runtime, get_runtime, reset_runtime
 from earshot.services.accounts import NewKey, create_key
 
 REPO = Path(__file__).resolve().parents[1]
+AWS_REGION = "us-east-1"
 
 
 @pytest.fixture
@@ -50,3 +54,67 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
         running.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         running.process.kill()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """A moto AWS and the settings a deployed function would read; the fixtures that use it create what they need."""
+    from moto import mock_aws
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    from earshot.adapters.dynamo_layout import TABLES
+
+    for name, value in {
+        "AWS_DEFAULT_REGION": AWS_REGION,
+        "AWS_REGION": AWS_REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # DynamoDB serializes writes to an item and applies a transaction atomically; moto's in-memory
+    # backend does neither across threads (a cancelled transaction restores a snapshot of the whole
+    # table). Handling one request at a time gives the concurrency tests the real isolation while
+    # the adapter's threads still interleave between requests.
+    lock = threading.Lock()
+    process_request = BotocoreStubber.process_request
+
+    def one_request_at_a_time(self: BotocoreStubber, request: Any) -> Any:
+        with lock:
+            return process_request(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", one_request_at_a_time)
+    monkeypatch.setenv("EARSHOT_RUNTIME", "aws")
+    for spec in TABLES:
+        monkeypatch.setenv(spec.env_var, f"earshot-test-{spec.logical}")
+    monkeypatch.setenv("EARSHOT_BUCKET_NAME", "earshot-test-blobs")
+    with mock_aws():
+        yield Settings()
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def backend(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[Runtime]:
+    """The whole runtime on each store backend: SQLite + files, or DynamoDB + S3 under moto.
+
+    Tests drive workflows themselves (``LocalRunner``) on either; the aws runtime's job starter is not used.
+    """
+    if request.param == "sqlite":
+        yield get_runtime()
+        return
+    import os
+
+    import boto3
+
+    from earshot.adapters.dynamo_layout import TABLES
+
+    settings: Settings = request.getfixturevalue("aws")
+    dynamodb = boto3.client("dynamodb", region_name=AWS_REGION)
+    for spec in TABLES:
+        dynamodb.create_table(**spec.create_table_kwargs(os.environ[spec.env_var]))
+    assert settings.bucket_name is not None
+    boto3.client("s3", region_name=AWS_REGION).create_bucket(Bucket=settings.bucket_name)
+    reset_runtime()
+    yield get_runtime()
+    reset_runtime()

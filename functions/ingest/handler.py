@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from earshot.observability import logger
+from earshot.jobs.ingest import ingest_object
+from earshot.observability import logger, metrics
 from earshot.runtime import get_runtime
-from earshot.services.uploads import ingest_object, s3_event_records
+from earshot.services.uploads import s3_event_records
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     runtime = get_runtime()
     started = []

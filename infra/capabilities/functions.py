@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, IgnoreMode, Size
 from aws_cdk import aws_dynamodb as dynamodb
@@ -49,6 +50,8 @@ from infra.constants import (
     STAGES_UPLOADS,
     START_EXECUTION,
     STATE_MACHINE_ARN_ENV,
+    SWEEPER_FUNCTION,
+    SWEEPER_TIMEOUT_SEC,
     TRACED_FUNCTIONS,
     UNTRACED_REASON,
     WORKFLOW_FUNCTION,
@@ -106,6 +109,10 @@ class Functions(Construct):
         return self.by_name[INGEST_FUNCTION]
 
     @property
+    def sweeper(self) -> lambda_.Function:
+        return self.by_name[SWEEPER_FUNCTION]
+
+    @property
     def inference(self) -> lambda_.Function:
         return self.by_name[INFERENCE_FUNCTION]
 
@@ -155,7 +162,7 @@ class Functions(Construct):
             inline_policies={"Access": policy},
         )
         self._acknowledge_object_prefixes(role, name, access.objects)
-        common = {
+        common: dict[str, Any] = {
             "function_name": function_name,
             "description": f"Earshot {self._config.stage}: {name}",
             "architecture": ARCHITECTURE,
@@ -325,6 +332,11 @@ def _dead_letter_reason(name: str) -> str:
             "The inference function is invoked synchronously, by the API functions (which refund a failed call) and "
             "by the state machine (which retries and catches a failed step): a DLQ would never receive anything."
         )
+    if name == SWEEPER_FUNCTION:
+        return (
+            "EventBridge invokes the sweeper on a schedule; a failed run loses nothing: the next run (minutes later) "
+            "sweeps the same holds and tasks, and its errors show on the function's Errors alarm and dashboard."
+        )
     if name == WORKFLOW_FUNCTION:
         return (
             "Step Functions invokes the workflow function synchronously; a failed step is retried and caught by the "
@@ -349,6 +361,8 @@ def timeout_sec(name: str) -> int:
         return longest
     if name == INGEST_FUNCTION:
         return INGEST_TIMEOUT_SEC
+    if name == SWEEPER_FUNCTION:
+        return SWEEPER_TIMEOUT_SEC
     return API_TIMEOUT_SEC
 
 

@@ -16,8 +16,8 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
+from earshot.blob_layout import INBOX_PREFIX
 from infra.constants import (
-    INBOX_PREFIX,
     INGEST_ASYNC_RETRIES,
     INGEST_MAX_EVENT_AGE_SEC,
     OPERATOR_QUEUE_RETENTION_DAYS,

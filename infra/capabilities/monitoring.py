@@ -4,7 +4,7 @@ topic, and one dashboard of the stage."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -261,7 +261,7 @@ class Monitoring(Construct):
             ),
         )
         names = sorted(functions)
-        per_function = (
+        per_function: tuple[tuple[str, str, Callable[[lambda_.IFunction], Callable[..., cloudwatch.Metric]]], ...] = (
             ("Invocations", "Sum", lambda f: f.metric_invocations),
             ("Errors", "Sum", lambda f: f.metric_errors),
             ("Throttles", "Sum", lambda f: f.metric_throttles),

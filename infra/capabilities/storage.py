@@ -8,15 +8,12 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from earshot.blob_layout import INBOX_PREFIX, INFERENCE_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
 from earshot.ports import TASK_TTL_SEC
 from infra.constants import (
     ABORT_INCOMPLETE_MULTIPART_DAYS,
     AUDIO_PREFIXES,
     DELETED_AUDIO_EXPIRY_DAYS,
-    INBOX_PREFIX,
-    INFERENCE_PREFIX,
-    TASKS_PREFIX,
-    UPLOADS_PREFIX,
 )
 from infra.nag import acknowledge
 

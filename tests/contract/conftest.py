@@ -8,16 +8,12 @@ variables a deployed function gets. Fake credentials only: no test can reach a r
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import boto3
 import pytest
-from moto import mock_aws
-from moto.core.botocore_stubber import BotocoreStubber
 
 from earshot.adapters.aws import build_aws_ports
 from earshot.adapters.dynamo_layout import IDEMPOTENCY, STEP_MARKERS, TABLES, TASK_EVENTS, TASKS, TableSpec
@@ -28,40 +24,7 @@ from earshot.adapters.sqlite_tasks import SqliteIdempotencyStore, SqliteTaskStor
 from earshot.config import Settings
 from earshot.ports import AccountStore, BlobStore, IdempotencyStore, StepMarkers, TaskStore
 
-_REGION = "us-east-1"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """A moto AWS and the settings a deployed function would read; the fixtures below create what they use."""
-    for name, value in {
-        "AWS_DEFAULT_REGION": _REGION,
-        "AWS_REGION": _REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    # DynamoDB serializes writes to an item and applies a transaction atomically; moto's in-memory
-    # backend does neither across threads (a cancelled transaction restores a snapshot of the whole
-    # table). Handling one request at a time gives the concurrency tests the real isolation while
-    # the adapter's threads still interleave between requests.
-    lock = threading.Lock()
-    process_request = BotocoreStubber.process_request
-
-    def one_request_at_a_time(self: BotocoreStubber, request: Any) -> Any:
-        with lock:
-            return process_request(self, request)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", one_request_at_a_time)
-    monkeypatch.setenv("EARSHOT_RUNTIME", "aws")
-    for spec in TABLES:
-        monkeypatch.setenv(spec.env_var, f"earshot-test-{spec.logical}")
-    monkeypatch.setenv("EARSHOT_BUCKET_NAME", "earshot-test-blobs")
-    with mock_aws():
-        yield Settings()
+_REGION = "us-east-1"  # the shared ``aws`` fixture (tests/conftest.py) runs moto in this region
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])

@@ -341,3 +341,36 @@ def test_a_data_dir_from_before_webhook_secrets_is_migrated_in_place(tmp_path: P
     assert store.get_webhook_secret("acct_old") is None
     store.set_webhook_secret("acct_old", "whsec_old")
     assert store.get_webhook_secret("acct_old") == "whsec_old"
+
+
+# -- holds: every debit is held until its work is delivered (captured) or refunded ---------------
+def test_a_debit_is_an_open_hold_until_captured(account_store: AccountStore) -> None:
+    account = account_store.create_account(name="a", balance_micro_usd=1000)
+    account_store.debit(_charge(account.id, 100, "req-held"))
+    account_store.debit(_charge(account.id, 100, "req-done"))
+
+    account_store.capture("req-done")
+
+    held = account_store.open_holds(created_before=2**40)
+    assert [entry.request_id for entry in held] == ["req-held"]
+    assert held[0].kind == "debit" and held[0].amount_micro_usd == -100
+
+
+def test_a_refund_closes_the_hold_and_capturing_twice_or_unknown_ids_is_harmless(account_store: AccountStore) -> None:
+    account = account_store.create_account(name="a", balance_micro_usd=1000)
+    account_store.debit(_charge(account.id, 100, "req-1"))
+    account_store.refund(request_id="req-1", reason="failed")
+    account_store.capture("req-1")
+    account_store.capture("never-debited")
+
+    assert account_store.open_holds(created_before=2**40) == []
+    found = account_store.get_account(account.id)
+    assert found is not None and found.balance_micro_usd == 1000
+
+
+def test_open_holds_are_only_those_made_before_the_cutoff(account_store: AccountStore) -> None:
+    account = account_store.create_account(name="a", balance_micro_usd=1000)
+    entry = account_store.debit(_charge(account.id, 100, "req-1"))
+
+    assert account_store.open_holds(created_before=entry.created_at) == []
+    assert len(account_store.open_holds(created_before=entry.created_at + 1)) == 1

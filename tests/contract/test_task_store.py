@@ -137,14 +137,22 @@ def test_setting_processing_again_is_allowed_for_a_retried_step(task_store: Task
     assert (again.status, again.progress) == ("processing", 30)
 
 
-@pytest.mark.parametrize("target", ["completed", "failed"])
-def test_a_pending_task_cannot_skip_processing(task_store: TaskStoreWithMarkers, target: Any) -> None:
+def test_a_pending_task_cannot_complete_without_processing(task_store: TaskStoreWithMarkers) -> None:
     task = _task(task_store)
 
     with pytest.raises(TaskTransitionError):
-        task_store.update_task(task.id, status=target)
+        task_store.update_task(task.id, status="completed")
 
     assert task_store.get_task(task.id) == task
+
+
+def test_a_pending_task_can_fail_before_it_starts(task_store: TaskStoreWithMarkers) -> None:
+    task = _task(task_store)
+
+    failed = task_store.update_task(task.id, status="failed", error={"code": "invalid_request", "message": "x"})
+
+    assert (failed.status, failed.error) == ("failed", {"code": "invalid_request", "message": "x"})
+    assert task_store.get_task(task.id) == failed
 
 
 @pytest.mark.parametrize("final", ["completed", "failed"])
@@ -316,3 +324,22 @@ def test_step_markers_expire(task_store: TaskStoreWithMarkers, clock: FakeClock)
     assert task_store.get_step_output("task-llm-1-abcdefgh", "meter") is None
     assert task_store.claim_step("task-llm-1-abcdefgh", "meter") is True
     assert task_store.record_step_output("task-llm-1-abcdefgh", "meter", {"duration_ms": 6}) == {"duration_ms": 6}
+
+
+def test_unfinished_tasks_are_listed_for_crash_recovery_and_final_ones_are_not(
+    task_store: TaskStoreWithMarkers, clock: Any
+) -> None:
+    waiting = _task(task_store)
+    running = _task(task_store)
+    task_store.update_task(running.id, status="processing")
+    done = _task(task_store)
+    task_store.update_task(done.id, status="processing")
+    task_store.update_task(done.id, status="completed", results=[{"n": 1}])
+    failed = _task(task_store)
+    task_store.update_task(failed.id, status="failed", error={"code": "x", "message": "y"})
+
+    now = int(clock())
+    listed = task_store.list_unfinished(updated_before=now + 5)
+
+    assert sorted(task.id for task in listed) == sorted([waiting.id, running.id])
+    assert task_store.list_unfinished(updated_before=now - 60) == []

@@ -7,8 +7,8 @@ from typing import Any
 from infra_synth import RETENTION_DAYS, Synthesized
 
 from earshot.adapters.dynamo_layout import TABLES, TableSpec
+from earshot.blob_layout import INBOX_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
 from earshot.ports import TASK_TTL_SEC
-from infra.constants import INBOX_PREFIX, TASKS_PREFIX, UPLOADS_PREFIX
 
 TLS_ONLY = {"Bool": {"aws:SecureTransport": "false"}}  # the condition of a deny-plain-HTTP statement
 
@@ -111,13 +111,12 @@ def test_upload_records_and_task_blobs_expire_after_what_reads_them(synthesized:
 
 
 def test_bucket_prefixes_are_the_cores_key_layout() -> None:
-    from earshot.jobs.steps import RESULT_BLOB
-    from earshot.jobs.submit import INPUT_BLOB
-    from earshot.services import uploads
+    from earshot import blob_layout
 
-    assert INPUT_BLOB.startswith(TASKS_PREFIX) and RESULT_BLOB.startswith(TASKS_PREFIX)
-    assert uploads._RECORD.startswith(UPLOADS_PREFIX)
-    assert uploads._KEY.pattern.startswith(f"^{INBOX_PREFIX}")
+    assert blob_layout.task_input_key("t").startswith(TASKS_PREFIX)
+    assert blob_layout.task_result_key("t").startswith(TASKS_PREFIX)
+    assert blob_layout.upload_record_key("file-1").startswith(UPLOADS_PREFIX)
+    assert blob_layout.inbox_key("acct_1", "file-1", "a.wav").startswith(INBOX_PREFIX)
 
 
 def test_every_log_group_has_retention(synthesized: Synthesized) -> None:

@@ -22,7 +22,8 @@ MAX_EVENT_BYTES = 8 * 1024
 # Events of the functions no route invokes, by file name prefix (the authorizer's is an API Gateway event).
 S3_EVENTS = sorted(EVENTS.glob("ingest-*.json"))
 STEP_EVENTS = sorted(EVENTS.glob("workflow-*.json"))
-API_EVENTS = sorted(set(EVENTS.glob("*.json")) - set(S3_EVENTS) - set(STEP_EVENTS))
+SCHEDULED_EVENTS = sorted(EVENTS.glob("sweeper-*.json"))
+API_EVENTS = sorted(set(EVENTS.glob("*.json")) - set(S3_EVENTS) - set(STEP_EVENTS) - set(SCHEDULED_EVENTS))
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def test_workflow_events_are_what_the_state_machine_sends(path: Path) -> None:
     assert set(event) == {"step", "state"}
     assert event["step"] in {step.name for step in WORKFLOW.all_steps}
     state = event["state"]
-    assert {"task_id", "account_id", "kind", "model", "options", "source"} <= set(state)
+    assert set(state) == {"task_id"}  # references only: what the caller sent lives in the task record
     seen: list[str] = []
     echoed = dispatch_step({event["step"]: lambda given: seen.append(given["task_id"]) or given}, event)
     assert echoed == state and seen == [state["task_id"]]
@@ -114,3 +115,9 @@ def test_the_authorizer_event_is_a_simple_request_event() -> None:
     event = _load(EVENTS / "authorizer-request.json")
     assert event["type"] == "REQUEST"
     assert event["identitySource"] == [event["headers"]["authorization"]]
+
+
+@pytest.mark.parametrize("path", SCHEDULED_EVENTS, ids=lambda p: p.name)
+def test_the_sweepers_event_is_an_eventbridge_scheduled_event(path: Path) -> None:
+    event = _load(path)
+    assert (event["source"], event["detail-type"]) == ("aws.events", "Scheduled Event")

@@ -252,7 +252,7 @@ def test_account_reads_balances_and_queries_its_ledger_index(dev: Synthesized) -
 def test_processing_routes_debit_refund_count_and_submit_tasks(dev: Synthesized, name: str) -> None:
     assert _dynamodb_grants(dev, name) == {
         "accounts": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
-        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},  # the hold closes on delivery
         "rate_limits": {"dynamodb:UpdateItem"},
         "idempotency": IDEMPOTENCY_ACTIONS,
         "tasks": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem"},
@@ -340,7 +340,7 @@ def test_ingest_reads_upload_records_and_submits_their_tasks(dev: Synthesized) -
 def test_workflow_runs_the_steps_but_cannot_start_tasks_or_count_requests(dev: Synthesized) -> None:
     assert _dynamodb_grants(dev, "workflow") == {
         "accounts": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # debit, refund, the webhook secret
-        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         "tasks": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem"},
         "task_events": {"dynamodb:Query", "dynamodb:PutItem"},
         "step_markers": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
@@ -371,3 +371,21 @@ def test_nothing_scans_and_only_the_owners_of_a_lifecycle_delete(dev: Synthesize
             assert deletes == {("idempotency", "dynamodb:DeleteItem"), ("inference/*", "s3:DeleteObject")}, name
         else:  # releasing an Idempotency-Key after a failed request
             assert deletes <= {("idempotency", "dynamodb:DeleteItem")}, name
+
+
+def test_the_sweeper_runs_on_a_schedule_and_touches_only_holds_and_tasks(dev: Synthesized) -> None:
+    assert _dynamodb_grants(dev, "sweeper") == {
+        "accounts": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # the refund
+        "ledger": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},  # refund entry, close the hold
+        "ledger/index/open_holds": {"dynamodb:Query"},
+        "tasks": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"},
+        "tasks/index/unfinished": {"dynamodb:Query"},
+        "task_events": {"dynamodb:Query", "dynamodb:PutItem"},
+    }
+    assert _s3_grants(dev, "sweeper") == {}
+    assert not any(a.startswith("states:") for a in _all_actions(dev, "sweeper"))
+    rules = dev.of_type("AWS::Events::Rule")
+    scheduled = [rule for rule in rules.values() if "ScheduleExpression" in rule["Properties"]]
+    assert len(scheduled) == 1 and scheduled[0]["Properties"]["ScheduleExpression"].startswith("rate(")
+    target = scheduled[0]["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+    assert target == dev.function_logical_id("sweeper")

@@ -139,7 +139,9 @@ def test_api_functions_stay_zip_functions_that_invoke_inference(synthesized: Syn
 
 
 def test_audio_above_the_invoke_payload_goes_by_key_under_its_own_prefix() -> None:
-    assert remote.INFERENCE_PREFIX == INFERENCE_PREFIX
+    from earshot.blob_layout import inference_key
+
+    assert inference_key("call", "a.wav").startswith(INFERENCE_PREFIX)
     # base64 of the largest inline audio plus the call's envelope stays under Lambda's 6 MB invoke payload.
     assert (remote.INLINE_AUDIO_LIMIT_BYTES * 4 + 2) // 3 + remote.CALL_ENVELOPE_BYTES <= 6 * 1024 * 1024
 

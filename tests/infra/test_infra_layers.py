@@ -61,7 +61,7 @@ def test_the_functions_that_handle_audio_are_the_audio_ones() -> None:
     # Meters (ffprobe) and moves money; never decodes.
     assert {"workflow"} == METERING_FUNCTIONS
     assert {"inference"} == IMAGE_FUNCTIONS
-    # They plan tasks with earshot.jobs.kinds.prepare, whose embedded engines stay light proxies until they run.
+    # They plan tasks with earshot.kinds.prepare, whose embedded engines stay light proxies until they run.
     assert {
         "authorizer",
         "account",
@@ -189,6 +189,8 @@ for function in functions:
             outcome[path.name] = "authorized" if "account_id" in result["context"] else str(result["context"])
         elif function == "ingest":
             outcome[path.name] = "ingested" if "tasks" in result else str(result)
+        elif function == "sweeper":
+            outcome[path.name] = "swept" if "refunded" in result else str(result)
         else:
             outcome[path.name] = result["statusCode"]
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in absent)
@@ -231,7 +233,7 @@ def _probe_light_functions(tmp_path: Path, *, hide_ffprobe: bool) -> dict[str, o
 
 def _expected_events() -> dict[str, object]:
     events = sorted(p.name for f in LIGHT for p in (REPO_ROOT / "events").glob(f"{f}-*.json"))
-    special = {"authorizer-": "authorized", "ingest-": "ingested", "uploads-": 201}
+    special = {"authorizer-": "authorized", "ingest-": "ingested", "sweeper-": "swept", "uploads-": 201}
     return {name: next((v for k, v in special.items() if name.startswith(k)), 200) for name in events}
 
 

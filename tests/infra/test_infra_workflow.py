@@ -159,7 +159,7 @@ def test_only_unexpected_execution_endings_raise_an_alarm(synthesized: Synthesiz
     # No alarm on ExecutionsFailed: a routine failure (refunded by refund_and_fail, ended in TaskFailed) counts there.
     alarms = [a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()]
     assert not [a for a in alarms if a.get("Namespace") == "AWS/States"]
-    (rule,) = synthesized.of_type("AWS::Events::Rule").values()
+    (rule,) = [r for r in synthesized.of_type("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.states"]
     assert pattern["detail-type"] == ["Step Functions Execution Status Change"]

@@ -187,3 +187,19 @@ def test_a_long_file_claiming_one_second_bills_its_length(
     )
     assert response.status == 200, response.body
     assert json.loads(response.body)["billing"]["billable_minutes"] == 2
+
+
+# --- the engine hears no more than was metered -------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg_opus", "m4a"])
+def test_decoders_stop_at_the_metered_length(
+    fmt: str, originals: dict[str, tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    """Whatever a decoder would make of the file, within a request's budget it yields exactly the budget."""
+    from earshot.audio.budget import decode_budget
+    from earshot.audio.decode import SAMPLE_RATE, decode_to_pcm16k
+
+    path = tmp_path / ("long" + SUFFIX.get(fmt, "." + fmt))
+    path.write_bytes(originals[fmt][1])
+    with decode_budget(12.5):
+        assert len(decode_to_pcm16k(path)) == 12.5 * SAMPLE_RATE
+    assert len(decode_to_pcm16k(path)) >= 99 * SAMPLE_RATE  # outside a request, the whole file

@@ -17,10 +17,10 @@ from audio_fixtures import audio_bytes
 
 from earshot import errors
 from earshot.adapters.lambda_invoker import LambdaInvoker
+from earshot.blob_layout import INFERENCE_PREFIX
 from earshot.config import Settings
 from earshot.engines.base import Transcript, TranscriptionOptions
 from earshot.engines.remote import (
-    INFERENCE_PREFIX,
     InferenceCall,
     RemoteTranscriptionEngine,
     audio_reference,
@@ -192,7 +192,7 @@ def test_settings_name_the_inference_function(monkeypatch: pytest.MonkeyPatch) -
 def test_embedded_recognisers_fan_out_with_vad_in_the_inference_function(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from earshot.fanout import ChunkedTranscriptionEngine
+    from earshot.engines.fanout import ChunkedTranscriptionEngine
 
     monkeypatch.setattr(Runtime, "_fans_out", lambda self, model, role: role == "transcription")
     engine_runtime = get_runtime()

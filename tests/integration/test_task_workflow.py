@@ -89,24 +89,28 @@ def test_objects_without_a_process_spec_or_outside_the_inbox_start_nothing(new_k
 
 
 def _state(key: NewKey, task_id: str, blob: str) -> dict[str, Any]:
-    return {
-        "task_id": task_id,
-        "account_id": key.account.id,
-        "key_id": key.key.id,
-        "kind": "transcription",
-        "model": "sphinx-en-small",
-        "options": {"response_format": "json"},
-        "source": {"blob_key": blob, "filename": "a.wav", "delete_after": True},
-        "callback_url": None,
-    }
+    """The workflow input: a reference to the task, nothing the caller sent."""
+    return {"task_id": task_id}
 
 
-def _task(key: NewKey) -> Task:
+def _task(key: NewKey, *, blob: str | None = None, delete_after: bool = True) -> Task:
+    """A pending transcription task whose audio is stored under ``blob`` (its input key by default)."""
+    from earshot.blob_layout import task_input_key
     from earshot.ports import new_task
 
     task = new_task(kind="transcription", account_id=key.account.id, model="sphinx-en-small", request={})
+    key_name = blob or task_input_key(task.id)
+    task = task.model_copy(
+        update={
+            "request": {
+                "options": {"model": "sphinx-en-small", "response_format": "json"},
+                "filename": "a.wav",
+                "source": {"blob_key": key_name, "delete_after": delete_after},
+            }
+        }
+    )
     get_runtime().tasks.create_task(task)
-    get_runtime().blobs.put(f"tasks/{task.id}/input", WAV)
+    get_runtime().blobs.put(key_name, WAV)
     return task
 
 
@@ -148,10 +152,8 @@ def test_insufficient_balance_fails_the_task_unpaid(data_dir: Path) -> None:
 
 
 def test_re_running_a_finished_workflow_charges_nothing_more(new_key: NewKey) -> None:
-    task = _task(new_key)
-    get_runtime().blobs.put(f"tasks/{task.id}/keep", WAV)
-    state = _state(new_key, task.id, f"tasks/{task.id}/keep")
-    state["source"]["delete_after"] = False
+    task = _task(new_key, blob="tasks/keep/input", delete_after=False)
+    state = _state(new_key, task.id, "tasks/keep/input")
     runner = LocalRunner(registry(get_runtime()), sleep=lambda _s: None)
     assert runner.run(state).succeeded
     assert runner.run(state).succeeded  # a re-driven execution replays every recorded step

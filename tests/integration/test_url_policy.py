@@ -136,7 +136,8 @@ def test_upload_callback_is_checked_again_when_used(
     """Allowed when the upload was made (loopback allowed then), refused at delivery once the policy says no."""
     from audio_fixtures import audio_bytes
 
-    from earshot.services.uploads import ingest_object, load_upload
+    from earshot.jobs.ingest import ingest_object
+    from earshot.services.uploads import load_upload
 
     listener = Listener()
     try:

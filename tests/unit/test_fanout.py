@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from earshot.engines.base import Segment, Transcript, TranscriptionOptions, Word
-from earshot.fanout import (
+from earshot.engines.fanout import (
     Chunk,
     ChunkedTranscriptionEngine,
     ChunkPlan,

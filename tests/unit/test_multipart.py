@@ -50,3 +50,30 @@ def test_unicode_filenames_survive() -> None:
 def test_malformed_bodies_are_invalid_requests(body: bytes, content_type: str) -> None:
     with pytest.raises(InvalidRequestError):
         parse_multipart(body, content_type)
+
+
+def test_a_preamble_transport_padding_and_a_part_content_type_charset_are_honoured() -> None:
+    body = (
+        b'preamble to ignore\r\n--XyZ  \r\nContent-Disposition: form-data; name="prompt"\r\n'
+        b"Content-Type: text/plain; charset=latin-1\r\n\r\ncaf\xe9\r\n--XyZ--\r\nepilogue"
+    )
+    assert parse_multipart(body, CT).first("prompt") == "café"
+
+
+def test_a_file_keeps_bytes_that_look_like_delimiters() -> None:
+    data = b"--XyZ-- not at a line start\r\n-XyZ\r\n\r\n"
+    body = _part("file", data, "a.bin") + b"--XyZ--"
+    assert parse_multipart(body, CT).files["file"].data == data
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _part("file", b"half of the audio", "a.wav"),  # cut off before the close delimiter
+        _part("file", b"audio", "a.wav") + b"--XyZ",  # a delimiter that never closes
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\naudio',
+    ],
+)
+def test_a_form_without_its_close_delimiter_is_refused(body: bytes) -> None:
+    with pytest.raises(InvalidRequestError, match="closing boundary"):
+        parse_multipart(body, CT)

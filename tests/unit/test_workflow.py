@@ -27,7 +27,7 @@ from earshot.workflow import (
     STEP_NAMES,
     WORKFLOW,
     LocalRunner,
-    RetryPolicy,
+    Retrier,
     State,
     Step,
     StepFn,
@@ -91,8 +91,8 @@ def test_the_workflow_runs_the_steps_of_the_issue_in_order() -> None:
         "meter",
         "reserve",
         "run_engine",
-        "settle",
         "store_result",
+        "settle",
         "deliver_webhook",
     ]
     assert WORKFLOW.on_failure.name == REFUND_STEP
@@ -195,15 +195,15 @@ def test_the_success_path_ends_after_the_webhook_and_failure_ends_failed() -> No
     states = to_state_machine_definition(ARNS)["States"]
 
     assert [states[name].get("Next") for name in STEP_NAMES[:-2]] == list(STEP_NAMES[1:-1])
-    # store_result goes to the Choice that decides whether there is a webhook to deliver.
-    assert states["store_result"]["Next"] == "whether_deliver_webhook"
+    # settle (the last step before the webhook) goes to the Choice that decides whether there is one to deliver.
+    assert states["settle"]["Next"] == "whether_deliver_webhook"
     assert states["deliver_webhook"]["End"] is True
     assert states[REFUND_STEP]["Next"] == FAILED_STATE and "Catch" not in states[REFUND_STEP]
     assert states[REFUND_STEP]["Retry"] and states[REFUND_STEP]["TimeoutSeconds"] == WORKFLOW.on_failure.timeout_sec
     assert states[FAILED_STATE]["Type"] == "Fail"
 
 
-def test_webhook_delivery_is_skipped_by_a_choice_when_there_is_no_callback_url() -> None:
+def test_webhook_delivery_is_skipped_by_a_choice_when_the_task_has_no_callback() -> None:
     states = to_state_machine_definition(ARNS)["States"]
 
     choice = states["whether_deliver_webhook"]
@@ -211,18 +211,18 @@ def test_webhook_delivery_is_skipped_by_a_choice_when_there_is_no_callback_url()
     (rule,) = choice["Choices"]
     assert rule["Next"] == "deliver_webhook"
     tests = rule["And"]
-    assert {"Variable": "$.callback_url", "IsPresent": True} in tests
-    assert {"Variable": "$.callback_url", "IsString": True} in tests
-    assert {"Not": {"Variable": "$.callback_url", "StringEquals": ""}} in tests
+    assert {"Variable": "$.notify", "IsPresent": True} in tests
+    assert {"Variable": "$.notify", "IsString": True} in tests
+    assert {"Not": {"Variable": "$.notify", "StringEquals": ""}} in tests
     assert choice["Default"] == DONE_STATE and states[DONE_STATE]["Type"] == "Succeed"
 
 
 @pytest.mark.parametrize("callback", [None, "", 42])
-def test_the_local_runner_skips_the_webhook_step_without_a_callback_url(callback: object) -> None:
+def test_the_local_runner_skips_the_webhook_step_without_a_callback(callback: object) -> None:
     recorder = Recorder()
     state: State = {"task_id": "task-llm-1-abcdefgh"}
     if callback is not None:
-        state["callback_url"] = callback
+        state["notify"] = callback
 
     result = LocalRunner(recorder.registry(), sleep=Sleeps()).run(state)
 
@@ -263,7 +263,7 @@ def test_the_success_path_runs_every_step_once_in_order() -> None:
     recorder = Recorder()
     sleeps = Sleeps()
 
-    start = {"task_id": "task-llm-1-abcdefgh", "callback_url": "https://example.com/hook"}
+    start = {"task_id": "task-llm-1-abcdefgh", "notify": "webhook"}
     result = LocalRunner(recorder.registry(), sleep=sleeps).run(start)
 
     assert result.succeeded and result.error is None
@@ -332,7 +332,7 @@ def test_non_retryable_errors_go_straight_to_the_refund_step(step: str, error: E
 def test_names_match_exactly_not_by_subclass() -> None:
     # InvalidAudioError is an InvalidRequestError, but only a policy naming InvalidAudioError retries it.
     flow = Workflow(
-        steps=(Step("only", timeout_sec=5, retries=(RetryPolicy(errors=("InvalidRequestError",), max_attempts=3),)),),
+        steps=(Step("only", timeout_sec=5, retries=(Retrier(errors=("InvalidRequestError",), max_attempts=3),)),),
         on_failure=Step("refund", timeout_sec=5),
         timeout_sec=60,
     )
@@ -354,8 +354,8 @@ def test_each_retrier_counts_its_own_attempts() -> None:
                 "flaky",
                 timeout_sec=5,
                 retries=(
-                    RetryPolicy(errors=("RateLimitedError",), max_attempts=1),
-                    RetryPolicy(errors=("ProviderError",), max_attempts=1),
+                    Retrier(errors=("RateLimitedError",), max_attempts=1),
+                    Retrier(errors=("ProviderError",), max_attempts=1),
                 ),
             ),
         ),
@@ -375,9 +375,7 @@ def test_each_retrier_counts_its_own_attempts() -> None:
 
 
 def test_jitter_stays_within_zero_and_the_capped_backoff() -> None:
-    policy = RetryPolicy(
-        errors=("RateLimitedError",), interval_sec=2, max_attempts=6, backoff_rate=3.0, max_delay_sec=50
-    )
+    policy = Retrier(errors=("RateLimitedError",), interval_sec=2, max_attempts=6, backoff_rate=3.0, max_delay_sec=50)
     flow = Workflow(
         steps=(Step("s", timeout_sec=5, retries=(policy,)),), on_failure=Step("r", timeout_sec=5), timeout_sec=60
     )
@@ -403,7 +401,7 @@ def test_jitter_stays_within_zero_and_the_capped_backoff() -> None:
 def test_a_step_over_its_timeout_fails_as_states_timeout() -> None:
     release = threading.Event()
     flow = Workflow(
-        steps=(Step("slow", timeout_sec=1, retries=(RetryPolicy(errors=("States.Timeout",), max_attempts=1),)),),
+        steps=(Step("slow", timeout_sec=1, retries=(Retrier(errors=("States.Timeout",), max_attempts=1),)),),
         on_failure=Step("refund", timeout_sec=5),
         timeout_sec=60,
     )

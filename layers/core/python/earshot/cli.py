@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from earshot.services.accounts import create_key
 
     runtime = get_runtime()
+    _recover_after_restart(runtime)
     store = runtime.store
     if not store.list_api_keys():
         new = create_key(store, name="development", balance_micro_usd=10_000_000)
@@ -83,6 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(
         f"Earshot listening on http://{args.host}:{server.server_port} (data: {runtime.settings.data_dir})", flush=True
     )
+    # SIGTERM (docker stop, systemd, a process manager) stops like Ctrl-C: no new connections, and
+    # server_close() waits for the requests in flight to be answered.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -90,6 +95,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _recover_after_restart(runtime: Any) -> None:
+    """Nothing from before this process can still be running: release its holds, end its tasks, free its keys."""
+    import time
+
+    from earshot.adapters.sqlite_tasks import SqliteIdempotencyStore
+    from earshot.services.recovery import recover
+
+    recovered = recover(runtime, request_older_than_sec=0, task_older_than_sec=0, now=int(time.time()) + 1)
+    if isinstance(runtime.idempotency, SqliteIdempotencyStore):
+        runtime.idempotency.release_all_in_progress()
+    if recovered.refunded or recovered.failed_tasks or recovered.captured:
+        print(
+            f"Recovered from an earlier stop: {len(recovered.refunded)} charge(s) refunded,"
+            f" {len(recovered.failed_tasks)} unfinished task(s) failed, {len(recovered.captured)} charge(s) settled",
+            flush=True,
+        )
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

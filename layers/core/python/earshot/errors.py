@@ -167,3 +167,17 @@ class ProviderTimeoutError(EarshotError):
     status = 504
     code = "provider_timeout"
     type = "api_error"
+
+
+def error_for_code(code: str, message: str, *, param: str | None = None) -> EarshotError:
+    """The error a stored ``{code, message}`` stands for (a failed task's), with that code's status.
+
+    The first class in the hierarchy (breadth first) that carries ``code``; an unknown code is a 500.
+    """
+    queue: list[type[EarshotError]] = [EarshotError]
+    while queue:
+        cls = queue.pop(0)
+        if cls.code == code:
+            return cls(message, param=param)
+        queue.extend(cls.__subclasses__())
+    return InternalError(message, param=param)

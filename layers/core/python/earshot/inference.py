@@ -15,8 +15,10 @@ invoke where a caller wants the same JSON round trip (tests, the local fan-out).
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from typing import Any
 
+from earshot.audio.budget import decode_budget
 from earshot.engines.remote import InferenceCall, decoded_inline, run_call
 from earshot.errors import InvalidRequestError, NotFoundError
 from earshot.runtime import Runtime
@@ -43,11 +45,13 @@ def handle_inference(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
         raise NotFoundError(f"no embedded model {call.sku!r} in this deployment's catalog")
     engine = runtime.transcription_engine(model) if call.role == "transcription" else runtime.question_engine(model)
     filename = call.audio.get("filename", "")
-    if "blob_key" in call.audio:
-        with staged_blob(runtime.blobs, call.audio["blob_key"], filename) as path:
+    # The caller's budget (what was metered and billed) bounds every decoder here as it does in the API function.
+    with decode_budget(call.budget_sec) if call.budget_sec is not None else nullcontext():
+        if "blob_key" in call.audio:
+            with staged_blob(runtime.blobs, call.audio["blob_key"], filename) as path:
+                return run_call(engine, call, path)
+        with staged_audio(decoded_inline(call.audio), filename) as path:
             return run_call(engine, call, path)
-    with staged_audio(decoded_inline(call.audio), filename) as path:
-        return run_call(engine, call, path)
 
 
 class InProcessInvoker:

@@ -24,8 +24,9 @@ LAMBDA_MIN_EPHEMERAL_MB = 512
 LAMBDA_MAX_EPHEMERAL_MB = 10_240
 
 # The longest audio a task may carry (documented in README's Limits). Long audio is split into chunks that run in
-# parallel (earshot.fanout), so the bound is not one function's 900 s: it keeps a task's Map state, its merge and
-# its result (a transcript of ~10 words/s) comfortably inside Step Functions' limits and the state machine timeout.
+# parallel (earshot.engines.fanout), so the bound is not one function's 900 s: it keeps a task's Map state, its
+# merge and its result (a transcript of ~10 words/s) comfortably inside Step Functions' limits and the state machine
+# timeout.
 MAX_TASK_AUDIO_SEC = 4 * 3600
 
 

@@ -11,7 +11,7 @@ length header (a 1-second file may claim ten hours, a 100-second one one second,
 * everything else is counted by ffprobe: packets times samples-per-packet when the codec fixes it or the
   first packets agree on it, else the sum of every packet's duration.
 
-Engines are then fed no more than the metered length (``earshot.audio.decode.decode_budget``).
+Engines are then fed no more than the metered length (``earshot.audio.budget.decode_budget``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ MIN_SAMPLE_RATE = 2000
 # Codecs whose every packet carries a fixed number of samples.
 _SAMPLES_PER_PACKET = {"mp1": 384, "mp2": 1152, "mp3": 1152, "aac": 1024, "ac3": 1536, "eac3": 1536}
 _WAV_PROBE_BYTES = "32768"
+_WALKED_PROBE_BYTES = "65536"
 # How many leading packets the first probe reads to learn a packet's duration (Opus, FLAC).
 _LEADING_PACKETS = 8
 _STREAM_FIELDS = (
@@ -178,7 +179,8 @@ def _first_probe_args(head: bytes, *, walkable: bool) -> list[str]:
     """
     entries = f"format=format_name,duration:stream={_STREAM_FIELDS}:stream_disposition=attached_pic"
     if walkable:
-        args = ["-show_entries", entries]
+        # Only the stream parameters are needed (the walker reads the length): the first 64 kB say them.
+        return ["-probesize", _WALKED_PROBE_BYTES, "-show_entries", entries]
     elif _looks_like_mpeg_audio(head):
         entries = f"format=format_name,duration:stream={_STREAM_FIELDS},nb_read_packets:stream_disposition=attached_pic"
         return ["-count_packets", "-show_entries", entries]

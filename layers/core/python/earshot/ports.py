@@ -1,82 +1,71 @@
-"""Ports: what the services need from storage, as Protocols.
+"""Ports: what the services need from storage and the workflow, as Protocols.
 
-Each port has a local adapter (SQLite, files) and a cloud adapter (DynamoDB, S3); both pass the
-same contract suite in ``tests/contract``. Services receive ports as arguments and never know which
-adapter they hold.
+Each port has a local adapter (SQLite, files, in-process) and a cloud adapter (DynamoDB, S3, Step Functions);
+the storage ports pass the same contract suite in ``tests/contract``. Services receive ports as arguments and
+never know which adapter they hold. The models they speak in live in ``earshot.models`` (re-exported here).
 """
 
 from __future__ import annotations
 
-import re
-import secrets
-import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from earshot.models import (
+    FINAL_TASK_STATUSES,
+    IDEMPOTENCY_TTL_SEC,
+    TASK_ID_PATTERN,
+    TASK_OBJECTS,
+    TASK_TRANSITIONS,
+    TASK_TTL_SEC,
+    Account,
+    ApiKey,
+    Charge,
+    IdempotencyRecord,
+    IdempotencyStatus,
+    IdempotentResponse,
+    LedgerEntry,
+    LedgerKind,
+    PortModel,
+    PresignedUpload,
+    Principal,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    new_task,
+    new_task_id,
+)
 
-
-class PortModel(BaseModel):
-    """Builds its validator on first use, not at import: a cold Lambda pays only for the models it touches."""
-
-    model_config = ConfigDict(defer_build=True)
-
-
-LedgerKind = Literal["debit", "refund", "topup"]
-
-
-class Account(PortModel):
-    id: str
-    name: str
-    balance_micro_usd: int
-    audio_enabled: bool = True
-    created_at: int
-
-
-class ApiKey(PortModel):
-    """A stored key: never the secret, only its SHA-256 and a hint."""
-
-    id: str
-    account_id: str
-    name: str
-    key_hash: str
-    hint: str
-    created_at: int
-    revoked: bool = False
-
-
-class Principal(PortModel):
-    """Who is calling, as the authorizer resolved it. Carries ids only, never the key."""
-
-    account_id: str
-    key_id: str
-
-
-class Charge(PortModel):
-    """What a request is about to be charged for."""
-
-    request_id: str
-    account_id: str
-    amount_micro_usd: int = Field(ge=0)
-    model: str
-    duration_ms: int = Field(ge=0)
-    billable_minutes: int = Field(ge=0)
-    description: str = ""
-
-
-class LedgerEntry(PortModel):
-    id: str
-    account_id: str
-    request_id: str
-    kind: LedgerKind
-    amount_micro_usd: int  # signed: debits are negative, refunds and top-ups positive
-    balance_after_micro_usd: int
-    model: str | None = None
-    duration_ms: int | None = None
-    billable_minutes: int | None = None
-    description: str = ""
-    created_at: int
+__all__ = [
+    "FINAL_TASK_STATUSES",
+    "IDEMPOTENCY_TTL_SEC",
+    "TASK_ID_PATTERN",
+    "TASK_OBJECTS",
+    "TASK_TRANSITIONS",
+    "TASK_TTL_SEC",
+    "Account",
+    "AccountStore",
+    "ApiKey",
+    "BlobStore",
+    "Charge",
+    "IdempotencyRecord",
+    "IdempotencyStatus",
+    "IdempotencyStore",
+    "IdempotentResponse",
+    "JobStarter",
+    "LedgerEntry",
+    "LedgerKind",
+    "PortModel",
+    "PresignedUpload",
+    "Principal",
+    "RateLimiter",
+    "StepMarkers",
+    "Task",
+    "TaskEvent",
+    "TaskStatus",
+    "TaskStore",
+    "new_task",
+    "new_task_id",
+]
 
 
 class AccountStore(Protocol):
@@ -137,7 +126,22 @@ class AccountStore(Protocol):
         ...
 
     def refund(self, *, request_id: str, reason: str) -> LedgerEntry | None:
-        """Give back the debit made under ``request_id``, once. None when there was no debit."""
+        """Give back the debit made under ``request_id``, once, closing its hold. None when there was no debit."""
+        ...
+
+    def capture(self, request_id: str) -> None:
+        """The work paid for under ``request_id`` was delivered: its debit is final (its hold closes).
+
+        Every debit opens a hold; a hold is closed by ``capture`` or by ``refund``. Capturing a closed
+        hold, or a request with no debit, does nothing.
+        """
+        ...
+
+    def open_holds(self, *, created_before: int, limit: int = 100) -> list[LedgerEntry]:
+        """Debits whose hold is still open, made before ``created_before`` (unix seconds), oldest first.
+
+        What crash recovery reads: work that was paid for and neither delivered nor refunded.
+        """
         ...
 
     def list_ledger(self, account_id: str, *, limit: int = 100, before: str | None = None) -> list[LedgerEntry]:
@@ -155,14 +159,6 @@ class RateLimiter(Protocol):
     def hit(self, key_id: str, *, window_start: int, window_sec: int) -> int:
         """Count one request for ``key_id`` in the window starting at ``window_start``; the new count."""
         ...
-
-
-class PresignedUpload(PortModel):
-    """Where and how a client uploads one object itself: a form POST of ``fields`` plus ``file``."""
-
-    url: str
-    fields: dict[str, str]
-    expires_at: int
 
 
 class BlobStore(Protocol):
@@ -192,97 +188,6 @@ class BlobStore(Protocol):
         ...
 
 
-# -- tasks, their events, and the idempotency of requests and workflow steps -----------------------
-#
-# Appended for async tasks (issue 5). ``Any`` is needed for the JSON documents tasks carry.
-
-TaskStatus = Literal["pending", "processing", "completed", "failed"]
-FINAL_TASK_STATUSES: frozenset[str] = frozenset({"completed", "failed"})
-# The only moves a task makes: pending → processing → completed | failed. Staying in a non-final
-# state is allowed (a progress update, or a retried step that sets ``processing`` again).
-TASK_TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "pending": frozenset({"pending", "processing"}),
-    "processing": frozenset({"processing", "completed", "failed"}),
-    "completed": frozenset(),
-    "failed": frozenset(),
-}
-# ``task-<kind>-<unix>-<8 lowercase alnum>``; the kind has no hyphen so the id splits unambiguously.
-TASK_ID_PATTERN = r"^task-[a-z][a-z0-9]*-[0-9]+-[a-z0-9]{8}$"
-_TASK_KIND_PATTERN = r"^[a-z][a-z0-9]*$"
-_TASK_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-# The ``object`` a task of each kind reports; the llm one is the seed-002 contract's.
-TASK_OBJECTS: Mapping[str, str] = {"llm": "llm.generation.task"}
-TASK_TTL_SEC = 7 * 24 * 3600
-IDEMPOTENCY_TTL_SEC = 24 * 3600
-
-
-class Task(PortModel):
-    """An async job and, once final, its outcome. ``results`` may instead live in the blob store."""
-
-    id: str = Field(pattern=TASK_ID_PATTERN)
-    object: str
-    kind: str = Field(pattern=_TASK_KIND_PATTERN)
-    account_id: str
-    model: str
-    status: TaskStatus = "pending"
-    progress: int = Field(default=0, ge=0, le=100)
-    created_at: int
-    updated_at: int
-    stream: bool = False
-    results: list[Any] | None = None
-    error: dict[str, Any] | None = None
-    callback_url: str | None = None
-    request: dict[str, Any] = Field(default_factory=dict)
-    result_blob_key: str | None = None
-    expires_at: int
-
-
-class TaskEvent(PortModel):
-    """One progress or status event of a task; ``seq`` is the SSE event id (1, 2, 3... per task)."""
-
-    seq: int = Field(ge=1)
-    task_id: str
-    type: str
-    data: dict[str, Any] = Field(default_factory=dict)
-    created_at: int
-
-
-def new_task_id(kind: str, *, now: int | None = None) -> str:
-    """``task-<kind>-<unix>-<8 random lowercase alnum>`` (41 bits of randomness per second)."""
-    if not re.fullmatch(_TASK_KIND_PATTERN, kind):
-        raise ValueError(f"a task kind is lowercase letters and digits, not {kind!r}")
-    suffix = "".join(secrets.choice(_TASK_ID_ALPHABET) for _ in range(8))
-    return f"task-{kind}-{int(time.time()) if now is None else now}-{suffix}"
-
-
-def new_task(
-    *,
-    kind: str,
-    account_id: str,
-    model: str,
-    request: dict[str, Any],
-    callback_url: str | None = None,
-    stream: bool = False,
-    now: int | None = None,
-    ttl_sec: int = TASK_TTL_SEC,
-) -> Task:
-    """A fresh ``pending`` task, ready for ``TaskStore.create_task``."""
-    created = int(time.time()) if now is None else now
-    return Task(
-        id=new_task_id(kind, now=created),
-        object=TASK_OBJECTS.get(kind, f"{kind}.task"),
-        kind=kind,
-        account_id=account_id,
-        model=model,
-        created_at=created,
-        updated_at=created,
-        stream=stream,
-        callback_url=callback_url,
-        request=request,
-        expires_at=created + ttl_sec,
-    )
-
-
 class TaskStore(Protocol):
     """Tasks and their event streams (SQLite locally, DynamoDB with TTL in the cloud).
 
@@ -309,8 +214,8 @@ class TaskStore(Protocol):
     ) -> Task:
         """Change the given fields (None leaves one as it is) and return the updated task.
 
-        Conditional on the status rules (``TASK_TRANSITIONS``): pending → processing → completed |
-        failed, checked and written atomically. A final task is never changed again. Reaching
+        Conditional on the status rules (``TASK_TRANSITIONS``): pending → processing → completed, and
+        failed from pending or processing, checked and written atomically. A final task is never changed again. Reaching
         ``completed`` sets ``progress`` to 100 unless given.
 
         Raises
@@ -319,6 +224,13 @@ class TaskStore(Protocol):
             No such task (or it expired).
         TaskTransitionError
             The move is not allowed from the task's current status.
+        """
+        ...
+
+    def list_unfinished(self, *, updated_before: int, limit: int = 100) -> list[Task]:
+        """Live tasks still ``pending`` or ``processing`` whose last change is older than ``updated_before``.
+
+        What crash recovery reads (the cloud adapter scans: run it from a schedule, not a request).
         """
         ...
 
@@ -357,28 +269,6 @@ class StepMarkers(Protocol):
         ...
 
     def get_step_output(self, task_id: str, step: str) -> dict[str, Any] | None: ...
-
-
-IdempotencyStatus = Literal["in_progress", "completed"]
-
-
-class IdempotentResponse(PortModel):
-    """The first response to an idempotent request, replayed to its duplicates (API Gateway v2 shape)."""
-
-    status_code: int
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: str = ""
-    is_base64_encoded: bool = False
-
-
-class IdempotencyRecord(PortModel):
-    account_id: str
-    key: str
-    request_hash: str
-    status: IdempotencyStatus
-    response: IdempotentResponse | None = None
-    created_at: int
-    expires_at: int
 
 
 class IdempotencyStore(Protocol):

@@ -7,11 +7,14 @@ OpenAPI document is generated from it plus the pydantic models it names. Nothing
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from earshot import schemas
-from earshot.http.contracts import ContractName
+
+if TYPE_CHECKING:  # the manifest names a contract; the HTTP layer (which reads the manifest) implements it
+    from earshot.http.contracts import ContractName
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,9 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-# Functions no route invokes: the gateway's authorizer, and the async workflow's step runner.
-EVENT_FUNCTIONS = ("authorizer", "workflow", "ingest")
+# Functions no route invokes: the gateway's authorizer, the async workflow's step runner, the upload ingest, and
+# the scheduled sweeper (crash recovery: earshot.services.recovery.sweep).
+EVENT_FUNCTIONS = ("authorizer", "workflow", "ingest", "sweeper")
 
 
 def functions() -> list[str]:

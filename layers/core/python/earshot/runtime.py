@@ -94,7 +94,7 @@ class Runtime:
             from earshot.adapters.aws import build_aws_job_starter
 
             return build_aws_job_starter(self.settings)
-        from earshot.services.task_runner import LocalJobStarter
+        from earshot.adapters.job_starters import LocalJobStarter
 
         return LocalJobStarter(self)
 
@@ -108,7 +108,7 @@ class Runtime:
                 if model.provider.startswith("embedded:") and self.settings.inference_function:
                     engine = self._remote(engine, model, role)
                 if self._fans_out(model, role):
-                    from earshot.fanout import ChunkedTranscriptionEngine
+                    from earshot.engines.fanout import ChunkedTranscriptionEngine
 
                     workers, max_chunk = self.engine_parallelism(model)
                     regions = getattr(engine, "speech_regions", None)  # deployed: VAD runs in the inference function
@@ -119,7 +119,7 @@ class Runtime:
             return engine
 
     def _fans_out(self, model: CatalogModel, role: str) -> bool:
-        """Long audio for an embedded recogniser is split at silences and run in parallel (``earshot.fanout``),
+        """Long audio for an embedded recogniser is split at silences and run in parallel (``earshot.engines.fanout``),
         once voice activity detection is part of the core (``earshot.engines.hearing``)."""
         import importlib.util
 

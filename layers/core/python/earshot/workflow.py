@@ -27,6 +27,7 @@ completes it, so only ``deliver_webhook`` can fail after that): it then refunds 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -42,7 +43,7 @@ State = dict[str, Any]
 StepFn = Callable[[State], State]
 StepRegistry = Mapping[str, StepFn]
 
-STEP_NAMES = ("resolve_input", "meter", "reserve", "run_engine", "settle", "store_result", "deliver_webhook")
+STEP_NAMES = ("resolve_input", "meter", "reserve", "run_engine", "store_result", "settle", "deliver_webhook")
 REFUND_STEP = "refund_and_fail"
 FAILED_STATE = "task_failed"
 FAILED_STATE_ERROR = "TaskFailed"  # the error of an execution the workflow failed on purpose, after refunding
@@ -53,7 +54,7 @@ _ANY_TASK_ERROR = "States.TaskFailed"
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class Retrier:
     """One Step Functions retrier.
 
     Attributes
@@ -88,7 +89,7 @@ class Step:
 
     name: str
     timeout_sec: int
-    retries: tuple[RetryPolicy, ...] = ()
+    retries: tuple[Retrier, ...] = ()
     comment: str = ""
     # Run the step only when the state holds this field as a non-empty string; otherwise go straight on. Step
     # Functions sees it as a Choice state before the step (``choice_name``), the local runner tests the same.
@@ -122,7 +123,7 @@ class Workflow:
 
 # Invoking a Lambda can fail in the Lambda service itself; AWS recommends retrying these on every
 # Lambda task. The function may or may not have run: ``steps_idempotent`` makes either case safe.
-LAMBDA_SERVICE_ERRORS = RetryPolicy(
+LAMBDA_SERVICE_ERRORS = Retrier(
     errors=(
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
@@ -135,14 +136,14 @@ LAMBDA_SERVICE_ERRORS = RetryPolicy(
     max_delay_sec=10,
 )
 # A step that timed out may well succeed on a second try (a cold dependency, a slow disk).
-_TIMED_OUT_ONCE = RetryPolicy(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=1)
+_TIMED_OUT_ONCE = Retrier(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=1)
 # The balance is contended (DynamoStore gave up after its own retries): wait and settle again.
-_CONTENDED_BALANCE = RetryPolicy(
+_CONTENDED_BALANCE = Retrier(
     errors=("RateLimitedError", TIMEOUT_ERROR), interval_sec=1, max_attempts=5, backoff_rate=2.0, max_delay_sec=20
 )
 
 WORKFLOW = Workflow(
-    comment="Earshot async task: resolve input, meter, reserve, run the engine, settle, store, deliver",
+    comment="Earshot async task: resolve input, meter, reserve, run the engine, store, settle, deliver",
     steps=(
         Step(
             "resolve_input",
@@ -166,16 +167,16 @@ WORKFLOW = Workflow(
             comment="The model: an upstream provider or an embedded engine",
         ),
         Step(
+            "store_result",
+            timeout_sec=60,
+            retries=(LAMBDA_SERVICE_ERRORS, Retrier(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=2)),
+            comment="Results into the task (or the blob store when large); the task becomes completed",
+        ),
+        Step(
             "settle",
             timeout_sec=30,
             retries=(LAMBDA_SERVICE_ERRORS, _CONTENDED_BALANCE),
-            comment="Capture what was used, release the rest of the reservation",
-        ),
-        Step(
-            "store_result",
-            timeout_sec=60,
-            retries=(LAMBDA_SERVICE_ERRORS, RetryPolicy(errors=(TIMEOUT_ERROR,), interval_sec=2, max_attempts=2)),
-            comment="Results into the task (or the blob store when large); the task becomes completed",
+            comment="The task is completed: its held charge becomes final (crash recovery releases open holds)",
         ),
         Step(
             "deliver_webhook",
@@ -184,8 +185,9 @@ WORKFLOW = Workflow(
             # rather than raising: a completed task is not failed by an unreachable receiver.
             retries=(LAMBDA_SERVICE_ERRORS,),
             comment="POST the final task to callback_url, signed (Standard Webhooks)",
-            # No callback, no invocation: the Choice before it goes straight to the end.
-            only_if_present="callback_url",
+            # No callback, no invocation: the Choice before it goes straight to the end. The state says only that
+            # there is one (``notify``); the URL itself stays in the task record.
+            only_if_present="notify",
         ),
     ),
     on_failure=Step(
@@ -193,7 +195,7 @@ WORKFLOW = Workflow(
         timeout_sec=60,
         retries=(
             LAMBDA_SERVICE_ERRORS,
-            RetryPolicy(
+            Retrier(
                 errors=("RateLimitedError", TIMEOUT_ERROR, _ANY_TASK_ERROR),
                 interval_sec=2,
                 max_attempts=8,
@@ -209,7 +211,7 @@ WORKFLOW = Workflow(
 
 
 # -- Amazon States Language ------------------------------------------------------------------------
-def _retrier(policy: RetryPolicy) -> dict[str, Any]:
+def _retrier(policy: Retrier) -> dict[str, Any]:
     return {
         "ErrorEquals": list(policy.errors),
         "IntervalSeconds": policy.interval_sec,
@@ -331,7 +333,7 @@ def error_name(exc: BaseException) -> str:
     return TIMEOUT_ERROR if isinstance(exc, StepTimeoutError) else type(exc).__name__
 
 
-def _matches(policy: RetryPolicy, name: str) -> bool:
+def _matches(policy: Retrier, name: str) -> bool:
     if name in policy.errors or _ANY_ERROR in policy.errors:
         return True
     return _ANY_TASK_ERROR in policy.errors and name != TIMEOUT_ERROR
@@ -370,6 +372,9 @@ class LocalRunner:
         A callable for every step of the workflow and for ``refund_and_fail``.
     sleep, rand
         Injectable for tests: the wait between attempts, and the uniform [0, 1) source of jitter.
+    slot
+        Entered around each step attempt (not around the waits between attempts): a worker limit that a
+        task waiting to retry does not hold.
     """
 
     def __init__(
@@ -380,6 +385,7 @@ class LocalRunner:
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         enforce_timeouts: bool = True,
+        slot: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         missing = [step.name for step in workflow.all_steps if step.name not in steps]
         if missing:
@@ -389,6 +395,7 @@ class LocalRunner:
         self._sleep = sleep
         self._rand = rand
         self._enforce_timeouts = enforce_timeouts
+        self._slot = slot
 
     def run(self, state: State) -> RunResult:
         """Execute the workflow on ``state``.
@@ -422,7 +429,8 @@ class LocalRunner:
             record = Attempt(step=step.name, attempt=attempt, slept_sec=slept)
             history.append(record)
             try:
-                return self._call(step, state)
+                with self._slot():
+                    return self._call(step, state)
             except Exception as exc:
                 name = error_name(exc)
                 record.error = name

@@ -23,6 +23,7 @@ from earshot.adapters.dynamo_layout import (
     TASKS,
 )
 from earshot.adapters.dynamo_store import DynamoStore
+from earshot.adapters.job_starters import StepFunctionsJobStarter
 from earshot.adapters.s3_blobs import S3BlobStore
 from earshot.config import Settings
 from earshot.ports import AccountStore, BlobStore, RateLimiter
@@ -112,21 +113,6 @@ def build_aws_task_stores(settings: Settings) -> tuple[Any, Any]:
     )
     idempotency = DynamoIdempotencyStore(client, table=_required(settings.idempotency_table, IDEMPOTENCY.env_var))
     return tasks, idempotency
-
-
-class StepFunctionsJobStarter:
-    """Starts the Standard state machine; the execution is named after the task, so a duplicate starts nothing."""
-
-    def __init__(self, client: Any, state_machine_arn: str) -> None:
-        self._client = client
-        self._arn = state_machine_arn
-
-    def start(self, task_id: str, state: dict[str, Any]) -> None:
-        import contextlib
-        import json
-
-        with contextlib.suppress(self._client.exceptions.ExecutionAlreadyExists):
-            self._client.start_execution(stateMachineArn=self._arn, name=task_id, input=json.dumps(state))
 
 
 def build_aws_job_starter(settings: Settings) -> StepFunctionsJobStarter:

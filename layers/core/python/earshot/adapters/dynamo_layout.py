@@ -65,6 +65,9 @@ class TableSpec:
         return kwargs
 
 
+OPEN_HOLD_ATTRIBUTE = "open_hold"
+OPEN_HOLD = "open"
+
 # Accounts: the balance lives here, changed only by conditional updates inside transactions.
 ACCOUNTS = TableSpec("accounts", partition=Key("account_id"))
 
@@ -74,15 +77,28 @@ API_KEYS = TableSpec("api_keys", partition=Key("key_hash"), indexes=(Index("by_k
 # Ledger: one item per money movement, keyed by "<request_id>#<kind>" so a retried debit, refund or
 # top-up cannot land twice (conditional put in the same transaction as the balance update).
 # Listing an account's entries newest first uses the by_account index (entry ids sort by time).
+# A debit carries ``open_hold`` until its work is delivered or refunded; the sparse open_holds index
+# lists just those, oldest first, for crash recovery (the sweeper).
 LEDGER = TableSpec(
     "ledger",
     partition=Key("request_key"),
-    indexes=(Index("by_account", Key("account_id"), Key("entry_id")),),
+    indexes=(
+        Index("by_account", Key("account_id"), Key("entry_id")),
+        Index("open_holds", Key(OPEN_HOLD_ATTRIBUTE), Key("created_at", "N")),
+    ),
 )
 
 # Tasks (issue 5): one item per task; DynamoDB's TTL removes it after ``expires_at`` (the adapter
 # already treats it as gone from then on). Status moves are conditional updates.
-TASKS = TableSpec("tasks", partition=Key("task_id"), ttl_attribute="expires_at")
+# An unfinished task carries ``unfinished`` (removed when it completes or fails); the sparse unfinished
+# index lists just those by last change, for crash recovery (the sweeper), with no Scan.
+UNFINISHED_ATTRIBUTE = "unfinished"
+TASKS = TableSpec(
+    "tasks",
+    partition=Key("task_id"),
+    indexes=(Index("unfinished", Key(UNFINISHED_ATTRIBUTE), Key("updated_at", "N")),),
+    ttl_attribute="expires_at",
+)
 
 # A task's events for SSE, in ``seq`` order; an event is written only if its seq is still free and the
 # task exists, so seqs have no gaps and a resumed reader misses nothing. They expire with the task.

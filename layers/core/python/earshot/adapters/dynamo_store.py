@@ -34,7 +34,7 @@ from earshot.adapters.dynamo_common import (
     query,
     s,
 )
-from earshot.adapters.dynamo_layout import ACCOUNTS, API_KEYS, LEDGER
+from earshot.adapters.dynamo_layout import ACCOUNTS, API_KEYS, LEDGER, OPEN_HOLD, OPEN_HOLD_ATTRIBUTE
 from earshot.errors import BillingError, NotFoundError, RateLimitedError
 from earshot.keys import new_id, new_sortable_id
 from earshot.ports import Account, ApiKey, Charge, LedgerEntry, LedgerKind
@@ -145,6 +145,8 @@ class DynamoStore:
             "description": s(entry.description),
             "created_at": n(entry.created_at),
         }
+        if entry.kind == "debit":
+            item[OPEN_HOLD_ATTRIBUTE] = s(OPEN_HOLD)
         if entry.model is not None:
             item["model"] = s(entry.model)
         if entry.duration_ms is not None:
@@ -476,12 +478,42 @@ class DynamoStore:
                 created_at=int(time.time()),
             )
 
-        return self._change_balance(
+        entry = self._change_balance(
             account_id=debit.account_id,
             delta=amount,
             make_entry=make_entry,
             request_key=_request_key(request_id, "refund"),
         )
+        self.capture(request_id)  # the hold closes with the refund (again after a crash in between: harmless)
+        return entry
+
+    def capture(self, request_id: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._ledger,
+                Key={LEDGER.partition.name: s(_request_key(request_id, "debit"))},
+                UpdateExpression=f"REMOVE {OPEN_HOLD_ATTRIBUTE}",
+                ConditionExpression=f"attribute_exists({LEDGER.partition.name})",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def open_holds(self, *, created_before: int, limit: int = 100) -> list[LedgerEntry]:
+        """Oldest first, from the sparse ``open_holds`` index (eventually consistent)."""
+        if limit <= 0:
+            return []
+        index = LEDGER.indexes[1]
+        assert index.sort is not None
+        items = query(
+            self._client,
+            TableName=self._ledger,
+            IndexName=index.name,
+            KeyConditionExpression=f"{index.partition.name} = :open AND {index.sort.name} < :before",
+            ExpressionAttributeValues={":open": s(OPEN_HOLD), ":before": n(created_before)},
+            Limit=limit,
+        )
+        return [self._entry(item) for item in items]
 
     def list_ledger(self, account_id: str, *, limit: int = 100, before: str | None = None) -> list[LedgerEntry]:
         """Newest first, from the ``by_account`` index (eventually consistent, as every index read is)."""

@@ -39,9 +39,10 @@ from earshot.adapters.dynamo_common import (
     query,
     s,
 )
-from earshot.adapters.dynamo_layout import IDEMPOTENCY, STEP_MARKERS, TASK_EVENTS, TASKS
+from earshot.adapters.dynamo_layout import IDEMPOTENCY, STEP_MARKERS, TASK_EVENTS, TASKS, UNFINISHED_ATTRIBUTE
 from earshot.errors import IdempotencyConflictError, NotFoundError, RateLimitedError, TaskTransitionError
 from earshot.ports import (
+    FINAL_TASK_STATUSES,
     IDEMPOTENCY_TTL_SEC,
     TASK_TRANSITIONS,
     TASK_TTL_SEC,
@@ -58,6 +59,7 @@ Clock = Callable[[], float]
 # Powertools Idempotency's status values.
 _INPROGRESS = "INPROGRESS"
 _COMPLETED = "COMPLETED"
+_UNFINISHED = "1"
 _STATUS_NAMES: dict[str, IdempotencyStatus] = {_INPROGRESS: "in_progress", _COMPLETED: "completed"}
 # Task fields stored as JSON strings; every other field is a plain string, number or boolean attribute.
 _JSON_FIELDS = ("results", "error", "request")
@@ -117,13 +119,15 @@ class DynamoTaskStore(_Tables):
                 item[name] = {"BOOL": value}
             else:
                 item[name] = s(str(value))
+        if task.status not in FINAL_TASK_STATUSES:
+            item[UNFINISHED_ATTRIBUTE] = s(_UNFINISHED)
         return item
 
     @staticmethod
     def _task(item: Item) -> Task:
         fields: dict[str, Any] = {"id": item[TASKS.partition.name]["S"]}
         for name, value in item.items():
-            if name == TASKS.partition.name:
+            if name in (TASKS.partition.name, UNFINISHED_ATTRIBUTE):
                 continue
             if name in _JSON_FIELDS:
                 fields[name] = json.loads(value["S"])
@@ -161,6 +165,21 @@ class DynamoTaskStore(_Tables):
     def get_task(self, task_id: str) -> Task | None:
         return self._live_task(task_id)
 
+    def list_unfinished(self, *, updated_before: int, limit: int = 100) -> list[Task]:
+        """From the sparse ``unfinished`` index (eventually consistent), oldest change first."""
+        index = TASKS.indexes[0]
+        assert index.sort is not None
+        items = query(
+            self._client,
+            TableName=self._tasks,
+            IndexName=index.name,
+            KeyConditionExpression=f"{index.partition.name} = :open AND {index.sort.name} < :before",
+            ExpressionAttributeValues={":open": s(_UNFINISHED), ":before": n(updated_before)},
+            Limit=limit,
+        )
+        now = self._now()
+        return [task for task in (self._task(item) for item in items) if task.expires_at > now]
+
     def update_task(
         self,
         task_id: str,
@@ -197,11 +216,14 @@ class DynamoTaskStore(_Tables):
         for index, state in enumerate(allowed_from):
             values[f":from{index}"] = s(state)
             placeholders.append(f":from{index}")
+        update = "SET " + ", ".join(sets)
+        if status in FINAL_TASK_STATUSES:
+            update += f" REMOVE {UNFINISHED_ATTRIBUTE}"
         try:
             response = self._client.update_item(
                 TableName=self._tasks,
                 Key={TASKS.partition.name: s(task_id)},
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression=update,
                 ConditionExpression=(
                     f"attribute_exists(#id) AND expires_at > :now AND #status IN ({', '.join(placeholders)})"
                 ),

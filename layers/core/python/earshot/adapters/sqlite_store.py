@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS ledger (
     UNIQUE (request_id, kind)
 );
 CREATE INDEX IF NOT EXISTS ledger_by_account ON ledger (account_id, id);
+-- One row per debit while its work is not yet delivered or refunded: what crash recovery reads.
+CREATE TABLE IF NOT EXISTS open_holds (
+    request_id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS open_holds_by_age ON open_holds (created_at);
 """
 
 
@@ -255,6 +261,9 @@ class SqliteStore:
                 created_at=int(time.time()),
             )
             self._insert_entry(conn, entry)
+            conn.execute(
+                "INSERT INTO open_holds (request_id, created_at) VALUES (?, ?)", (entry.request_id, entry.created_at)
+            )
         return entry
 
     def refund(self, *, request_id: str, reason: str) -> LedgerEntry | None:
@@ -262,6 +271,7 @@ class SqliteStore:
             debit = self._existing_entry(conn, request_id, "debit")
             if debit is None:
                 return None
+            conn.execute("DELETE FROM open_holds WHERE request_id = ?", (request_id,))
             if existing := self._existing_entry(conn, request_id, "refund"):
                 return existing
             amount = -debit.amount_micro_usd
@@ -284,6 +294,18 @@ class SqliteStore:
             )
             self._insert_entry(conn, entry)
         return entry
+
+    def capture(self, request_id: str) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM open_holds WHERE request_id = ?", (request_id,))
+
+    def open_holds(self, *, created_before: int, limit: int = 100) -> list[LedgerEntry]:
+        rows = self._db.connection().execute(
+            "SELECT ledger.* FROM open_holds JOIN ledger ON ledger.request_id = open_holds.request_id"
+            " AND ledger.kind = 'debit' WHERE open_holds.created_at < ? ORDER BY open_holds.created_at LIMIT ?",
+            (created_before, limit),
+        )
+        return [self._entry(row) for row in rows.fetchall()]
 
     def list_ledger(self, account_id: str, *, limit: int = 100, before: str | None = None) -> list[LedgerEntry]:
         if before is None:

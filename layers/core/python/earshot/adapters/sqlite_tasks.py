@@ -124,6 +124,13 @@ class SqliteTaskStore:
         row = self._live_task_row(self._db.connection(), task_id)
         return self._task(row) if row else None
 
+    def list_unfinished(self, *, updated_before: int, limit: int = 100) -> list[Task]:
+        rows = self._db.connection().execute(
+            "SELECT * FROM tasks WHERE status IN ('pending', 'processing') AND expires_at > ?", (self._now(),)
+        )
+        tasks = [self._task(row) for row in rows.fetchall()]
+        return sorted((t for t in tasks if t.updated_at < updated_before), key=lambda t: t.updated_at)[:limit]
+
     def update_task(
         self,
         task_id: str,
@@ -339,6 +346,11 @@ class SqliteIdempotencyStore:
                 )
                 row = conn.execute("SELECT * FROM idempotency WHERE id = ?", (record_id,)).fetchone()
         return self._record(row)
+
+    def release_all_in_progress(self) -> int:
+        """Forget every in-progress record: at start-up, their owners died with the previous process."""
+        with self._db.write() as conn:
+            return conn.execute("DELETE FROM idempotency WHERE status = 'in_progress'").rowcount
 
     def release(self, account_id: str, key: str) -> None:
         with self._db.write() as conn:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
-from earshot.billing import extraction_credits
+from earshot.api.processing import process
 from earshot.http.app import json_response
-from earshot.http.billing import billing_headers
+from earshot.http.controls import pop_json_controls
 from earshot.http.request import ApiRequest
 from earshot.http.validation import json_body, parse_model
-from earshot.jobs.kinds import Prepared
 from earshot.runtime import Runtime, get_runtime
-from earshot.schemas import ExtractFormats, ExtractRequest, ExtractResponse
-from earshot.services.audio_source import from_base64, from_url
-from earshot.services.metered import AudioPayload, Metered
-from earshot.services.understand import EXTRACT_MAX_SECONDS, Extraction, plan_extract
-from earshot.services.uploads import audio_from_file_id
+from earshot.schemas import ExtractFormats, ExtractRequest
+from earshot.services.audio_source import AudioReference, resolve_audio
+from earshot.services.charged_run import AudioPayload
+from earshot.services.understand import EXTRACT_MAX_SECONDS
 
 MB = 1024 * 1024
 MAX_AUDIO_BYTES = 100 * MB
@@ -48,30 +44,29 @@ def list_formats(request: ApiRequest) -> Response[str]:
 
 
 def create_extraction(request: ApiRequest) -> Response[str]:
-    from earshot.api.processing import process
-
     request.principal()
     runtime = get_runtime()
     payload = json_body(request)
-    controls: dict[str, str] = {name: str(payload.pop(name)) for name in ("async", "callback_url") if name in payload}
-    if "async" in controls:
-        controls["async"] = controls["async"].lower()  # JSON true arrives as "True"
+    controls = pop_json_controls(payload)
     body = parse_model(ExtractRequest, payload)
     limit = min(MAX_AUDIO_BYTES, runtime.settings.max_fetch_bytes)
     principal = request.principal()
     audio_url = body.audio if body.inputMethod == "url" else None
     file_id = body.audio if body.inputMethod == "file_id" else None
-    inline = (  # before any charge
-        from_base64(body.audio, max_bytes=inline_limit(runtime)) if body.inputMethod == "base64" else None
-    )
+    reference = AudioReference(url=audio_url, file_id=file_id)
+    if body.inputMethod == "base64":  # decoded (and size-checked) now, before any charge
+        reference = AudioReference(
+            data=resolve_audio(
+                runtime,
+                AudioReference(inline=body.audio),
+                principal=principal,
+                deadline_sec=0,
+                max_bytes=inline_limit(runtime),
+            ).data
+        )
 
     def audio(deadline: float) -> AudioPayload:
-        if audio_url is not None:
-            return from_url(runtime, audio_url, deadline_sec=deadline, max_bytes=limit)
-        if file_id is not None:
-            return audio_from_file_id(runtime, principal, file_id)
-        assert inline is not None
-        return inline
+        return resolve_audio(runtime, reference, principal=principal, deadline_sec=deadline, max_bytes=limit)
 
     options = body.model_dump(mode="json", by_alias=True, exclude={"audio", "inputMethod"})
     return process(
@@ -83,29 +78,4 @@ def create_extraction(request: ApiRequest) -> Response[str]:
         audio_param="audio",
         file_id=file_id,
         controls=controls,
-    )
-
-
-def prepare_extract(runtime: Runtime, options: dict[str, Any], deadline_sec: float) -> Prepared:
-    body = ExtractRequest.model_validate({**options, "inputMethod": "base64", "audio": "-"})
-    plan = plan_extract(
-        runtime,
-        prompt=body.prompt,
-        model_name=body.model,
-        json_mode=body.jsonMode,
-        schema=body.schema_,
-        deadline_sec=deadline_sec,
-    )
-    return Prepared(plan=plan, render=lambda outcome: _render(outcome, body.prompt))
-
-
-def _render(outcome: Metered[Extraction], prompt: str) -> Response[str]:
-    return json_response(
-        ExtractResponse(
-            results=outcome.result.value,
-            prompt=prompt,
-            audioDuration=round(outcome.billed_seconds, 3),
-            creditUsage=extraction_credits(outcome.billed_seconds),
-        ),
-        headers=billing_headers(outcome),
     )

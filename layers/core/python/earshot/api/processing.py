@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
-from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
+from earshot.http.controls import read_controls
+from earshot.http.idempotency import idempotency_key
 from earshot.http.request import ApiRequest
-from earshot.jobs.kinds import prepare
 from earshot.jobs.submit import submit_task
+from earshot.kinds import Rendered, prepare
 from earshot.runtime import get_runtime
 from earshot.schemas import TaskOut
-from earshot.services.metered import AudioPayload, audio_account, run_plan
+from earshot.services.accounts import audio_account
+from earshot.services.charged_run import AudioPayload, deliver_charged, run_charged
 from earshot.url_policy import check_caller_url
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
-
-
-def wants_async(request: ApiRequest, controls: dict[str, str]) -> bool:
-    """``async=true`` (form field, JSON field or query) or ``Prefer: respond-async``."""
-    prefer = request.headers.get("prefer", "")
-    if any(part.strip().lower() == "respond-async" for part in prefer.split(",")):
-        return True
-    value = str(controls.get("async", request.query.get("async", ""))).strip().lower()
-    if value not in _TRUE | _FALSE:
-        raise InvalidRequestError("async must be true or false", param="async")
-    return value in _TRUE
 
 
 def process(
@@ -55,13 +44,14 @@ def process(
     controls = controls or {}
     principal = request.principal()
     runtime = get_runtime()
-    audio_account(runtime, principal)
+    audio_account(runtime.store, principal)
     deadline = request.deadline_sec(default=runtime.settings.request_timeout_sec)
     prepared = prepare(runtime, kind, options, deadline_sec=deadline)  # refusals happen here, before any charge
     if audio_url is not None:  # every URL passes the address policy now, and again when it is fetched
         check_caller_url(audio_url, param=audio_param, settings=runtime.settings)
-    if force_async or wants_async(request, controls):
-        callback = controls.get("callback_url") or None
+    control = read_controls(request, controls, force_async=force_async)
+    if control.run_async:
+        callback = control.callback_url
         if callback:
             check_caller_url(callback, param="callback_url", settings=runtime.settings, unresolved_ok=True)
         blob_key, delete_after = None, True
@@ -85,8 +75,21 @@ def process(
         )
         return json_response(TaskOut.from_task(task), status=202, headers={"Location": f"/v1/tasks/{task.id}"})
     deadline_at = time.monotonic() + deadline
-    outcome = run_plan(runtime, principal, request.request_id, prepared.plan, audio(deadline), deadline_at=deadline_at)
-    return prepared.render(outcome)
+    outcome = run_charged(
+        runtime, principal, request.request_id, prepared.plan, audio(deadline), deadline_at=deadline_at
+    )
+    # A keyed request's hold is captured once its response is stored for replay (``run_idempotently``).
+    capture = idempotency_key(request) is None
+    return deliver_charged(runtime, outcome, lambda run: http_response(prepared.render(run)), capture=capture)
+
+
+def http_response(rendered: Rendered, *, status: int = 200) -> Response[str]:
+    """A kind's neutral result as the HTTP response of a sync route."""
+    if rendered.is_json:
+        body = json.dumps(rendered.body, separators=(",", ":"), ensure_ascii=False)
+    else:
+        body = str(rendered.body)
+    return Response(status_code=status, content_type=rendered.content_type, body=body, headers=rendered.headers)
 
 
 def form_audio(request: ApiRequest, form: Any, filename: str) -> Callable[[float], AudioPayload]:

@@ -5,47 +5,24 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
-from earshot.errors import InvalidRequestError, NotFoundError
+from earshot.blob_layout import task_input_key, task_result_key
+from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
 from earshot.http.request import ApiRequest
 from earshot.http.validation import parse_model
-from earshot.ports import Principal, Task
+from earshot.ports import Task
 from earshot.runtime import Runtime, get_runtime
-from earshot.schemas import TaskOut, TaskWaitQuery
+from earshot.schemas import TaskWaitQuery
+from earshot.services.task_views import FINAL, owned_task, task_document, wait_for_final
 
-FINAL = ("completed", "failed")
 _POLL_SEC = 0.2
 # Lambda cannot stream a Python response: the events route answers with what it has after at most this
 # long, and a `retry:` field tells the EventSource to reconnect with Last-Event-ID.
 EVENTS_WAIT_SEC = 25.0
 RECONNECT_MS = 1000
-
-
-def owned_task(runtime: Runtime, principal: Principal, task_id: str) -> Task:
-    """The caller's task; another account's task is indistinguishable from a missing one."""
-    task = runtime.tasks.get_task(task_id)
-    if task is None or task.account_id != principal.account_id:
-        raise NotFoundError(f"no task {task_id}", param="task_id")
-    return task
-
-
-def task_document(runtime: Runtime, task: Task) -> dict[str, Any]:
-    results = task.results
-    if task.result_blob_key:
-        results = [json.loads(runtime.blobs.get(task.result_blob_key))]
-    return TaskOut.from_task(task, results=results).model_dump(mode="json")
-
-
-def wait_for_final(runtime: Runtime, task: Task, wait_sec: float) -> Task:
-    deadline = time.monotonic() + wait_sec
-    while task.status not in FINAL and time.monotonic() < deadline:
-        time.sleep(_POLL_SEC)
-        task = runtime.tasks.get_task(task.id) or task
-    return task
 
 
 def get_task(request: ApiRequest) -> Response[str]:
@@ -104,7 +81,7 @@ def delete_task(request: ApiRequest) -> Response[str]:
     principal = request.principal()
     runtime = get_runtime()
     task = owned_task(runtime, principal, request.path_params.get("task_id", ""))
-    for key in (f"tasks/{task.id}/input", task.result_blob_key):
+    for key in (task_input_key(task.id), task_result_key(task.id), task.result_blob_key):
         if key:
             runtime.blobs.delete(key)
     runtime.tasks.delete_task(task.id)

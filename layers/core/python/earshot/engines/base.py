@@ -7,6 +7,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from earshot.errors import UnsupportedByModelError
+
 
 class Word(BaseModel):
     word: str
@@ -58,3 +60,19 @@ class TranscriptionEngine(Protocol):
     def transcribe(self, audio: Path, options: TranscriptionOptions) -> Transcript:
         """Transcribe the local audio file ``audio``."""
         ...
+
+
+# The embedded recogniser's one language (the lazy proxy checks it before loading the engine).
+ENGLISH = frozenset({"en", "en-us", "english"})
+
+
+def check_english_only(options: TranscriptionOptions) -> None:
+    """The embedded recogniser's one language: English (or a request that leaves the language open)."""
+    if options.language is None:
+        return
+    if options.language.strip().lower().replace("_", "-") not in ENGLISH:
+        raise UnsupportedByModelError(
+            f"language {options.language!r} is not available: the embedded engine only has English; "
+            "configure an upstream model for other languages",
+            param="language",
+        )

@@ -13,23 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from earshot.engines.base import Transcript, TranscriptionOptions
+from earshot.engines.base import Transcript, TranscriptionOptions, check_english_only
 from earshot.engines.providers import GenerationResult
-from earshot.errors import UnsupportedByModelError
-
-ENGLISH = frozenset({"en", "en-us", "english"})
-
-
-def check_english_only(options: TranscriptionOptions) -> None:
-    """The embedded recogniser's one language: English (or a request that leaves the language open)."""
-    if options.language is None:
-        return
-    if options.language.strip().lower().replace("_", "-") not in ENGLISH:
-        raise UnsupportedByModelError(
-            f"language {options.language!r} is not available: the embedded engine only has English; "
-            "configure an upstream model for other languages",
-            param="language",
-        )
 
 
 class _Lazy:

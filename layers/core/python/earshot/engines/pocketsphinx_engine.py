@@ -18,8 +18,7 @@ import numpy.typing as npt
 import pocketsphinx
 
 from earshot.audio.decode import SAMPLE_RATE, decode_to_pcm16k
-from earshot.engines.base import Segment, Transcript, TranscriptionOptions, Word
-from earshot.engines.embedded import check_english_only
+from earshot.engines.base import Segment, Transcript, TranscriptionOptions, Word, check_english_only
 from earshot.errors import EngineError, ProviderTimeoutError
 
 # Voice activity detection splits the audio into utterances on pauses; each is decoded on its own, which

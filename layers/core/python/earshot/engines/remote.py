@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from earshot import errors
+from earshot.audio.budget import current_budget
+from earshot.blob_layout import inference_key
 from earshot.engines.base import Transcript, TranscriptionOptions
 from earshot.engines.providers import GenerationResult
 from earshot.ports import BlobStore
@@ -32,7 +34,6 @@ INVOKE_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 # in the rest travels inline; larger audio goes by blob key.
 CALL_ENVELOPE_BYTES = 512 * 1024
 INLINE_AUDIO_LIMIT_BYTES = (INVOKE_PAYLOAD_LIMIT_BYTES - CALL_ENVELOPE_BYTES) * 3 // 4
-INFERENCE_PREFIX = "inference/"  # blobs of calls whose audio did not fit inline (expire in a day, deleted after)
 
 Op = Literal["transcribe", "ask", "regions"]
 Role = Literal["transcription", "question"]
@@ -57,10 +58,17 @@ class InferenceCall:
     role: Role
     arguments: dict[str, Any]  # the op's keyword arguments (options, question, ...), JSON-able
     audio: dict[str, str]  # {"inline": base64} or {"blob_key": key}; plus "filename"
+    budget_sec: float | None = None  # the metered length: the function's decoders stop there too
 
     def to_payload(self) -> dict[str, Any]:
         return {
-            "call": {"op": self.op, "sku": self.sku, "role": self.role, "arguments": self.arguments},
+            "call": {
+                "op": self.op,
+                "sku": self.sku,
+                "role": self.role,
+                "arguments": self.arguments,
+                "budget_sec": self.budget_sec,
+            },
             "audio": self.audio,
         }
 
@@ -77,6 +85,7 @@ class InferenceCall:
                 role=call["role"],
                 arguments=dict(call["arguments"]),
                 audio={str(k): str(v) for k, v in audio.items()},
+                budget_sec=float(call["budget_sec"]) if call.get("budget_sec") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.InvalidRequestError(f"not an inference call: {exc!r}") from None
@@ -91,7 +100,7 @@ def audio_reference(
     if size <= inline_limit:
         yield {"inline": base64.b64encode(audio.read_bytes()).decode("ascii"), "filename": audio.name}
         return
-    key = f"{INFERENCE_PREFIX}{uuid.uuid4().hex}/{audio.name or 'audio'}"
+    key = inference_key(uuid.uuid4().hex, audio.name)
     blobs.put(key, audio.read_bytes())
     try:
         yield {"blob_key": key, "filename": audio.name}
@@ -117,7 +126,14 @@ class _Remote:
 
     def _call(self, op: Op, audio: Path, arguments: dict[str, Any], *, deadline_sec: float | None) -> dict[str, Any]:
         with audio_reference(self._blobs, audio) as reference:
-            call = InferenceCall(op=op, sku=self._sku, role=self._role, arguments=arguments, audio=reference)
+            call = InferenceCall(
+                op=op,
+                sku=self._sku,
+                role=self._role,
+                arguments=arguments,
+                audio=reference,
+                budget_sec=current_budget(),
+            )
             # The function itself honours the deadline; the invoke waits a little longer for its answer.
             timeout = (deadline_sec or 900.0) + 5.0
             return self._invoker.invoke(call.to_payload(), timeout_sec=timeout)
@@ -185,7 +201,7 @@ def run_call(engine: Any, call: InferenceCall, audio: Path) -> dict[str, Any]:
     """What the inference function does with ``call``: run the local ``engine`` on ``audio``; JSON-able answer."""
     if call.op == "regions":
         from earshot.audio.decode import decode_to_pcm16k
-        from earshot.fanout import vad_speech_regions
+        from earshot.engines.fanout import vad_speech_regions
 
         found = vad_speech_regions(audio, decode_to_pcm16k(audio))
         return {"result": [[round(region.start, 3), round(region.end, 3)] for region in found]}

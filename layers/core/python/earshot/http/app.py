@@ -77,13 +77,16 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
                 from earshot.http.idempotency import run_idempotently  # POST routes only
                 from earshot.runtime import get_runtime
 
+                runtime = get_runtime()
                 response = run_idempotently(
                     request,
                     _endpoint,
-                    store=get_runtime().idempotency,
+                    store=runtime.idempotency,
                     account_id=str(account_id),
                     raw_query=str(raw_event.get("rawQueryString") or ""),
                     contract=_contract,
+                    # The response is stored for replay: only now is it delivered, and its hold final.
+                    on_stored=lambda: runtime.store.capture(request.request_id),
                 )
             else:
                 response = _endpoint(request)

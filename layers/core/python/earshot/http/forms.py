@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel
 
 from earshot.errors import InvalidRequestError
+from earshot.http.controls import CONTROL_FIELDS
 from earshot.http.multipart import MultipartForm, is_multipart, parse_multipart
 from earshot.http.request import ApiRequest
 from earshot.http.validation import parse_model
@@ -18,10 +19,6 @@ FormT = TypeVar("FormT", bound=BaseModel)
 
 # Room for the multipart framing and text fields around the file itself.
 FORM_OVERHEAD = 256 * 1024
-
-
-# Fields every processing route accepts besides its own: the async switch and the webhook target.
-CONTROL_FIELDS = ("async", "callback_url")
 
 
 @dataclass(frozen=True)

@@ -92,8 +92,12 @@ def run_idempotently(
     account_id: str,
     raw_query: str,
     contract: ContractName = "openai",
+    on_stored: Callable[[], None] | None = None,
 ) -> Response[Any]:
     """Run ``endpoint`` under the request's ``Idempotency-Key`` (plainly when it has none).
+
+    ``on_stored`` runs once a response is stored for replay: the charge of a keyed request stays a
+    hold until then, so a crash before it is refunded by recovery and the retry charges once in total.
 
     Raises
     ------
@@ -126,6 +130,8 @@ def run_idempotently(
         raise
     if response.status_code < 500:
         _complete(store, account_id, key, snapshot(response))
+        if on_stored is not None:
+            on_stored()
     else:
         _release(store, account_id, key)
     return response

@@ -1,9 +1,12 @@
 """The workflow's steps: plain functions of the JSON state, shared by Step Functions and the local runner.
 
-State: ``task_id``, ``account_id``, ``key_id``, ``kind``, ``model``, ``options``, ``source`` (an audio
-``blob_key`` or a ``url``), ``callback_url``; the steps add ``metered``, ``debit``, ``result``.
-Every step is safe to retry: money moves keyed by the task id, and ``steps_idempotent`` replays a
-step that already succeeded.
+The state holds references only: ``task_id``, then the keys and figures the steps add (``audio``: the
+input's blob key; ``metered``; ``debit``; ``result_key``). What the caller sent (options, prompts,
+schemas, the audio URL, the callback URL) lives in the task record, never in the state.
+
+Each step is one stage of the charged-run pipeline (``earshot.services.charged_run``), the same
+functions the sync path runs. Every step is safe to retry: money moves keyed by the task id, and
+``steps_idempotent`` replays a step that already succeeded.
 """
 
 from __future__ import annotations
@@ -13,27 +16,44 @@ import json
 from typing import Any
 
 from earshot import errors
-from earshot.audio.budget import decode_budget
-from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
-from earshot.jobs.kinds import prepare, response_result
-from earshot.limits import MAX_TASK_AUDIO_SEC
-from earshot.metering import MeteredAudio, meter_duration
+from earshot.blob_layout import task_input_key, task_result_key
+from earshot.kinds import Prepared, prepare
+from earshot.kinds.understanding import completion_chunk
+from earshot.metering import MeteredAudio
 from earshot.observability import logger
-from earshot.ports import Charge, LedgerEntry
+from earshot.ports import LedgerEntry, Task
 from earshot.runtime import Runtime
 from earshot.services.account_gate import ensure_may_start
 from earshot.services.audio_input import staged_blob
-from earshot.services.metered import Metered
-from earshot.workflow import WORKFLOW
+from earshot.services.audio_source import AudioReference, resolve_audio
+from earshot.services.charged_run import (
+    ChargedRun,
+    Pricing,
+    capture,
+    check_limits,
+    hold,
+    meter_audio,
+    price,
+    record_run_metrics,
+    run_plan,
+)
+from earshot.services.task_failure import fail_task
+from earshot.workflow import REFUND_STEP, WORKFLOW, steps_idempotent
 
 State = dict[str, Any]
 # Results above this size live in the blob store; the task keeps a key to them.
 INLINE_RESULT_BYTES = 256 * 1024
-RESULT_BLOB = "tasks/{task_id}/result.json"
 
 
 def _step_deadline(name: str) -> float:
     return float(next(step.timeout_sec for step in WORKFLOW.all_steps if step.name == name)) - 5.0
+
+
+def _task(runtime: Runtime, state: State) -> Task:
+    task = runtime.tasks.get_task(state["task_id"])
+    if task is None:
+        raise errors.NotFoundError(f"no task {state['task_id']}", param="task_id")
+    return task
 
 
 def _progress(runtime: Runtime, state: State, progress: int, **data: Any) -> None:
@@ -42,161 +62,128 @@ def _progress(runtime: Runtime, state: State, progress: int, **data: Any) -> Non
     runtime.tasks.append_event(task_id, type="progress", data={"status": "processing", "progress": progress, **data})
 
 
-def _staged_input(runtime: Runtime, state: State) -> Any:
-    """The task's audio streamed to /tmp (up to an upload's 500 MiB, never whole in memory)."""
-    return staged_blob(runtime.blobs, state["source"]["blob_key"], state["source"].get("filename", ""))
+def _prepared(runtime: Runtime, task: Task) -> Prepared:
+    return prepare(runtime, task.kind, task.request.get("options", {}), deadline_sec=_step_deadline("run_engine"))
+
+
+def _pricing(prepared: Prepared, task: Task, metered: MeteredAudio) -> Pricing:
+    return price(
+        prepared.plan, metered, request_id=task.id, account_id=task.account_id, description=f"task {task.kind}"
+    )
 
 
 def resolve_input(runtime: Runtime, state: State) -> State:
     """Make the audio a blob: fetch a URL through the SSRF-safe fetcher, or keep the stored upload."""
-    try:  # queued work obeys the account as it is now
-        ensure_may_start(runtime, state["account_id"], state.get("key_id"))
-    except errors.EarshotError:
-        _progress(runtime, state, 0)  # out of pending, so that the task can end as failed
-        raise
-    source = dict(state["source"])
-    if "url" in source:
-        from earshot.services.audio_source import from_url
-
-        fetched = from_url(runtime, source["url"], deadline_sec=_step_deadline("resolve_input"))
-        key = f"tasks/{state['task_id']}/input"
+    task = _task(runtime, state)
+    ensure_may_start(runtime, task.account_id, task.request.get("key_id"))  # queued work obeys the account now
+    source = dict(task.request.get("source") or {})
+    filename = str(task.request.get("filename") or "")
+    if "blob_key" in source:
+        audio = {"blob_key": source["blob_key"], "filename": filename, "delete_after": source.get("delete_after", True)}
+    else:
+        fetched = resolve_audio(
+            runtime, AudioReference(url=source.get("url")), principal=None, deadline_sec=_step_deadline("resolve_input")
+        )
+        key = task_input_key(task.id)
         runtime.blobs.put(key, fetched.data)
-        source = {"blob_key": key, "filename": fetched.filename, "delete_after": True}
+        audio = {"blob_key": key, "filename": fetched.filename, "delete_after": True}
     _progress(runtime, state, 10)
-    return {**state, "source": source}
+    return {**state, "audio": audio}
+
+
+def _staged_input(runtime: Runtime, state: State) -> Any:
+    """The task's audio streamed to /tmp (up to an upload's 500 MiB, never whole in memory)."""
+    return staged_blob(runtime.blobs, state["audio"]["blob_key"], state["audio"].get("filename", ""))
 
 
 def meter(runtime: Runtime, state: State) -> State:
     with _staged_input(runtime, state) as path:
-        metered = meter_duration(path, ffprobe=runtime.ffprobe)
+        metered = meter_audio(runtime, path)
     _progress(runtime, state, 25, duration_sec=round(metered.seconds, 3))
     return {**state, "metered": metered.__dict__}
 
 
-def _billed(state: State) -> tuple[float, str]:
-    seconds = float(state["metered"]["seconds"])
-    hint = state["options"].get("duration_sec")
-    if isinstance(hint, (int, float)) and hint > seconds:
-        return float(hint), "caller_hint"
-    return seconds, "measured"
-
-
 def reserve(runtime: Runtime, state: State) -> State:
-    """Debit the price now (keyed by the task id, so a retry charges once); 402 fails the task unpaid."""
-    # Again right before the charge (audio switch, key); the debit itself refuses an insufficient balance.
-    ensure_may_start(runtime, state["account_id"], state.get("key_id"), check_balance=False)
-    prepared = prepare(runtime, state["kind"], state["options"], deadline_sec=_step_deadline("run_engine"))
-    seconds, _ = _billed(state)
-    max_seconds = prepared.plan.max_seconds
-    if max_seconds is not None and seconds > max_seconds:
-        raise errors.InvalidAudioError(f"the audio is {seconds:.0f} s long; at most {max_seconds:.0f} s")
-    measured = float(state["metered"]["seconds"])
-    if measured > MAX_TASK_AUDIO_SEC:  # the documented task limit, before any debit
-        raise errors.InvalidAudioError(
-            f"the audio is {measured:.0f} s long; a task takes at most {MAX_TASK_AUDIO_SEC / 3600:.0f} hours of audio"
-        )
-    # Nor is anything debited for audio the engine step cannot finish in its time (it would run 15 minutes, time
-    # out and be refunded): the same prediction as a synchronous request's.
-    from earshot.services.sync_budget import needed_sec
-
-    model = prepared.plan.model
-    workers, max_chunk = runtime.engine_parallelism(model)
-    needed = needed_sec(model, measured, workers=workers, max_chunk_sec=max_chunk)
-    budget = _step_deadline("run_engine")
-    if needed > budget:
-        raise errors.InvalidAudioError(
-            f"the audio is {measured:.0f} s long and {model.sku} would need about {needed:.0f} s for it; a task's "
-            f"engine step has {budget:.0f} s. Split the recording, or choose a faster model"
-        )
-    entry = runtime.store.debit(
-        Charge(
-            request_id=state["task_id"],
-            account_id=state["account_id"],
-            amount_micro_usd=cost_micro_usd(model, seconds),
-            model=model.sku,
-            duration_ms=duration_ms(seconds),
-            billable_minutes=billable_minutes(seconds),
-            description=f"task {state['kind']} {seconds:.3f}s",
-        )
-    )
+    """Check the limits and hold the price (keyed by the task id, so a retry charges once); 402 fails it unpaid."""
+    task = _task(runtime, state)
+    # Again right before the charge (audio switch, key); the hold itself refuses an insufficient balance.
+    ensure_may_start(runtime, task.account_id, task.request.get("key_id"), check_balance=False)
+    prepared = _prepared(runtime, task)
+    metered = MeteredAudio(**state["metered"])
+    check_limits(runtime, prepared.plan, metered, path="task", time_left_sec=_step_deadline("run_engine"))
+    entry = hold(runtime, _pricing(prepared, task, metered).charge)
     _progress(runtime, state, 35)
     return {**state, "debit": entry.model_dump()}
 
 
 def run_engine(runtime: Runtime, state: State) -> State:
-    prepared = prepare(runtime, state["kind"], state["options"], deadline_sec=_step_deadline("run_engine"))
+    task = _task(runtime, state)
+    prepared = _prepared(runtime, task)
     metered = MeteredAudio(**state["metered"])
-    seconds, source = _billed(state)
+    pricing = _pricing(prepared, task, metered)
     with _staged_input(runtime, state) as path:
-        try:
-            with decode_budget(metered.seconds):  # the engine never hears more than was metered
-                result = prepared.plan.work(path, metered)
-        except errors.EarshotError:
-            raise
-        except Exception as exc:  # an engine bug is a provider failure: the catch refunds it
-            logger.exception("engine failed in a task", extra={"task_id": state["task_id"]})
-            raise errors.EngineError(f"the {prepared.plan.model.sku} engine failed on this audio") from exc
-    outcome = Metered(
-        result=result,
-        model=prepared.plan.model,
-        metered=metered,
-        billed_seconds=seconds,
-        duration_source=source,
-        debit=LedgerEntry(**state["debit"]),
+        result, engine_ms = run_plan(prepared.plan, path, metered)
+    record_run_metrics(prepared.plan, pricing, metered, engine_ms)
+    rendered = prepared.render(
+        ChargedRun(
+            result=result,
+            model=prepared.plan.model,
+            metered=metered,
+            billed_seconds=pricing.billed_seconds,
+            duration_source=pricing.duration_source,
+            debit=LedgerEntry(**state["debit"]),
+        )
     )
     # The result goes to the blob store, never into the workflow state: Step Functions caps state at 256 KiB.
-    key = RESULT_BLOB.format(task_id=state["task_id"])
-    runtime.blobs.put(
-        key, json.dumps(response_result(prepared.render(outcome))).encode(), content_type="application/json"
-    )
+    key = task_result_key(task.id)
+    runtime.blobs.put(key, json.dumps(rendered.body).encode(), content_type="application/json")
     _progress(runtime, state, 80)
     return {**state, "result_key": key}
 
 
+def store_result(runtime: Runtime, state: State) -> State:
+    """Complete the task with its result (in the record, or by key when large). Safe to run again."""
+    task = _task(runtime, state)
+    if task.status == "completed":
+        return state
+    key = state["result_key"]
+    encoded = runtime.blobs.get(key)
+    result = json.loads(encoded)
+    if len(encoded) > INLINE_RESULT_BYTES:
+        runtime.tasks.update_task(task.id, status="completed", result_blob_key=key)
+    else:  # small results live in the task record itself
+        runtime.tasks.update_task(task.id, status="completed", results=[result])
+        runtime.blobs.delete(key)
+    if task.kind == "llm" and isinstance(result, dict):
+        runtime.tasks.append_event(task.id, type="chunk", data=completion_chunk(result))
+    runtime.tasks.append_event(task.id, type="status", data={"status": "completed", "progress": 100})
+    if state["audio"].get("delete_after") and not task.request.get("options", {}).get("retain"):
+        runtime.blobs.delete(state["audio"]["blob_key"])
+    return state
+
+
 def settle(runtime: Runtime, state: State) -> State:
-    """Capture the reservation. Prices follow the metered duration, so the reservation is exact: nothing to release."""
+    """The task is completed, its result delivered to the task record: the hold on its price becomes final."""
+    capture(runtime, state["task_id"])
     captured = -int(state["debit"]["amount_micro_usd"])
     runtime.tasks.append_event(state["task_id"], type="settled", data={"captured_micro_usd": captured, "released": 0})
     return state
 
 
-def store_result(runtime: Runtime, state: State) -> State:
-    task_id = state["task_id"]
-    key = state["result_key"]
-    encoded = runtime.blobs.get(key)
-    result = json.loads(encoded)
-    if len(encoded) > INLINE_RESULT_BYTES:
-        runtime.tasks.update_task(task_id, status="completed", result_blob_key=key)
-    else:  # small results live in the task record itself
-        runtime.tasks.update_task(task_id, status="completed", results=[result])
-        runtime.blobs.delete(key)
-    if state["kind"] == "llm" and isinstance(result, dict):
-        from earshot.api.understanding import completion_chunk
-
-        runtime.tasks.append_event(task_id, type="chunk", data=completion_chunk(result))
-    runtime.tasks.append_event(task_id, type="status", data={"status": "completed", "progress": 100})
-    if state["source"].get("delete_after") and not state["options"].get("retain"):
-        runtime.blobs.delete(state["source"]["blob_key"])
-    return state
-
-
-def _deliver(runtime: Runtime, state: State) -> None:
-    url = state.get("callback_url")
-    if not url:
-        return
-    from earshot.api.tasks import task_document
+def _deliver(runtime: Runtime, task_id: str) -> None:
+    from earshot.services.task_views import task_document
     from earshot.webhooks import deliver, generate_secret
 
-    task = runtime.tasks.get_task(state["task_id"])
-    if task is None:
+    task = runtime.tasks.get_task(task_id)
+    if task is None or not task.callback_url:
         return
-    secret = runtime.store.get_webhook_secret(state["account_id"])
+    secret = runtime.store.get_webhook_secret(task.account_id)
     if secret is None:
         secret = generate_secret()
-        runtime.store.set_webhook_secret(state["account_id"], secret)
+        runtime.store.set_webhook_secret(task.account_id, secret)
     body = json.dumps(task_document(runtime, task)).encode()
     delivery = deliver(
-        url,
+        task.callback_url,
         body,
         secret,
         msg_id=f"msg_{task.id}_{task.status}",
@@ -209,13 +196,17 @@ def _deliver(runtime: Runtime, state: State) -> None:
 
 
 def deliver_webhook(runtime: Runtime, state: State) -> State:
-    _deliver(runtime, state)
+    _deliver(runtime, state["task_id"])
     return state
+
+
+def _error_name(state: State) -> str:
+    return str((state.get("error") or {}).get("Error", "InternalError"))
 
 
 def _error_of(state: State) -> dict[str, Any]:
     caught = state.get("error") or {}
-    name = str(caught.get("Error", "InternalError"))
+    name = _error_name(state)
     message = "the task failed"
     try:
         cause = json.loads(caught.get("Cause") or "{}")
@@ -231,20 +222,16 @@ def _error_of(state: State) -> dict[str, Any]:
 
 
 def refund_and_fail(runtime: Runtime, state: State) -> State:
-    """Give back what was taken and fail the task; a task that already completed keeps its result."""
+    """Fail the task and give back what was taken, from any step; a task that already completed keeps its result."""
     task_id = state["task_id"]
+    if not fail_task(runtime, task_id, _error_of(state), error_name=_error_name(state)):
+        return state
     task = runtime.tasks.get_task(task_id)
-    if task is not None and task.status == "completed":
-        return state  # only the webhook failed after the result was stored: nothing to refund
-    runtime.store.refund(request_id=task_id, reason="refund: task failed")
-    error = _error_of(state)
-    if task is not None and task.status != "failed":
-        runtime.tasks.update_task(task_id, status="failed", error=error)
-        runtime.tasks.append_event(task_id, type="status", data={"status": "failed", "error": error})
-    if state["source"].get("delete_after") and "blob_key" in state["source"]:
-        runtime.blobs.delete(state["source"]["blob_key"])
+    audio = state.get("audio") or (task.request.get("source") if task else None) or {}
+    if audio.get("delete_after") and "blob_key" in audio:
+        runtime.blobs.delete(audio["blob_key"])
     try:
-        _deliver(runtime, state)
+        _deliver(runtime, task_id)
     except errors.EarshotError:
         logger.warning("webhook for a failed task not delivered", extra={"task_id": task_id})
     return state
@@ -255,10 +242,10 @@ STEPS: dict[str, Any] = {
     "meter": meter,
     "reserve": reserve,
     "run_engine": run_engine,
-    "settle": settle,
     "store_result": store_result,
+    "settle": settle,
     "deliver_webhook": deliver_webhook,
-    "refund_and_fail": refund_and_fail,
+    REFUND_STEP: refund_and_fail,
 }
 
 
@@ -268,9 +255,7 @@ def registry(runtime: Runtime) -> dict[str, Any]:
     Binding the runtime (rather than looking it up per step) keeps a running task on the stores it
     started with.
     """
-    from earshot.workflow import steps_idempotent
-
     bound = {name: functools.partial(fn, runtime) for name, fn in STEPS.items()}
-    wrapped = steps_idempotent(runtime.step_markers, {k: v for k, v in bound.items() if k != "refund_and_fail"})
-    wrapped["refund_and_fail"] = bound["refund_and_fail"]  # decides from the task's own state, safe to run again
+    wrapped = steps_idempotent(runtime.step_markers, {k: v for k, v in bound.items() if k != REFUND_STEP})
+    wrapped[REFUND_STEP] = bound[REFUND_STEP]  # decides from the task's own state, safe to run again
     return wrapped

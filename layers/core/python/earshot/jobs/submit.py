@@ -1,16 +1,18 @@
-"""Submitting a job as an async task: store its audio, create the task, start the workflow."""
+"""Submitting a job as an async task: store its audio, create the task, start the workflow.
+
+What the caller sent (options, the audio's URL or key, the callback URL) goes into the task record;
+the workflow starts with a reference to the task and nothing else.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from earshot.blob_layout import task_input_key
 from earshot.errors import IdempotencyConflictError
 from earshot.ports import Principal, Task, new_task
 from earshot.runtime import Runtime
-from earshot.services.metered import AudioPayload
-
-# Task kinds in ids are letters and digits only ("task-llm-...", "task-transcription-...").
-INPUT_BLOB = "tasks/{task_id}/input"
+from earshot.services.charged_run import AudioPayload
 
 
 def submit_task(
@@ -34,11 +36,12 @@ def submit_task(
 
     With ``task_id`` the submission is idempotent: the same id again starts nothing new.
     """
+    filename = audio.filename if audio else filename
     task = new_task(
         kind=kind,
         account_id=principal.account_id,
         model=model,
-        request={"options": options, "filename": audio.filename if audio else "", "request_id": request_id},
+        request={"options": options, "filename": filename, "request_id": request_id, "key_id": principal.key_id},
         callback_url=callback_url,
         stream=stream,
     )
@@ -46,13 +49,14 @@ def submit_task(
         task = task.model_copy(update={"id": task_id})
     source: dict[str, Any]
     if audio is not None:
-        key = INPUT_BLOB.format(task_id=task.id)
+        key = task_input_key(task.id)
         runtime.blobs.put(key, audio.data)
-        source = {"blob_key": key, "filename": audio.filename, "delete_after": True}
+        source = {"blob_key": key, "delete_after": True}
     elif audio_blob_key is not None:
-        source = {"blob_key": audio_blob_key, "filename": filename, "delete_after": delete_after}
+        source = {"blob_key": audio_blob_key, "delete_after": delete_after}
     else:
         source = {"url": audio_url}
+    task = task.model_copy(update={"request": {**task.request, "source": source}})
     try:
         runtime.tasks.create_task(task)
         runtime.tasks.append_event(task.id, type="status", data={"status": "pending", "progress": 0})
@@ -65,17 +69,14 @@ def submit_task(
         task = existing
         if task.status in ("completed", "failed"):
             return task
-    runtime.jobs.start(
-        task.id,
-        {
-            "task_id": task.id,
-            "account_id": principal.account_id,
-            "key_id": principal.key_id,
-            "kind": kind,
-            "model": model,
-            "options": options,
-            "source": source,
-            "callback_url": callback_url,
-        },
-    )
+    runtime.jobs.start(task.id, workflow_input(task))
     return task
+
+
+def workflow_input(task: Task) -> dict[str, Any]:
+    """The workflow's whole input: a reference to the task, and whether it has a webhook to deliver (``notify``,
+    for the state machine's Choice). No caller payload: the callback URL and the options stay in the task."""
+    state: dict[str, Any] = {"task_id": task.id}
+    if task.callback_url:
+        state["notify"] = "webhook"
+    return state

@@ -7,7 +7,6 @@ event; then the route's function handler runs in-process and its response is wri
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
 
+import pybase64
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -176,7 +176,7 @@ class LocalGateway:
     @staticmethod
     def _response(result: dict[str, Any]) -> GatewayResponse:
         raw = result.get("body") or ""
-        body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
+        body = pybase64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
         headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers[str(name)] = ",".join(str(v) for v in values)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from earshot.errors import NotFoundError
+from earshot.errors import AuthError, NotEnabledError, NotFoundError
 from earshot.keys import generate_key, hash_key, key_hint, new_id
-from earshot.ports import Account, AccountStore, ApiKey, LedgerEntry
+from earshot.ports import Account, AccountStore, ApiKey, LedgerEntry, Principal
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,13 @@ def key_account(store: AccountStore, key_id: str) -> tuple[ApiKey, Account]:
 def top_up_key(store: AccountStore, key_id: str, amount_micro_usd: int) -> LedgerEntry:
     _, account = key_account(store, key_id)
     return store.top_up(account_id=account.id, amount_micro_usd=amount_micro_usd, request_id=new_id("topup"))
+
+
+def audio_account(store: AccountStore, principal: Principal) -> Account:
+    """The caller's account, if audio routes are enabled for it."""
+    account = store.get_account(principal.account_id)
+    if account is None:
+        raise AuthError("the API key's account no longer exists")
+    if not account.audio_enabled:
+        raise NotEnabledError("audio is not enabled for this account")
+    return account

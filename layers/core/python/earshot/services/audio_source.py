@@ -1,13 +1,19 @@
-"""Where a request's audio comes from: the upload itself, base64 / data: URLs, or an https URL."""
+"""Where a request's audio comes from, resolved in one place for every route and the workflow.
+
+An ``AudioReference`` names exactly one of: the uploaded ``file`` bytes, an https ``url`` (fetched
+through the SSRF-safe fetcher), the ``file_id`` of a finished upload, or ``inline`` base64 / a
+``data:audio/...;base64,`` URL. ``resolve_audio`` turns it into bytes.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from earshot.errors import InvalidRequestError
 from earshot.ports import Principal
 from earshot.runtime import Runtime
-from earshot.services.metered import AudioPayload
+from earshot.services.charged_run import AudioPayload
 
 
 def _url_filename(url: str) -> str:
@@ -51,16 +57,53 @@ def from_upload_or_url(
     principal: Principal | None = None,
 ) -> AudioPayload:
     """Exactly one of an uploaded ``file``, a ``url``, or the ``file_id`` of a finished upload."""
-    given = [name for name, value in (("file", data), ("url", url), ("file_id", file_id)) if value]
+    return resolve_audio(
+        runtime,
+        AudioReference(data=data, url=url, file_id=file_id, filename=filename),
+        principal=principal,
+        deadline_sec=deadline_sec,
+        max_bytes=runtime.settings.max_inline_bytes if url else None,
+    )
+
+
+@dataclass(frozen=True)
+class AudioReference:
+    """Exactly one of ``data`` (the uploaded file), ``url``, ``file_id`` or ``inline`` (base64 or a data URL)."""
+
+    data: bytes | None = None
+    url: str | None = None
+    file_id: str | None = None
+    inline: str | None = None
+    filename: str = ""
+
+    def given(self) -> list[str]:
+        named = (("file", self.data), ("url", self.url), ("file_id", self.file_id), ("audio", self.inline))
+        return [name for name, value in named if value]
+
+
+def resolve_audio(
+    runtime: Runtime,
+    reference: AudioReference,
+    *,
+    principal: Principal | None,
+    deadline_sec: float,
+    max_bytes: int | None = None,
+) -> AudioPayload:
+    """The bytes ``reference`` names; a missing or doubled reference is a 400 before anything else."""
+    given = reference.given()
     if len(given) > 1:
         raise InvalidRequestError(f"send only one of file, url and file_id (got {', '.join(given)})", param=given[1])
-    if file_id:
+    limit = max_bytes or runtime.settings.max_fetch_bytes
+    if reference.file_id:
         from earshot.services.uploads import audio_from_file_id
 
-        assert principal is not None
-        return audio_from_file_id(runtime, principal, file_id)
-    if url:
-        return from_url(runtime, url, deadline_sec=deadline_sec, max_bytes=runtime.settings.max_inline_bytes)
-    if data is None:
+        if principal is None:
+            raise InvalidRequestError("a file_id needs the caller's account", param="file_id")
+        return audio_from_file_id(runtime, principal, reference.file_id)
+    if reference.url:
+        return from_url(runtime, reference.url, deadline_sec=deadline_sec, max_bytes=limit)
+    if reference.inline:
+        return from_base64(reference.inline, max_bytes=limit)
+    if reference.data is None:
         raise InvalidRequestError("missing the audio: send a 'file', a 'url' or a 'file_id'", param="file")
-    return AudioPayload(data, filename)
+    return AudioPayload(reference.data, reference.filename)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from earshot.engines.base import Transcript, TranscriptionOptions
 from earshot.runtime import Runtime
-from earshot.services.metered import Plan
+from earshot.services.charged_run import Plan
 
 
 @dataclass(frozen=True)

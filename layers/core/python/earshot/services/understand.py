@@ -10,7 +10,7 @@ from earshot.catalog import CatalogModel
 from earshot.engines.providers import GenerationResult
 from earshot.errors import SchemaMismatchError
 from earshot.runtime import Runtime
-from earshot.services.metered import Plan
+from earshot.services.charged_run import Plan
 from earshot.user_schema import check_user_schema
 
 # The extract-audio contract: at most 9.5 hours of audio.

@@ -9,28 +9,24 @@ event starts nothing twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import secrets
 import time
 from typing import Any
-from urllib.parse import unquote_plus
 
 from pydantic import BaseModel
 
+from earshot.blob_layout import inbox_key, upload_record_key
 from earshot.errors import InvalidRequestError, NotFoundError
-from earshot.observability import logger
-from earshot.ports import PresignedUpload, Principal, Task
+from earshot.ports import PresignedUpload, Principal
 from earshot.runtime import Runtime
 from earshot.schemas import UploadProcess as ProcessSpec
 from earshot.schemas import UploadRequestBody as UploadRequest
-from earshot.services.metered import AudioPayload
+from earshot.services.charged_run import AudioPayload
 
 MB = 1024 * 1024
 UPLOAD_URL_TTL_SEC = 3600
-_KEY = re.compile(r"^inbox/(?P<account>acct_[0-9a-f]+)/(?P<file_id>file-[0-9a-f]{24})/")
-_RECORD = "uploads/{file_id}.json"
 
 
 class UploadRecord(BaseModel):
@@ -59,28 +55,20 @@ def process_options(spec: ProcessSpec) -> dict[str, Any]:
 def create_upload(
     runtime: Runtime, principal: Principal, request: UploadRequest
 ) -> tuple[UploadRecord, PresignedUpload]:
-    if request.process is not None:
-        from earshot.jobs.kinds import prepare
+    """Store the upload record and sign its form. A ``process`` spec must have been planned already (api)."""
+    if request.process is not None and request.process.callback_url:  # the policy of every other callback_url
+        from earshot.url_policy import check_caller_url
 
-        if request.process.callback_url:  # the same address policy as every other callback_url
-            from earshot.url_policy import check_caller_url
-
-            check_caller_url(
-                request.process.callback_url,
-                param="process.callback_url",
-                settings=runtime.settings,
-                unresolved_ok=True,
-            )
-
-        # Refuse a process spec that could never run (unknown model, bad options) now, not after the upload.
-        prepare(runtime, request.process.kind, process_options(request.process), deadline_sec=60.0)
+        check_caller_url(
+            request.process.callback_url, param="process.callback_url", settings=runtime.settings, unresolved_ok=True
+        )
     file_id = f"file-{secrets.token_hex(12)}"
     now = int(time.time())
     record = UploadRecord(
         id=file_id,
         account_id=principal.account_id,
         key_id=principal.key_id,
-        key=f"inbox/{principal.account_id}/{file_id}/{_safe_name(request.filename)}",
+        key=inbox_key(principal.account_id, file_id, _safe_name(request.filename)),
         filename=request.filename,
         bytes=request.bytes,
         purpose=request.purpose,
@@ -89,9 +77,7 @@ def create_upload(
         created_at=now,
         expires_at=now + UPLOAD_URL_TTL_SEC,
     )
-    runtime.blobs.put(
-        _RECORD.format(file_id=file_id), record.model_dump_json().encode(), content_type="application/json"
-    )
+    runtime.blobs.put(upload_record_key(file_id), record.model_dump_json().encode(), content_type="application/json")
     presigned = runtime.blobs.presign_upload(record.key, max_bytes=request.bytes, expires_in=UPLOAD_URL_TTL_SEC)
     return record, presigned
 
@@ -100,7 +86,7 @@ def load_upload(runtime: Runtime, file_id: str) -> UploadRecord | None:
     if not re.fullmatch(r"file-[0-9a-f]{24}", file_id):
         return None
     try:
-        return UploadRecord.model_validate_json(runtime.blobs.get(_RECORD.format(file_id=file_id)))
+        return UploadRecord.model_validate_json(runtime.blobs.get(upload_record_key(file_id)))
     except NotFoundError:
         return None
 
@@ -114,47 +100,6 @@ def audio_from_file_id(runtime: Runtime, principal: Principal, file_id: str) -> 
         return AudioPayload(runtime.blobs.get(record.key), record.filename)
     except NotFoundError as exc:
         raise InvalidRequestError(f"file {file_id} has not been uploaded yet", param="file_id") from exc
-
-
-def _task_id(kind: str, created_at: int, bucket: str, key: str, version: str) -> str:
-    digest = hashlib.sha256(f"{bucket}/{key}/{version}".encode()).hexdigest()[:8]
-    return f"task-{kind}-{created_at}-{digest}"
-
-
-def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "") -> Task | None:
-    """Start the task an upload asked for. A duplicate event (same bucket, key, version) starts nothing."""
-    from earshot.jobs.submit import submit_task
-
-    key = unquote_plus(key)  # S3 event keys are URL-encoded
-    match = _KEY.match(key)
-    record = load_upload(runtime, match.group("file_id")) if match else None
-    if record is None or record.key != key or record.process is None:
-        logger.info("upload stored; nothing to process", extra={"key": key})
-        return None
-    from earshot.errors import EarshotError
-    from earshot.jobs.kinds import prepare
-    from earshot.services.account_gate import UNKNOWN_KEY, ensure_may_start
-
-    try:  # the account may have changed since the upload URL was issued: start nothing, charge nothing
-        ensure_may_start(runtime, record.account_id, record.key_id or UNKNOWN_KEY)
-    except EarshotError as refused:
-        logger.info("upload not processed", extra={"key": key, "code": refused.code, "reason": refused.message})
-        return None
-    spec = record.process
-    task_id = _task_id(spec.kind, record.created_at, bucket, key, version)
-    model = prepare(runtime, spec.kind, process_options(spec), deadline_sec=60.0).plan.model.sku
-    return submit_task(
-        runtime,
-        Principal(account_id=record.account_id, key_id=record.key_id or UNKNOWN_KEY),
-        kind=spec.kind,
-        model=model,
-        options=process_options(spec),
-        audio_blob_key=key,
-        delete_after=not record.retain,
-        callback_url=spec.callback_url,
-        task_id=task_id,
-        filename=record.filename,
-    )
 
 
 def s3_event_records(event: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -11,6 +11,7 @@ RIFF size) can never raise or lower the count by more than the trimming it is al
 
 from __future__ import annotations
 
-from earshot.audio.lengths.common import AudioLength, walk_length
+from earshot.audio.lengths.common import AudioLength
+from earshot.audio.lengths.walk import walk_length
 
 __all__ = ["AudioLength", "walk_length"]

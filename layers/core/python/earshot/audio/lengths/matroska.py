@@ -160,7 +160,29 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
         cluster_end = segment_end if length is None else min(segment_end, body + length)
         position = body
         number = track.number
+        track_byte = 0x80 | number if number < 0x7F else -1
         while position < cluster_end:
+            # Fast path: a SimpleBlock with a 1- or 2-byte size, of our track, unlaced (nearly every block).
+            if data[position] == _SIMPLE_BLOCK and position + 3 < size:
+                lead = data[position + 1]
+                block_body = block_end = -1
+                if lead & 0x80 and lead != 0xFF:  # 0xFF: unknown size
+                    block_body, block_end = position + 2, position + 2 + (lead & 0x7F)
+                elif 0x40 <= lead < 0x80 and not (lead == 0x7F and data[position + 2] == 0xFF):
+                    block_body = position + 3
+                    block_end = block_body + (((lead & 0x3F) << 8) | data[position + 2])
+                if (
+                    block_body >= 0
+                    and block_end <= size
+                    and block_end - block_body > 4
+                    and data[block_body] == track_byte
+                    and not data[block_body + 3] & 0x06
+                ):
+                    first_bytes.append(data[block_body + 4])
+                    first_bytes.append(data[block_body + 5] if block_end - block_body > 5 else 0)
+                    discard_ns = 0
+                    position = block_end
+                    continue
             child = _element(data, position)
             if child is None:
                 position = size

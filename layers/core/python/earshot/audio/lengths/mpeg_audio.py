@@ -145,14 +145,20 @@ def mp3_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     if info_frame:
         position += stream.sizes[_size_index(header)]
     frames = 0
-    sizes, reference, unpack = stream.sizes, stream.reference, _WORD.unpack_from
+    reference = stream.reference
+    # Per byte 2 of a header (bitrate, sample rate, padding): the frame size, 0 where the sample rate differs.
+    by_third_byte = [0] * 256
+    for third in range(256):
+        if (third >> 2) & 3 == (reference >> 10) & 3:
+            by_third_byte[third] = stream.sizes[(third >> 4) << 1 | (third >> 1) & 1]
+    first_byte, second_byte = 0xFF, (reference >> 16) & 0xFE  # the protection bit may differ per frame
     last = size - 4
     while True:
+        # The hot loop: three byte reads and a table lookup per frame.
         while position <= last:
-            header = unpack(data, position)[0]
-            if header & _STREAM_MASK != reference:
+            if data[position] != first_byte or data[position + 1] & 0xFE != second_byte:
                 break
-            length = sizes[(header >> 11) & 0x1E | (header >> 9) & 1]  # _size_index, inlined
+            length = by_third_byte[data[position + 2]]
             if not length:
                 break
             if position + length > size:

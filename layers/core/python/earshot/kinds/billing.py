@@ -6,10 +6,10 @@ from typing import Any
 
 from earshot.billing import usd, usd_text
 from earshot.schemas import Billing
-from earshot.services.metered import Metered
+from earshot.services.charged_run import ChargedRun
 
 
-def billing_block(outcome: Metered[Any]) -> Billing:
+def billing_block(outcome: ChargedRun[Any]) -> Billing:
     cost = outcome.cost_micro_usd
     balance = outcome.debit.balance_after_micro_usd
     return Billing(
@@ -23,7 +23,7 @@ def billing_block(outcome: Metered[Any]) -> Billing:
     )
 
 
-def billing_headers(outcome: Metered[Any]) -> dict[str, str]:
+def billing_headers(outcome: ChargedRun[Any]) -> dict[str, str]:
     return {
         "X-Earshot-Model": outcome.model.sku,
         "X-Earshot-Duration-Sec": f"{outcome.billed_seconds:.3f}",
