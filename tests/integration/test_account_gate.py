@@ -83,7 +83,8 @@ def _tasks(data_dir: Path) -> int:
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_an_issued_upload_starts_nothing_once_the_account_changed(account: NewKey, data_dir: Path, change: str) -> None:
-    from earshot.services.uploads import ingest_object, load_upload
+    from earshot.jobs.ingest import ingest_object
+    from earshot.services.uploads import load_upload
 
     body = {"filename": "a.wav", "bytes": len(WAV), "process": {"kind": "transcription"}}
     response = _post(account, "/v1/uploads", json.dumps(body).encode(), "application/json")
