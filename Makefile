@@ -32,7 +32,7 @@ setup: $(STAMP) $(FFPROBE) $(MODELS_STAMP) $(RECORDINGS_STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,dev,cdk]'
+	$(BIN)/pip install --quiet -e '.[local,dev,cdk,engines]'
 	$(BIN)/pip install --quiet --no-deps pocketsphinx==5.1.1
 	touch $@
 
