@@ -82,7 +82,10 @@ class TranscriptionForm(ContractModel):
     model: str = Field(default="transcribe", min_length=1, max_length=128)
     language: str | None = Field(default=None, max_length=32, description="ISO-639-1 code, e.g. en.")
     prompt: str | None = Field(default=None, max_length=4096)
-    response_format: ResponseFormat = "json"
+    response_format: ResponseFormat = Field(
+        default="verbose_json",
+        description="verbose_json by default, as the transcription document says (the openai SDK sends its own).",
+    )
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     timestamp_granularities: list[TimestampGranularity] = Field(
         default_factory=lambda: list[TimestampGranularity](["segment"]),

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from earshot.engines.base import Transcript
 from earshot.kinds.base import Prepared, Rendered, rendered_json
 from earshot.kinds.billing import billing_block, billing_headers
-from earshot.render import language_name, render_srt, render_text, render_vtt
+from earshot.render import full_language_name, render_srt, render_text, render_vtt
 from earshot.runtime import Runtime
 from earshot.schemas import (
     DiarizedSegmentOut,
@@ -74,7 +74,7 @@ def _render(
     if fmt == "verbose_json":
         body = TranscriptionVerboseJson(
             task=task,
-            language=language_name(transcript.language),
+            language=full_language_name(transcript.language),
             duration=bill.duration_sec,
             text=transcript.text,
             segments=[
