@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, handler, metering
+from bench import ears, fanout, handler, metering
 from bench.peer_report import PEER_HEADING
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def main() -> None:
         "peak_rss": handler.peak_rss(),
         "fanout": fanout.main(),
     }
-    text = render(results)
+    text = render(results) + "\n" + "\n".join(ears.render(ears.main())) + "\n"
     target = REPO / "docs" / "benchmarks.md"
     # `make bench-peer` owns its own section (it needs LiteLLM's venv); keep it when the rest is rewritten.
     previous = target.read_text() if target.exists() else ""

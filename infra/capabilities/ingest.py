@@ -13,15 +13,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
 from earshot.blob_layout import INBOX_PREFIX
-from infra.constants import (
-    INGEST_ASYNC_RETRIES,
-    INGEST_MAX_EVENT_AGE_SEC,
-    OPERATOR_QUEUE_RETENTION_DAYS,
-)
+from infra.capabilities.queues import operator_queue
+from infra.constants import INGEST_ASYNC_RETRIES, INGEST_MAX_EVENT_AGE_SEC
 from infra.nag import acknowledge
 
 # CDK's singleton Lambda that writes a bucket's notification configuration (Custom::S3BucketNotifications).
@@ -37,24 +33,8 @@ class UploadIngest(Construct):
         # Lambda retries an asynchronous event twice, then drops it: the upload would never be processed. The
         # on-failure destination keeps the event (with the error) instead; re-invoking ingest with it is safe, as the
         # task id is derived from the object.
-        self.failed_events = sqs.Queue(
-            self,
-            "FailedEvents",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(OPERATOR_QUEUE_RETENTION_DAYS),
-        )
-        acknowledge(
-            self.failed_events,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter destination of the ingest function's failed S3 events; an operator "
-            "reads it (the alarm fires on its first message), nothing consumes it automatically.",
-        )
-        acknowledge(
-            self.failed_events,
-            "Serverless-SQSRedrivePolicy",
-            "A redrive policy moves messages a consumer failed on; this dead-letter queue has no consumer, only an "
-            "operator (alerted by its alarm) who re-invokes ingest with the events.",
+        self.failed_events = operator_queue(
+            self, "FailedEvents", holds="the ingest function's S3 events that failed after Lambda's retries"
         )
         ingest.configure_async_invoke(
             on_failure=destinations.SqsDestination(self.failed_events),

@@ -22,11 +22,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from earshot.workflow import FAILED_STATE_ERROR
+from infra.capabilities.queues import operator_queue
 from infra.constants import (
     ALARM_PERIOD_MIN,
     API_5XX_RATE_THRESHOLD_PCT,
     METRICS_NAMESPACE,
-    OPERATOR_QUEUE_RETENTION_DAYS,
     PROVIDER_ERRORS_METRIC,
     PROVIDER_ERRORS_THRESHOLD,
     SERVICE_NAME,
@@ -173,24 +173,8 @@ class Monitoring(Construct):
         cannot tell routine from unexpected; the status-change event can (its ``error``): a timeout, an abort, or a
         failure with any other error (refund_and_fail itself failed) lands in this queue.
         """
-        queue = sqs.Queue(
-            self,
-            "UnexpectedTaskExecutions",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(OPERATOR_QUEUE_RETENTION_DAYS),
-        )
-        acknowledge(
-            queue,
-            "AwsSolutions-SQS3",
-            "This queue is an operator's inbox of unexpected task execution endings (EventBridge events); its alarm "
-            "fires on the first message and nothing consumes it automatically, so it needs no dead-letter queue.",
-        )
-        acknowledge(
-            queue,
-            "Serverless-SQSRedrivePolicy",
-            "A redrive policy moves messages a consumer failed on; this queue has no consumer, only an operator "
-            "alerted by its alarm.",
+        queue = operator_queue(
+            self, "UnexpectedTaskExecutions", holds="EventBridge events of task executions that ended unexpectedly"
         )
         rule = events.Rule(
             self,

@@ -54,7 +54,7 @@ def test_verbose_json_has_segments_words_and_duration(server, speech_mp3: Path) 
             timestamp_granularities=["word", "segment"],
             language="en",
         )
-    assert result.language == "english"
+    assert result.language == "English"
     assert 2.0 < result.duration < 6.0
     assert result.segments and all(0 <= s.start < s.end <= result.duration + 0.05 for s in result.segments)
     assert result.words and all(w.start <= w.end for w in result.words)

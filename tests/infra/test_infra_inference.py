@@ -50,7 +50,8 @@ def test_the_image_installs_earshot_with_its_pinned_dependencies() -> None:
     assert "COPY pyproject.toml README.md /build/" in steps
     assert "COPY layers/core/python/ /build/layers/core/python/" in steps
     install = next(step for step in steps if step.startswith("RUN ${PIP} --target"))
-    assert '"${LAMBDA_TASK_ROOT}" /build' in install  # the project itself: pyproject.toml's exact pins
+    # The project itself with its engines' extra: pyproject.toml's exact pins.
+    assert '"${LAMBDA_TASK_ROOT}" "/build[inference]"' in install
     assert 'COPY functions/inference/handler.py "${LAMBDA_TASK_ROOT}/"' in steps
 
 
@@ -159,14 +160,19 @@ def _runtime_closure(root: str = "earshot") -> set[str]:
     seen: set[str] = set()
     pending = [root]
     while pending:
-        for line in importlib.metadata.requires(pending.pop()) or []:
+        name = pending.pop()
+        for line in importlib.metadata.requires(name) or []:
             requirement = Requirement(line)
-            if requirement.marker is not None and not requirement.marker.evaluate(lambda_environment):
+            # The image installs earshot with its `inference` extra; other packages without theirs.
+            extras = ("", "inference") if name == root else ("",)
+            if requirement.marker is not None and not any(
+                requirement.marker.evaluate({**lambda_environment, "extra": extra}) for extra in extras
+            ):
                 continue
-            name = requirement.name.lower().replace("_", "-")
-            if name not in seen:
-                seen.add(name)
-                pending.append(name)
+            dependency = requirement.name.lower().replace("_", "-")
+            if dependency not in seen:
+                seen.add(dependency)
+                pending.append(dependency)
     return seen
 
 

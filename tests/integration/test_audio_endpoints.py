@@ -327,7 +327,7 @@ def test_v2_transcribe_shape(account: NewKey, upstream: Any) -> None:
     assert response.status == 200, response.body
     payload = _json(response)
     assert payload["transcript"] == "Hello there. How are you?"
-    assert payload["metadata"] == {"language": "english", "duration": "2.000"}
+    assert payload["metadata"] == {"language": "English", "duration": "2.000"}
     assert payload["cost"] == {"completion": 0.0, "prompt": 0.0009, "total": 0.0009, "currency": "USD"}
     assert set(payload) == {"instanceId", "transcript", "metadata", "tokenUsage", "cost"}
 

@@ -34,3 +34,13 @@ def test_language_names_follow_openai() -> None:
     assert language_name("en") == "english"
     assert language_name("en-US") == "english"
     assert language_name("xx") == "xx"
+
+
+def test_full_language_names_as_the_documents_show_them() -> None:
+    from earshot.render import full_language_name
+
+    assert full_language_name("en") == "English"
+    assert full_language_name("en-US") == "English"
+    assert full_language_name("es") == "Spanish"
+    assert full_language_name("xx") == "xx"
+    assert full_language_name("") == ""

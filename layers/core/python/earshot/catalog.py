@@ -26,6 +26,11 @@ class CatalogModel(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     languages: list[str] | None = None
     translates: bool = False
+    sound_events: bool = Field(
+        default=True,
+        description="embedded:analyzer only: run the YAMNet sound-event tagger (switch off where its unclear "
+        "licence is not acceptable; answers then say sound events were not measured)",
+    )
     description: str = ""
     base_url: str | None = Field(default=None, pattern=r"^https?://")
     credential: str | None = Field(default=None, pattern=r"^(env|ssm|secret):\S+$")

@@ -42,3 +42,14 @@ def render_vtt(segments: list[Segment]) -> str:
         if seg.text.strip()
     ]
     return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def full_language_name(code: str) -> str:
+    """The language's full English name as the reference documents show it (``en`` -> ``English``).
+
+    An unknown code (or an empty one) is reported as given.
+    """
+    name = language_name(code)
+    if not code or name == code:
+        return code
+    return " ".join(word.capitalize() for word in name.split(" "))

@@ -100,11 +100,11 @@ class Runtime:
 
     def _engine(self, model: CatalogModel, role: str) -> Any:
         # Keyed by endpoint and credential too: two SKUs on one provider may point at different upstreams.
-        key = (role, model.provider, model.base_url, model.credential, model.upstream_model)
+        key = (role, model.provider, model.base_url, model.credential, model.upstream_model, str(model.sound_events))
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
-                engine = _build_engine(model, role)
+                engine = _build_engine(model, role, self)
                 if model.provider.startswith("embedded:") and self.settings.inference_function:
                     engine = self._remote(engine, model, role)
                 if self._fans_out(model, role):
@@ -164,7 +164,15 @@ class Runtime:
         return engine
 
 
-def _build_engine(model: CatalogModel, role: str) -> Any:
+def _speech_source(runtime: Runtime) -> Any:
+    """The catalog's ``transcribe`` SKU as (engine, sku, languages), for engines that need words; None if absent."""
+    model = runtime.catalog.find("transcribe")
+    if model is None or model.kind != "transcription":
+        return None
+    return runtime.transcription_engine(model), model.sku, model.languages
+
+
+def _build_engine(model: CatalogModel, role: str, runtime: Runtime) -> Any:
     if model.provider == "embedded:pocketsphinx" and role == "transcription":
         from earshot.engines.embedded import LazyPocketsphinx
 
@@ -172,7 +180,7 @@ def _build_engine(model: CatalogModel, role: str) -> Any:
     if model.provider == "embedded:analyzer" and role == "question":
         from earshot.engines.embedded import LazyAnalyzer
 
-        return LazyAnalyzer()
+        return LazyAnalyzer(lambda: _speech_source(runtime), sound_events=model.sound_events)
     if model.provider.startswith("embedded:"):
         raise ProviderError(f"model {model.sku!r} cannot serve this request")
     from earshot.adapters.credentials import resolve_credential

@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from earshot.limits import MAX_UPLOAD_BYTES
 
-ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
+ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt", "diarized_json"]
 TimestampGranularity = Literal["segment", "word"]
 
 
@@ -53,6 +54,17 @@ class DurationUsage(ContractModel):
 
 
 # -- transcriptions ----------------------------------------------------------------------------
+class ServerVadChunking(ContractModel):
+    """OpenAI's ``server_vad`` chunking object (its numbers are accepted and range-checked)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["server_vad"]
+    prefix_padding_ms: int | None = Field(default=None, ge=0, le=10_000)
+    silence_duration_ms: int | None = Field(default=None, ge=0, le=10_000)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
 class TranscriptionForm(ContractModel):
     """``multipart/form-data`` fields of ``POST /v1/audio/transcriptions`` (and translations)."""
 
@@ -70,13 +82,54 @@ class TranscriptionForm(ContractModel):
     model: str = Field(default="transcribe", min_length=1, max_length=128)
     language: str | None = Field(default=None, max_length=32, description="ISO-639-1 code, e.g. en.")
     prompt: str | None = Field(default=None, max_length=4096)
-    response_format: ResponseFormat = "json"
+    response_format: ResponseFormat = Field(
+        default="verbose_json",
+        description="verbose_json by default, as the transcription document says (the openai SDK sends its own).",
+    )
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     timestamp_granularities: list[TimestampGranularity] = Field(
         default_factory=lambda: list[TimestampGranularity](["segment"]),
         alias="timestamp_granularities[]",
         description="With verbose_json: segment (default) and/or word.",
     )
+    known_speaker_names: list[str] = Field(
+        default_factory=list,
+        alias="known_speaker_names[]",
+        max_length=4,
+        description="With diarized_json: names for the voices in known_speaker_references[] (up to 4).",
+    )
+    known_speaker_references: list[str] = Field(
+        default_factory=list,
+        alias="known_speaker_references[]",
+        max_length=4,
+        description="With diarized_json: data:audio/...;base64, URLs of 2-10 s clips, one per known speaker name.",
+    )
+    chunking_strategy: Literal["auto"] | ServerVadChunking | None = Field(
+        default=None,
+        description='"auto" or {"type": "server_vad", ...}: accepted; the audio is cut at voice-activity silences '
+        "either way.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_chunking_strategy(cls, data: Any) -> Any:
+        """The openai SDK sends ``chunking_strategy[type]=server_vad``; curl users may send a JSON object."""
+        if not isinstance(data, dict):
+            return data
+        nested = {key[len("chunking_strategy[") : -1]: data[key] for key in data if _is_chunking_key(key)}
+        if nested:
+            data = {key: value for key, value in data.items() if not _is_chunking_key(key)}
+            data["chunking_strategy"] = nested
+        value = data.get("chunking_strategy")
+        if isinstance(value, str) and value.strip().startswith("{"):
+            import json
+
+            with contextlib.suppress(ValueError):  # if it does not parse, validation says what is expected
+                data = {**data, "chunking_strategy": json.loads(value)}
+        elif value == "":
+            data = {**data, "chunking_strategy": None}
+        return data
+
     stream: bool = Field(
         default=False,
         description="Stream the text as it is decoded: Server-Sent Events transcript.text.delta ... "
@@ -92,6 +145,10 @@ class TranscriptionForm(ContractModel):
         if not all(ch.isalpha() or ch in "-_" for ch in value):
             raise ValueError("must be a language code such as 'en'")
         return value
+
+
+def _is_chunking_key(key: object) -> bool:
+    return isinstance(key, str) and key.startswith("chunking_strategy[") and key.endswith("]")
 
 
 class WordOut(ContractModel):
@@ -127,6 +184,27 @@ class TranscriptionVerboseJson(ContractModel):
     text: str
     segments: list[SegmentOut]
     words: list[WordOut] | None = None
+    model: str
+    usage: DurationUsage
+    billing: Billing
+
+
+class DiarizedSegmentOut(ContractModel):
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str = Field(description="A, B, ... in order of appearance, or a name from known_speaker_names[].")
+
+
+class TranscriptionDiarizedJson(ContractModel):
+    """OpenAI's ``TranscriptionDiarized``, plus Earshot's ``model`` and ``billing``."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegmentOut]
     model: str
     usage: DurationUsage
     billing: Billing

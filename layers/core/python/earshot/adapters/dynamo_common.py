@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from earshot.adapters.dynamo_layout import Index
 from earshot.errors import RateLimitedError
 
 # boto3 ships no type hints (mypy-boto3-dynamodb would add them); the client is a low-level
@@ -103,3 +104,21 @@ def delete_all(client: DynamoDBClient, table: str, keys: list[Item], *, what: st
             backoff(attempt)
         else:
             raise RateLimitedError(f"could not delete every item of {what}; retry shortly", retry_after=1)
+
+
+def query_flagged(
+    client: DynamoDBClient, table: str, index: Index, *, flag: str, before: int, limit: int
+) -> Iterator[Item]:
+    """Items of a sparse index (partition: a flag only flagged items carry; sort: a number), sort key below
+    ``before``, in ascending order, at most ``limit``: the open holds, the unfinished tasks."""
+    if limit <= 0:
+        return iter(())
+    assert index.sort is not None
+    return query(
+        client,
+        TableName=table,
+        IndexName=index.name,
+        KeyConditionExpression=f"{index.partition.name} = :flag AND {index.sort.name} < :before",
+        ExpressionAttributeValues={":flag": s(flag), ":before": n(before)},
+        Limit=limit,
+    )

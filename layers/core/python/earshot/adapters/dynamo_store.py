@@ -32,6 +32,7 @@ from earshot.adapters.dynamo_common import (
     get_item,
     n,
     query,
+    query_flagged,
     s,
 )
 from earshot.adapters.dynamo_layout import ACCOUNTS, API_KEYS, LEDGER, OPEN_HOLD, OPEN_HOLD_ATTRIBUTE
@@ -501,17 +502,8 @@ class DynamoStore:
 
     def open_holds(self, *, created_before: int, limit: int = 100) -> list[LedgerEntry]:
         """Oldest first, from the sparse ``open_holds`` index (eventually consistent)."""
-        if limit <= 0:
-            return []
-        index = LEDGER.indexes[1]
-        assert index.sort is not None
-        items = query(
-            self._client,
-            TableName=self._ledger,
-            IndexName=index.name,
-            KeyConditionExpression=f"{index.partition.name} = :open AND {index.sort.name} < :before",
-            ExpressionAttributeValues={":open": s(OPEN_HOLD), ":before": n(created_before)},
-            Limit=limit,
+        items = query_flagged(
+            self._client, self._ledger, LEDGER.indexes[1], flag=OPEN_HOLD, before=created_before, limit=limit
         )
         return [self._entry(item) for item in items]
 

@@ -37,6 +37,7 @@ from earshot.adapters.dynamo_common import (
     n,
     old_item,
     query,
+    query_flagged,
     s,
 )
 from earshot.adapters.dynamo_layout import IDEMPOTENCY, STEP_MARKERS, TASK_EVENTS, TASKS, UNFINISHED_ATTRIBUTE
@@ -167,15 +168,8 @@ class DynamoTaskStore(_Tables):
 
     def list_unfinished(self, *, updated_before: int, limit: int = 100) -> list[Task]:
         """From the sparse ``unfinished`` index (eventually consistent), oldest change first."""
-        index = TASKS.indexes[0]
-        assert index.sort is not None
-        items = query(
-            self._client,
-            TableName=self._tasks,
-            IndexName=index.name,
-            KeyConditionExpression=f"{index.partition.name} = :open AND {index.sort.name} < :before",
-            ExpressionAttributeValues={":open": s(_UNFINISHED), ":before": n(updated_before)},
-            Limit=limit,
+        items = query_flagged(
+            self._client, self._tasks, TASKS.indexes[0], flag=_UNFINISHED, before=updated_before, limit=limit
         )
         now = self._now()
         return [task for task in (self._task(item) for item in items) if task.expires_at > now]

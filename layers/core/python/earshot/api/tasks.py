@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 
 from aws_lambda_powertools.event_handler.api_gateway import Response
 
 from earshot.blob_layout import task_input_key, task_result_key
+from earshot.errors import InvalidRequestError
 from earshot.http.app import json_response
 from earshot.http.request import ApiRequest
 from earshot.http.streaming import can_stream, sse, sse_comment, stream_response
@@ -38,8 +40,14 @@ def get_task(request: ApiRequest) -> Response[str]:
 
 
 def _last_event_id(request: ApiRequest) -> int:
-    raw = request.headers.get("last-event-id") or request.query.get("last_event_id") or "0"
-    return int(raw) if raw.isdigit() else 0
+    """The id of the last event the client saw: an event sequence number this stream sent (at most 15 digits)."""
+    raw = (request.headers.get("last-event-id") or request.query.get("last_event_id") or "0").strip()
+    if not re.fullmatch(r"[0-9]{1,15}", raw):
+        param = "Last-Event-ID" if request.headers.get("last-event-id") else "last_event_id"
+        raise InvalidRequestError(
+            "Last-Event-ID must be an event id this stream sent (digits, at most 15)", param=param
+        )
+    return int(raw)
 
 
 def task_events(request: ApiRequest) -> Response[str]:

@@ -12,7 +12,11 @@ from earshot.http.request import ApiRequest
 from earshot.runtime import get_runtime
 from earshot.schemas import TranscriptionForm
 
-_LIST_FIELDS = {name: "timestamp_granularities[]" for name in ("timestamp_granularities[]", "timestamp_granularities")}
+_LIST_FIELDS = {
+    name + suffix: name + "[]"
+    for name in ("timestamp_granularities", "known_speaker_names", "known_speaker_references")
+    for suffix in ("[]", "")
+}
 
 
 def create_transcription(request: ApiRequest) -> Response[str]:

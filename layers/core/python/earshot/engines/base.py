@@ -24,6 +24,7 @@ class Segment(BaseModel):
     words: list[Word] = Field(default_factory=list)
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    speaker: str | None = Field(default=None, description="Set by diarization: A, B, ... or a known speaker's name.")
 
 
 class Transcript(BaseModel):

@@ -50,13 +50,17 @@ class LazyPocketsphinx(_Lazy):
 
 
 class LazyAnalyzer(_Lazy):
-    """``AudioQuestionEngine`` for ``embedded:analyzer``."""
+    """``AudioQuestionEngine`` for ``embedded:analyzer``.
 
-    def __init__(self) -> None:
+    ``speech`` gives the transcription engine to hear words with (the catalog's ``transcribe`` SKU), its SKU and
+    languages, or None; ``sound_events`` is the catalog's switch for the sound-event tagger.
+    """
+
+    def __init__(self, speech: Callable[[], Any] | None = None, *, sound_events: bool = True) -> None:
         def build() -> Any:
             from earshot.engines.analyzer_engine import AnalyzerQuestionEngine
 
-            return AnalyzerQuestionEngine()
+            return AnalyzerQuestionEngine(speech or (lambda: None), sound_events=sound_events)
 
         super().__init__(build)
 

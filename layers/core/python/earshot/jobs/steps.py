@@ -25,6 +25,7 @@ from earshot.metering import MeteredAudio
 from earshot.observability import logger
 from earshot.ports import LedgerEntry, Task
 from earshot.runtime import Runtime
+from earshot.services.account_gate import ensure_may_start
 from earshot.services.audio_input import staged_blob
 from earshot.services.audio_source import AudioReference, resolve_audio
 from earshot.services.charged_run import (
@@ -79,6 +80,7 @@ def _pricing(prepared: Prepared, task: Task, metered: MeteredAudio) -> Pricing:
 def resolve_input(runtime: Runtime, state: State) -> State:
     """Make the audio a blob: fetch a URL through the SSRF-safe fetcher, or keep the stored upload."""
     task = _task(runtime, state)
+    ensure_may_start(runtime, task.account_id, task.request.get("key_id"))  # queued work obeys the account now
     source = dict(task.request.get("source") or {})
     filename = str(task.request.get("filename") or "")
     if "blob_key" in source:
@@ -109,6 +111,8 @@ def meter(runtime: Runtime, state: State) -> State:
 def reserve(runtime: Runtime, state: State) -> State:
     """Check the limits and hold the price (keyed by the task id, so a retry charges once); 402 fails it unpaid."""
     task = _task(runtime, state)
+    # Again right before the charge (audio switch, key); the hold itself refuses an insufficient balance.
+    ensure_may_start(runtime, task.account_id, task.request.get("key_id"), check_balance=False)
     prepared = _prepared(runtime, task)
     metered = MeteredAudio(**state["metered"])
     check_limits(runtime, prepared.plan, metered, path="task", time_left_sec=_step_deadline("run_engine"))

@@ -41,7 +41,7 @@ def submit_task(
         kind=kind,
         account_id=principal.account_id,
         model=model,
-        request={"options": options, "filename": filename, "request_id": request_id},
+        request={"options": options, "filename": filename, "request_id": request_id, "key_id": principal.key_id},
         callback_url=callback_url,
         stream=stream,
     )

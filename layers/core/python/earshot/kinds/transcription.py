@@ -7,11 +7,13 @@ from typing import Any, Literal
 from earshot.engines.base import Transcript
 from earshot.kinds.base import Prepared, Rendered, rendered_json
 from earshot.kinds.billing import billing_block, billing_headers
-from earshot.render import language_name, render_srt, render_text, render_vtt
+from earshot.render import full_language_name, render_srt, render_text, render_vtt
 from earshot.runtime import Runtime
 from earshot.schemas import (
+    DiarizedSegmentOut,
     DurationUsage,
     SegmentOut,
+    TranscriptionDiarizedJson,
     TranscriptionForm,
     TranscriptionJson,
     TranscriptionVerboseJson,
@@ -49,6 +51,9 @@ def _prepare(
             temperature=form.temperature,
             word_timestamps="word" in form.timestamp_granularities,
             deadline_sec=deadline_sec,
+            diarize=form.response_format == "diarized_json",
+            known_speaker_names=form.known_speaker_names,
+            known_speaker_references=form.known_speaker_references,
         ),
     )
     return Prepared(plan=plan, render=lambda outcome: _render(outcome, form, task))
@@ -69,7 +74,7 @@ def _render(
     if fmt == "verbose_json":
         body = TranscriptionVerboseJson(
             task=task,
-            language=language_name(transcript.language),
+            language=full_language_name(transcript.language),
             duration=bill.duration_sec,
             text=transcript.text,
             segments=[
@@ -92,6 +97,25 @@ def _render(
             billing=bill,
         )
         return rendered_json(body, headers=headers)
+    if fmt == "diarized_json":
+        diarized = TranscriptionDiarizedJson(
+            duration=bill.duration_sec,
+            text=transcript.text,
+            segments=[
+                DiarizedSegmentOut(
+                    id=f"seg_{seg.id:03d}",
+                    start=round(seg.start, 3),
+                    end=round(seg.end, 3),
+                    text=seg.text.strip(),
+                    speaker=seg.speaker or "A",
+                )
+                for seg in transcript.segments
+            ],
+            model=outcome.model.sku,
+            usage=usage,
+            billing=bill,
+        )
+        return rendered_json(diarized, headers=headers)
     if fmt == "text":
         text = render_text(transcript.text)
     elif fmt == "srt":

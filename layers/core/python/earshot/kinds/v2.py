@@ -9,7 +9,7 @@ from earshot.billing import usd
 from earshot.engines.base import Transcript
 from earshot.kinds.base import Prepared, Rendered, rendered_json
 from earshot.kinds.billing import billing_headers
-from earshot.render import language_name
+from earshot.render import full_language_name
 from earshot.runtime import Runtime
 from earshot.schemas import V2Cost, V2Metadata, V2TokenUsage, V2TranscribeForm, V2TranscribeResponse
 from earshot.services.charged_run import ChargedRun
@@ -32,7 +32,7 @@ def _render(outcome: ChargedRun[Transcript]) -> Rendered:
             instanceId=str(uuid.uuid4()),
             transcript=outcome.result.text,
             metadata=V2Metadata(
-                language=language_name(outcome.result.language), duration=f"{outcome.billed_seconds:.3f}"
+                language=full_language_name(outcome.result.language), duration=f"{outcome.billed_seconds:.3f}"
             ),
             tokenUsage=V2TokenUsage(completionTokens=0, promptTokens=0, totalTokens=0),
             cost=V2Cost(completion=0.0, prompt=cost, total=cost, currency="USD"),

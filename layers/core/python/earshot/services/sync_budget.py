@@ -14,9 +14,15 @@ import math
 from earshot.catalog import CatalogModel
 from earshot.errors import AudioTooLongForSyncError
 
-# CPU-seconds of engine work per second of audio (one thread), measured: docs/benchmarks.md. The analyzer
-# transcribes too (its answer includes the embedded transcript), so it costs at least the recogniser.
+# Engine seconds per second of audio, as the engine runs on 2 vCPUs (the inference function; this machine's 2
+# cores), by SKU, else by provider; measured on real read speech (docs/benchmarks.md, docs/decisions.md):
+# Whisper base 15.5 CPU-s and tiny.en 5.0 CPU-s per 60 s on two CTranslate2 threads; pocketsphinx 0.385 CPU-s
+# per s on its one thread. The analyzer transcribes too (its answer includes the embedded transcript), so it
+# costs at least the recogniser.
 ENGINE_SEC_PER_AUDIO_SEC: dict[str, float] = {
+    "whisper-base": 0.13,
+    "whisper-tiny-en": 0.042,
+    "embedded:whisper": 0.13,  # another Whisper SKU: as base
     "embedded:pocketsphinx": 0.385,
     "embedded:analyzer": 0.45,
 }
@@ -28,7 +34,7 @@ PER_CHUNK_OVERHEAD_SEC = 0.5
 
 def engine_rate(model: CatalogModel) -> float | None:
     """The measured engine seconds per audio second of ``model``'s engine, or ``None`` when it is not predicted."""
-    return ENGINE_SEC_PER_AUDIO_SEC.get(model.provider)
+    return ENGINE_SEC_PER_AUDIO_SEC.get(model.sku, ENGINE_SEC_PER_AUDIO_SEC.get(model.provider))
 
 
 def predicted_sec(audio_sec: float, rate: float, *, workers: int = 1, max_chunk_sec: float | None = None) -> float:

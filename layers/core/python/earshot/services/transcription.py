@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from earshot.engines.base import Transcript, TranscriptionOptions
+from earshot.errors import InvalidRequestError
 from earshot.runtime import Runtime
 from earshot.services.charged_run import Plan
 
@@ -19,6 +22,9 @@ class TranscriptionJob:
     temperature: float = 0.0
     word_timestamps: bool = False
     deadline_sec: float | None = None
+    diarize: bool = False
+    known_speaker_names: Sequence[str] = field(default_factory=tuple)
+    known_speaker_references: Sequence[str] = field(default_factory=tuple)
 
 
 def plan_transcription(runtime: Runtime, job: TranscriptionJob) -> Plan[Transcript]:
@@ -35,4 +41,24 @@ def plan_transcription(runtime: Runtime, job: TranscriptionJob) -> Plan[Transcri
         deadline_sec=job.deadline_sec,
     )
     engine.check(options)
-    return Plan(model=model, work=lambda path, _metered: engine.transcribe(path, options), label=job.task)
+    if not job.diarize:
+        if job.known_speaker_names or job.known_speaker_references:
+            raise InvalidRequestError(
+                "known_speaker_names[] and known_speaker_references[] need response_format=diarized_json",
+                param="response_format",
+            )
+        return Plan(model=model, work=lambda path, _metered: engine.transcribe(path, options), label=job.task)
+    if job.task != "transcribe":
+        raise InvalidRequestError(
+            "diarized_json is a transcription format, not a translation one", param="response_format"
+        )
+    from earshot.services.diarization import check_known_speakers, diarize_transcript
+
+    known = check_known_speakers(job.known_speaker_names, job.known_speaker_references)
+    # Word times let a segment that spans two voices be split where the voice changes.
+    timed = options.model_copy(update={"word_timestamps": True})
+
+    def work(path: Path, _metered: object) -> Transcript:
+        return diarize_transcript(engine.transcribe(path, timed), path, known)
+
+    return Plan(model=model, work=work, label="diarize")

@@ -33,6 +33,7 @@ UPLOAD_URL_TTL_SEC = 3600
 class UploadRecord(BaseModel):
     id: str
     account_id: str
+    key_id: str = ""  # the API key that asked for the upload (its revocation stops the processing)
     key: str
     filename: str
     bytes: int
@@ -67,6 +68,7 @@ def create_upload(
     record = UploadRecord(
         id=file_id,
         account_id=principal.account_id,
+        key_id=principal.key_id,
         key=inbox_key(principal.account_id, file_id, _safe_name(request.filename)),
         filename=request.filename,
         bytes=request.bytes,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 # The decoder's demuxer whitelist: the analyzer opens uploads exactly as safely as the speech path does.
 from earshot.engines.analyzer.decoding import _decode
@@ -17,20 +19,29 @@ from earshot.engines.analyzer.timeline import (
     _SILENCE,
     _SPEECH,
     _label_frames,
+    _labels_from_models,
     _pitch_range,
     _silent_frames,
     _timeline,
 )
 from earshot.engines.analyzer.tracks import _frame_tracks
 
+Spans = Sequence[tuple[float, float]]
 
-def analyze_audio(path: Path) -> AcousticReport:
+
+def analyze_audio(
+    path: Path, *, content_from: Callable[[npt.NDArray[np.int16]], tuple[Spans, Spans | None]] | None = None
+) -> AcousticReport:
     """Measure the first audio stream of a local file.
 
     Parameters
     ----------
     path
         A local audio or video file in any format the speech engine's decoder reads.
+    content_from
+        Models that say where the speech and the music are, given the 16 kHz mono PCM: (speech spans, music spans
+        or None). Their spans replace the heuristic's speech and music labels (silence stays measured); with music
+        None only speech is replaced, and the heuristic's speech elsewhere becomes other sound.
 
     Returns
     -------
@@ -48,6 +59,8 @@ def analyze_audio(path: Path) -> AcousticReport:
     silent = _silent_frames(tracks.energy_db)
     rhythm = _rhythm(tracks.flux)
     labels = _label_frames(tracks, silent, rhythm.strength)
+    if content_from is not None:
+        labels = _labels_from_models(labels, silent, *content_from(decoded.pcm))
     shares = np.bincount(labels, minlength=len(_LABELS)) / len(labels)
     levels = decoded.levels
     background, loud = np.percentile(tracks.energy_db, [10, 95])

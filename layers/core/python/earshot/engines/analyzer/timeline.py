@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -123,6 +124,28 @@ def _label_frames(tracks: _Tracks, silent: Bools, rhythm: F32) -> npt.NDArray[np
     labels = np.repeat(per_second.astype(np.int8), _SEGMENT_FRAMES)[:count]
     labels[silent] = _SILENCE
     return labels
+
+
+def _labels_from_models(
+    labels: npt.NDArray[np.int8],
+    silent: Bools,
+    speech: Sequence[tuple[float, float]],
+    music: Sequence[tuple[float, float]] | None,
+) -> npt.NDArray[np.int8]:
+    """Speech where the voice-activity model found it, music where the tagger did, other sound elsewhere."""
+    times = np.arange(len(labels)) / _FRAME_RATE
+
+    def inside(spans: Sequence[tuple[float, float]]) -> Bools:
+        mask = np.zeros(len(labels), dtype=bool)
+        for start, end in spans:
+            mask |= (times >= start) & (times < end)
+        return mask
+
+    other = np.where(labels == _SPEECH, _OTHER, labels) if music is None else np.full(len(labels), _OTHER)
+    if music is not None:
+        other = np.where(inside(music), _MUSIC, other)
+    result = np.where(inside(speech), _SPEECH, other)
+    return np.where(silent, _SILENCE, result).astype(np.int8)
 
 
 def _around_each_second(track: npt.NDArray[Any], seconds: int, context: int) -> F32:
