@@ -43,8 +43,10 @@ def _handle(request: ApiRequest, *, kind: str) -> Response[str]:
     options = form.model_dump(mode="json", by_alias=True, exclude={"file", "url", "file_id"})
     audio = form_audio(request, form, parsed.filename)
     if form.stream:
-        if form.response_format not in ("json", "text"):
-            raise InvalidRequestError("stream=true needs response_format json or text", param="response_format")
+        if form.response_format not in ("json", "text", "verbose_json"):
+            raise InvalidRequestError(
+                "stream=true needs response_format json, text or verbose_json", param="response_format"
+            )
         if not read_controls(request, parsed.controls).run_async:
             return stream_transcription(request, kind=kind, options=options, audio=audio)
     return process(
