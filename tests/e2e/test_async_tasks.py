@@ -69,8 +69,12 @@ def _balance(server: LocalServer, key: str) -> int:
 
 
 def _wait(server: LocalServer, key: str, task_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/v1/tasks/{task_id}", params={"wait": 20}, headers=_auth(key), timeout=30)
-    assert response.status_code == 200
+    # Long-polls of 20 s, for up to 2 minutes: the engine's speed is measured in bench/, and this machine is shared.
+    for _ in range(6):
+        response = httpx.get(f"{server.url}/v1/tasks/{task_id}", params={"wait": 20}, headers=_auth(key), timeout=30)
+        assert response.status_code == 200
+        if response.json()["status"] in ("completed", "failed"):
+            break
     return response.json()  # type: ignore[no-any-return]
 
 
@@ -128,8 +132,8 @@ def test_async_transcription_result_is_the_sync_response(async_server: LocalServ
     assert task["object"] == "transcription.task" and response.headers["location"] == f"/v1/tasks/{task['id']}"
     result = _wait(async_server, key, task["id"])["results"][0]
     assert result["task"] == "transcribe" and result["duration"] == pytest.approx(1.5, abs=0.01)
-    assert result["billing"]["cost_micro_usd"] == 900
-    assert _balance(async_server, key) == 1_000_000 - 900
+    assert result["billing"]["cost_micro_usd"] == 2000
+    assert _balance(async_server, key) == 1_000_000 - 2000
 
 
 def test_events_stream_and_resume(async_server: LocalServer) -> None:

@@ -70,9 +70,9 @@ def test_the_prediction_divides_by_the_parallel_chunks() -> None:
     assert fanned == pytest.approx(60 * 0.2 + 0.5)
     # A ten-minute recording: refused whole in 25 s, served when fifteen 40-s chunks run at once.
     with pytest.raises(errors.AudioTooLongForSyncError):
-        refuse_if_cannot_finish(_model("embedded:pocketsphinx"), 600.0, 25.0)
-    refuse_if_cannot_finish(_model("embedded:pocketsphinx"), 600.0, 25.0, workers=15, max_chunk_sec=40.0)
-    assert (40 * 0.385 + 0.5) * SAFETY_FACTOR <= 25.0
+        refuse_if_cannot_finish(_model("embedded:whisper"), 600.0, 25.0)
+    refuse_if_cannot_finish(_model("embedded:whisper"), 600.0, 25.0, workers=15, max_chunk_sec=40.0)
+    assert (40 * 0.2 + 0.5) * SAFETY_FACTOR <= 25.0
 
 
 def test_upstream_models_are_not_predicted() -> None:
