@@ -132,8 +132,8 @@ def test_async_transcription_result_is_the_sync_response(async_server: LocalServ
     assert task["object"] == "transcription.task" and response.headers["location"] == f"/v1/tasks/{task['id']}"
     result = _wait(async_server, key, task["id"])["results"][0]
     assert result["task"] == "transcribe" and result["duration"] == pytest.approx(1.5, abs=0.01)
-    assert result["billing"]["cost_micro_usd"] == 2000
-    assert _balance(async_server, key) == 1_000_000 - 2000
+    assert result["billing"]["cost_micro_usd"] == 900
+    assert _balance(async_server, key) == 1_000_000 - 900
 
 
 def test_events_stream_and_resume(async_server: LocalServer) -> None:

@@ -34,7 +34,7 @@ def test_curl_multipart_upload(server, tmp_path: Path) -> None:  # type: ignore[
     )  # fmt: skip
     head, _, body = done.stdout.partition("\n\n")  # text mode turned CRLF into LF
     assert head.startswith("HTTP/1.1 200")
-    assert "X-Earshot-Cost-USD: 0.002000" in head
+    assert "X-Earshot-Cost-USD: 0.000900" in head
     assert body.strip()
 
 
@@ -72,7 +72,7 @@ def test_httpx_long_audio_bills_per_started_minute(patient_server, tmp_path: Pat
     assert response.status_code == 200, response.text
     billing = response.json()["billing"]
     assert billing["billable_minutes"] == 3
-    assert billing["cost_micro_usd"] == 6000
+    assert billing["cost_micro_usd"] == 2700
     # exact to one mp3 frame (576 samples at 16 kHz) of what a decoder actually produces
     assert billing["duration_sec"] == pytest.approx(decoded_duration(audio), abs=576 / 16000)
     assert response.json()["text"] == ""
@@ -80,7 +80,7 @@ def test_httpx_long_audio_bills_per_started_minute(patient_server, tmp_path: Pat
 
 def test_concurrent_requests_never_overdraw(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Balance for K=3 requests, N=8 in parallel: exactly 3 succeed, 5 get 402, ledger sums match."""
-    key = server.create_key(balance_usd="0.006")
+    key = server.create_key(balance_usd="0.0027")
     audio = write_audio(tmp_path / "tone.wav", fmt="wav", seconds=1.0, sample_rate=16000).read_bytes()
 
     def post(_: int) -> int:
@@ -97,5 +97,5 @@ def test_concurrent_requests_never_overdraw(server, tmp_path: Path) -> None:  # 
     headers = {"Authorization": f"Bearer {key}"}
     assert httpx.get(f"{server.url}/v1/credits/balance", headers=headers).json()["balance_micro_usd"] == 0
     ledger = httpx.get(f"{server.url}/v1/usage", headers=headers).json()["data"]
-    assert sum(e["amount_micro_usd"] for e in ledger) == 0  # opening 6000 minus 3 x 2000
+    assert sum(e["amount_micro_usd"] for e in ledger) == 0  # opening 2700 minus 3 x 900
     assert [e["kind"] for e in ledger].count("debit") == 3

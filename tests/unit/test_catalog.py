@@ -15,7 +15,7 @@ def test_default_catalog_prices_the_embedded_engine_and_aliases_transcribe() -> 
     catalog = load_catalog(Settings().resolved_catalog())
     model = catalog.resolve_transcription("transcribe")
     assert (model.sku, model.provider, model.upstream_model) == ("whisper-base", "embedded:whisper", "whisper-base")
-    assert model.price_micro_usd_per_minute == 2000
+    assert model.price_micro_usd_per_minute == 900
     assert model.translates and model.languages is not None and {"en", "de", "es", "fr"} <= set(model.languages)
     assert catalog.resolve_transcription(model.sku) is model
 

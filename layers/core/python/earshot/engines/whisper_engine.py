@@ -27,6 +27,7 @@ from earshot.engines.whisper_capabilities import (
 )
 from earshot.errors import EngineError, ProviderTimeoutError, UnsupportedByModelError
 from earshot.languages import language_name
+from earshot.live import report_segment
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -183,10 +184,12 @@ class WhisperEngine:
             )
         except Exception as exc:
             raise EngineError("the embedded speech engine failed on this audio") from exc
-        segments = list(
-            _until_deadline(generator, duration=info.duration, started=started, deadline_sec=options.deadline_sec)
-        )
-        built = [_segment(index, raw) for index, raw in enumerate(segments)]
+        built: list[Segment] = []
+        for raw in _until_deadline(
+            generator, duration=info.duration, started=started, deadline_sec=options.deadline_sec
+        ):
+            built.append(_segment(len(built), raw))
+            report_segment(built[-1])  # a streaming request or a task shows it now, before the rest is decoded
         translated = options.task == "translate"
         return Transcript(
             text="".join(segment.text for segment in built).strip(),
