@@ -3,7 +3,7 @@
 Every phase runs (the document's examples, the coverage of each schema's edges, random fuzzing, and stateful
 sequences such as create-then-delete), positive and negative: no 5xx, every status, content type, header
 and body as documented, schema-valid requests accepted and schema-violating ones refused. The run is
-seeded and bounded (``-n 10``; about a minute here). ``openapi_fuzz_hooks`` gives positive cases real
+seeded and bounded (``-n 10``; 1-1.5 minutes here). ``openapi_fuzz_hooks`` gives positive cases real
 audio where the schema says "audio" (see its docstring); everything else is as schemathesis generates it.
 """
 
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from audio_fixtures import audio_bytes
+from fakes.upstreams import FakeOpenAI
 from local_server import LocalServer, start_server
+from speech_fixtures import requires_espeak, speak
 
 HERE = Path(__file__).resolve().parent
 SEED = 20261202
@@ -50,8 +51,17 @@ class _AudioHost(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def audio_host(tmp_path: Path) -> Iterator[str]:
-    _AudioHost.clip = audio_bytes("wav", 1.0, sample_rate=16000)
+def clips(tmp_path: Path) -> tuple[Path, Path]:
+    """English speech (the English-only SKU refuses audio it hears as another language): ~1 s, and a 2-10 s voice."""
+    return (
+        speak(tmp_path / "clip.wav", "Hello there."),
+        speak(tmp_path / "voice.wav", "This is my voice, for the reference clip of a known speaker."),
+    )
+
+
+@pytest.fixture
+def audio_host(clips: tuple[Path, Path]) -> Iterator[str]:
+    _AudioHost.clip = clips[0].read_bytes()
     host = ThreadingHTTPServer(("127.0.0.1", 0), _AudioHost)
     threading.Thread(target=host.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{host.server_address[1]}"
@@ -59,17 +69,71 @@ def audio_host(tmp_path: Path) -> Iterator[str]:
     host.server_close()
 
 
+# The fuzzed server's catalog: transcription on a fake OpenAI upstream (its wire format on loopback), the embedded
+# analyzer for understanding and extraction. The fuzzer checks the HTTP contract, and makes about a thousand
+# requests: the embedded Whisper on each would take many minutes here (its own suites test it).
+_CATALOG = """
+[[models]]
+sku = "whisper-fake"
+kind = "transcription"
+provider = "openai-transcription"
+upstream_model = "whisper-1"
+base_url = "{url}"
+credential = "env:FUZZ_OPENAI_KEY"
+price_micro_usd_per_minute = 900
+aliases = ["transcribe"]
+languages = ["en", "fr"]
+translates = true
+
+[[models]]
+sku = "whisper-fake-en"
+kind = "transcription"
+provider = "openai-transcription"
+upstream_model = "whisper-1"
+base_url = "{url}"
+credential = "env:FUZZ_OPENAI_KEY"
+price_micro_usd_per_minute = 600
+languages = ["en"]
+
+[[models]]
+sku = "acoustic-understand"
+kind = "understanding"
+provider = "embedded:analyzer"
+price_micro_usd_per_minute = 300
+aliases = ["audio-understand"]
+
+[[models]]
+sku = "acoustic-extract"
+kind = "extraction"
+provider = "embedded:analyzer"
+base_price_micro_usd = 1000
+price_micro_usd_per_minute = 200
+aliases = ["extract"]
+"""
+
+
 @pytest.fixture
 def fuzzed_server(tmp_path: Path) -> Iterator[LocalServer]:
-    # Loopback audio URLs and callbacks allowed (local development); a rate limit the fuzzer does not reach.
-    env = {"EARSHOT_ALLOW_LOOPBACK_URLS": "1", "EARSHOT_RATE_LIMIT_PER_MINUTE": "100000"}
-    running = start_server(tmp_path / "data", env)
-    yield running
-    running.process.terminate()
-    try:
-        running.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        running.process.kill()
+    with FakeOpenAI() as upstream:
+        upstream.reply_text = "Hello there."
+        catalog = tmp_path / "catalog.toml"
+        catalog.write_text(_CATALOG.format(url=upstream.url))
+        # Loopback audio URLs and callbacks allowed (local development); a rate limit the fuzzer does not reach.
+        env = {
+            "EARSHOT_CATALOG": str(catalog),
+            "FUZZ_OPENAI_KEY": upstream.api_key,
+            "EARSHOT_ALLOW_LOOPBACK_URLS": "1",
+            "EARSHOT_RATE_LIMIT_PER_MINUTE": "100000",
+        }
+        running = start_server(tmp_path / "data", env)
+        try:
+            yield running
+        finally:
+            running.process.terminate()
+            try:
+                running.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
 
 
 def _uploaded_file(server: LocalServer, key: str, clip: bytes) -> str:
@@ -85,12 +149,13 @@ def _uploaded_file(server: LocalServer, key: str, clip: bytes) -> str:
     return str(created.json()["id"])
 
 
+@requires_espeak
 @pytest.mark.timeout(600)
-def test_schemathesis_finds_nothing(fuzzed_server: LocalServer, audio_host: str, tmp_path: Path) -> None:
+def test_schemathesis_finds_nothing(
+    fuzzed_server: LocalServer, audio_host: str, clips: tuple[Path, Path], tmp_path: Path
+) -> None:
     key = fuzzed_server.create_key(balance_usd="100", name="fuzz")
-    clip, voice = tmp_path / "clip.wav", tmp_path / "voice.wav"
-    clip.write_bytes(audio_bytes("wav", 1.0, sample_rate=16000))
-    voice.write_bytes(audio_bytes("wav", 3.0, sample_rate=16000))
+    clip, voice = clips
     env = {
         **os.environ,
         "PYTHONPATH": str(HERE),

@@ -9,6 +9,7 @@ error status the route's error contract answers, in that contract's shape. A pro
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -267,8 +268,9 @@ def _request_body(route: Route, definitions: dict[str, Any], names: ModelNames) 
         properties.update(_control_properties(route))
     if route.path == "/v1/audio/translations":
         schema, properties = _for_translation(schema, properties)
-    _name_models(properties, names, _MODEL_KINDS.get(route.path, ""))
-    return {**schema, "properties": properties}
+    served = _MODEL_KINDS.get(route.path, "")
+    _name_models(properties, names, served)
+    return {**_with_language_rule(schema, properties, names, served), "properties": properties}
 
 
 def _for_translation(schema: dict[str, Any], properties: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -306,6 +308,24 @@ def _name_models(properties: dict[str, Any], catalog_names: ModelNames, served: 
         properties["model"] = {**{k: v for k, v in model.items() if k not in ("minLength", "maxLength")}, **choice}
 
 
+def _with_language_rule(
+    schema: dict[str, Any], properties: dict[str, Any], catalog_names: ModelNames, served: str
+) -> dict[str, Any]:
+    """``language``: one the chosen model (``transcribe`` when none is named) takes."""
+    models = catalog_names.get(f"by_model.{served}")
+    if not models or "language" not in properties:
+        return schema
+    branches = []
+    for model_names_, languages in models:
+        branch: dict[str, Any] = {"properties": {"model": {"enum": model_names_}}}
+        if languages is not None:
+            branch["properties"]["language"] = {"enum": languages}
+        if "transcribe" not in model_names_:  # the default model's branch also covers a request that names none
+            branch["required"] = ["model"]
+        branches.append(branch)
+    return {**schema, "dependentSchemas": {**schema.get("dependentSchemas", {}), "language": {"anyOf": branches}}}
+
+
 def _source(method: str, audio: dict[str, Any]) -> dict[str, Any]:
     return {
         "properties": {"inputMethod": {"const": method}, "audio": audio},
@@ -322,10 +342,10 @@ _MODEL_KINDS = {
     "/v1/audio/understanding": "understanding",
     "/api/v1/extract-audio": "extraction",
 }
-ModelNames = Mapping[str, list[str]]
+ModelNames = Mapping[str, Any]
 
 
-def model_names(catalog: Catalog) -> dict[str, list[str]]:
+def model_names(catalog: Catalog) -> dict[str, Any]:
     """The names a request may use, by what they serve (transcription, translation, understanding, extraction),
     and ``languages.<kind>``: the languages those models take, where every one of them lists its own."""
     names: dict[str, list[str]] = {"transcription": [], "translation": [], "understanding": [], "extraction": []}
@@ -334,22 +354,24 @@ def model_names(catalog: Catalog) -> dict[str, list[str]]:
             names[model.kind].append(name)
             if model.kind == "transcription" and model.translates:
                 names["translation"].append(name)
-    languages: dict[str, list[str]] = {}
+    languages: dict[str, Any] = {}
     for kind in ("transcription", "translation"):
         served = [m for m in catalog.models if m.kind == "transcription" and (kind != "translation" or m.translates)]
         if served and all(m.languages for m in served):  # else some model takes any language
             languages[f"languages.{kind}"] = sorted({code for m in served for code in m.languages or ()})
+        # Which language each model takes: [its names, its languages (None: any)].
+        languages[f"by_model.{kind}"] = [[[m.sku, *m.aliases], m.languages] for m in served]
     return {**{kind: sorted(found) for kind, found in names.items()}, **languages}
 
 
 def build_openapi(catalog: Catalog | None = None) -> dict[str, Any]:
     """The document; with ``catalog``, each ``model`` field lists the names that catalog serves."""
-    return _build(tuple((kind, tuple(found)) for kind, found in model_names(catalog).items()) if catalog else ())
+    return _build(json.dumps(model_names(catalog), sort_keys=True) if catalog else "{}")
 
 
 @lru_cache(maxsize=4)
-def _build(named: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
-    names: ModelNames = {kind: list(found) for kind, found in named}
+def _build(catalog_names: str) -> dict[str, Any]:
+    names: ModelNames = json.loads(catalog_names)
     models: set[type[BaseModel]] = {ErrorEnvelope, MessageError, TaskOut}
     for route in ROUTES:
         models.update(route.responses)
@@ -405,7 +427,7 @@ def _add_upload_options(schemas: dict[str, Any], names: ModelNames) -> None:
         name = f"{kind.capitalize()}Options"
         properties = {k: v for k, v in source.get("properties", {}).items() if k not in audio_fields}
         _name_models(properties, names, served)
-        options = {**source, "title": name, "properties": properties}
+        options = {**_with_language_rule(source, properties, names, served), "title": name, "properties": properties}
         if kind == "translation":
             options, options["properties"] = _for_translation(options, properties)
         required = [k for k in source.get("required", []) if k not in audio_fields]
