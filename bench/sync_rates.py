@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ AUDIO_SEC = 60.0
 
 
 def rates() -> list[dict[str, Any]]:
-    from earshot.engines.base import TranscriptionOptions
     from earshot.runtime import get_runtime
     from earshot.services.sync_budget import engine_rate
 
@@ -36,20 +36,7 @@ def rates() -> list[dict[str, Any]]:
         for model in runtime.catalog.models:
             if not model.provider.startswith("embedded:"):
                 continue
-            if model.kind == "transcription":
-                engine = runtime.transcription_engine(model)
-                engine = getattr(engine, "_inner", engine)
-                language = "en"
-
-                def call(path: Path, engine: Any = engine, language: str = language) -> None:
-                    engine.transcribe(path, TranscriptionOptions(language=language))
-
-            else:
-                engine = runtime.question_engine(model)
-
-                def call(path: Path, engine: Any = engine) -> None:
-                    engine.ask(path, "What do you hear?", deadline_sec=600.0)
-
+            call = _caller(runtime, model)
             call(warm)
             started, cpu = time.perf_counter(), time.process_time()
             call(audio)
@@ -68,6 +55,18 @@ def rates() -> list[dict[str, Any]]:
     return rows
 
 
+def _caller(runtime: Any, model: Any) -> Callable[[Path], Any]:
+    """One call of ``model``'s engine on a file: a transcription (English), or a question about the audio."""
+    from earshot.engines.base import TranscriptionOptions
+
+    if model.kind == "transcription":
+        engine = runtime.transcription_engine(model)
+        recogniser = getattr(engine, "_inner", engine)  # the recogniser itself, not the runtime's fan-out
+        return lambda path: recogniser.transcribe(path, TranscriptionOptions(language="en"))
+    asker = runtime.question_engine(model)
+    return lambda path: asker.ask(path, "What do you hear?", deadline_sec=600.0)
+
+
 def render(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "",
@@ -75,7 +74,7 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
         "",
         "Method: `bench/sync_rates.py`. Every embedded SKU of the default catalog, warm, on 60 s of real read speech",
         "(LibriVox); CPU seconds (all threads) per second of audio. `services/sync_budget.py` predicts with the",
-        "budgeted rate (× 1.25 for a busy machine) and refuses a sync request it cannot finish before any charge.",
+        "budgeted rate (x 1.25 for a busy machine) and refuses a sync request it cannot finish before any charge.",
         "",
         "| SKU | provider | CPU s / 60 s | wall s (load) | measured rate | budgeted rate |",
         "|---|---|---|---|---|---|",

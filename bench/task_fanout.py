@@ -153,7 +153,8 @@ def render(results: dict[str, Any]) -> list[str]:
         f" {hour['wall_sec']} | {hour['cpu_sec']} | {len(hour['debits'])} | {hour['billed_minutes']} |"
         f" {hour['status']} (segments on the hour's timeline: {'yes' if hour['on_time'] else 'NO'}) |",
         f"| 10 minutes of speech | {ten['chunk_runs']} of {ten['chunks']} planned | {ten['wall_sec']} |"
-        f" {ten['cpu_sec']} | {len(ten['debits'])} | {ten['billed_minutes']} | {ten['status']} ({ten['words']} words) |",
+        f" {ten['cpu_sec']} | {len(ten['debits'])} | {ten['billed_minutes']} | {ten['status']}"
+        f" ({ten['words']} words) |",
         "",
         f"Load average at the end: {ten['load']}; peak RSS {ten['peak_rss_mb']} MB.",
     ]
