@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from audio_fixtures import audio_bytes
+from hostile_http import malformed_http, send_raw
 
 from earshot.config import reset_settings
 from earshot.local.server import build_server
@@ -38,33 +39,12 @@ def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
 
 def _raw(address: tuple[str, int], data: bytes) -> tuple[int, dict[str, object]]:
     """Send raw bytes, half-close, and parse the status line and JSON body of the answer."""
-    with socket.create_connection(address, timeout=10) as connection:
-        connection.sendall(data)
-        connection.shutdown(socket.SHUT_WR)
-        answer = b""
-        while piece := connection.recv(65536):
-            answer += piece
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    assert b"content-type: application/json" in head.lower()
-    return status, json.loads(body)
+    answer = send_raw(address, data, timeout=10)
+    assert answer.headers["content-type"].startswith("application/json")
+    return answer.status, json.loads(answer.body)
 
 
-MALFORMED = {
-    "garbage request line": (b"GARBAGE\r\n\r\n", 400),
-    "request target over 64 kB": (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-    "too many headers": (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", 431),
-    "header line over 64 kB": (b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: " + b"b" * 70_000 + b"\r\n\r\n", 431),
-    "invalid chunk size": (
-        b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"ZZZ\r\nabc\r\n0\r\n\r\n",
-        400,
-    ),
-    "body shorter than Content-Length": (
-        b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nshort",
-        400,
-    ),
-}
+MALFORMED = malformed_http("/v1/audio/transcriptions")
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))

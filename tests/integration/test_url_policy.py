@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile_http import BAD_SCHEMES, INTERNAL
 from test_schema_refs import Listener
 
 from earshot.local.server import GatewayResponse, LocalGateway
@@ -16,27 +17,6 @@ from earshot.services.accounts import NewKey, create_key
 
 GATEWAY = LocalGateway(max_request_bytes=26 * 1024 * 1024)
 START = 1_000_000
-
-# Refused whatever the settings: not https (nor http to an allowed loopback host in local development).
-BAD_SCHEMES = [
-    "ftp://example.com/a.wav",
-    "file:///etc/passwd",
-    "gopher://example.com/",
-    "javascript:alert(1)",
-    "http://example.com/a.wav",  # plain http to a public host: https only
-    "//example.com/a.wav",
-    "example.com/a.wav",
-]
-# Internal addresses in a few spellings; refused unless loopback is explicitly allowed (it is not here).
-INTERNAL = [
-    "https://127.0.0.1/a.wav",
-    "https://2130706433/a.wav",
-    "https://[::1]/a.wav",
-    "https://169.254.169.254/latest/meta-data/",
-    "https://10.0.0.1/a.wav",
-    "https://localhost/a.wav",
-    "https://0x7f.1/a.wav",
-]
 
 
 @pytest.fixture

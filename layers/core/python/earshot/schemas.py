@@ -251,7 +251,12 @@ class UsageQuery(ContractModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=100, ge=1, le=1000)
-    before: str | None = Field(default=None, max_length=64, description="Page from this entry id (exclusive).")
+    before: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^led_[0-9a-f]{1,59}$",
+        description="Page from this entry id (exclusive): a ledger entry's id, as next_before gives it.",
+    )
 
 
 class UsageList(ContractModel):
