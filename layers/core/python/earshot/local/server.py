@@ -71,17 +71,6 @@ def _compile(route: Route) -> _CompiledRoute:
     return _CompiledRoute(route, re.compile(f"^{regex}$"))
 
 
-_COMPILED: list[_CompiledRoute] = []
-
-
-def contract_for_path(target: str) -> ContractName:
-    """The error contract of the routes at ``target`` (a request target, query and all); the envelope elsewhere."""
-    if not _COMPILED:
-        _COMPILED.extend(_compile(route) for route in ROUTES)
-    path = target.split("?", 1)[0]
-    return next((c.route.errors for c in _COMPILED if c.pattern.match(path)), "openai")
-
-
 @dataclass(frozen=True)
 class GatewayResponse:
     status: int
@@ -331,14 +320,13 @@ class EnvelopeRequestHandler(WSGIRequestHandler):
         error_class = _PROTOCOL_ERRORS.get(code, InvalidRequestError)  # everything else the client got wrong: 400
         error = error_class(f"malformed HTTP request: {message or 'unreadable'}")
         request_id = _gateway_request_id()
-        # In the contract of the route the request named, when its target was read (too many headers, say).
-        reply = render_error(error, request_id=request_id, contract=contract_for_path(getattr(self, "path", "")))
+        reply = render_error(error, request_id=request_id)
         body = reply.body.encode()
         self.close_connection = True
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"  # an unparseable request line: still answer with a status line
         try:
-            self.send_response(reply.status, message)
+            self.send_response(error.status, message)
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.send_header("Connection", "close")
