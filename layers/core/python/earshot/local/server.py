@@ -32,6 +32,7 @@ from earshot.errors import (
     RequestTargetTooLongError,
 )
 from earshot.http.contracts import ContractName, render_error
+from earshot.http.multipart import is_multipart
 from earshot.http.streaming import StreamBody
 from earshot.local.events import LocalContext, authorizer_event, http_event
 from earshot.local.functions import load_handler
@@ -111,15 +112,25 @@ class LocalGateway:
         return route.errors, max(self.max_request_bytes, route.max_body_bytes or 0)
 
     def handle(
-        self, *, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes
+        self,
+        *,
+        method: str,
+        path: str,
+        raw_query: str,
+        headers: dict[str, str],
+        body: bytes,
+        body_reader: RequestBody | None = None,
     ) -> GatewayResponse:
+        """Route, authorize and invoke. ``body_reader`` (a multipart body still on the socket) is handed to the
+        function beside the event instead of base64 inside it; everything else in the event is API Gateway's."""
         if path.startswith(LOCAL_UPLOAD_PREFIX) and method.upper() == "POST":
             return self._local_upload(path.removeprefix(LOCAL_UPLOAD_PREFIX), headers, body)
         matched = self.match(method, path)
         if matched is None:
             return self._error(NotFoundError(f"no route {method.upper()} {path}"), _gateway_request_id())
         route, path_params = matched
-        if rejected := self.too_large(len(body), route.errors, max(self.max_request_bytes, route.max_body_bytes or 0)):
+        limit = max(self.max_request_bytes, route.max_body_bytes or 0)
+        if body_reader is None and (rejected := self.too_large(len(body), route.errors, limit)):
             return rejected
         event = http_event(
             method=method,
@@ -137,7 +148,7 @@ class LocalGateway:
                 if not decision.get("isAuthorized"):
                     return GatewayResponse(403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}')
                 event["requestContext"]["authorizer"] = {"lambda": decision.get("context") or {}}
-            context = LocalContext(route.function, self.timeout_sec, response_streaming=True)
+            context = LocalContext(route.function, self.timeout_sec, response_streaming=True, request_body=body_reader)
             result = load_handler(route.function)(event, context)
         except Exception:  # a handler that raises is a 502 from API Gateway; here, our envelope
             logger.exception("handler raised", extra={"function": route.function})
@@ -203,6 +214,46 @@ class _BodyError(Exception):
         self.error = error
 
 
+_INCOMPLETE_BODY = "the request body is incomplete or its chunked framing is malformed"
+
+
+class RequestBody:
+    """A request body read from the socket in pieces by the function itself (``ApiRequest.body_stream``): the
+    upload is copied once, into its form part, instead of read whole, base64-encoded into the event and decoded.
+    Past ``limit`` (a chunked body) or short of its Content-Length, a read raises the envelope's error."""
+
+    def __init__(self, stream: Any, length: int | None, limit: int) -> None:
+        self.length = length
+        self._stream = stream
+        self._limit = limit
+        self._taken = 0
+        self._ended = False
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the whole body was read (the connection can then carry another request)."""
+        return self._ended or (self.length is not None and self._taken >= self.length)
+
+    def read(self, size: int, /) -> bytes:
+        if self.length is not None:
+            size = min(size, self.length - self._taken)
+        if self._ended or size <= 0:
+            return b""
+        try:
+            piece: bytes = self._stream.read(size)
+        except (OSError, ValueError, HTTPException) as exc:
+            raise InvalidRequestError(_INCOMPLETE_BODY) from exc
+        if not piece:
+            if self.length is not None:
+                raise InvalidRequestError(_INCOMPLETE_BODY)  # the client closed before Content-Length bytes
+            self._ended = True
+            return b""
+        self._taken += len(piece)
+        if self._taken > self._limit:
+            raise too_large(self._taken, self._limit - _FORM_OVERHEAD)
+        return piece
+
+
 def _read_body(request: Request, limit: int | None) -> bytes:
     """The whole body, read in pieces and stopped as soon as it passes ``limit`` (chunked bodies included)."""
     pieces: list[bytes] = []
@@ -218,9 +269,7 @@ def _read_body(request: Request, limit: int | None) -> bytes:
         raise
     except (OSError, ValueError, HTTPException) as exc:
         # Bad chunk framing, or a client that closed before sending Content-Length bytes.
-        raise _BodyError(
-            InvalidRequestError("the request body is incomplete or its chunked framing is malformed")
-        ) from exc
+        raise _BodyError(InvalidRequestError(_INCOMPLETE_BODY)) from exc
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
@@ -231,7 +280,10 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         uploading = request.path.startswith(LOCAL_UPLOAD_PREFIX)  # capped by its signed policy instead
         contract, limit = gateway.route_limits(request.method, request.path)
         rejected = None if uploading else gateway.too_large(request.content_length, contract, limit)
-        if rejected is None:
+        body, reader = b"", None
+        if rejected is None and not uploading and is_multipart(request.content_type or ""):
+            reader = RequestBody(request.stream, request.content_length, limit)  # read by the function itself
+        elif rejected is None:
             try:
                 body = _read_body(request, None if uploading else limit)
             except _BodyError as failed:
@@ -245,6 +297,7 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
                 raw_query=request.query_string.decode("latin-1"),
                 headers=dict(request.headers.items()),
                 body=body,
+                body_reader=reader,
             )
         logger.info(
             "request",
@@ -258,7 +311,7 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         response = Response(
             result.body if result.stream is None else result.stream, status=result.status, headers=result.headers
         )
-        if rejected is not None:
+        if rejected is not None or (reader is not None and not reader.exhausted):
             response.headers["Connection"] = "close"  # the rest of the body is never read
             handler = environ.get(_HANDLER_KEY)
             if isinstance(handler, EnvelopeRequestHandler):
