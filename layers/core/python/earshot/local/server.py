@@ -24,7 +24,7 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import BadRequest as WaitressBadRequest
 from waitress.utilities import Error as WaitressError
 from waitress.utilities import RequestHeaderFieldsTooLarge
@@ -237,11 +237,6 @@ class RequestBody:
         self._taken = 0
         self._ended = False
 
-    @property
-    def exhausted(self) -> bool:
-        """Whether the whole body was read (the connection can then carry another request)."""
-        return self._ended or (self.length is not None and self._taken >= self.length)
-
     def read(self, size: int, /) -> bytes:
         if self.length is not None:
             size = min(size, self.length - self._taken)
@@ -319,8 +314,6 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         response = Response(
             result.body if result.stream is None else result.stream, status=result.status, headers=result.headers
         )
-        if rejected is not None or (reader is not None and not reader.exhausted):
-            response.headers["Connection"] = "close"  # the rest of the body is never read
         return response(environ, start_response)
 
     return application
@@ -335,6 +328,7 @@ SERVER_THREADS = 32
 # An idle keep-alive connection is closed after this (longer than a reverse proxy's own idle timeout: nginx 60 s,
 # ALB 60 s, so the proxy, not us, closes first and never reuses a connection we are closing).
 _KEEPALIVE_IDLE_SEC = 120
+_RECV_BYTES = 256 * 1024
 # On SIGTERM, requests in flight get this long to finish (docker stop waits 10 s by default, systemd 90 s).
 SHUTDOWN_GRACE_SEC = 30.0
 
@@ -369,6 +363,21 @@ class _EnvelopeErrorTask(ErrorTask):  # type: ignore[misc]
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
+
+
+class _CasePreservingTask(WSGITask):  # type: ignore[misc]
+    """waitress title-cases response header names (``X-Earshot-Cost-Usd``); API Gateway, like werkzeug before,
+    sends them as the function wrote them (``X-Earshot-Cost-USD``), and so does this."""
+
+    def build_response_header(self) -> bytes:
+        written = {"-".join(part.capitalize() for part in name.split("-")): name for name, _ in self.response_headers}
+        lines = bytes(super().build_response_header()).split(b"\r\n")
+        for index in range(1, len(lines)):
+            name, colon, rest = lines[index].partition(b":")
+            original = written.get(name.decode("latin-1")) if colon else None
+            if original is not None:
+                lines[index] = original.encode("latin-1") + b":" + rest
+        return b"\r\n".join(lines)
 
 
 def _parser_class(gateway: LocalGateway) -> type[HTTPRequestParser]:
@@ -413,6 +422,7 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
     request: Any  # waitress is untyped: what this class reads of it
     will_close: bool
     error_task_class = _EnvelopeErrorTask
+    task_class = _CasePreservingTask
     _peer_done = False  # the client sent FIN: answer what it asked, then close
     _linger_until = 0.0
     _linger_left = _LINGER_BYTES
@@ -552,6 +562,9 @@ def build_server(
         max_request_body_size=MAX_UPLOAD_BYTES + _FORM_OVERHEAD,
         asyncore_use_poll=True,
         clear_untrusted_proxy_headers=True,
+        # One event-loop thread reads every socket: 256 kB per read instead of 8 kB keeps a 20 MiB upload to ~80
+        # loop turns (measured: 4 MiB uploads at concurrency 8 were 1.3x slower than werkzeug at 8 kB).
+        recv_bytes=_RECV_BYTES,
     )
     server.channel_class = type("ServerChannel", (_Channel,), {"parser_class": _parser_class(gateway)})
     return LocalServer(server, grace_sec)
