@@ -34,8 +34,7 @@ setup: $(STAMP) $(FFPROBE) $(MODELS_STAMP) $(RECORDINGS_STAMP) $(WEB_VENDOR) $(C
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,dev,cdk,engines,client]'
-	$(BIN)/pip install --quiet --no-deps pocketsphinx==5.1.1
+	$(BIN)/pip install --quiet -e '.[local,dev,cdk,engines,client,inference]'
 	touch $@
 
 $(MODELS_STAMP): $(STAMP) $(WEIGHTS)

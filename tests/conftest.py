@@ -30,6 +30,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("EARSHOT_DATA_DIR", str(directory))
     monkeypatch.setenv("EARSHOT_RUNTIME", "local")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("EARSHOT_REQUEST_TIMEOUT_SEC", "240")  # speed is measured in bench/, not by tests
     reset_runtime()
     yield directory
     if get_runtime.cache_info().currsize:  # let workflows this test started finish before the next test

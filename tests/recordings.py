@@ -2,7 +2,7 @@
 
 - Debian ``pocketsphinx-testdata`` (BSD-2): LibriVox read speech with its transcription, and five "cards" utterances.
 - The ``pyannote.audio==4.0.7`` wheel (MIT), read as a zip and never installed: ``sample.wav``, a real 30 s
-  two-speaker telephone call, with its speaker turns in ``sample.rttm``.
+  two-speaker telephone call, with its speaker turns in ``sample.rttm`` and what is said in ``sample.stm``.
 
 A test that needs one uses the ``requires_*`` markers: it skips with the reason when the recording is absent, except
 under CI (``CI`` set), where an absent recording is a failed setup and fails the test.
@@ -35,6 +35,7 @@ PYANNOTE_RTTM = (
     "pyannote/audio/sample/sample.rttm",
     "d78fe62c69d8e6dcbb42c26adfce83faccb374c5a1e6d987fe37f85f1c173c87",
 )
+PYANNOTE_STM = ("pyannote/audio/sample/sample.stm", "f861f3004927e1c4429199f9695bfd252def75d7d5e4bdf735d3d85fd4a667f7")
 
 _FETCH_HINT = "run `make setup` (it apt-installs pocketsphinx-testdata and downloads the pyannote.audio wheel)"
 
@@ -101,3 +102,16 @@ def _extract(member: tuple[str, str], directory: Path) -> Path:
 def pyannote_sample(directory: Path) -> tuple[Path, Path]:
     """Extract the pyannote call (``sample.wav``) and its turns (``sample.rttm``) into ``directory``, verified."""
     return _extract(PYANNOTE_SAMPLE, directory), _extract(PYANNOTE_RTTM, directory)
+
+
+def pyannote_transcript() -> Utterance:
+    """What is said in the pyannote call (from ``sample.stm``, turns joined in time order); ``path`` is the wheel."""
+    with zipfile.ZipFile(PYANNOTE_WHEEL) as wheel:
+        data = wheel.read(PYANNOTE_STM[0])
+    if hashlib.sha256(data).hexdigest() != PYANNOTE_STM[1]:
+        raise AssertionError(f"{PYANNOTE_STM[0]} in {PYANNOTE_WHEEL} differs from its pinned SHA-256")
+    turns = []
+    for line in data.decode().splitlines():
+        _session, _channel, _speaker, start, _end, *words = line.split()
+        turns.append((float(start), " ".join(words)))
+    return Utterance(PYANNOTE_WHEEL, " ".join(text for _, text in sorted(turns)))

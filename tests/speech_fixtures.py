@@ -22,9 +22,7 @@ import pytest
 
 SPEECH_FORMATS: tuple[str, ...] = ("wav", "mp3", "flac", "ogg")
 
-# espeak-ng's Klatt-synthesiser variant: pocketsphinx's US model recognises it far better than the default
-# formant voice ("hello world this is a test" comes back as "hello world this is a says" instead of
-# "will the season").
+# espeak-ng's Klatt-synthesiser variant: recognisers hear it better than the default formant voice.
 DEFAULT_VOICE = "en-us+klatt4"
 DEFAULT_WORDS_PER_MINUTE = 150
 

@@ -1,4 +1,4 @@
-"""The three Lambda layers: ``core`` (earshot and its light dependencies), ``audio`` (PyAV, numpy, pocketsphinx)
+"""The three Lambda layers: ``core`` (earshot and its light dependencies), ``audio`` (PyAV, numpy)
 and ``ffprobe`` (gzip-compressed, unpacked to /tmp on first use by ``earshot.ffprobe_binary``).
 
 Every function gets ``core``; only the functions in ``infra.constants.AUDIO_FUNCTIONS`` get the other two
@@ -17,8 +17,8 @@ from infra.constants import AUDIO_LAYER, AUDIO_LAYER_MODULES, CORE_LAYER, FFPROB
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 RUNTIME_CHOICE = (
-    "python3.13, not the newest python3.14: the layer is built from cp313 wheels, and pocketsphinx 5.1.1 (the "
-    "embedded engine) publishes no cp314 wheel. Move both together when it does."
+    "python3.13, not the newest python3.14: the layers are built from cp313 wheels, and the speech runtime "
+    "(ctranslate2 4.8.5, onnxruntime 1.31.1) was checked on cp313 wheels for the inference image. Move together."
 )
 ARCHITECTURE = lambda_.Architecture.X86_64  # the static ffprobe and the layer's wheels are x86_64 builds
 
@@ -43,7 +43,7 @@ class Layers(Construct):
         _require(ffprobe_asset_dir / "bin" / "ffprobe.gz", "the ffprobe layer")
         _require(ffprobe_asset_dir / "bin" / "ffprobe.sha256", "the ffprobe layer")
         self.core = self._layer("Core", core_asset_dir, "earshot and its light dependencies (no audio libraries)")
-        self.audio = self._layer("Audio", audio_asset_dir, "PyAV, numpy and pocketsphinx, for the audio functions")
+        self.audio = self._layer("Audio", audio_asset_dir, "PyAV and numpy, for the audio functions")
         self.ffprobe = self._layer(
             "Ffprobe", ffprobe_asset_dir, "static ffprobe, gzip-compressed at /opt/bin/ffprobe.gz, for metering"
         )

@@ -8,11 +8,16 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from recordings import librivox, requires_testdata
 from speech_fixtures import requires_espeak, speak
+from speech_scoring import word_error_rate
 
 pytestmark = requires_espeak
 
 SENTENCE = "hello world this is a test of the speech engine"
+# espeak-ng's default German voice at slow rates is a hard test for Whisper base's language identification (one
+# sentence in four is taken for English at 150 wpm); its Klatt voice at espeak's own rate is heard as German.
+GERMAN_VOICE = "de+klatt4"
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +76,7 @@ def test_text_formats_carry_billing_in_headers(server, speech_mp3: Path, fmt: st
         )
     body = raw.text
     headers = raw.headers
-    assert headers["x-earshot-model"] == "sphinx-en-small"
+    assert headers["x-earshot-model"] == "whisper-base"
     assert headers["x-earshot-billable-minutes"] == "1"
     assert headers["x-earshot-cost-usd"] == "0.000900"
     assert round(float(headers["x-earshot-balance-usd"]) * 1_000_000) == before - 900
@@ -125,5 +130,72 @@ def test_usage_lists_what_was_billed(server, speech_mp3: Path) -> None:  # type:
     assert len(debits) == 2 and all(e["amount_micro_usd"] == -900 for e in debits)
     assert usage["total_charged_micro_usd"] == 1800
     models = client.models.list()
-    assert {m.id for m in models.data} == {"sphinx-en-small", "acoustic-understand", "acoustic-extract"}
+    assert {m.id for m in models.data} == {"whisper-base", "whisper-tiny-en", "acoustic-understand", "acoustic-extract"}
     assert json.loads(httpx.get(f"{server.url}/openapi.json").text)["openapi"].startswith("3.1")
+
+
+# -- real speech, as a user would send it ------------------------------------------------------------------------
+@requires_testdata
+@pytest.mark.parametrize("fmt", ["json", "verbose_json", "text", "srt", "vtt"])
+def test_real_read_speech_comes_back_nearly_word_for_word_in_every_format(server, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    utterance = librivox()[0]  # "and mister john dashwood had then leisure to consider how much ..."
+    key = server.create_key()
+    with utterance.path.open("rb") as audio:
+        result = _client(server, key).audio.transcriptions.create(model="transcribe", file=audio, response_format=fmt)
+    text = result if isinstance(result, str) else result.text
+    if fmt in ("srt", "vtt"):
+        text = " ".join(line for line in text.splitlines() if line and "-->" not in line and not line.isdigit())
+        text = text.removeprefix("WEBVTT")
+    assert word_error_rate([utterance.text], [text]) <= 0.1, text
+
+
+@requires_testdata
+def test_verbose_json_carries_what_whisper_produced(server) -> None:  # type: ignore[no-untyped-def]
+    key = server.create_key()
+    with librivox()[1].path.open("rb") as audio:
+        result = _client(server, key).audio.transcriptions.create(
+            model="transcribe", file=audio, response_format="verbose_json", timestamp_granularities=["word"]
+        )
+    assert result.language == "English"
+    assert (result.model_extra or {})["language_probability"] > 0.9
+    segment = result.segments[0]
+    assert segment.tokens and segment.avg_logprob < 0 and segment.compression_ratio > 0
+    assert 0 <= segment.no_speech_prob < 0.5 and segment.temperature == 0.0 and segment.seek == 0
+    assert [w.word for w in result.words][:3] == ["He", "was", "not"]
+
+
+@requires_espeak
+def test_german_speech_comes_back_german_and_translates_into_english(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    german = speak(
+        tmp_path / "de.wav",
+        "Guten Morgen, ich möchte gerne einen Kaffee bestellen.",
+        voice=GERMAN_VOICE,
+        words_per_minute=175,
+    )
+    client = _client(server, server.create_key())
+    with german.open("rb") as audio:
+        heard = client.audio.transcriptions.create(model="transcribe", file=audio, response_format="verbose_json")
+    assert heard.language == "German" and "kaffee" in heard.text.lower()
+    with german.open("rb") as audio:
+        translated = client.audio.translations.create(model="transcribe", file=audio)
+    assert "coffee" in translated.text.lower()
+
+
+@requires_espeak
+def test_the_english_model_refuses_german_and_charges_nothing(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    german = speak(
+        tmp_path / "de.wav",
+        "Guten Morgen, ich möchte gerne einen Kaffee bestellen.",
+        voice=GERMAN_VOICE,
+        words_per_minute=175,
+    )
+    key = server.create_key()
+    before = _balance(server, key)
+    client = _client(server, key)
+    with pytest.raises(openai.BadRequestError) as asked, german.open("rb") as audio:
+        client.audio.transcriptions.create(model="transcribe-fast", file=audio, language="de")
+    assert asked.value.code == "unsupported_by_model"
+    with pytest.raises(openai.BadRequestError) as heard, german.open("rb") as audio:
+        client.audio.transcriptions.create(model="transcribe-fast", file=audio)
+    assert heard.value.code == "unsupported_by_model" and "german" in str(heard.value.message)
+    assert _balance(server, key) == before

@@ -13,11 +13,12 @@ import pytest
 from infra_synth import REPO_ROOT, Synthesized
 from packaging.requirements import Requirement
 
-from earshot.engines import remote
+from earshot.engines import remote, whisper_engine
 from earshot.limits import MAX_UPLOAD_BYTES, ephemeral_storage_mb, staged_upload_bytes
 from infra.constants import (
     ENGINE_THREADS_ENV,
     INFERENCE_DOCKERFILE,
+    INFERENCE_EXTRA,
     INFERENCE_IMAGE_BUDGET_BYTES,
     INFERENCE_PREFIX,
     INFERENCE_VCPUS,
@@ -116,6 +117,7 @@ def test_the_inference_function_is_an_image_with_a_vcpu_per_engine_thread(synthe
     # Lambda allocates CPU by memory: 1,769 MB per vCPU. The engines run INFERENCE_VCPUS threads (measured).
     assert props["MemorySize"] == INFERENCE_VCPUS * LAMBDA_MB_PER_VCPU == synthesized.config.memory_mb["inference"]
     assert props["Environment"]["Variables"][ENGINE_THREADS_ENV] == str(INFERENCE_VCPUS)
+    assert whisper_engine.ENGINE_THREADS_ENV == ENGINE_THREADS_ENV  # what CTranslate2's thread count is read from
     assert "EARSHOT_INFERENCE_FUNCTION" not in props["Environment"]["Variables"]  # it runs the engines itself
     assert props["TracingConfig"] == {"Mode": "Active"}
 
@@ -154,8 +156,9 @@ def _installed_bytes(distribution: str) -> int:
     return sum(path.stat().st_size for path in paths if path.is_file())
 
 
-def _runtime_closure(root: str = "earshot") -> set[str]:
-    """``root``'s runtime dependencies and theirs, transitively, as Lambda's Linux Python 3.13 would install them."""
+def _runtime_closure(root: str = "earshot", extra: str = INFERENCE_EXTRA) -> set[str]:
+    """``root``'s runtime dependencies with its ``extra`` (what the Dockerfile installs), and theirs, transitively,
+    as Lambda's Linux Python 3.13 would install them."""
     lambda_environment = {"python_version": "3.13", "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
     seen: set[str] = set()
     pending = [root]

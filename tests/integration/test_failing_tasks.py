@@ -56,9 +56,10 @@ credential = "env:FAKE_OPENAI_KEY"
 price_micro_usd_per_minute = 900
 
 [[models]]
-sku = "sphinx-en-small"
+sku = "whisper-base"
 kind = "transcription"
-provider = "embedded:pocketsphinx"
+provider = "embedded:whisper"
+upstream_model = "whisper-base"
 price_micro_usd_per_minute = 100
 """
         )
@@ -69,7 +70,7 @@ price_micro_usd_per_minute = 100
         yield upstream
 
 
-def _run(runtime: Runtime, *, model: str = "sphinx-en-small", **audio: Any) -> tuple[Task, float]:
+def _run(runtime: Runtime, *, model: str = "whisper-base", **audio: Any) -> tuple[Task, float]:
     key = create_key(runtime.store, name="t", balance_micro_usd=START)
     starter = CapturingStarter()
     runtime._extras["jobs"] = starter
@@ -112,12 +113,12 @@ def test_an_upstream_500_fails_the_task_and_refunds_it(openai: FakeOpenAI, backe
 def test_an_engine_crash_fails_the_task_and_refunds_it(
     openai: FakeOpenAI, backend: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from earshot.engines.pocketsphinx_engine import PocketsphinxEngine
+    from earshot.engines.whisper_engine import WhisperEngine
 
     def crash(self: Any, audio: Path, options: Any) -> Any:
         raise RuntimeError("segfault-ish")
 
-    monkeypatch.setattr(PocketsphinxEngine, "transcribe", crash)
+    monkeypatch.setattr(WhisperEngine, "transcribe", crash)
     task, _ = _run(backend, audio=AudioPayload(WAV, "a.wav"))
     assert (task.status, task.error and task.error["code"]) == ("failed", "provider_error")
 

@@ -1,7 +1,7 @@
 """``Idempotency-Key`` on POST routes: a retried request is answered once and charged once.
 
 Driven through the local gateway in-process (authorizer + handler, as `make serve` runs them) against a
-real SQLite data dir and the embedded pocketsphinx engine, on one second of audio.
+real SQLite data dir and the embedded Whisper engine, on one second of audio.
 """
 
 from __future__ import annotations

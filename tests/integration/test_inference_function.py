@@ -125,7 +125,7 @@ def test_engine_errors_cross_the_wire_by_class_name(data_dir: Path) -> None:
     runtime = get_runtime()
     call = InferenceCall(
         op="transcribe",
-        sku="sphinx-en-small",
+        sku="whisper-base",
         role="transcription",
         arguments={"options": TranscriptionOptions().model_dump(mode="json")},
         audio={"inline": "bm90IGF1ZGlv", "filename": "x.wav"},  # "not audio"

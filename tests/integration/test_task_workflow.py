@@ -106,12 +106,12 @@ def _task(key: NewKey, *, blob: str | None = None, delete_after: bool = True) ->
     from earshot.blob_layout import task_input_key
     from earshot.ports import new_task
 
-    task = new_task(kind="transcription", account_id=key.account.id, model="sphinx-en-small", request={})
+    task = new_task(kind="transcription", account_id=key.account.id, model="whisper-base", request={})
     key_name = blob or task_input_key(task.id)
     task = task.model_copy(
         update={
             "request": {
-                "options": {"model": "sphinx-en-small", "response_format": "json"},
+                "options": {"model": "whisper-base", "response_format": "json"},
                 "filename": "a.wav",
                 "source": {"blob_key": key_name, "delete_after": delete_after},
             }
@@ -125,12 +125,12 @@ def _task(key: NewKey, *, blob: str | None = None, delete_after: bool = True) ->
 def test_an_engine_crash_mid_task_fails_it_and_refunds_in_full(
     new_key: NewKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from earshot.engines.pocketsphinx_engine import PocketsphinxEngine
+    from earshot.engines.whisper_engine import WhisperEngine
 
     def crash(self: Any, audio: Path, options: Any) -> Any:
         raise RuntimeError("segfault-ish")
 
-    monkeypatch.setattr(PocketsphinxEngine, "transcribe", crash)
+    monkeypatch.setattr(WhisperEngine, "transcribe", crash)
     task = _task(new_key)
     result = LocalRunner(registry(get_runtime()), sleep=lambda _s: None).run(
         _state(new_key, task.id, f"tasks/{task.id}/input")

@@ -12,11 +12,12 @@ from speech_fixtures import requires_espeak, speak
 
 from earshot.audio.decode import decode_to_pcm16k
 from earshot.engines.analyzer_engine import AnalyzerQuestionEngine
-from earshot.engines.embedded import LazyPocketsphinx
+from earshot.engines.embedded import LazyWhisper
 
 
 def _engine(*, sound_events: bool = True, words: bool = False) -> AnalyzerQuestionEngine:
-    speech = (lambda: (LazyPocketsphinx(), "sphinx-en-small", ["en"])) if words else (lambda: None)
+    whisper = LazyWhisper(sku="whisper-base", asset="whisper-base")
+    speech = (lambda: (whisper, "whisper-base", None)) if words else (lambda: None)
     return AnalyzerQuestionEngine(speech, sound_events=sound_events)
 
 
@@ -66,12 +67,12 @@ def test_speech_under_music_is_speech_and_emotion_is_only_cues(tmp_path: Path) -
     clip = write_wav(tmp_path / "mixed.wav", mix(speech, synth_music(), background_gain=0.3))
     answer = _ask(clip, "Is anyone speaking?", words=True)
     assert "No speech" not in answer and "Speech takes" in answer
-    assert "Transcript (sphinx-en-small" in answer
+    assert "Transcript (whisper-base" in answer
     mood = _ask(clip, "What is the mood of the speaker?")
     assert "Emotion cannot be told: no emotion model is installed" in mood
     assert "cues only, not an emotion" in mood
     language = _ask(clip, "What language is spoken?", words=True)
-    assert "knows only English" in language  # pocketsphinx cannot detect a language: never claimed as detected
+    assert "detected English" in language  # Whisper base identifies the language itself
 
 
 @requires_pyannote_sample

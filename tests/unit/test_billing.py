@@ -7,7 +7,7 @@ import pytest
 from earshot.billing import billable_minutes, cost_micro_usd, micro_from_usd_text, usd_text
 from earshot.catalog import CatalogModel
 
-MODEL = CatalogModel(sku="m", kind="transcription", provider="embedded:pocketsphinx", price_micro_usd_per_minute=900)
+MODEL = CatalogModel(sku="m", kind="transcription", provider="embedded:whisper", price_micro_usd_per_minute=900)
 
 
 @pytest.mark.parametrize(

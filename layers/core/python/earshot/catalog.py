@@ -13,7 +13,7 @@ from earshot.errors import NotAnAudioModelError, NotATranscriptionModelError
 
 ModelKind = Literal["transcription", "understanding", "extraction"]
 # Embedded engines run inside the function; the others are upstream wire formats.
-PROVIDERS = ("embedded:pocketsphinx", "embedded:analyzer", "openai-transcription", "gemini", "openai-chat-audio")
+PROVIDERS = ("embedded:whisper", "embedded:analyzer", "openai-transcription", "gemini", "openai-chat-audio")
 
 
 class CatalogModel(BaseModel):

@@ -36,13 +36,13 @@ _TASK = {
     "id": TASK_ID,
     "object": "transcription.task",
     "kind": "transcription",
-    "model": "sphinx-en-small",
+    "model": "whisper-base",
     "status": "completed",
     "progress": 100,
     "created_at": 1796168210,
     "updated_at": 1796168227,
     "stream": None,
-    "results": [{"text": TEXT, "model": "sphinx-en-small", "usage": {"type": "duration", "seconds": 24.73}}],
+    "results": [{"text": TEXT, "model": "whisper-base", "usage": {"type": "duration", "seconds": 24.73}}],
     "error": None,
 }
 
@@ -50,7 +50,7 @@ TRANSCRIPTION = RouteExamples(
     request={"file": "speech.wav", "model": "transcribe", "response_format": "json"},
     response={
         "text": TEXT,
-        "model": "sphinx-en-small",
+        "model": "whisper-base",
         "usage": {"type": "duration", "seconds": 24.73},
         "billing": BILLING,
     },
@@ -175,7 +175,7 @@ MODELS = RouteExamples(
         "object": "list",
         "data": [
             {
-                "id": "sphinx-en-small",
+                "id": "whisper-base",
                 "object": "model",
                 "created": 1767225600,
                 "owned_by": "earshot",
@@ -183,8 +183,9 @@ MODELS = RouteExamples(
                 "aliases": ["transcribe"],
                 "price_per_minute_usd": 0.0009,
                 "price_per_minute_micro_usd": 900,
-                "languages": ["en"],
-                "description": "Embedded CMU PocketSphinx, US English. Offline; low accuracy.",
+                "languages": ["en", "zh", "de", "es", "ru", "ko", "fr", "ja"],
+                "description": "Embedded OpenAI Whisper base (multilingual, 74M parameters) via CTranslate2, int8 on "
+                "CPU. Offline.",
             }
         ],
     }
@@ -212,7 +213,7 @@ USAGE = RouteExamples(
                 "amount_micro_usd": -900,
                 "balance_after_usd": 9.9991,
                 "balance_after_micro_usd": 9999100,
-                "model": "sphinx-en-small",
+                "model": "whisper-base",
                 "duration_sec": 24.73,
                 "billable_minutes": 1,
                 "description": "transcribe 24.730s",

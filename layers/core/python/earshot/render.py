@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 from earshot.engines.base import Segment
+from earshot.languages import language_name
 
-# ISO-639-1 -> the English language names OpenAI's verbose_json reports.
-LANGUAGE_NAMES = {
-    "en": "english", "es": "spanish", "fr": "french", "de": "german", "it": "italian", "pt": "portuguese",
-    "nl": "dutch", "ja": "japanese", "zh": "chinese", "ko": "korean", "ru": "russian", "vi": "vietnamese",
-}  # fmt: skip
-
-
-def language_name(code: str) -> str:
-    return LANGUAGE_NAMES.get(code.lower().split("-")[0], code)
+__all__ = ["language_name", "render_srt", "render_text", "render_vtt"]
 
 
 def _timestamp(seconds: float, separator: str) -> str:

@@ -173,10 +173,10 @@ def _speech_source(runtime: Runtime) -> Any:
 
 
 def _build_engine(model: CatalogModel, role: str, runtime: Runtime) -> Any:
-    if model.provider == "embedded:pocketsphinx" and role == "transcription":
-        from earshot.engines.embedded import LazyPocketsphinx
+    if model.provider == "embedded:whisper" and role == "transcription":
+        from earshot.engines.embedded import LazyWhisper
 
-        return LazyPocketsphinx()
+        return LazyWhisper(sku=model.sku, asset=model.upstream_model, languages=model.languages)
     if model.provider == "embedded:analyzer" and role == "question":
         from earshot.engines.embedded import LazyAnalyzer
 

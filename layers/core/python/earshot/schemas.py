@@ -180,6 +180,11 @@ class TranscriptionJson(ContractModel):
 class TranscriptionVerboseJson(ContractModel):
     task: Literal["transcribe", "translate"]
     language: str = Field(description="Language name in English, e.g. 'english'.")
+    language_probability: float | None = Field(
+        default=None,
+        description="How sure the model is of `language`, 0..1, when it identified the language itself "
+        "(no `language` was given). Absent when the model did not identify it.",
+    )
     duration: float
     text: str
     segments: list[SegmentOut]

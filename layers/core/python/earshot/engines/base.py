@@ -7,31 +7,40 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from earshot.errors import UnsupportedByModelError
-
 
 class Word(BaseModel):
     word: str
     start: float
     end: float
+    probability: float | None = None
 
 
 class Segment(BaseModel):
+    """A stretch of the transcript; the optional fields are Whisper's decoding statistics where an engine has them."""
+
     id: int
     start: float
     end: float
     text: str
     words: list[Word] = Field(default_factory=list)
+    seek: int = 0
+    tokens: list[int] = Field(default_factory=list)
+    temperature: float | None = None
     avg_logprob: float | None = None
+    compression_ratio: float | None = None
     no_speech_prob: float | None = None
     speaker: str | None = Field(default=None, description="Set by diarization: A, B, ... or a known speaker's name.")
 
 
 class Transcript(BaseModel):
-    """An engine's answer. ``language`` is an ISO-639-1 code (``en``)."""
+    """An engine's answer. ``language`` is the ISO-639-1 code (``en``) of ``text``'s language.
+
+    ``language_probability`` is set when the engine identified the language itself (none was given).
+    """
 
     text: str
     language: str
+    language_probability: float | None = None
     segments: list[Segment] = Field(default_factory=list)
     words: list[Word] = Field(default_factory=list)
 
@@ -61,19 +70,3 @@ class TranscriptionEngine(Protocol):
     def transcribe(self, audio: Path, options: TranscriptionOptions) -> Transcript:
         """Transcribe the local audio file ``audio``."""
         ...
-
-
-# The embedded recogniser's one language (the lazy proxy checks it before loading the engine).
-ENGLISH = frozenset({"en", "en-us", "english"})
-
-
-def check_english_only(options: TranscriptionOptions) -> None:
-    """The embedded recogniser's one language: English (or a request that leaves the language open)."""
-    if options.language is None:
-        return
-    if options.language.strip().lower().replace("_", "-") not in ENGLISH:
-        raise UnsupportedByModelError(
-            f"language {options.language!r} is not available: the embedded engine only has English; "
-            "configure an upstream model for other languages",
-            param="language",
-        )

@@ -1,20 +1,36 @@
 """Embedded engines behind light proxies: requests are checked without importing the audio stack.
 
-PocketSphinx, PyAV and numpy live in the ``audio`` Lambda layer, which only the functions that run
-engines carry. A function that only *checks* a request (``POST /v1/uploads`` with a ``process``
-spec, say) gets the proxy's cheap ``check`` and never imports them; ``transcribe``/``ask`` build the
-real engine on first use.
+faster-whisper, CTranslate2, PyAV and numpy are heavy, and only the functions that run engines carry them. A
+function that only *checks* a request (``POST /v1/uploads`` with a ``process`` spec, say) gets the proxy's cheap
+``check`` and never imports them; ``transcribe``/``ask`` build the real engine on first use.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from earshot.engines.base import Transcript, TranscriptionOptions, check_english_only
+from earshot.engines.base import Transcript, TranscriptionOptions
 from earshot.engines.providers import GenerationResult
+from earshot.engines.whisper_capabilities import (
+    DEFAULT_SPEECH_ASSET,
+    LANGUAGE_ID_ASSET,
+    WHISPER_MODELS,
+    WhisperCapabilities,
+    check_whisper_request,
+)
+
+__all__ = [
+    "DEFAULT_SPEECH_ASSET",
+    "LANGUAGE_ID_ASSET",
+    "WHISPER_MODELS",
+    "LazyAnalyzer",
+    "LazyWhisper",
+    "WhisperCapabilities",
+    "check_whisper_request",
+]
 
 
 class _Lazy:
@@ -30,19 +46,22 @@ class _Lazy:
             return self._engine
 
 
-class LazyPocketsphinx(_Lazy):
-    """``TranscriptionEngine`` for ``embedded:pocketsphinx``."""
+class LazyWhisper(_Lazy):
+    """``TranscriptionEngine`` for ``embedded:whisper``; ``check`` needs neither numpy nor the model."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sku: str, asset: str, languages: Sequence[str] | None = None) -> None:
+        capabilities = WhisperCapabilities.of(sku, asset, languages)
+
         def build() -> Any:
-            from earshot.engines.pocketsphinx_engine import PocketsphinxEngine
+            from earshot.engines.whisper_engine import WhisperEngine
 
-            return PocketsphinxEngine()
+            return WhisperEngine(capabilities)
 
         super().__init__(build)
+        self.capabilities = capabilities
 
     def check(self, options: TranscriptionOptions) -> None:
-        check_english_only(options)
+        check_whisper_request(self.capabilities, options)
 
     def transcribe(self, audio: Path, options: TranscriptionOptions) -> Transcript:
         transcript: Transcript = self._real().transcribe(audio, options)

@@ -77,14 +77,18 @@ def _render(
             language=full_language_name(transcript.language),
             duration=bill.duration_sec,
             text=transcript.text,
+            language_probability=transcript.language_probability,
             segments=[
                 SegmentOut(
                     id=seg.id,
+                    seek=seg.seek,
                     start=round(seg.start, 3),
                     end=round(seg.end, 3),
                     text=seg.text,
-                    temperature=form.temperature,
+                    tokens=seg.tokens,
+                    temperature=form.temperature if seg.temperature is None else seg.temperature,
                     avg_logprob=seg.avg_logprob,
+                    compression_ratio=seg.compression_ratio,
                     no_speech_prob=seg.no_speech_prob,
                 )
                 for seg in transcript.segments

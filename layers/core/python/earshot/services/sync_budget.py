@@ -16,14 +16,12 @@ from earshot.errors import AudioTooLongForSyncError
 
 # Engine seconds per second of audio, as the engine runs on 2 vCPUs (the inference function; this machine's 2
 # cores), by SKU, else by provider; measured on real read speech (docs/benchmarks.md, docs/decisions.md):
-# Whisper base 15.5 CPU-s and tiny.en 5.0 CPU-s per 60 s on two CTranslate2 threads; pocketsphinx 0.385 CPU-s
-# per s on its one thread. The analyzer transcribes too (its answer includes the embedded transcript), so it
-# costs at least the recogniser.
+# Whisper base 15.5 CPU-s and tiny.en 5.0 CPU-s per 60 s on two CTranslate2 threads. The analyzer transcribes too
+# (its answer includes the embedded transcript), so it costs at least the recogniser.
 ENGINE_SEC_PER_AUDIO_SEC: dict[str, float] = {
     "whisper-base": 0.13,
     "whisper-tiny-en": 0.042,
     "embedded:whisper": 0.13,  # another Whisper SKU: as base
-    "embedded:pocketsphinx": 0.385,
     "embedded:analyzer": 0.45,
 }
 # A shared machine or a cold engine is slower than the bench: refuse when the prediction x this exceeds the time.
