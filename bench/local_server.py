@@ -5,7 +5,8 @@ catalog, same client (httpx, one pooled client per server, keep-alive where the 
 interleaved round by round: 100 KiB uploads at concurrency 8 (throughput, requests per second) and 4 MiB uploads
 at concurrency 8 (p50 latency, peak RSS). Reported as waitress / werkzeug with the spread over rounds.
 
-    .venv/bin/python -m bench.local_server [GIT_REF]     # GIT_REF: the werkzeug version, default 2f4f16f
+    .venv/bin/python -m bench.local_server [GIT_REF [MIB]]   # GIT_REF: the werkzeug version (default 2f4f16f);
+                                                             # MIB: the large upload (default 4)
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _batch(server: Server, audio: bytes, requests: int) -> tuple[float, list[flo
     return requests / elapsed, latencies
 
 
-def main(ref: str = "2f4f16f", rounds: int = 5) -> None:
+def main(ref: str = "2f4f16f", rounds: int = 5, large_mib: int = 4) -> None:
     directory = Path(tempfile.mkdtemp(prefix="earshot-serve-bench-"))
     upstream = _start_upstream()
     servers: dict[str, Server] = {}
@@ -53,7 +54,7 @@ def main(ref: str = "2f4f16f", rounds: int = 5) -> None:
         old = _checkout(ref, directory)
         servers["werkzeug"] = _start_earshot(upstream.url, directory, name="werkzeug", code=old)
         servers["waitress"] = _start_earshot(upstream.url, directory, name="waitress")
-        small, large = _audio(100 * 1024, directory), _audio(4 * MIB, directory)
+        small, large = _audio(100 * 1024, directory), _audio(large_mib * MIB, directory)
         for server in servers.values():
             _batch(server, small, 16)  # warm
         rates: dict[str, list[float]] = {n: [] for n in servers}
@@ -64,7 +65,7 @@ def main(ref: str = "2f4f16f", rounds: int = 5) -> None:
             for name in order:
                 rates[name].append(_batch(servers[name], small, 64)[0])
                 servers[name].reset_peak()
-                latencies = _batch(servers[name], large, 16)[1]
+                latencies = _batch(servers[name], large, 8)[1]
                 p50[name].append(statistics.median(latencies) * 1000)
                 peak[name].append(servers[name].peak() / MIB)
         for label, values, unit in (
@@ -87,4 +88,4 @@ def main(ref: str = "2f4f16f", rounds: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "2f4f16f")
+    main(sys.argv[1] if len(sys.argv) > 1 else "2f4f16f", large_mib=int(sys.argv[2]) if len(sys.argv) > 2 else 4)
