@@ -8,7 +8,10 @@ event; then the route's function handler runs in-process and its response is wri
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
 import hashlib
+import os
 import re
 import secrets
 import socket
@@ -545,6 +548,26 @@ class LocalServer:
         for channel in list(self._server.active_channels.values()):
             if isinstance(channel, _Channel) and channel.lingering_expired(now):
                 channel._close_now()
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def bound_malloc_arenas(arenas: int = 2) -> None:
+    """Let glibc keep at most ``arenas`` malloc heaps (call before the server's threads start).
+
+    glibc gives threads that allocate at once their own heaps (up to 8 per core) and rarely returns their free
+    memory; with 32 workers each holding a 20 MiB upload's buffers in turn, RSS climbed to ~850-890 MiB at
+    concurrency 8 (measured, ``make bench-peer``'s load); with two heaps it stays at ~480-530 MiB, and requests
+    were no slower. ``MALLOC_ARENA_MAX`` in the environment wins; other C libraries are left alone.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass
 
 
 def build_server(
