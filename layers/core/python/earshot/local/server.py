@@ -405,7 +405,14 @@ def _parser_class(gateway: LocalGateway) -> type[HTTPRequestParser]:
         limit = 0
 
         def parse_header(self, header_plus: bytes) -> None:
-            super().parse_header(header_plus)
+            try:
+                super().parse_header(header_plus)
+            except Exception:
+                # A head waitress refuses (an invalid Content-Length, say) still answers in its route's contract.
+                path = getattr(self, "path", None)
+                if isinstance(path, str) and not path.startswith(LOCAL_UPLOAD_PREFIX):
+                    self.contract = gateway.route_limits(str(getattr(self, "command", "") or "GET"), path)[0]
+                raise
             lines = header_plus.split(b"\n")
             if len(lines[0]) > _MAX_LINE:
                 self.error = _TargetTooLong(f"the request target is over {_MAX_LINE} bytes")
