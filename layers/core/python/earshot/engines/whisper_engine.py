@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 # Beam search as OpenAI's reference decoder uses it; greedy decoding would save little (the encoder, not the
 # decoder, is most of the CPU) and costs accuracy.
 BEAM_SIZE = 5
+# Candidates sampled at each fallback temperature above 0. OpenAI's command line samples 5; here one, because a
+# window that falls back is one Whisper cannot hear well (most often synthetic or foreign speech being translated)
+# and five samples at each of five temperatures made a 4-s clip cost 8 CPU-s, past a sync request's deadline on a
+# busy machine, for no better text (docs/decisions.md, 2026-12-02).
+BEST_OF = 1
 # temperature=0 asks for OpenAI's fallback: decode greedily, and retry hotter when the result looks like a
 # failure (too repetitive, too unlikely). Any other temperature samples at exactly that temperature.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -173,6 +178,7 @@ class WhisperEngine:
                 language=language,
                 task=options.task,
                 beam_size=BEAM_SIZE,
+                best_of=BEST_OF,
                 temperature=list(FALLBACK_TEMPERATURES) if options.temperature == 0 else options.temperature,
                 initial_prompt=options.prompt or None,
                 word_timestamps=options.word_timestamps,
