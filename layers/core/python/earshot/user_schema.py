@@ -71,7 +71,7 @@ class UserSchema:
 
     def errors(self, value: Any) -> list[str]:
         """What is wrong with ``value``; a schema that loops on this value is itself reported, not raised."""
-        from jsonschema.exceptions import _RefResolutionError
+        from jsonschema.exceptions import _RefResolutionError  # type: ignore[attr-defined]  # private, not in the stubs
         from referencing.exceptions import Unresolvable
 
         try:
@@ -104,7 +104,7 @@ def check_user_schema(schema: Any) -> UserSchema:
             )
 
     import jsonschema
-    from jsonschema.validators import SPECIFICATIONS
+    from jsonschema.validators import SPECIFICATIONS  # type: ignore[attr-defined]  # the meta-schemas, not in the stubs
     from referencing.exceptions import Unresolvable
     from referencing.jsonschema import specification_with
 
@@ -116,7 +116,10 @@ def check_user_schema(schema: Any) -> UserSchema:
     registry = closed_registry()
     validator = cls(schema, registry=registry)
     # The resolver the validator builds for itself (same specification, same closed registry).
-    specification = specification_with(cls.ID_OF(cls.META_SCHEMA) or "urn:unknown-dialect")
+    specification = specification_with(
+        cls.ID_OF(cls.META_SCHEMA)  # type: ignore[attr-defined]  # on every validator class, not in the stubs' protocol
+        or "urn:unknown-dialect"
+    )
     resolver = SPECIFICATIONS.combine(registry).resolver_with_root(specification.create_resource(schema))
     for keyword, reference, base in references:
         try:

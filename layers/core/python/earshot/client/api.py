@@ -73,7 +73,7 @@ class Client:
         path: Path,
         *,
         process: dict[str, Any] | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[int], object] | None = None,
     ) -> dict[str, Any]:
         """``POST /v1/uploads`` then the file to its presigned form; returns the upload (``id``, ``task_id``)."""
         size = path.stat().st_size
@@ -186,7 +186,7 @@ def _upload_error(response: httpx.Response) -> str:
 class _ProgressReader:
     """A file object whose reads report progress (httpx streams multipart files by reading them)."""
 
-    def __init__(self, handle: IO[bytes], on_progress: Callable[[int], None] | None) -> None:
+    def __init__(self, handle: IO[bytes], on_progress: Callable[[int], object] | None) -> None:
         self._handle = handle
         self._on_progress = on_progress
 
