@@ -1,8 +1,9 @@
 """The async task workflow as a Step Functions Standard state machine, compiled from ``earshot.workflow.WORKFLOW``.
 
 The definition is not written here: ``to_state_machine_definition`` turns the one workflow definition (steps,
-timeouts, retriers with full jitter, catch -> ``refund_and_fail``) into Amazon States Language. The engine steps
-invoke the inference function (the container image with the models), every other step the ``workflow`` function;
+timeouts, retriers with full jitter, catch -> ``refund_and_fail``, the Map state that runs a long recording's chunks)
+into Amazon States Language. The engine steps (planning chunks, each chunk, the merge) invoke the inference function
+(the container image with the models), every other step the ``workflow`` function;
 the payload names the step (``earshot.workflow.dispatch_step``). The Task
 states' partition is left as ``${Partition}`` for CloudFormation to fill in, so one template deploys to any partition
 (aws, aws-cn, aws-us-gov).
@@ -98,7 +99,36 @@ class TaskWorkflow(Construct):
                 resources=[function.function_arn for function in targets],
             )
         )
+        if any(step.mode == "DISTRIBUTED" for step in workflow.maps):
+            self._allow_child_executions(name)
         self._acknowledge_service_wildcards()
+
+    def _allow_child_executions(self, name: str) -> None:
+        """A Distributed Map runs each iteration as a child execution of this state machine: it may start, read and
+        stop its own executions. The ARNs are built from the machine's name (its ARN in its own role's policy would be
+        a circular dependency)."""
+        prefix = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RunMapChildExecutions",
+                actions=["states:StartExecution"],
+                resources=[f"{prefix}:stateMachine:{name}"],
+            )
+        )
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="FollowMapChildExecutions",
+                actions=["states:DescribeExecution", "states:StopExecution"],
+                resources=[f"{prefix}:execution:{name}/*"],
+            )
+        )
+        acknowledge(
+            self.state_machine.role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+            f"{name}/*]",
+            "A Distributed Map's child executions get names chosen by Step Functions at run time; the wildcard is "
+            "limited to this state machine's own executions.",
+        )
 
     def _acknowledge_service_wildcards(self) -> None:
         acknowledge(

@@ -144,7 +144,7 @@ def test_timeouts_fit_what_invokes_each_function() -> None:
     assert timeout_sec("authorizer") == 10  # API Gateway waits at most 10 s for an authorizer
     for route in routes.ROUTES:
         assert timeout_sec(route.function) == 29, route.function  # the HTTP API's 30 s integration timeout
-    assert timeout_sec("inference") == 900  # run_engine's TimeoutSeconds; Lambda's maximum
+    assert timeout_sec("inference") == 900  # the engine steps' TimeoutSeconds; Lambda's maximum
     assert timeout_sec("workflow") == 300  # resolve_input's (a URL fetch), the longest step it runs
     assert 29 <= timeout_sec("ingest") <= 900
 

@@ -34,8 +34,19 @@ def _workflow_arn(synth: Synthesized) -> str:
     return f"<{synth.function_logical_id('workflow')}.Arn>"
 
 
+def _task_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            found[name] = state
+        elif state["Type"] == "Map":
+            found.update(_task_states(state["ItemProcessor"]["States"]))
+    return found
+
+
 def _tasks(synth: Synthesized) -> dict[str, dict[str, Any]]:
-    return {name: state for name, state in _definition(synth)["States"].items() if state["Type"] == "Task"}
+    """Every Task state, the Map's iteration included."""
+    return _task_states(_definition(synth)["States"])
 
 
 def test_one_standard_state_machine_compiled_from_the_workflow(synthesized: Synthesized) -> None:
@@ -58,7 +69,7 @@ def test_every_step_invokes_its_function_with_its_name(synthesized: Synthesized)
         expected = inference_arn if name in ENGINE_STEPS else _workflow_arn(synthesized)
         assert state["Parameters"]["FunctionName"] == expected, name
         assert state["Parameters"]["Payload"] == {"step": name, "state.$": "$"}
-    assert "run_engine" in ENGINE_STEPS
+    assert set(ENGINE_STEPS) == {"plan_chunks", "run_chunk", "merge_chunks"}
 
 
 def test_tasks_invoke_lambda_in_the_partition_the_stack_is_deployed_to(synthesized: Synthesized) -> None:
@@ -80,7 +91,10 @@ def test_every_task_has_a_timeout_and_jittered_retries_on_lambda_service_errors(
 
 
 def test_every_step_but_the_refund_is_caught_and_refunded(synthesized: Synthesized) -> None:
-    for name, state in _tasks(synthesized).items():
+    states = _definition(synthesized)["States"]
+    for name, state in states.items():
+        if state["Type"] not in ("Task", "Map"):
+            continue
         if name == REFUND_STEP:
             assert "Catch" not in state
             assert state["Next"] == FAILED_STATE
@@ -176,6 +190,70 @@ def test_only_unexpected_execution_endings_raise_an_alarm(synthesized: Synthesiz
     assert alarm["Namespace"] == "AWS/SQS" and alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
     assert alarm["Threshold"] == 1 and alarm["AlarmActions"]
+
+
+def test_a_long_recordings_chunks_run_in_a_map_state_on_the_inference_function(synthesized: Synthesized) -> None:
+    from earshot.workflow import CHUNK_STEP, MAP_MAX_CONCURRENCY
+
+    states = _definition(synthesized)["States"]
+    (chunks,) = WORKFLOW.maps
+    state = states[chunks.name]
+    assert state["Type"] == "Map" and state["ItemsPath"] == "$.chunks" and state["ResultPath"] is None
+    assert state["MaxConcurrency"] == MAP_MAX_CONCURRENCY
+    assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": chunks.mode}
+    assert "chunk.$" in state["ItemSelector"] and "options.$" not in state["ItemSelector"]
+    iteration = state["ItemProcessor"]["States"][CHUNK_STEP]
+    assert iteration["Parameters"]["FunctionName"] == f"<{synthesized.function_logical_id('inference')}.Arn>"
+    assert [states[n]["Next"] for n in ("reserve", "plan_chunks", chunks.name)] == [
+        "plan_chunks",
+        chunks.name,
+        "merge_chunks",
+    ]
+    # The inference function's reservation leaves room for sync requests beside one task's chunks.
+    reserved = synthesized.config.reserved_concurrency.get("inference")
+    assert reserved is None or reserved > MAP_MAX_CONCURRENCY
+
+
+def test_a_distributed_map_may_start_and_follow_its_own_child_executions() -> None:
+    from dataclasses import replace
+
+    from aws_cdk import App, RemovalPolicy, Stack
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_logs as logs
+    from aws_cdk.assertions import Template
+
+    from infra.capabilities.workflow import TaskWorkflow
+
+    (chunks,) = WORKFLOW.maps
+    distributed = replace(chunks, mode="DISTRIBUTED")
+    flow = replace(WORKFLOW, steps=tuple(distributed if s is chunks else s for s in WORKFLOW.steps))
+    stack = Stack(App(), "Distributed")
+    functions = {
+        name: lambda_.Function.from_function_arn(stack, name, f"arn:aws:lambda:us-east-1:123456789012:function:{name}")
+        for name in ("workflow", "inference")
+    }
+    TaskWorkflow(
+        stack,
+        "Tasks",
+        stage="dev",
+        functions=functions,
+        log_retention=logs.RetentionDays.ONE_WEEK,
+        removal_policy=RemovalPolicy.DESTROY,
+        workflow=flow,
+    )
+    template = Template.from_stack(stack).to_json()
+
+    statements = [
+        statement
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::IAM::Policy"
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    by_sid = {statement.get("Sid"): statement for statement in statements}
+    assert by_sid["RunMapChildExecutions"]["Action"] == "states:StartExecution"
+    assert "stateMachine:earshot-dev-tasks" in json.dumps(by_sid["RunMapChildExecutions"]["Resource"])
+    assert sorted(by_sid["FollowMapChildExecutions"]["Action"]) == ["states:DescribeExecution", "states:StopExecution"]
+    assert "execution:earshot-dev-tasks/*" in json.dumps(by_sid["FollowMapChildExecutions"]["Resource"])
 
 
 def test_the_workflow_fails_a_task_on_purpose_with_the_error_the_alarm_ignores() -> None:

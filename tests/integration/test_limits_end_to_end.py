@@ -2,8 +2,10 @@
 local runner — streamed to /tmp, metered, billed exactly once, transcribed — and one byte more is refused up front.
 
 The audio is generated (never committed): the file at the limit is a WAV header over a sparse file of silence,
-so it costs the disk nothing until it is read. The transcription model is an OpenAI-compatible fake on 127.0.0.1
-(the embedded engine would spend minutes on silence); the path up to it is the real one.
+so it costs the disk nothing until it is read. Each case runs twice: with an OpenAI-compatible fake on 127.0.0.1
+(the whole audio in one Map iteration, converted for the upstream), and with the embedded engine, where the
+workflow cuts the audio at silences and its Map state runs only the chunks with speech (the one-hour recording
+carries real read speech at three known places, which must come back there).
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes.upstreams import FakeOpenAI
+from recordings import LIBRIVOX_DIR, requires_testdata
 
+from earshot.billing import cost_micro_usd
 from earshot.errors import InvalidRequestError
 from earshot.limits import MAX_UPLOAD_BYTES
 from earshot.local.events import LocalContext
@@ -72,12 +77,11 @@ def _wav_header(*, data_bytes: int, rate: int, channels: int, bits: int) -> byte
     )
 
 
-def _upload(key: NewKey, size: int) -> str:
+def _upload(key: NewKey, size: int, **options: Any) -> str:
     principal = Principal(account_id=key.account.id, key_id=key.key.id)
+    process = UploadProcess(kind="transcription", options=options)  # type: ignore[arg-type]
     record, _ = create_upload(
-        get_runtime(),
-        principal,
-        UploadRequestBody(filename="long.wav", bytes=size, process=UploadProcess(kind="transcription")),  # type: ignore[arg-type]
+        get_runtime(), principal, UploadRequestBody(filename="long.wav", bytes=size, process=process)
     )
     return record.key
 
@@ -158,3 +162,85 @@ def test_a_one_hour_recording_completes_as_a_task_billed_exactly_once(account: N
     # The same S3 event again (delivered twice) finds the task and charges nothing more.
     assert _process(object_key).id == task.id
     assert _debits(account) == [-60 * PRICE_PER_MINUTE]
+
+
+# -- the embedded engine: the workflow's chunks ------------------------------------------------------------------
+@pytest.fixture
+def embedded_account(data_dir: Path) -> NewKey:
+    return create_key(get_runtime().store, name="limits", balance_micro_usd=10_000_000)
+
+
+def _embedded_price(seconds: float) -> int:
+    return cost_micro_usd(get_runtime().catalog.resolve_transcription("transcribe"), seconds)
+
+
+def test_an_upload_at_the_size_limit_is_processed_by_the_embedded_engines_workflow(embedded_account: NewKey) -> None:
+    rate, channels, bits = 192_000, 2, 32
+    data_bytes = MAX_UPLOAD_BYTES - 44
+    data_bytes -= data_bytes % (channels * bits // 8)
+    object_key = _upload(embedded_account, MAX_UPLOAD_BYTES)
+
+    def write(path: Path) -> None:
+        with path.open("wb") as out:
+            out.write(_wav_header(data_bytes=data_bytes, rate=rate, channels=channels, bits=bits))
+            out.truncate(MAX_UPLOAD_BYTES)
+
+    _land(object_key, write)
+
+    task = _process(object_key)
+
+    assert task.status == "completed", task.error
+    seconds = data_bytes / (rate * channels * bits // 8)
+    # Decoded whole (within the metered budget), cut at silences: no speech anywhere, so no chunk ran an engine.
+    (body,) = task.results
+    assert body["text"] == "" and body["segments"] == []
+    assert body["duration"] == round(seconds, 3) and body["billing"]["duration_sec"] == round(seconds, 3)
+    assert _debits(embedded_account) == [-_embedded_price(seconds)]
+
+
+@requires_testdata
+def test_a_one_hour_recording_completes_as_a_task_of_chunks_billed_exactly_once(embedded_account: NewKey) -> None:
+    clips = []
+    for path in sorted(LIBRIVOX_DIR.glob("*.wav"))[:3]:
+        with wave.open(str(path)) as handle:
+            clips.append(handle.readframes(handle.getnframes()))
+    placed = {30: clips[0], 1800: clips[1], 3540: clips[2]}  # seconds into the hour: start, middle, last minute
+    object_key = _upload(embedded_account, 3600 * 16_000 * 2 + 44, response_format="verbose_json")
+
+    def write(path: Path) -> None:
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16_000)
+            second = b"\0\0" * 16_000
+            at = 0
+            while at < 3600:
+                if at in placed:
+                    clip = placed[at]
+                    out.writeframes(clip)
+                    pad = -len(clip) % (2 * 16_000)
+                    out.writeframes(b"\0" * pad)
+                    at += (len(clip) + pad) // (2 * 16_000)
+                else:
+                    out.writeframes(second)
+                    at += 1
+
+    _land(object_key, write)
+
+    task = _process(object_key, timeout=900)
+
+    assert task.status == "completed", task.error
+    assert _debits(embedded_account) == [-_embedded_price(3600.0)]  # 60 started minutes, one debit
+    per_minute = get_runtime().catalog.resolve_transcription("transcribe").price_micro_usd_per_minute
+    assert _embedded_price(3600.0) == 60 * per_minute
+    (body,) = task.results
+    assert body["duration"] == 3600.0 and body["text"].strip()
+    # The words come back where the speech is on the hour's timeline: each clip's segments inside its place.
+    starts = [segment["start"] for segment in body["segments"]]
+    for at, clip in placed.items():
+        length = len(clip) / (2 * 16_000)
+        assert any(at - 0.5 <= start <= at + length for start in starts), (at, starts)
+    assert all(any(at - 0.5 <= start <= at + 8 for at in placed) for start in starts), starts
+    # The same S3 event again finds the task and charges nothing more.
+    assert _process(object_key).id == task.id
+    assert _debits(embedded_account) == [-_embedded_price(3600.0)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -21,12 +22,14 @@ from earshot.errors import (
     TaskTransitionError,
 )
 from earshot.workflow import (
+    CHUNK_STEP,
     DONE_STATE,
     FAILED_STATE,
     REFUND_STEP,
     STEP_NAMES,
     WORKFLOW,
     LocalRunner,
+    MapStep,
     Retrier,
     State,
     Step,
@@ -37,9 +40,18 @@ from earshot.workflow import (
     to_state_machine_definition,
 )
 
-ARNS = {
-    name: f"arn:aws:lambda:us-east-1:123456789012:function:earshot-dev-{name}" for name in (*STEP_NAMES, REFUND_STEP)
-}
+# Every Task state's function (the Map's iteration included); the Map state itself invokes nothing.
+TASK_NAMES = tuple(step.name for step in WORKFLOW.all_steps)
+ARNS = {name: f"arn:aws:lambda:us-east-1:123456789012:function:earshot-dev-{name}" for name in TASK_NAMES}
+# The success path as a recorder sees it: the two chunks its plan_chunks plans each run once; the Map adds nothing.
+TWO_CHUNKS = [{"index": 0, "start": 0.0, "end": 55.0}, {"index": 1, "start": 55.0, "end": 100.0}]
+CALLS = [
+    *[name for name in STEP_NAMES[: STEP_NAMES.index("run_chunks")]],
+    CHUNK_STEP,
+    CHUNK_STEP,
+    *STEP_NAMES[STEP_NAMES.index("run_chunks") + 1 :],
+]
+DONE = [name for name in STEP_NAMES if name != "run_chunks"]
 
 
 def _error_class_names() -> set[str]:
@@ -68,12 +80,15 @@ class Recorder:
                 failure = scripted.pop(0) if scripted else None
             if failure is not None:
                 raise failure
-            return {**state, "done": [*state.get("done", []), name]}
+            if name == CHUNK_STEP:
+                return {"index": state["chunk"]["index"]}
+            planned = {"chunks": TWO_CHUNKS} if name == "plan_chunks" else {}
+            return {**state, **planned, "done": [*state.get("done", []), name]}
 
         return run
 
     def registry(self) -> dict[str, StepFn]:
-        return {name: self.step(name) for name in (*STEP_NAMES, REFUND_STEP)}
+        return {name: self.step(name) for name in TASK_NAMES}
 
 
 class Sleeps:
@@ -90,7 +105,9 @@ def test_the_workflow_runs_the_steps_of_the_issue_in_order() -> None:
         "resolve_input",
         "meter",
         "reserve",
-        "run_engine",
+        "plan_chunks",
+        "run_chunks",
+        "merge_chunks",
         "store_result",
         "settle",
         "deliver_webhook",
@@ -116,16 +133,25 @@ def test_every_step_has_a_timeout_and_retries_lambda_service_errors() -> None:
 
 def test_provider_failures_are_not_retried_by_the_workflow() -> None:
     # The provider adapters already spent the 3-attempt budget; the workflow must not multiply it.
-    run_engine = next(step for step in WORKFLOW.steps if step.name == "run_engine")
-    assert not any({"ProviderError", "ProviderTimeoutError"} & set(policy.errors) for policy in run_engine.retries)
+    run_chunk = next(step for step in WORKFLOW.all_steps if step.name == CHUNK_STEP)
+    assert not any({"ProviderError", "ProviderTimeoutError"} & set(policy.errors) for policy in run_chunk.retries)
+
+
+def _at_worst(step: Step) -> float:
+    retries = sum(policy.max_attempts for policy in step.retries)
+    waits = sum(policy.delay_cap(n) for policy in step.retries for n in range(1, policy.max_attempts + 1))
+    return step.timeout_sec * (1 + retries) + waits
 
 
 def test_the_execution_timeout_covers_every_step_at_its_worst() -> None:
-    worst = 0.0
-    for step in WORKFLOW.all_steps:
-        retries = sum(policy.max_attempts for policy in step.retries)
-        waits = sum(policy.delay_cap(n) for policy in step.retries for n in range(1, policy.max_attempts + 1))
-        worst += step.timeout_sec * (1 + retries) + waits
+    from earshot.services.sync_budget import ENGINE_SEC_PER_AUDIO_SEC, PER_CHUNK_OVERHEAD_SEC, SAFETY_FACTOR
+    from earshot.workflow import MAX_CHUNK_SEC, MAX_CHUNKS
+
+    (chunks,) = WORKFLOW.maps
+    worst = sum(_at_worst(step) for step in WORKFLOW.all_steps)  # one chunk at its worst, every other step too
+    # The longest task's chunks, round after round of max_concurrency, each at the slowest engine's measured rate.
+    chunk_sec = (MAX_CHUNK_SEC * max(ENGINE_SEC_PER_AUDIO_SEC.values()) + PER_CHUNK_OVERHEAD_SEC) * SAFETY_FACTOR
+    worst += math.ceil(MAX_CHUNKS / chunks.max_concurrency) * chunk_sec
     assert worst < WORKFLOW.timeout_sec
 
 
@@ -138,7 +164,7 @@ def test_the_state_machine_is_structurally_valid() -> None:
     assert definition["StartAt"] == "resolve_input" and definition["StartAt"] in states
     assert isinstance(definition["TimeoutSeconds"], int)
     for name, state in states.items():
-        assert state["Type"] in {"Task", "Fail", "Succeed", "Pass", "Choice"}
+        assert state["Type"] in {"Task", "Map", "Fail", "Succeed", "Pass", "Choice"}
         if state["Type"] == "Choice":
             assert "Next" not in state and "End" not in state, name
             assert state["Default"] in states and all(choice["Next"] in states for choice in state["Choices"])
@@ -163,16 +189,32 @@ def test_the_state_machine_is_structurally_valid() -> None:
     assert reachable == set(states)
 
 
-def test_each_step_is_a_lambda_task_with_timeout_retry_and_catch() -> None:
-    states = to_state_machine_definition(ARNS)["States"]
+def _task_states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every Task state, those inside a Map's ItemProcessor too."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in definition["States"].items():
+        if state["Type"] == "Task":
+            found[name] = state
+        elif state["Type"] == "Map":
+            found.update(_task_states(state["ItemProcessor"]))
+    return found
 
-    for step in WORKFLOW.steps:
-        state = states[step.name]
+
+def test_each_step_is_a_lambda_task_with_timeout_retry_and_catch() -> None:
+    definition = to_state_machine_definition(ARNS)
+    tasks = _task_states(definition)
+
+    for step in WORKFLOW.all_steps[:-1]:
+        state = tasks[step.name]
+        # A chunk's failure is caught by its Map (the Map's Catch refunds); every top-level state catches.
+        holder = (
+            definition["States"][step.name] if step.name in definition["States"] else definition["States"]["run_chunks"]
+        )
         assert state["Type"] == "Task" and state["Resource"] == "arn:aws:states:::lambda:invoke"
         assert state["Parameters"] == {"FunctionName": ARNS[step.name], "Payload": {"step": step.name, "state.$": "$"}}
         assert state["OutputPath"] == "$.Payload"
         assert state["TimeoutSeconds"] == step.timeout_sec and isinstance(state["TimeoutSeconds"], int)
-        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": REFUND_STEP}]
+        assert holder["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": REFUND_STEP}]
         assert len(state["Retry"]) == len(step.retries) >= 1
         for retrier, policy in zip(state["Retry"], step.retries, strict=True):
             assert set(retrier) == {
@@ -227,15 +269,15 @@ def test_the_local_runner_skips_the_webhook_step_without_a_callback(callback: ob
     result = LocalRunner(recorder.registry(), sleep=Sleeps()).run(state)
 
     assert result.succeeded
-    assert recorder.calls == list(STEP_NAMES[:-1])
+    assert recorder.calls == CALLS[:-1]
     assert "deliver_webhook" not in [attempt.step for attempt in result.history]
 
 
 def test_every_task_invokes_lambda_in_the_partition_it_is_given() -> None:
-    default = to_state_machine_definition(ARNS)["States"]
-    in_china = to_state_machine_definition(ARNS, partition="aws-cn")["States"]
+    default = _task_states(to_state_machine_definition(ARNS))
+    in_china = _task_states(to_state_machine_definition(ARNS, partition="aws-cn"))
 
-    tasks = [name for name, state in default.items() if state["Type"] == "Task"]
+    tasks = list(default)
     assert set(tasks) == {step.name for step in WORKFLOW.all_steps}
     for name in tasks:
         assert default[name]["Resource"] == "arn:aws:states:::lambda:invoke", name
@@ -267,11 +309,11 @@ def test_the_success_path_runs_every_step_once_in_order() -> None:
     result = LocalRunner(recorder.registry(), sleep=sleeps).run(start)
 
     assert result.succeeded and result.error is None
-    assert recorder.calls == list(STEP_NAMES)
-    assert result.state == {**start, "done": list(STEP_NAMES)}
+    assert recorder.calls == CALLS
+    assert result.state == {**start, "chunks": TWO_CHUNKS, "done": DONE}
     assert sleeps.waits == []
     assert [(attempt.step, attempt.attempt, attempt.error) for attempt in result.history] == [
-        (name, 1, None) for name in STEP_NAMES
+        (name, 1, None) for name in CALLS
     ]
 
 
@@ -310,7 +352,7 @@ def test_a_transient_error_is_retried_and_the_workflow_succeeds() -> None:
     ("step", "error"),
     [
         ("reserve", BillingError("insufficient balance")),
-        ("run_engine", ProviderError("upstream failed")),
+        ("merge_chunks", ProviderError("upstream failed")),
         ("resolve_input", InvalidAudioError("not audio")),
         ("store_result", TaskTransitionError("already final")),
         ("meter", KeyError("a bug")),
@@ -498,7 +540,7 @@ def test_a_re_driven_workflow_runs_no_finished_step_again() -> None:
     markers = MemoryMarkers()
     counts: dict[str, int] = {}
     broken = {"yes": True}
-    registry = {name: _counting(name, counts) for name in (*STEP_NAMES, REFUND_STEP)}
+    registry = {name: _counting(name, counts) for name in (*STEP_NAMES, *TASK_NAMES)}
     registry["settle"] = _counting("settle", counts, fail_after=lambda: broken["yes"])
     flow = Workflow(
         steps=tuple(Step(step.name, timeout_sec=5) for step in WORKFLOW.steps),
@@ -511,7 +553,7 @@ def test_a_re_driven_workflow_runs_no_finished_step_again() -> None:
     second = LocalRunner(steps_idempotent(markers, registry), workflow=flow, sleep=Sleeps()).run({"task_id": "t1"})
 
     assert not first.succeeded and second.succeeded
-    assert counts["reserve"] == 1 and counts["run_engine"] == 1  # replayed, not charged or run twice
+    assert counts["reserve"] == 1 and counts["merge_chunks"] == 1  # replayed, not charged or run twice
     assert counts["settle"] == 2  # its first attempt failed: no output was recorded
     assert markers.claims[("t1", "settle")] == 2
 
@@ -552,3 +594,218 @@ def test_errors_module_is_where_the_names_come_from() -> None:
     # Guard against renaming: the state machine already deployed matches these strings.
     for name in ("RateLimitedError", "BillingError", "ProviderError", "ProviderTimeoutError", "InvalidRequestError"):
         assert isinstance(getattr(errors, name), type)
+
+
+# -- the Map state: long audio's chunks ---------------------------------------------------------------
+def test_the_chunks_run_in_a_map_state_that_carries_references_only() -> None:
+    definition = to_state_machine_definition(ARNS)
+    (chunks,) = WORKFLOW.maps
+    state = definition["States"][chunks.name]
+
+    assert state["Type"] == "Map" and definition["States"]["plan_chunks"]["Next"] == chunks.name
+    assert state["Next"] == "merge_chunks"
+    assert state["ItemsPath"] == "$.chunks"
+    # Each iteration gets the task id, the audio's key, the metered figures, the debit and its chunk: no options.
+    assert state["ItemSelector"] == {
+        "task_id.$": "$.task_id",
+        "audio.$": "$.audio",
+        "metered.$": "$.metered",
+        "debit.$": "$.debit",
+        "chunk.$": "$$.Map.Item.Value",
+    }
+    assert 1 <= state["MaxConcurrency"] <= 40  # bounded (an Inline Map runs at most 40 at once anyway)
+    assert state["ResultPath"] is None  # the iterations' outputs are discarded; merge_chunks reads them by key
+    assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": REFUND_STEP}]
+    processor = state["ItemProcessor"]
+    assert processor["StartAt"] == CHUNK_STEP and set(processor["States"]) == {CHUNK_STEP}
+    iteration = processor["States"][CHUNK_STEP]
+    assert iteration["End"] is True and "Catch" not in iteration  # a failed chunk fails the Map, which refunds
+    assert iteration["Parameters"] == {
+        "FunctionName": ARNS[CHUNK_STEP],
+        "Payload": {"step": CHUNK_STEP, "state.$": "$"},
+    }
+    assert iteration["TimeoutSeconds"] == chunks.iterator.timeout_sec
+    assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= set(iteration["Retry"][0]["ErrorEquals"])
+
+
+def test_the_longest_task_fits_an_inline_map_and_more_chunks_would_take_a_distributed_one() -> None:
+    from earshot.limits import MAX_TASK_AUDIO_SEC
+    from earshot.workflow import (
+        EVENTS_PER_ITERATION,
+        EVENTS_PER_RETRY,
+        EXECUTION_HISTORY_LIMIT,
+        MAX_CHUNK_SEC,
+        MAX_CHUNKS,
+        map_mode,
+    )
+
+    (chunks,) = WORKFLOW.maps
+    assert MAX_CHUNKS == math.ceil(MAX_TASK_AUDIO_SEC / (MAX_CHUNK_SEC / 4)) == 960
+    assert MAX_CHUNKS * (EVENTS_PER_ITERATION + EVENTS_PER_RETRY) <= EXECUTION_HISTORY_LIMIT // 2
+    assert chunks.mode == map_mode(MAX_CHUNKS) == "INLINE"
+    state = to_state_machine_definition(ARNS)["States"][chunks.name]
+    assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}
+    assert "ToleratedFailurePercentage" not in state  # not an Inline Map field: its first failed iteration fails it
+    assert map_mode(1_500) == "DISTRIBUTED"
+
+
+def test_a_distributed_map_runs_each_chunk_as_a_standard_child_execution_tolerating_no_failure() -> None:
+    from dataclasses import replace
+
+    (chunks,) = WORKFLOW.maps
+    distributed = replace(chunks, mode="DISTRIBUTED")
+    flow = replace(WORKFLOW, steps=tuple(distributed if s is chunks else s for s in WORKFLOW.steps))
+
+    state = to_state_machine_definition(ARNS, workflow=flow)["States"][chunks.name]
+
+    assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert state["ToleratedFailurePercentage"] == 0
+    assert state["MaxConcurrency"] == chunks.max_concurrency and state["ResultPath"] is None
+
+
+def _chunk_flow(*, concurrency: int = 4, retries: tuple[Retrier, ...] = ()) -> Workflow:
+    return Workflow(
+        steps=(
+            Step("plan", timeout_sec=5),
+            MapStep(
+                "chunks",
+                iterator=Step("chunk", timeout_sec=5, retries=retries),
+                items_field="chunks",
+                item_field="chunk",
+                max_concurrency=concurrency,
+                carried=("task_id", "audio"),
+            ),
+            Step("merge", timeout_sec=5),
+        ),
+        on_failure=Step(REFUND_STEP, timeout_sec=5),
+        timeout_sec=60,
+    )
+
+
+def test_the_local_runner_runs_the_chunks_on_a_pool_bounded_by_the_maps_concurrency() -> None:
+    running, peak, seen = [0], [0], []
+    lock = threading.Lock()
+
+    def chunk(state: State) -> State:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            seen.append(state)
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return {"index": state["chunk"]["index"]}
+
+    items = [{"index": i, "start": i * 60.0, "end": (i + 1) * 60.0} for i in range(12)]
+    steps = {
+        "plan": lambda state: {**state, "chunks": items},
+        "chunk": chunk,
+        "merge": lambda state: {**state, "merged": True},
+        REFUND_STEP: lambda state: state,
+    }
+    start = {"task_id": "t", "audio": {"blob_key": "tasks/t/input"}, "options": "never carried"}
+
+    result = LocalRunner(steps, workflow=_chunk_flow(concurrency=3), map_workers=8, sleep=Sleeps()).run(start)
+
+    assert result.succeeded and result.state == {**start, "chunks": items, "merged": True}
+    assert peak[0] == 3  # the Map's bound, not the pool's 8
+    assert sorted(s["chunk"]["index"] for s in seen) == list(range(12))
+    assert all(set(s) == {"task_id", "audio", "chunk"} for s in seen)  # references only, as the ItemSelector
+
+
+def test_a_chunk_that_fails_after_its_retries_fails_the_task_once_and_stops_the_rest() -> None:
+    calls: list[int] = []
+    refunds: list[State] = []
+
+    def chunk(state: State) -> State:
+        index = state["chunk"]["index"]
+        calls.append(index)
+        if index == 2:
+            raise ProviderError("the engine failed on chunk 2")
+        if index == 5:
+            raise RateLimitedError("throttled once")  # not retried by this Map: fails too (first failure wins)
+        return {"index": index}
+
+    items = [{"index": i} for i in range(40)]
+    steps = {
+        "plan": lambda state: {**state, "chunks": items},
+        "chunk": chunk,
+        "merge": lambda state: pytest.fail("merge must not run after a failed chunk"),
+        REFUND_STEP: lambda state: refunds.append(state) or state,
+    }
+    retry = Retrier(errors=("Lambda.ServiceException",), max_attempts=2)
+
+    result = LocalRunner(
+        steps, workflow=_chunk_flow(concurrency=2, retries=(retry,)), map_workers=2, sleep=Sleeps()
+    ).run({"task_id": "t"})
+
+    assert not result.succeeded and result.error is not None
+    assert result.error["Error"] in {"ProviderError", "RateLimitedError"}
+    assert len(refunds) == 1 and refunds[0]["chunks"] == items  # the refund step sees the planned chunks
+    assert calls.count(2) == 1  # ProviderError is not retried
+    assert len(calls) < len(items)  # the chunks not started when it failed never run
+
+
+def test_a_chunk_is_retried_on_a_lambda_service_error_and_the_map_succeeds() -> None:
+    attempts: dict[int, int] = {}
+
+    class ServiceException(Exception):
+        pass
+
+    ServiceException.__name__ = "Lambda.ServiceException"
+
+    def chunk(state: State) -> State:
+        index = state["chunk"]["index"]
+        attempts[index] = attempts.get(index, 0) + 1
+        if index == 3 and attempts[index] == 1:
+            raise ServiceException("invoke failed")
+        return {"index": index}
+
+    steps = {
+        "plan": lambda state: {**state, "chunks": [{"index": i} for i in range(6)]},
+        "chunk": chunk,
+        "merge": lambda state: {**state, "merged": True},
+        REFUND_STEP: lambda state: pytest.fail("nothing to refund"),
+    }
+    retry = Retrier(errors=("Lambda.ServiceException",), max_attempts=2)
+    sleeps = Sleeps()
+
+    result = LocalRunner(steps, workflow=_chunk_flow(retries=(retry,)), sleep=sleeps, rand=lambda: 0.0).run(
+        {"task_id": "t"}
+    )
+
+    assert result.succeeded and result.state["merged"] is True
+    assert attempts == {0: 1, 1: 1, 2: 1, 3: 2, 4: 1, 5: 1}
+    assert [(a.step, a.attempt, a.error) for a in result.history if a.error] == [
+        ("chunk", 1, "Lambda.ServiceException")
+    ]
+
+
+def test_each_chunk_is_idempotent_on_its_own_so_a_re_driven_map_runs_only_the_unfinished_ones() -> None:
+    markers = MemoryMarkers()
+    ran: list[int] = []
+    broken = {4}
+
+    def chunk(state: State) -> State:
+        index = state["chunk"]["index"]
+        ran.append(index)
+        if index in broken:
+            raise ProviderError("chunk 4 failed")
+        return {"index": index}
+
+    registry = {
+        "plan": lambda state: {**state, "chunks": [{"index": i} for i in range(6)]},
+        "chunk": chunk,
+        "merge": lambda state: {**state, "merged": True},
+        REFUND_STEP: lambda state: state,
+    }
+    flow = _chunk_flow(concurrency=1)
+    steps = steps_idempotent(markers, registry, workflow=flow)
+
+    first = LocalRunner(steps, workflow=flow, sleep=Sleeps()).run({"task_id": "t1"})
+    broken.clear()
+    second = LocalRunner(steps, workflow=flow, sleep=Sleeps()).run({"task_id": "t1"})
+
+    assert not first.succeeded and second.succeeded
+    assert ran == [0, 1, 2, 3, 4, 4, 5]  # 0-3 replayed from their markers, 4 run again, 5 for the first time
+    assert ("t1", "chunk#4") in markers.outputs and ("t1", "chunk") not in markers.outputs

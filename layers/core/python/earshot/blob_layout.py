@@ -36,6 +36,16 @@ def task_result_key(task_id: str) -> str:
     return f"{TASKS_PREFIX}{task_id}/result.json"
 
 
+def task_chunk_key(task_id: str, index: int) -> str:
+    """One chunk of a long task's audio (16 kHz mono WAV), cut by the workflow's ``plan_chunks``."""
+    return f"{TASKS_PREFIX}{task_id}/chunks/{index:05d}.wav"
+
+
+def task_chunk_result_key(task_id: str, index: int) -> str:
+    """What the engine made of one chunk (``run_chunk``), read back by ``merge_chunks``."""
+    return f"{TASKS_PREFIX}{task_id}/chunks/{index:05d}.json"
+
+
 def inference_key(call_id: str, name: str) -> str:
     """Audio handed to the inference function by key (too large for the invoke payload); deleted after the call."""
     return f"{INFERENCE_PREFIX}{call_id}/{name or 'audio'}"

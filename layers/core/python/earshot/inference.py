@@ -23,9 +23,9 @@ from earshot.engines.remote import InferenceCall, decoded_inline, run_call
 from earshot.errors import InvalidRequestError, NotFoundError
 from earshot.runtime import Runtime
 from earshot.services.audio_input import staged_audio, staged_blob
+from earshot.workflow import ENGINE_STEPS  # the workflow steps the state machine sends here
 
-# The workflow steps the state machine sends to the inference function instead of the workflow function.
-ENGINE_STEPS = ("run_engine",)
+__all__ = ["ENGINE_STEPS", "InProcessInvoker", "handle_inference"]
 
 
 def handle_inference(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:

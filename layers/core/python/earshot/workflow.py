@@ -19,6 +19,15 @@ app; ``LocalRunner`` executes the same definition in-process with the same seman
 Retry names are stable ``EarshotError`` subclass names or Step Functions' ``Lambda.*`` and
 ``States.*`` names; ``tests/unit/test_workflow.py`` holds them to that.
 
+Long audio fans out in a **Map state** (``MapStep``): ``plan_chunks`` cuts the audio at silences and puts only
+references in the state (``chunks``: index and offsets; the audio of each chunk is a blob keyed by task and index),
+the Map runs ``run_chunk`` once per chunk, at most ``max_concurrency`` at a time, each iteration with the chunk's
+own retries and timeout, and ``merge_chunks`` joins the results. Any chunk that fails after its retries fails the
+Map (no tolerated failures), and the Map's Catch sends the task to ``refund_and_fail`` like any step. The local
+runner runs the iterations on a pool of threads with the same semantics. ``map_mode`` picks an Inline Map while the
+most chunks a task can have keep the execution history far from its 25,000-event limit, a Distributed Map (each
+iteration a child execution) beyond.
+
 Steps must be idempotent under retry: ``steps_idempotent`` records each step's output per (task,
 step) so a retried or re-driven step returns what it returned before instead of running again.
 ``refund_and_fail`` must itself be safe for a task that already completed (``store_result`` is what
@@ -29,13 +38,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
+from earshot.limits import MAX_TASK_AUDIO_SEC
 from earshot.observability import logger
 from earshot.ports import StepMarkers
 
@@ -43,7 +56,22 @@ State = dict[str, Any]
 StepFn = Callable[[State], State]
 StepRegistry = Mapping[str, StepFn]
 
-STEP_NAMES = ("resolve_input", "meter", "reserve", "run_engine", "store_result", "settle", "deliver_webhook")
+# The top-level states of the success path, in order (``run_chunks`` is the Map state; ``run_chunk`` its iteration).
+STEP_NAMES = (
+    "resolve_input",
+    "meter",
+    "reserve",
+    "plan_chunks",
+    "run_chunks",
+    "merge_chunks",
+    "store_result",
+    "settle",
+    "deliver_webhook",
+)
+CHUNK_STEP = "run_chunk"
+# The steps that run engines: deployed, the state machine invokes the inference function (the image with the
+# models) for them, and the workflow function for the rest.
+ENGINE_STEPS = ("plan_chunks", CHUNK_STEP, "merge_chunks")
 REFUND_STEP = "refund_and_fail"
 FAILED_STATE = "task_failed"
 FAILED_STATE_ERROR = "TaskFailed"  # the error of an execution the workflow failed on purpose, after refunding
@@ -107,18 +135,70 @@ class Step:
         return isinstance(value, str) and value != ""
 
 
+MapMode = Literal["INLINE", "DISTRIBUTED"]
+# Step Functions ends a Standard execution whose history passes 25,000 events. An Inline Map's iterations write
+# theirs into the parent's: each chunk about 7 (iteration started, task entered/scheduled/started/succeeded/exited,
+# iteration succeeded), 3 more per retry. An Inline Map is kept below half the limit; beyond, each iteration runs as
+# a child execution of a Distributed Map with its own history.
+EXECUTION_HISTORY_LIMIT = 25_000
+EVENTS_PER_ITERATION = 7
+EVENTS_PER_RETRY = 3
+# Step Functions runs at most 40 iterations of an Inline Map at once, whatever MaxConcurrency says.
+INLINE_MAP_CONCURRENCY_LIMIT = 40
+
+
+def map_mode(max_items: int, *, retries_per_item: int = 1) -> MapMode:
+    """The Map mode for at most ``max_items`` items: Inline while their history fits half the execution's limit."""
+    events = max_items * (EVENTS_PER_ITERATION + retries_per_item * EVENTS_PER_RETRY)
+    return "INLINE" if events <= EXECUTION_HISTORY_LIMIT // 2 else "DISTRIBUTED"
+
+
+@dataclass(frozen=True)
+class MapStep:
+    """A Map state: ``iterator`` runs once per element of the state's ``items_field`` list.
+
+    Each iteration's state is ``{field: state[field] for field in carried}`` plus the element under ``item_field``
+    (Step Functions' ``ItemSelector`` with ``$$.Map.Item.Value``): references only. The iterations' outputs are
+    discarded (``ResultPath: null``): the state after the Map is the state before it, and the step after it reads
+    what the iterations stored by key. One iteration failing after its retries fails the Map.
+    """
+
+    name: str
+    iterator: Step
+    items_field: str
+    item_field: str
+    max_concurrency: int
+    mode: MapMode = "INLINE"
+    carried: tuple[str, ...] = ("task_id",)
+    comment: str = ""
+    only_if_present: None = None  # a Map always runs (an empty list runs no iteration)
+
+    def runs_on(self, state: Mapping[str, Any]) -> bool:
+        del state
+        return True
+
+
+WorkflowStep = Union[Step, MapStep]  # noqa: UP007 - a runtime alias, kept 3.11-friendly for mypy and readers
+
+
 @dataclass(frozen=True)
 class Workflow:
     """The steps in execution order, and the step every uncaught failure goes to."""
 
-    steps: tuple[Step, ...]
+    steps: tuple[WorkflowStep, ...]
     on_failure: Step
     timeout_sec: int
     comment: str = ""
 
     @property
     def all_steps(self) -> tuple[Step, ...]:
-        return (*self.steps, self.on_failure)
+        """Every Task state, a Map's iteration included, and the failure step: each is one function's step."""
+        tasks = tuple(step.iterator if isinstance(step, MapStep) else step for step in self.steps)
+        return (*tasks, self.on_failure)
+
+    @property
+    def maps(self) -> tuple[MapStep, ...]:
+        return tuple(step for step in self.steps if isinstance(step, MapStep))
 
 
 # Invoking a Lambda can fail in the Lambda service itself; AWS recommends retrying these on every
@@ -142,8 +222,16 @@ _CONTENDED_BALANCE = Retrier(
     errors=("RateLimitedError", TIMEOUT_ERROR), interval_sec=1, max_attempts=5, backoff_rate=2.0, max_delay_sec=20
 )
 
+# The most chunks a task can have: the longest task audio cut at the shortest chunk the planner makes (a cut never
+# falls in a chunk's first quarter, earshot.engines.fanout.cut_at_silences), with the default 60-s chunks.
+MAX_CHUNK_SEC = 60.0
+MAX_CHUNKS = math.ceil(MAX_TASK_AUDIO_SEC / (MAX_CHUNK_SEC / 4))
+# Chunks of one task run at once: each is one inference invocation, so this bounds what one task takes of the
+# inference function's reserved concurrency (infra/config.py: 20 in dev), leaving the rest to sync requests.
+MAP_MAX_CONCURRENCY = 10
+
 WORKFLOW = Workflow(
-    comment="Earshot async task: resolve input, meter, reserve, run the engine, store, settle, deliver",
+    comment="Earshot async task: resolve input, meter, reserve, plan chunks, run them, merge, store, settle, deliver",
     steps=(
         Step(
             "resolve_input",
@@ -159,12 +247,35 @@ WORKFLOW = Workflow(
             comment="Debit the metered price, keyed by task id (BillingError is final: caught, nothing to refund)",
         ),
         Step(
-            "run_engine",
+            "plan_chunks",
             timeout_sec=900,
-            # Not ProviderError/ProviderTimeoutError: the provider adapters already spend the whole
-            # "3 attempts across all layers" budget; retrying here would multiply upstream calls.
-            retries=(LAMBDA_SERVICE_ERRORS,),
-            comment="The model: an upstream provider or an embedded engine",
+            retries=(LAMBDA_SERVICE_ERRORS, _TIMED_OUT_ONCE),
+            comment="Cut long audio at silences (voice activity) into chunk blobs; the state gets their offsets only",
+        ),
+        MapStep(
+            "run_chunks",
+            iterator=Step(
+                CHUNK_STEP,
+                timeout_sec=900,
+                # Not ProviderError/ProviderTimeoutError: the provider adapters already spend the whole
+                # "3 attempts across all layers" budget; retrying here would multiply upstream calls.
+                retries=(LAMBDA_SERVICE_ERRORS,),
+                comment="The model on one chunk (an embedded engine), or on the whole audio (anything else)",
+            ),
+            items_field="chunks",
+            item_field="chunk",
+            # References and figures only: the task, its audio's key, the metered length and the debit (a whole
+            # chunk renders the task's result, which shows the bill).
+            carried=("task_id", "audio", "metered", "debit"),
+            max_concurrency=MAP_MAX_CONCURRENCY,
+            mode=map_mode(MAX_CHUNKS, retries_per_item=1),
+            comment="Every chunk through the engine, at most MAP_MAX_CONCURRENCY at once; one failure fails the task",
+        ),
+        Step(
+            "merge_chunks",
+            timeout_sec=900,
+            retries=(LAMBDA_SERVICE_ERRORS, _TIMED_OUT_ONCE),
+            comment="Join the chunks: exact offsets, one language, speakers across chunks; render the result",
         ),
         Step(
             "store_result",
@@ -205,8 +316,9 @@ WORKFLOW = Workflow(
         ),
         comment="Refund the task's debit (once, by request id), fail the task, notify the callback",
     ),
-    # Every step at its timeout, retried to the limit with the longest waits, stays well under this.
-    timeout_sec=4 * 3600,
+    # Every step at its timeout, retried to the limit with the longest waits, plus the longest task's chunks round
+    # after round at the slowest engine's measured rate, stays under this (tests/unit/test_workflow.py).
+    timeout_sec=6 * 3600,
 )
 
 
@@ -235,6 +347,36 @@ def _task_state(step: Step, function_arn: str, partition: str) -> dict[str, Any]
     }
 
 
+def _map_state(step: MapStep, function_arns: Mapping[str, str], partition: str) -> dict[str, Any]:
+    iteration = _task_state(step.iterator, function_arns[step.iterator.name], partition)
+    iteration["End"] = True
+    processor: dict[str, Any] = {"Mode": step.mode}
+    selector = {f"{name}.$": f"$.{name}" for name in step.carried}
+    selector[f"{step.item_field}.$"] = "$$.Map.Item.Value"
+    state: dict[str, Any] = {
+        "Type": "Map",
+        "Comment": step.comment,
+        "ItemsPath": f"$.{step.items_field}",
+        "ItemSelector": selector,
+        "MaxConcurrency": step.max_concurrency,
+        "ItemProcessor": {
+            "ProcessorConfig": processor,
+            "StartAt": step.iterator.name,
+            "States": {step.iterator.name: iteration},
+        },
+        # The iterations store their results by key; the state after the Map is the state before it.
+        "ResultPath": None,
+    }
+    if step.mode == "DISTRIBUTED":
+        # Each iteration a child execution with its own history; Standard, as the parent (exactly-once steps and
+        # run_chunk's 900 s, past Express's 5 minutes). No failure is tolerated: one failed chunk fails the task
+        # (an Inline Map fails on the first failed iteration by itself).
+        processor["ExecutionType"] = "STANDARD"
+        state["ToleratedFailurePercentage"] = 0
+        state["Label"] = step.name.replace("_", "")
+    return state
+
+
 def to_state_machine_definition(
     function_arns: Mapping[str, str], *, workflow: Workflow = WORKFLOW, partition: str = "aws"
 ) -> dict[str, Any]:
@@ -243,8 +385,8 @@ def to_state_machine_definition(
     Parameters
     ----------
     function_arns
-        The Lambda function (ARN, or a CDK token that resolves to one) for every step and for the
-        failure step. Several steps may share a function: the payload names the step.
+        The Lambda function (ARN, or a CDK token that resolves to one) for every Task state (a Map's iteration
+        included) and for the failure step. Several steps may share a function: the payload names the step.
     workflow
         The workflow to compile.
     partition
@@ -265,11 +407,11 @@ def to_state_machine_definition(
     def entry(index: int) -> str:
         """The state that starts step ``index``: its Choice if it has one, else its Task."""
         step = workflow.steps[index]
-        return step.choice_name if step.only_if_present is not None else step.name
+        return step.choice_name if isinstance(step, Step) and step.only_if_present is not None else step.name
 
     for index, step in enumerate(workflow.steps):
         following = entry(index + 1) if index + 1 < len(workflow.steps) else None
-        if step.only_if_present is not None:
+        if isinstance(step, Step) and step.only_if_present is not None:
             field = f"$.{step.only_if_present}"
             states[step.choice_name] = {
                 "Type": "Choice",
@@ -286,14 +428,17 @@ def to_state_machine_definition(
                 ],
                 "Default": following or DONE_STATE,
             }
-        state = _task_state(step, function_arns[step.name], partition)
+        if isinstance(step, MapStep):
+            state = _map_state(step, function_arns, partition)
+        else:
+            state = _task_state(step, function_arns[step.name], partition)
         if following is not None:
             state["Next"] = following
         else:
             state["End"] = True
         state["Catch"] = catch
         states[step.name] = state
-    if any(step.only_if_present is not None for step in workflow.steps):
+    if any(isinstance(step, Step) and step.only_if_present is not None for step in workflow.steps):
         states[DONE_STATE] = {"Type": "Succeed", "Comment": "The task completed"}
     refund = _task_state(workflow.on_failure, function_arns[workflow.on_failure.name], partition)
     refund["Next"] = FAILED_STATE
@@ -375,6 +520,9 @@ class LocalRunner:
     slot
         Entered around each step attempt (not around the waits between attempts): a worker limit that a
         task waiting to retry does not hold.
+    map_workers
+        Threads a Map state's iterations run on (at most its ``max_concurrency``); default: this machine's cores.
+        They stand in for the concurrent invocations Step Functions makes.
     """
 
     def __init__(
@@ -386,6 +534,7 @@ class LocalRunner:
         rand: Callable[[], float] = random.random,
         enforce_timeouts: bool = True,
         slot: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+        map_workers: int | None = None,
     ) -> None:
         missing = [step.name for step in workflow.all_steps if step.name not in steps]
         if missing:
@@ -396,6 +545,7 @@ class LocalRunner:
         self._rand = rand
         self._enforce_timeouts = enforce_timeouts
         self._slot = slot
+        self._map_workers = max(1, map_workers or os.cpu_count() or 1)
 
     def run(self, state: State) -> RunResult:
         """Execute the workflow on ``state``.
@@ -410,7 +560,10 @@ class LocalRunner:
             if not step.runs_on(current):  # the Choice before the step goes straight on
                 continue
             try:
-                current = self._run_step(step, current, history)
+                if isinstance(step, MapStep):
+                    current = self._run_map(step, current, history)
+                else:
+                    current = self._run_step(step, current, history)
             except Exception as exc:
                 name = error_name(exc)
                 # The shape Step Functions puts at the Catch's ResultPath for a Lambda error.
@@ -420,6 +573,41 @@ class LocalRunner:
                 final = self._run_step(self._workflow.on_failure, failed_state, history)
                 return RunResult(succeeded=False, state=final, error=error, history=history)
         return RunResult(succeeded=True, state=current, history=history)
+
+    def _run_map(self, step: MapStep, state: State, history: list[Attempt]) -> State:
+        """Every item through ``step.iterator`` on a pool of threads; the first failure (after its retries) stops
+        the items not yet started and fails the Map. The state comes out as it went in (``ResultPath: null``)."""
+        items = state.get(step.items_field)
+        if not isinstance(items, list):
+            raise TypeError(f"the Map {step.name} needs a list at {step.items_field!r}")
+        carried = {name: state.get(name) for name in step.carried}
+        inputs = [{**carried, step.item_field: item} for item in items]
+        if not inputs:
+            return state
+        workers = min(step.max_concurrency, self._map_workers, len(inputs))
+        if workers == 1:
+            for item_state in inputs:
+                self._run_step(step.iterator, item_state, history)
+            return state
+        failed = threading.Event()
+
+        def iteration(item_state: State) -> State:
+            if failed.is_set():
+                raise _NotStarted()
+            try:
+                return self._run_step(step.iterator, item_state, history)
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"workflow-{step.name}") as pool:
+            futures: list[Future[State]] = [pool.submit(iteration, item_state) for item_state in inputs]
+            wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            error = future.exception()
+            if error is not None and not isinstance(error, _NotStarted):
+                raise error
+        return state
 
     def _run_step(self, step: Step, state: State, history: list[Attempt]) -> State:
         used: dict[int, int] = {}  # retries spent per retrier, as Step Functions counts them
@@ -471,6 +659,10 @@ class LocalRunner:
         return _checked(step, outcome["state"])
 
 
+class _NotStarted(Exception):
+    """A Map iteration not started because another had failed."""
+
+
 def _checked(step: Step, output: Any) -> State:
     if not isinstance(output, dict):
         raise TypeError(f"step {step.name} returned {type(output).__name__}, not a state object")
@@ -478,10 +670,18 @@ def _checked(step: Step, output: Any) -> State:
 
 
 # -- idempotent steps ------------------------------------------------------------------------------
-def idempotent_step(markers: StepMarkers, name: str, fn: StepFn, *, task_key: str = "task_id") -> StepFn:
+def idempotent_step(
+    markers: StepMarkers,
+    name: str,
+    fn: StepFn,
+    *,
+    task_key: str = "task_id",
+    marker: Callable[[State], str] | None = None,
+) -> StepFn:
     """Wrap ``fn`` so that, per task, it runs until it has once succeeded and then only replays that output.
 
-    The first successful attempt's output is recorded under (``state[task_key]``, ``name``); a
+    The first successful attempt's output is recorded under (``state[task_key]``, ``name``) (or the name
+    ``marker(state)`` gives: a Map iteration's, one per item); a
     retry, a re-driven execution or a concurrent duplicate gets the recorded output back without
     running ``fn``. Two attempts that overlap (a timed-out attempt still running) may both run;
     the first to record wins and both return its output, so later steps see one outcome.
@@ -491,18 +691,41 @@ def idempotent_step(markers: StepMarkers, name: str, fn: StepFn, *, task_key: st
         task_id = state.get(task_key)
         if not isinstance(task_id, str) or not task_id:
             raise ValueError(f"the workflow state has no {task_key!r}")
-        recorded = markers.get_step_output(task_id, name)
+        step = marker(state) if marker is not None else name
+        recorded = markers.get_step_output(task_id, step)
         if recorded is not None:
-            logger.info("workflow step replayed", extra={"task_id": task_id, "step": name})
+            logger.info("workflow step replayed", extra={"task_id": task_id, "step": step})
             return recorded
-        if not markers.claim_step(task_id, name):
-            logger.info("workflow step re-run after an unfinished attempt", extra={"task_id": task_id, "step": name})
-        return markers.record_step_output(task_id, name, fn(state))
+        if not markers.claim_step(task_id, step):
+            logger.info("workflow step re-run after an unfinished attempt", extra={"task_id": task_id, "step": step})
+        return markers.record_step_output(task_id, step, fn(state))
 
     run.__name__ = getattr(fn, "__name__", name)
     return run
 
 
-def steps_idempotent(markers: StepMarkers, steps: StepRegistry, *, task_key: str = "task_id") -> dict[str, StepFn]:
-    """Every step of ``steps`` wrapped with ``idempotent_step`` (ready for ``LocalRunner`` or ``dispatch_step``)."""
-    return {name: idempotent_step(markers, name, fn, task_key=task_key) for name, fn in steps.items()}
+def item_marker(step: MapStep) -> Callable[[State], str]:
+    """The marker name of one iteration of ``step``: the iterator's name and the item's ``index`` (else a digest of
+    the item), so each item is run once however often the Map or one iteration is retried."""
+    import hashlib
+
+    def name(state: State) -> str:
+        item = state.get(step.item_field)
+        if isinstance(item, dict) and isinstance(item.get("index"), int):
+            return f"{step.iterator.name}#{item['index']}"
+        digest = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:16]
+        return f"{step.iterator.name}#{digest}"
+
+    return name
+
+
+def steps_idempotent(
+    markers: StepMarkers, steps: StepRegistry, *, task_key: str = "task_id", workflow: Workflow = WORKFLOW
+) -> dict[str, StepFn]:
+    """Every step of ``steps`` wrapped with ``idempotent_step`` (ready for ``LocalRunner`` or ``dispatch_step``); a
+    Map's iterator is made idempotent per item."""
+    per_item = {step.iterator.name: item_marker(step) for step in workflow.maps}
+    return {
+        name: idempotent_step(markers, name, fn, task_key=task_key, marker=per_item.get(name))
+        for name, fn in steps.items()
+    }

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from earshot.observability import logger
-from earshot.workflow import WORKFLOW, LocalRunner
+from earshot.workflow import ENGINE_STEPS, WORKFLOW, LocalRunner
 
 
 class StepFunctionsJobStarter:
@@ -75,25 +75,28 @@ class LocalJobStarter:
     def _run(self, task_id: str, state: dict[str, Any]) -> None:
         try:
             steps = self._steps(self._runtime) if self._steps else _via_workflow_function()
-            result = LocalRunner(steps, slot=lambda: self._slots).run(state)
+            workers = getattr(getattr(self._runtime, "settings", None), "fanout_workers", None)
+            result = LocalRunner(steps, slot=lambda: self._slots, map_workers=workers).run(state)
             logger.info("task finished", extra={"task_id": task_id, "succeeded": result.succeeded})
         except Exception:  # the runner raises only when refund_and_fail itself failed
             logger.exception("task workflow failed", extra={"task_id": task_id})
 
 
 def _via_workflow_function() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-    """Every step as Step Functions runs it: an invocation of the workflow function with ``{step, state}``.
+    """Every step as Step Functions runs it: an invocation with ``{step, state}`` of the function that runs it, the
+    inference function for the engine steps (the chunks of a Map included), the workflow function for the rest.
 
-    The function's handler (``functions/workflow/handler.py``, loaded as Lambda loads it) binds the steps to
-    the runtime, makes them idempotent and flushes their metrics after each invocation.
+    The functions' handlers (``functions/<name>/handler.py``, loaded as Lambda loads them) bind the steps to the
+    runtime, make them idempotent and flush their metrics after each invocation.
     """
     from earshot.adapters.local_lambda import LocalContext, load_handler
 
-    handler = load_handler("workflow")
-
     def invoke(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        function = "inference" if name in ENGINE_STEPS else "workflow"
+        handler = load_handler(function)
+
         def run(state: dict[str, Any]) -> dict[str, Any]:
-            return handler({"step": name, "state": state}, LocalContext("workflow", timeout_sec=900.0))
+            return handler({"step": name, "state": state}, LocalContext(function, timeout_sec=900.0))
 
         return run
 

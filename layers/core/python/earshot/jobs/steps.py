@@ -1,8 +1,16 @@
 """The workflow's steps: plain functions of the JSON state, shared by Step Functions and the local runner.
 
 The state holds references only: ``task_id``, then the keys and figures the steps add (``audio``: the
-input's blob key; ``metered``; ``debit``; ``result_key``). What the caller sent (options, prompts,
-schemas, the audio URL, the callback URL) lives in the task record, never in the state.
+input's blob key; ``metered``; ``debit``; ``chunks``: each chunk's index and offsets; ``result_key``). What the
+caller sent (options, prompts, schemas, the audio URL, the callback URL) lives in the task record, never in the
+state, and so do the chunks' audio and results (blobs keyed by task and chunk index).
+
+The engine runs in three steps, Step Functions' Map state in the middle: ``plan_chunks`` cuts audio longer than a
+chunk at silences (voice activity detection) into chunk blobs, keeping only the chunks with speech (audio that
+does not fan out, or is short, is one ``whole`` chunk); ``run_chunk`` runs the engine on one chunk (a whole chunk:
+on the audio, rendered as the task's result); ``merge_chunks`` joins the chunks' transcripts with exact offsets and
+one language, finishes them over the whole recording (diarization), and renders the result. The debit was taken
+once, by ``reserve``, before the Map; a chunk that fails fails the task, and ``refund_and_fail`` returns exactly it.
 
 Each step is one stage of the charged-run pipeline (``earshot.services.charged_run``), the same
 functions the sync path runs. Every step is safe to retry: money moves keyed by the task id, and
@@ -13,11 +21,12 @@ from __future__ import annotations
 
 import functools
 import json
+import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from earshot import errors
-from earshot.blob_layout import task_input_key, task_result_key
+from earshot.blob_layout import task_chunk_key, task_chunk_result_key, task_input_key, task_result_key
 from earshot.kinds import Prepared, prepare
 from earshot.kinds.understanding import completion_chunk
 from earshot.live import segment_listener
@@ -30,6 +39,7 @@ from earshot.services.audio_input import staged_blob
 from earshot.services.audio_source import AudioReference, resolve_audio
 from earshot.services.charged_run import (
     ChargedRun,
+    ChunkedWork,
     Pricing,
     capture,
     check_limits,
@@ -37,13 +47,14 @@ from earshot.services.charged_run import (
     meter_audio,
     price,
     record_run_metrics,
+    run_engine_call,
     run_plan,
 )
 from earshot.services.task_failure import fail_task
-from earshot.workflow import REFUND_STEP, WORKFLOW, steps_idempotent
+from earshot.workflow import CHUNK_STEP, REFUND_STEP, WORKFLOW, steps_idempotent
 
 if TYPE_CHECKING:
-    from earshot.engines.base import Segment
+    from earshot.engines.base import Segment, Transcript
 
 State = dict[str, Any]
 # Results above this size live in the blob store; the task keeps a key to them.
@@ -68,7 +79,7 @@ def _progress(runtime: Runtime, state: State, progress: int, **data: Any) -> Non
 
 
 def _prepared(runtime: Runtime, task: Task) -> Prepared:
-    return prepare(runtime, task.kind, task.request.get("options", {}), deadline_sec=_step_deadline("run_engine"))
+    return prepare(runtime, task.kind, task.request.get("options", {}), deadline_sec=_step_deadline(CHUNK_STEP))
 
 
 def _pricing(prepared: Prepared, task: Task, metered: MeteredAudio) -> Pricing:
@@ -115,20 +126,102 @@ def reserve(runtime: Runtime, state: State) -> State:
     ensure_may_start(runtime, task.account_id, task.request.get("key_id"), check_balance=False)
     prepared = _prepared(runtime, task)
     metered = MeteredAudio(**state["metered"])
-    check_limits(runtime, prepared.plan, metered, path="task", time_left_sec=_step_deadline("run_engine"))
+    check_limits(runtime, prepared.plan, metered, path="task", time_left_sec=_step_deadline(CHUNK_STEP))
     entry = hold(runtime, _pricing(prepared, task, metered).charge)
     _progress(runtime, state, 35)
     return {**state, "debit": entry.model_dump()}
 
 
-def run_engine(runtime: Runtime, state: State) -> State:
+def plan_chunks(runtime: Runtime, state: State) -> State:
+    """Cut long audio at silences into chunk blobs; the state gets each chunk's index and offsets only.
+
+    Audio that does not fan out (a model other than an embedded recogniser, or no longer than one chunk) is one
+    ``whole`` chunk. Chunks without speech are not run (their transcript would be empty)."""
     task = _task(runtime, state)
     prepared = _prepared(runtime, task)
+    metered = MeteredAudio(**state["metered"])
+    chunked = prepared.plan.chunked
+    if chunked is None or metered.seconds <= chunked.max_chunk_sec:
+        whole = {"index": 0, "start": 0.0, "end": round(metered.seconds, 3), "whole": True}
+        return {**state, "chunks": [whole]}
+    import wave
+
+    from earshot.audio.budget import decode_budget
+    from earshot.audio.decode import SAMPLE_RATE, decode_to_pcm16k
+    from earshot.engines.fanout import plan_chunks as cut
+    from earshot.engines.fanout import vad_speech_regions
+
+    with _staged_input(runtime, state) as path, decode_budget(metered.seconds):
+        pcm = decode_to_pcm16k(path)
+        plan = cut(vad_speech_regions(path, pcm), len(pcm) / SAMPLE_RATE, max_chunk_sec=chunked.max_chunk_sec)
+    for chunk in plan.chunks:
+        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as buffer:
+            with wave.open(buffer, "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(SAMPLE_RATE)
+                out.writeframes(pcm[round(chunk.start * SAMPLE_RATE) : round(chunk.end * SAMPLE_RATE)].tobytes())
+            buffer.seek(0)
+            runtime.blobs.put(task_chunk_key(task.id, chunk.index), buffer.read(), content_type="audio/wav")
+    _progress(runtime, state, 40, chunks=len(plan.chunks))
+    chunks = [{"index": c.index, "start": c.start, "end": c.end} for c in plan.chunks]
+    return {**state, "chunks": chunks}
+
+
+def _chunked(prepared: Prepared) -> ChunkedWork[Any]:
+    chunked = prepared.plan.chunked
+    if chunked is None:  # the plan changed between plan_chunks and now (a catalog edit): fail, refunded
+        raise errors.EngineError("this task's model no longer runs in chunks")
+    return chunked
+
+
+def run_chunk(runtime: Runtime, state: State) -> State:
+    """One iteration of the Map: the engine on one chunk, its result stored by key. A ``whole`` chunk is the audio
+    itself, rendered as the task's result."""
+    chunk = state["chunk"]
+    task = _task(runtime, state)
+    prepared = _prepared(runtime, task)
+    if chunk.get("whole"):
+        _run_whole(runtime, state, task, prepared)
+        return {"index": chunk["index"]}
+    chunked = _chunked(prepared)
+    index, start = int(chunk["index"]), float(chunk["start"])
+    transcript, engine_ms = _transcribe_chunk(runtime, task, prepared, chunked, chunk, chunked.language, start)
+    body = {"transcript": transcript.model_dump(mode="json"), "engine_ms": engine_ms}
+    runtime.blobs.put(task_chunk_result_key(task.id, index), json.dumps(body).encode(), content_type="application/json")
+    return {"index": index}
+
+
+def _transcribe_chunk(
+    runtime: Runtime,
+    task: Task,
+    prepared: Prepared,
+    chunked: ChunkedWork[Any],
+    chunk: dict[str, Any],
+    language: str | None,
+    offset: float,
+) -> tuple[Transcript, float]:
+    index = int(chunk["index"])
+    seconds = float(chunk["end"]) - float(chunk["start"])
+    listener = _partial_events(runtime, task.id, offset=offset)
+    with staged_blob(runtime.blobs, task_chunk_key(task.id, index), "chunk.wav") as path, segment_listener(listener):
+        return run_engine_call(
+            prepared.plan.model, lambda: chunked.transcribe(path, language), budget_sec=seconds + 0.05
+        )
+
+
+def _run_whole(runtime: Runtime, state: State, task: Task, prepared: Prepared) -> None:
     metered = MeteredAudio(**state["metered"])
     pricing = _pricing(prepared, task, metered)
     with _staged_input(runtime, state) as path, segment_listener(_partial_events(runtime, state["task_id"])):
         result, engine_ms = run_plan(prepared.plan, path, metered)
     record_run_metrics(prepared.plan, pricing, metered, engine_ms)
+    _store_rendered(runtime, state, task, prepared, result)
+
+
+def _store_rendered(runtime: Runtime, state: State, task: Task, prepared: Prepared, result: Any) -> str:
+    metered = MeteredAudio(**state["metered"])
+    pricing = _pricing(prepared, task, metered)
     rendered = prepared.render(
         ChargedRun(
             result=result,
@@ -142,15 +235,65 @@ def run_engine(runtime: Runtime, state: State) -> State:
     # The result goes to the blob store, never into the workflow state: Step Functions caps state at 256 KiB.
     key = task_result_key(task.id)
     runtime.blobs.put(key, json.dumps(rendered.body).encode(), content_type="application/json")
+    return key
+
+
+def merge_chunks(runtime: Runtime, state: State) -> State:
+    """Join the chunks' transcripts: offsets exact (each chunk's start is a sample position of the decoded audio),
+    one language (the caller's, else the speech-weighted majority, with the chunks that heard another transcribed
+    again in it), finished over the whole recording, rendered as the task's result."""
+    chunks = state.get("chunks") or []
+    task = _task(runtime, state)
+    if len(chunks) == 1 and chunks[0].get("whole"):
+        _progress(runtime, state, 80)
+        return {**state, "result_key": task_result_key(task.id)}
+    from earshot.engines.base import Transcript
+    from earshot.engines.fanout import Chunk, decide_language, merge_transcripts
+
+    prepared = _prepared(runtime, task)
+    chunked = _chunked(prepared)
+    metered = MeteredAudio(**state["metered"])
+    parts: list[tuple[Chunk, Transcript]] = []
+    engine_ms = 0.0
+    for item in chunks:
+        body = json.loads(runtime.blobs.get(task_chunk_result_key(task.id, int(item["index"]))))
+        span = Chunk(index=int(item["index"]), start=float(item["start"]), end=float(item["end"]), speech_sec=0.0)
+        parts.append((span, Transcript.model_validate(body["transcript"])))
+        engine_ms += float(body.get("engine_ms", 0.0))
+    language = chunked.language or decide_language(parts)
+    if chunked.language is None and language:
+        for position, (span, transcript) in enumerate(parts):
+            if transcript.language != language:  # a stray chunk: heard again in the recording's language
+                item = chunks[position]
+                again, ms = _transcribe_chunk(runtime, task, prepared, chunked, item, language, span.start)
+                parts[position] = (span, again)
+                engine_ms += ms
+    merged = merge_transcripts(parts, language=language or (chunked.language or ""))
+    with _staged_input(runtime, state) as path:
+        result, finish_ms = run_engine_call(
+            prepared.plan.model, lambda: chunked.finish(path, merged), budget_sec=metered.seconds
+        )
+    record_run_metrics(prepared.plan, _pricing(prepared, task, metered), metered, engine_ms + finish_ms)
+    key = _store_rendered(runtime, state, task, prepared, result)
+    _delete_chunks(runtime, task.id, chunks)
     _progress(runtime, state, 80)
     return {**state, "result_key": key}
 
 
-def _partial_events(runtime: Runtime, task_id: str) -> Callable[[Segment], None]:
-    """Each segment an engine decodes becomes a ``partial`` event (followers of /events see text early)."""
+def _delete_chunks(runtime: Runtime, task_id: str, chunks: list[dict[str, Any]]) -> None:
+    for item in chunks:
+        if not item.get("whole"):
+            runtime.blobs.delete(task_chunk_key(task_id, int(item["index"])))
+            runtime.blobs.delete(task_chunk_result_key(task_id, int(item["index"])))
+
+
+def _partial_events(runtime: Runtime, task_id: str, *, offset: float = 0.0) -> Callable[[Segment], None]:
+    """Each segment an engine decodes becomes a ``partial`` event (followers of /events see text early); a chunk's
+    segments are placed on the recording's timeline by the chunk's ``offset``."""
 
     def append(segment: Segment) -> None:
-        data = {"segment": {"id": segment.id, "start": segment.start, "end": segment.end, "text": segment.text}}
+        start, end = round(segment.start + offset, 3), round(segment.end + offset, 3)
+        data = {"segment": {"id": segment.id, "start": start, "end": end, "text": segment.text}}
         runtime.tasks.append_event(task_id, type="partial", data=data)
 
     return append
@@ -242,6 +385,7 @@ def refund_and_fail(runtime: Runtime, state: State) -> State:
     if not fail_task(runtime, task_id, _error_of(state), error_name=_error_name(state)):
         return state
     task = runtime.tasks.get_task(task_id)
+    _delete_chunks(runtime, task_id, list(state.get("chunks") or []))
     audio = state.get("audio") or (task.request.get("source") if task else None) or {}
     if audio.get("delete_after") and "blob_key" in audio:
         runtime.blobs.delete(audio["blob_key"])
@@ -256,7 +400,9 @@ STEPS: dict[str, Any] = {
     "resolve_input": resolve_input,
     "meter": meter,
     "reserve": reserve,
-    "run_engine": run_engine,
+    "plan_chunks": plan_chunks,
+    CHUNK_STEP: run_chunk,
+    "merge_chunks": merge_chunks,
     "store_result": store_result,
     "settle": settle,
     "deliver_webhook": deliver_webhook,

@@ -14,6 +14,7 @@ functions, so a rule changed here changes everywhere:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from earshot.audio.budget import decode_budget
 from earshot.billing import billable_minutes, cost_micro_usd, duration_ms
 from earshot.catalog import CatalogModel
+from earshot.engines.base import Transcript
 from earshot.errors import EarshotError, EngineError, InvalidAudioError
 from earshot.limits import MAX_TASK_AUDIO_SEC
 from earshot.metering import MeteredAudio, meter_duration
@@ -34,6 +36,7 @@ from earshot.runtime import Runtime
 from earshot.services.audio_input import staged_audio
 
 ResultT = TypeVar("ResultT")
+T = TypeVar("T")
 RunPath = Literal["sync", "task"]
 DurationSource = Literal["measured", "caller_hint"]
 # Errors that mean the model side failed (not the caller): the stage's ProviderErrors alarm counts them.
@@ -47,6 +50,22 @@ class AudioPayload:
 
 
 @dataclass(frozen=True)
+class ChunkedWork(Generic[ResultT]):
+    """How a plan runs piecewise on long audio, for a task's Map state (``earshot.jobs.steps``).
+
+    ``transcribe`` runs the engine on one chunk's audio in a language (``None``: let it detect one); ``finish`` turns
+    the chunks' merged transcript into the plan's result with the whole recording at hand (diarization labels
+    speakers over all of it, so they are one set across chunks). Audio up to ``max_chunk_sec`` runs whole
+    (``Plan.work``).
+    """
+
+    max_chunk_sec: float
+    transcribe: Callable[[Path, str | None], Transcript]
+    finish: Callable[[Path, Transcript], ResultT]
+    language: str | None = None
+
+
+@dataclass(frozen=True)
 class Plan(Generic[ResultT]):
     """A processing request made ready to run: everything refusable without the audio has been refused already."""
 
@@ -55,6 +74,7 @@ class Plan(Generic[ResultT]):
     label: str
     duration_hint_sec: float | None = None
     max_seconds: float | None = None
+    chunked: ChunkedWork[ResultT] | None = None  # set when long audio may be cut into chunks run in parallel
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,10 @@ def check_limits(
 
     model = plan.model
     workers, max_chunk = runtime.engine_parallelism(model)
+    if path == "task" and plan.chunked is not None:
+        # A task's chunks are iterations of a Map state, each its own step: each chunk must fit that step's time.
+        max_chunk = plan.chunked.max_chunk_sec
+        workers = max(1, math.ceil(metered.seconds / max_chunk))
     if path == "sync":
         refuse_if_cannot_finish(model, metered.seconds, time_left_sec, workers=workers, max_chunk_sec=max_chunk)
         return
@@ -159,15 +183,21 @@ def hold(runtime: Runtime, charge: Charge) -> LedgerEntry:
 
 def run_plan(plan: Plan[ResultT], path: Path, metered: MeteredAudio) -> tuple[ResultT, float]:
     """Run the engine; returns its result and the milliseconds it took."""
+    return run_engine_call(plan.model, lambda: plan.work(path, metered), budget_sec=metered.seconds)
+
+
+def run_engine_call(model: CatalogModel, call: Callable[[], T], *, budget_sec: float) -> tuple[T, float]:
+    """``call`` an engine on at most ``budget_sec`` of audio (its decoders stop there); its result and milliseconds.
+    An unexpected exception on audio that metered fine is an ``EngineError`` (a provider failure, refunded)."""
     started = time.perf_counter()
     try:
-        with decode_budget(metered.seconds):  # the engine never hears more than was metered
-            result = plan.work(path, metered)
+        with decode_budget(budget_sec):  # the engine never hears more than was metered
+            result = call()
     except EarshotError:
         raise
     except Exception as exc:  # an engine bug on good audio is a provider failure, refunded
-        logger.exception("engine failed", extra={"model": plan.model.sku})
-        raise EngineError(f"the {plan.model.sku} engine failed on this audio") from exc
+        logger.exception("engine failed", extra={"model": model.sku})
+        raise EngineError(f"the {model.sku} engine failed on this audio") from exc
     return result, (time.perf_counter() - started) * 1000
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -10,7 +10,7 @@ from typing import Literal
 from earshot.engines.base import Transcript, TranscriptionOptions
 from earshot.errors import InvalidRequestError
 from earshot.runtime import Runtime
-from earshot.services.charged_run import Plan
+from earshot.services.charged_run import ChunkedWork, Plan
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,31 @@ def plan_transcription(runtime: Runtime, job: TranscriptionJob) -> Plan[Transcri
         deadline_sec=job.deadline_sec,
     )
     engine.check(options)
+    _, max_chunk_sec = runtime.engine_parallelism(model)
+
+    def chunked(
+        opts: TranscriptionOptions, finish: Callable[[Path, Transcript], Transcript]
+    ) -> ChunkedWork[Transcript]:
+        """How a task runs this on long audio: one engine call per chunk, in the language decided for all."""
+
+        def transcribe(path: Path, language: str | None) -> Transcript:
+            return engine.transcribe(path, opts.model_copy(update={"language": language or opts.language}))
+
+        assert max_chunk_sec is not None
+        return ChunkedWork(max_chunk_sec=max_chunk_sec, transcribe=transcribe, finish=finish, language=opts.language)
+
     if not job.diarize:
         if job.known_speaker_names or job.known_speaker_references:
             raise InvalidRequestError(
                 "known_speaker_names[] and known_speaker_references[] need response_format=diarized_json",
                 param="response_format",
             )
-        return Plan(model=model, work=lambda path, _metered: engine.transcribe(path, options), label=job.task)
+        return Plan(
+            model=model,
+            work=lambda path, _metered: engine.transcribe(path, options),
+            label=job.task,
+            chunked=chunked(options, lambda _path, merged: merged) if max_chunk_sec else None,
+        )
     if job.task != "transcribe":
         raise InvalidRequestError(
             "diarized_json is a transcription format, not a translation one", param="response_format"
@@ -61,4 +79,8 @@ def plan_transcription(runtime: Runtime, job: TranscriptionJob) -> Plan[Transcri
     def work(path: Path, _metered: object) -> Transcript:
         return diarize_transcript(engine.transcribe(path, timed), path, known)
 
-    return Plan(model=model, work=work, label="diarize")
+    def finish(path: Path, merged: Transcript) -> Transcript:
+        # Speakers are found over the whole recording, so the chunks' segments share one set of them.
+        return diarize_transcript(merged, path, known)
+
+    return Plan(model=model, work=work, label="diarize", chunked=chunked(timed, finish) if max_chunk_sec else None)
