@@ -108,8 +108,9 @@ class FakeUpstream:
 
     api_prefix: ClassVar[str] = ""
 
-    def __init__(self, *, api_key: str = "test-upstream-key") -> None:
+    def __init__(self, *, api_key: str = "test-upstream-key", port: int = 0) -> None:
         self.api_key = api_key
+        self.port = port  # 0: any free port (tests); a fixed one for a fake started by hand
         self.requests: list[RecordedRequest] = []
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -120,7 +121,7 @@ class FakeUpstream:
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Self:
         handler = type("Handler", (_Handler,), {"upstream": self})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         server.daemon_threads = True
         server.block_on_close = False
         self._server = server
@@ -273,8 +274,8 @@ class FakeOpenAI(FakeUpstream):
 
     api_prefix = "/v1"
 
-    def __init__(self, *, api_key: str = "sk-test-openai-0123456789") -> None:
-        super().__init__(api_key=api_key)
+    def __init__(self, *, api_key: str = "sk-test-openai-0123456789", port: int = 0) -> None:
+        super().__init__(api_key=api_key, port=port)
         self.segments: list[tuple[float, float, str]] = [(0.0, 1.2, " Hello there."), (1.2, 2.5, " How are you?")]
         self.language = "english"
         self.reply_text = "A steady 440 Hz tone."
@@ -406,8 +407,8 @@ class FakeGemini(FakeUpstream):
 
     api_prefix = "/v1beta"
 
-    def __init__(self, *, api_key: str = "AIza-test-gemini-0123456789") -> None:
-        super().__init__(api_key=api_key)
+    def __init__(self, *, api_key: str = "AIza-test-gemini-0123456789", port: int = 0) -> None:
+        super().__init__(api_key=api_key, port=port)
         self.reply_text = "A steady 440 Hz tone."
         self.finish_reason = "STOP"
         self.usage = (250, 12, 30)

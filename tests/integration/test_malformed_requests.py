@@ -152,13 +152,38 @@ def test_bodies_above_the_gateway_limit_are_413(data_dir: Path) -> None:
     assert _error(response)["code"] == "file_too_large"
 
 
-@pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/v1/audio/transcriptions"), ("POST", "/v1/nothing"), ("DELETE", "/v1/models")]
-)
-def test_unknown_routes_are_404_envelopes(gateway: LocalGateway, method: str, path: str) -> None:
-    response = gateway.handle(method=method, path=path, raw_query="", headers={}, body=b"")
+def test_unknown_routes_are_404_envelopes(gateway: LocalGateway) -> None:
+    response = gateway.handle(method="POST", path="/v1/nothing", raw_query="", headers={}, body=b"")
     assert response.status == 404
     assert _error(response)["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/v1/audio/transcriptions", "POST"),
+        ("DELETE", "/v1/models", "GET"),
+        ("TRACE", "/v1/tasks/task-x-1-y", "DELETE, GET"),
+    ],
+)
+def test_a_method_a_route_does_not_take_is_405_with_allow(
+    gateway: LocalGateway, method: str, path: str, allow: str
+) -> None:
+    response = gateway.handle(method=method, path=path, raw_query="", headers={}, body=b"")
+    assert response.status == 405
+    assert response.headers["Allow"] == allow
+    assert _error(response)["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(("path", "status"), [("/api/v1/extract-audio", 405), ("/api/v2/Audio/transcribe", 405)])
+def test_405_keeps_the_compatibility_routes_shape(gateway: LocalGateway, path: str, status: int) -> None:
+    response = gateway.handle(method="PUT", path=path, raw_query="", headers={}, body=b"")
+    assert response.status == status
+    body = json.loads(response.body)
+    if path.startswith("/api/v1/extract-audio"):
+        assert isinstance(body["error"], str)
+    else:
+        assert body["error"]["code"] == "method_not_allowed"
 
 
 def test_insufficient_balance_is_402_and_nothing_is_charged(gateway: LocalGateway, data_dir: Path, wav: bytes) -> None:

@@ -13,7 +13,7 @@ from earshot.routes import ROUTES, Route
 def test_every_route_has_an_answer_example_and_a_request_example_when_it_takes_a_body(route: Route) -> None:
     assert route.examples is not None and route.examples.response is not None
     operation = build_openapi()["paths"][route.path][route.method.lower()]
-    answer = next(iter(operation["responses"]["200"]["content"].values()))
+    answer = next(iter(operation["responses"][str(route.success_status)]["content"].values()))
     assert answer["example"] == route.examples.response
     if route.request_model is not None:
         assert route.examples.request is not None

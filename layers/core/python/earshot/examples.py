@@ -21,7 +21,21 @@ BILLING: dict[str, Any] = {
     "balance_usd": 9.9991,
     "balance_micro_usd": 9999100,
 }
-_DATA_URL = "data:audio/wav;base64,UklGRiQAAABXQVZFZm10IBAAAAABAAEAgD4AAAB9AAACABAAZGF0YQAAAAA="
+# Real audio, so the example runs as written: 0.1 s of a 440 Hz tone (WAV, 8 kHz, 8-bit mono).
+_DATA_URL = (
+    "data:audio/wav;base64,UklGRkQDAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YSADAACAlKazuru0p5aBbVtNRU"
+    "RKVmh8kKOxuru2qpmFcV5PRkRIVGR4jaCvubu3rZyJdGFRR0RHUWF0iZytt7u5r6CNeGRUSERGT15xhZmqtru6saOQfGhWSkRFTV"
+    "ttgZantLu6s6aUf2tZTEVES1hpfpKksrq7tamXg29cTkVESVVmeo6hsLm7t6ubh3JfUEZESFJjdouerri8uK6ei3ZjUkhERlBfco"
+    "ebq7e7ubChjnpmVUlERU5cb4OXqbW7urKkkn5pWEtERUxZa4CUprO6u7SnloFtW01FREpWaHyQo7G6u7aqmYVxXk9GREhUZHiNoK"
+    "+5u7etnIl0YVFHREdRYXSJnK23u7mvoI14ZFRIREZPXnGFmaq2u7qxo5B8aFZKREVNW22Blqe0u7qzppSAa1lMRURLWGl+kqSyur"
+    "u1qZeDb1xORURJVWZ6jqGwubu3q5uHcl9QRkRIUmN2i56uuLy4rp6LdmNSSERGUF9yh5urt7u5sKGOemZVSURFTlxvg5eptbu6sq"
+    "SSfmlYS0RFTFlrgJSms7q7tKeWgW1bTUVESlZofJCjsbq7tqqZhXFeT0ZESFRkeI2gr7m7t62ciXRhUUdER1FhdImcrbe7ua+gjX"
+    "hkVEhERk9ecYWZqra7urGjkHxoVkpERU1bbYGWp7S7urOmlH9rWUxFREtYaX6SpLK6u7Wpl4NvXE5FRElVZnqOobC5u7erm4dyX1"
+    "BGREhSY3aLnq64vLiunot2Y1JIREZQX3KHm6u3u7mwoY56ZlVJREVOXG+Dl6m1u7qypJJ+aVhLREVMWWt/lKazuru0p5aBbVtNRU"
+    "RKVmh8kKOxuru2qpmFcV5PRkRIVGR4jaCvubu3rZyJdGFRR0RHUWF0iZytt7u5r6CNeGRUSERGT15xhZmqtru6saOQfGhWSkRFTV"
+    "ttgZantLu6s6aUf2tZTEVES1hpfpKksrq7tamXg29cTkVESVVmeo6hsLm7t6ubh3JfUEZESFJjdouerri8uK6ei3ZjUkhERlBfco"
+    "ebq7e7ubChjnpmVUlERU5cb4OXqbW7urKkkn5pWEtERUxZaw=="
+)
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,18 @@ class Route:
     request_model: type[BaseModel] | None = None
     request_content_type: str = "application/json"
     query_model: type[BaseModel] | None = None
-    responses: tuple[type[BaseModel], ...] = ()  # the 200 body: one of these
+    responses: tuple[type[BaseModel], ...] = ()  # the success body: one of these
+    success_status: int = 200
     response_content_types: tuple[str, ...] = ("application/json",)
     error_statuses: tuple[int, ...] = (400, 401)
     examples: examples.RouteExamples | None = None  # a request and its 200 answer, shown in the OpenAPI document
     errors: ContractName = "openai"  # the error contract (earshot.http.contracts) this route answers in
     # A larger body than the server's inline limit (the local server honours it; API Gateway caps every body at 10 MB).
     max_body_bytes: int | None = None
+    # A processing route: it takes the controls (async, Prefer: respond-async, callback_url) and answers 202 + a task.
+    processing: bool = False
+    # Its 200 may be Server-Sent Events too (stream=true).
+    streams: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -56,9 +61,11 @@ ROUTES: tuple[Route, ...] = (
         summary="Transcribe audio (OpenAI Whisper API compatible).",
         request_model=schemas.TranscriptionForm,
         request_content_type="multipart/form-data",
-        responses=(schemas.TranscriptionJson, schemas.TranscriptionVerboseJson),
+        responses=(schemas.TranscriptionJson, schemas.TranscriptionVerboseJson, schemas.TranscriptionDiarizedJson),
         response_content_types=_TEXT_FORMATS,
         error_statuses=_TRANSCRIPTION_ERRORS,
+        processing=True,
+        streams=True,
     ),
     Route(
         "POST",
@@ -69,9 +76,11 @@ ROUTES: tuple[Route, ...] = (
         summary="Transcribe audio into English text (OpenAI translations compatible).",
         request_model=schemas.TranscriptionForm,
         request_content_type="multipart/form-data",
-        responses=(schemas.TranscriptionJson, schemas.TranscriptionVerboseJson),
+        responses=(schemas.TranscriptionJson, schemas.TranscriptionVerboseJson, schemas.TranscriptionDiarizedJson),
         response_content_types=_TEXT_FORMATS,
         error_statuses=_TRANSCRIPTION_ERRORS,
+        processing=True,
+        streams=True,
     ),
     Route(
         "POST",
@@ -86,6 +95,7 @@ ROUTES: tuple[Route, ...] = (
         responses=(schemas.V2TranscribeResponse,),
         error_statuses=(400, 401, 403, 404, 429, 500),
         errors="v2",
+        processing=True,
     ),
     Route(
         "POST",
@@ -98,6 +108,7 @@ ROUTES: tuple[Route, ...] = (
         request_content_type="multipart/form-data",
         responses=(schemas.UnderstandResponse,),
         error_statuses=(400, 401, 402, 404, 413, 429, 502, 504),
+        processing=True,
     ),
     Route(
         "POST",
@@ -111,6 +122,7 @@ ROUTES: tuple[Route, ...] = (
         error_statuses=(400, 401, 429, 500),
         errors="extract-audio",
         max_body_bytes=_EXTRACT_BODY_BYTES,
+        processing=True,
     ),
     Route(
         "GET",
@@ -133,6 +145,8 @@ ROUTES: tuple[Route, ...] = (
         request_model=schemas.UnderstandingRequest,
         responses=(schemas.TaskOut,),
         error_statuses=(400, 401, 402, 404, 409, 413, 429),
+        processing=True,
+        streams=True,
     ),
     Route(
         "GET",
@@ -161,6 +175,7 @@ ROUTES: tuple[Route, ...] = (
         function="tasks",
         endpoint="earshot.api.tasks:delete_task",
         examples=examples.TASK_DELETE,
+        responses=(schemas.TaskDeleted,),
         summary="Delete a task, its audio and its result.",
         error_statuses=(401, 404),
     ),
@@ -172,6 +187,8 @@ ROUTES: tuple[Route, ...] = (
         examples=examples.UPLOAD,
         summary="A presigned upload (up to 500 MB) for audio above the inline limit; returns a file_id.",
         request_model=schemas.UploadRequestBody,
+        responses=(schemas.UploadOut,),
+        success_status=201,
         error_statuses=(400, 401, 404, 429),
     ),
     Route(

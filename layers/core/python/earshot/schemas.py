@@ -35,6 +35,12 @@ class ErrorEnvelope(ContractModel):
     error: ErrorBody
 
 
+class MessageError(ContractModel):
+    """extract-audio's error shape: ``{"error": "message"}``."""
+
+    error: str
+
+
 # -- billing -----------------------------------------------------------------------------------
 class Billing(ContractModel):
     duration_sec: float = Field(description="Measured from the audio itself with ffprobe.")
@@ -339,7 +345,9 @@ class ExtractFormats(ContractModel):
 
 # -- /api/v2/Audio/transcribe ------------------------------------------------------------------
 class CultureQuery(ContractModel):
-    culture: Literal["en", "es"] = Field(default="en", description="Language of error messages.")
+    culture: str = Field(
+        default="en", pattern="^([eE][nN]|[eE][sS])$", description="Language of error messages: en or es."
+    )
 
 
 class V2TranscribeForm(ContractModel):
@@ -446,6 +454,36 @@ class UploadProcess(ContractModel):
     model: str | None = Field(default=None, max_length=128)
     options: dict[str, Any] = Field(default_factory=dict, description="The route's own fields, e.g. response_format.")
     callback_url: str | None = Field(default=None, max_length=2048)
+
+
+class UploadTarget(ContractModel):
+    url: str = Field(description="POST the form here: the fields below, then the file in file_field.")
+    method: Literal["POST"] = "POST"
+    fields: dict[str, str]
+    file_field: str
+
+
+class UploadOut(ContractModel):
+    """The 201 answer of ``POST /v1/uploads``."""
+
+    id: str
+    object: Literal["upload"] = "upload"
+    filename: str
+    bytes: int
+    purpose: str
+    status: Literal["pending"] = "pending"
+    created_at: int
+    expires_at: int
+    upload: UploadTarget
+    process: UploadProcess | None
+    task_id: str | None = Field(description="The task the upload starts once it lands (with process).")
+    retain: bool
+
+
+class TaskDeleted(ContractModel):
+    id: str
+    object: str
+    deleted: Literal[True] = True
 
 
 class UploadRequestBody(ContractModel):

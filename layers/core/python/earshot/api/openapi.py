@@ -10,4 +10,9 @@ from earshot.openapi import build_openapi
 
 
 def get_openapi(request: ApiRequest) -> Response[str]:
-    return json_response(build_openapi(), headers={"Cache-Control": "public, max-age=300"})
+    """The document, with the model names this deployment's catalog serves (read without the stores)."""
+    from earshot.catalog import cached_catalog
+    from earshot.config import get_settings
+
+    catalog = cached_catalog(get_settings().resolved_catalog())
+    return json_response(build_openapi(catalog), headers={"Cache-Control": "public, max-age=300"})

@@ -40,14 +40,20 @@ def get_task(request: ApiRequest) -> Response[str]:
 
 
 def _last_event_id(request: ApiRequest) -> int:
-    """The id of the last event the client saw: an event sequence number this stream sent (at most 15 digits)."""
-    raw = (request.headers.get("last-event-id") or request.query.get("last_event_id") or "0").strip()
-    if not re.fullmatch(r"[0-9]{1,15}", raw):
-        param = "Last-Event-ID" if request.headers.get("last-event-id") else "last_event_id"
-        raise InvalidRequestError(
-            "Last-Event-ID must be an event id this stream sent (digits, at most 15)", param=param
-        )
-    return int(raw)
+    """The id of the last event the client saw: an event sequence number this stream sent (at most 15 digits).
+
+    Both spellings are checked when both are sent (the header wins); a malformed one is never ignored."""
+    sent = [
+        ("Last-Event-ID", request.headers.get("last-event-id")),
+        ("last_event_id", request.query.get("last_event_id")),
+    ]
+    given = [(param, raw.strip()) for param, raw in sent if raw is not None]
+    for param, raw in given:
+        if not re.fullmatch(r"[0-9]{1,15}", raw):
+            raise InvalidRequestError(
+                "Last-Event-ID must be an event id this stream sent (digits, at most 15)", param=param
+            )
+    return int(given[0][1]) if given else 0
 
 
 def task_events(request: ApiRequest) -> Response[str]:

@@ -46,7 +46,11 @@ def _wants_async(request: ApiRequest, fields: Mapping[str, str]) -> bool:
     prefer = request.headers.get("prefer", "")
     if any(part.strip().lower() == "respond-async" for part in prefer.split(",")):
         return True
-    value = str(fields.get("async", request.query.get("async", ""))).strip().lower()
-    if value not in _TRUE | _FALSE:
-        raise InvalidRequestError("async must be true or false", param="async")
-    return value in _TRUE
+    # The body's field wins over the query's; each one sent must be a flag (a malformed one is never ignored).
+    sent = [
+        str(value).strip().lower() for value in (fields.get("async"), request.query.get("async")) if value is not None
+    ]
+    for value in sent:
+        if value not in _TRUE | _FALSE:
+            raise InvalidRequestError("async must be true or false", param="async")
+    return bool(sent) and sent[0] in _TRUE

@@ -28,6 +28,7 @@ from earshot.errors import (
     HeadersTooLargeError,
     InternalError,
     InvalidRequestError,
+    MethodNotAllowedError,
     NotFoundError,
     RequestTargetTooLongError,
 )
@@ -93,6 +94,16 @@ class LocalGateway:
                 return compiled.route, found.groupdict()
         return None
 
+    def _unrouted(self, method: str, path: str) -> tuple[EarshotError, str, ContractName]:
+        """404 for a path no route has; 405 with ``Allow`` (in the path's contract) for a method it does not take."""
+        routes = [c.route for c in self._routes if c.pattern.match(path)]
+        if not routes:
+            return NotFoundError(f"no route {method.upper()} {path}"), _gateway_request_id(), "openai"
+        allowed = sorted({route.method for route in routes})
+        error = MethodNotAllowedError(f"{method.upper()} is not allowed on {path}; use {', '.join(allowed)}")
+        error.headers = {"Allow": ", ".join(allowed)}
+        return error, _gateway_request_id(), routes[0].errors
+
     def too_large(
         self, content_length: int | None, contract: ContractName = "openai", limit: int | None = None
     ) -> GatewayResponse | None:
@@ -117,7 +128,7 @@ class LocalGateway:
             return self._local_upload(path.removeprefix(LOCAL_UPLOAD_PREFIX), headers, body)
         matched = self.match(method, path)
         if matched is None:
-            return self._error(NotFoundError(f"no route {method.upper()} {path}"), _gateway_request_id())
+            return self._error(*self._unrouted(method, path))
         route, path_params = matched
         if rejected := self.too_large(len(body), route.errors, max(self.max_request_bytes, route.max_body_bytes or 0)):
             return rejected

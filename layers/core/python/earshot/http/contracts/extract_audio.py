@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from earshot.errors import AuthError, EarshotError, RateLimitedError, SchemaMismatchError
+from earshot.errors import AuthError, EarshotError, MethodNotAllowedError, RateLimitedError, SchemaMismatchError
 
 if TYPE_CHECKING:
     from earshot.http.contracts import ErrorReply
@@ -27,6 +27,8 @@ def status_and_message(error: EarshotError) -> tuple[int, str]:
         return 401, UNAUTHORIZED
     if isinstance(error, RateLimitedError):
         return 429, error.message
+    if isinstance(error, MethodNotAllowedError):  # HTTP's own answer for a method the path does not take
+        return 405, error.message
     if error.status >= 500 or isinstance(error, SchemaMismatchError):
         return 500, FAILED + error.message
     return 400, error.message

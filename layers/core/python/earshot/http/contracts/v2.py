@@ -47,7 +47,7 @@ _SPANISH = {
 
 
 def status_of(error: EarshotError) -> int:
-    if error.status in (401, 429):
+    if error.status in (401, 405, 429):  # 405: HTTP's own answer for a method the path does not take
         return error.status
     if isinstance(error, RateLimitedError):
         return 429
