@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import asr, ears, fanout, handler, metering
+from bench import asr, ears, fanout, handler, metering, sync_rates, task_fanout
 from bench.peer_report import PEER_HEADING
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +119,10 @@ def render(results: dict[str, Any]) -> str:
         )
     if "fanout" in results:
         lines += fanout.render(results["fanout"])
+    if "sync_rates" in results:
+        lines += sync_rates.render(results["sync_rates"])
+    if "task_fanout" in results:
+        lines += task_fanout.render(results["task_fanout"])
     return "\n".join(lines) + "\n"
 
 
@@ -157,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
             "cold_imports": handler.cold_imports(),
             "peak_rss": handler.peak_rss(),
             "fanout": fanout.main(),
+            "sync_rates": sync_rates.rates(),
+            "task_fanout": task_fanout.main(),
         }
         text = render(results) + "\n" + "\n".join(ears.render(ears.main())) + "\n"
         if ASR_BEGIN in previous:  # its place, until it is measured again below

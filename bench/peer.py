@@ -112,7 +112,10 @@ def _start_upstream() -> Server:
     return Server("direct", process, f"http://127.0.0.1:{port}/v1")
 
 
-def _start_earshot(upstream: str, directory: Path) -> Server:
+def _start_earshot(upstream: str, directory: Path, *, name: str = "earshot", code: Path | None = None) -> Server:
+    """``earshot serve`` on the fake upstream; ``code``: another checkout's ``layers/core/python`` to run instead."""
+    directory = directory / name
+    directory.mkdir(parents=True, exist_ok=True)
     catalog = directory / "catalog.toml"
     catalog.write_text(
         '[[models]]\nsku = "whisper-1"\nkind = "transcription"\nprovider = "openai-transcription"\n'
@@ -127,9 +130,20 @@ def _start_earshot(upstream: str, directory: Path) -> Server:
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "EARSHOT_RATE_LIMIT_PER_MINUTE": "1000000",
     }
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     log = (directory / "earshot.log").open("wb")
     process = subprocess.Popen(
-        [str(REPO / ".venv/bin/earshot"), "serve", "--port", str(port), "--data-dir", str(directory / "data")],
+        [
+            str(REPO / ".venv/bin/python"),
+            "-m",
+            "earshot.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(directory / "data"),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -147,7 +161,7 @@ def _start_earshot(upstream: str, directory: Path) -> Server:
             env=env,
         ).stdout
     )["key"]
-    return Server("earshot", process, f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {key}"})
+    return Server(name, process, f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {key}"})
 
 
 def _start_litellm(upstream: str, directory: Path) -> Server:

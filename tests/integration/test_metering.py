@@ -288,13 +288,13 @@ def test_ffprobe_failing_or_hanging_is_invalid_audio(script: str, generate: Gene
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
 
     with pytest.raises(InvalidAudioError):
-        meter_duration(generate("wav", 1.3), ffprobe=fake, timeout_sec=0.5)
+        meter_duration(generate("webm", 1.3), ffprobe=fake, timeout_sec=0.5)  # webm: always probed by ffprobe
 
 
 def test_an_ffprobe_that_cannot_start_is_an_internal_error(generate: Generate, tmp_path: Path) -> None:
     """A broken deployment is not the client's bad audio."""
     with pytest.raises(InternalError):
-        meter_duration(generate("wav", 1.3), ffprobe=tmp_path / "no-such-ffprobe")
+        meter_duration(generate("webm", 1.3), ffprobe=tmp_path / "no-such-ffprobe")
 
 
 # --- local files only -----------------------------------------------------------------------------------
@@ -315,11 +315,13 @@ def ffprobe_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return calls
 
 
+@pytest.mark.parametrize("fmt", ["mp3_vbr", "webm"])  # identified in-process, and by ffprobe
 @pytest.mark.parametrize(
     "name", ["http:example.com/a.mp3", "concat:one.mp3|two.mp3", "https:%2F%2Fexample.com", "-i.mp3", "data:,x"]
 )
 def test_names_that_look_like_protocols_are_read_as_local_files(
     name: str,
+    fmt: str,
     generate: Generate,
     ffprobe: Path,
     ffprobe_calls: list[list[str]],
@@ -329,15 +331,15 @@ def test_names_that_look_like_protocols_are_read_as_local_files(
     """Given a local file named like a URL (and the files a concat: URL would join), only that file is read."""
     monkeypatch.chdir(tmp_path)
     for part in ("one.mp3", "two.mp3"):
-        (tmp_path / part).write_bytes(generate("mp3_vbr", 61.0, kind="tone").read_bytes())
+        (tmp_path / part).write_bytes(generate(fmt, 61.0, kind="tone").read_bytes())
     relative = Path(name)
     relative.parent.mkdir(parents=True, exist_ok=True)
-    relative.write_bytes(generate("mp3_vbr", 1.3, kind="noise").read_bytes())
+    relative.write_bytes(generate(fmt, 1.3, kind="noise").read_bytes())
 
     metered = meter(relative, ffprobe)
 
-    assert_within_one_frame("mp3_vbr", metered, decoded_duration(tmp_path / name))
-    assert ffprobe_calls
+    assert_within_one_frame(fmt, metered, decoded_duration(tmp_path / name))
+    assert bool(ffprobe_calls) == (fmt == "webm")  # an mp3 is read in-process: only the file's own bytes
     for command in ffprobe_calls:
         assert command[command.index("-protocol_whitelist") + 1] == "file"
         assert command[-1] == f"file:{(tmp_path / name).resolve()}"
@@ -356,11 +358,13 @@ def test_playlists_that_would_open_other_files_are_refused(generate: Generate, f
 def test_ffprobe_runs_once_unless_packets_must_be_counted(
     generate: Generate, ffprobe: Path, ffprobe_calls: list[list[str]]
 ) -> None:
-    """Walked formats take one ffprobe process (it only says what the file is); counted ones two."""
+    """WAV, FLAC, MPEG audio and Ogg are identified in-process (no ffprobe); other walked formats take one ffprobe
+    process (it only says what the file is); counted ones two."""
     for fmt in FORMATS:
         ffprobe_calls.clear()
         metered = meter(generate(fmt, 1.3, kind="noise"), ffprobe)
-        expected = 1 if metered.source == "frames" else 2
+        in_process = fmt.startswith(("wav", "flac", "mp3", "ogg"))
+        expected = 0 if in_process else 1 if metered.source == "frames" else 2
         assert len(ffprobe_calls) == expected, (fmt, metered.source, ffprobe_calls)
 
 

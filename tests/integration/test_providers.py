@@ -411,7 +411,7 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once(openai: FakeOpenAI, au
     with pytest.raises(ProviderError) as raised:
         whisper(openai).transcribe(audio_dir / "wav", options(deadline_sec=5.0))
 
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # not the 30 s asked for (slack for a loaded machine)
     assert raised.value.retry_after == 30  # the caller's client learns when to come back
     assert len(openai.requests) == 1
 
@@ -424,7 +424,7 @@ def test_a_hang_times_out_within_the_deadline(gemini: FakeGemini, audio_dir: Pat
         gemini_engine(gemini).ask(audio_dir / "wav", "What?", deadline_sec=1.5)
 
     elapsed = time.monotonic() - started
-    assert 1.4 <= elapsed <= 1.5 + 0.5
+    assert 1.4 <= elapsed <= 1.5 + 3.0  # at the deadline, not the 30 s hang (slack for a loaded machine)
     assert raised.value.status == 504
     assert len(gemini.requests) == 1
 
@@ -445,7 +445,7 @@ def test_a_hang_after_a_failure_still_ends_at_the_deadline(openai: FakeOpenAI, a
     with pytest.raises(ProviderTimeoutError):
         chat_engine(openai).ask(audio_dir / "wav", "What?", deadline_sec=1.5)
 
-    assert time.monotonic() - started <= 2.0
+    assert time.monotonic() - started <= 1.5 + 3.0  # at the deadline, not the 30 s hang (slack for a loaded machine)
     assert len(openai.requests) == 2
 
 

@@ -99,3 +99,29 @@ def test_upstream_models_are_not_predicted() -> None:
 
 def test_a_task_takes_at_most_the_documented_audio_length() -> None:
     assert MAX_TASK_AUDIO_SEC == 4 * 3600
+
+
+def test_locally_the_chunks_that_run_at_once_share_the_cores_and_deployed_each_has_the_reference() -> None:
+    from earshot.services.sync_budget import REFERENCE_CPUS, running_at_once, slowdown
+
+    assert running_at_once(30.0, workers=2, max_chunk_sec=60.0) == 1  # not split: one engine call
+    assert running_at_once(600.0, workers=2, max_chunk_sec=60.0) == 2
+    assert running_at_once(150.0, workers=10, max_chunk_sec=60.0) == 3
+    assert slowdown(1, 2) == 1.0  # one call on two cores has the reference's 2 vCPUs
+    assert slowdown(2, 2) == pytest.approx(REFERENCE_CPUS)  # two chunks on two cores: one core each
+    # A 60-s chunk of whisper-base: ~6 s on an inference function, 1.66 times that on one core of this machine.
+    rate = 0.10
+    deployed = predicted_sec(600.0, rate, workers=10, max_chunk_sec=60.0)
+    local = predicted_sec(600.0, rate, workers=2, max_chunk_sec=60.0, scale=slowdown(2, 2))
+    assert deployed == pytest.approx(60 * rate + 0.5)
+    assert local == pytest.approx(5 * (60 * rate * REFERENCE_CPUS + 0.5))
+
+
+def test_the_rates_are_the_measured_ones_on_the_reference() -> None:
+    from earshot.services.sync_budget import ENGINE_SEC_PER_AUDIO_SEC, REFERENCE_CPUS
+
+    # bench/sync_rates.py, 2026-12-02 (docs/benchmarks.md): CPU seconds per 60 s of read speech.
+    measured_cpu = {"whisper-base": 9.3, "whisper-tiny-en": 6.1}
+    for sku, cpu in measured_cpu.items():
+        assert cpu / 60 / REFERENCE_CPUS <= ENGINE_SEC_PER_AUDIO_SEC[sku] <= 1.2 * cpu / 60 / REFERENCE_CPUS, sku
+    assert 10.1 / 60 <= ENGINE_SEC_PER_AUDIO_SEC["embedded:analyzer"] <= 1.2 * 10.1 / 60

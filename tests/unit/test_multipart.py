@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
+
 import pytest
 
-from earshot.errors import InvalidRequestError
-from earshot.http.multipart import parse_multipart
+from earshot.errors import FileTooLargeError, InvalidRequestError
+from earshot.http.multipart import parse_multipart, parse_multipart_stream
 
 CT = "multipart/form-data; boundary=XyZ"
 
@@ -77,3 +80,31 @@ def test_a_file_keeps_bytes_that_look_like_delimiters() -> None:
 def test_a_form_without_its_close_delimiter_is_refused(body: bytes) -> None:
     with pytest.raises(InvalidRequestError, match="closing boundary"):
         parse_multipart(body, CT)
+
+
+def _trickle(body: bytes, size: int) -> Callable[[int], bytes]:
+    """A reader that hands out at most ``size`` bytes per call, as a socket does."""
+    stream = io.BytesIO(body)
+    return lambda wanted: stream.read(min(wanted, size))
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096, 1 << 20])
+def test_a_streamed_form_is_split_exactly_whatever_the_piece_size(piece: int) -> None:
+    data = bytes(range(256)) * 9000 + b"\r\n--XyY\r\n-XyZ\r\n--Xy"  # 2.3 MB, delimiter-like bytes inside
+    body = _part("model", b"transcribe") + _part("file", data, "a.mp3") + _part("language", b"en") + b"--XyZ--\r\n"
+    if piece == 1:
+        body = _part("file", data[:3000], "a.mp3") + b"--XyZ--"
+        data = data[:3000]
+    form = parse_multipart_stream(_trickle(body, piece), CT)
+    assert form.files["file"].data == data
+    if piece > 1:
+        assert form.first("model") == "transcribe" and form.first("language") == "en"
+
+
+def test_a_file_part_past_the_limit_stops_the_read() -> None:
+    body = _part("file", b"a" * (5 << 20), "a.wav") + b"--XyZ--\r\n"
+    stream = io.BytesIO(body)
+    limit = FileTooLargeError("too large", param="file")
+    with pytest.raises(FileTooLargeError):
+        parse_multipart_stream(stream.read, CT, file_limit=lambda size: limit if size > (1 << 20) else None)
+    assert stream.tell() < 3 << 20  # refused after the limit, not after the whole body

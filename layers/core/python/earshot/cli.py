@@ -56,7 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF blobs on a developer's terminal
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "earshot")
     _use_data_dir(args.data_dir)
-    from earshot.local.server import build_server
+    from earshot.local.server import bound_malloc_arenas, build_server
+
+    bound_malloc_arenas()  # before any thread allocates
     from earshot.runtime import get_runtime
     from earshot.services.accounts import create_key
 

@@ -1,8 +1,12 @@
 """Duration metering: how long the audio really is, which is what a request is billed for.
 
 ffprobe, run on a local file (never a URL), is the authority on *what* the file is: container, codec, sample
-rate, with protocol and demuxer whitelists. *How long* it is comes from the audio data itself, never from a
-length header (a 1-second file may claim ten hours, a 100-second one one second, a cut file its full length):
+rate, with protocol and demuxer whitelists. The one exception: WAV (PCM), native FLAC, MPEG audio and single-stream
+Ogg (Opus, Vorbis) whose signature, codec header and first frames parse cleanly in-process
+(``earshot.audio.lengths.identify``) and whose frame walk then finds audio are measured without starting ffprobe
+(its process start costs more than reading a minute of audio); anything else, or anything those checks doubt, goes
+to ffprobe exactly as before. *How long* it is comes from the audio data itself, never from a length header (a
+1-second file may claim ten hours, a 100-second one one second, a cut file its full length):
 
 * wav, flac, ogg (Opus, Vorbis), mp3/mp2, Matroska/WebM (Opus, Vorbis) and mp4/m4a (AAC) are walked in Python
   (``earshot.audio.lengths``): the frames or packets present in the file, each one's own length, with the
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import mmap
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from earshot.audio.lengths import walk_length
+from earshot.audio.lengths.identify import identify
 from earshot.errors import InternalError, InvalidAudioError
 
 logger = logging.getLogger(__name__)
@@ -114,6 +120,8 @@ def meter_duration(path: Path, *, ffprobe: Path, timeout_sec: float = 15.0) -> M
     """
     local = Path(path).resolve()
     head = _read_head(local)
+    if (known := _identified_in_process(local)) is not None:
+        return known
     deadline = time.monotonic() + timeout_sec
     walkable = _walkable(head)
     probe = _run_ffprobe(ffprobe, local, _first_probe_args(head, walkable=walkable), deadline=deadline)
@@ -168,6 +176,32 @@ def meter_duration(path: Path, *, ffprobe: Path, timeout_sec: float = 15.0) -> M
         sample_rate=sample_rate,
         channels=_int(audio.get("channels")),
         has_video=has_video,
+    )
+
+
+def _identified_in_process(local: Path) -> MeteredAudio | None:
+    """The file measured without ffprobe, when ``identify`` names it and its frames hold audio; else ``None``."""
+    try:
+        with local.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            found = identify(data)
+    except (OSError, ValueError):
+        return None  # ffprobe's path reports what is wrong with the file
+    if found is None or found.sample_rate < MIN_SAMPLE_RATE:
+        return None
+    try:
+        walked = walk_length(local, container=found.format_name, codec=found.codec, sample_rate=found.sample_rate)
+    except (InvalidAudioError, OSError):
+        return None
+    if walked is None or walked.samples <= 0:
+        return None
+    return MeteredAudio(
+        seconds=walked.seconds,
+        source="frames",
+        format_name=found.format_name,
+        codec=found.codec,
+        sample_rate=found.sample_rate,
+        channels=found.channels,
+        has_video=False,
     )
 
 

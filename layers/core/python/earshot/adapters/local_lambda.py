@@ -50,6 +50,7 @@ class LocalContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     started: float = field(default_factory=time.monotonic)
     response_streaming: bool = False  # the local gateway writes StreamBody answers as they are produced
+    request_body: Any = None  # the local gateway's body reader, when the body is not in the event (http.request)
 
     @property
     def invoked_function_arn(self) -> str:

@@ -10,10 +10,10 @@ from pydantic import BaseModel
 
 from earshot.errors import InvalidRequestError
 from earshot.http.controls import CONTROL_FIELDS
-from earshot.http.multipart import MultipartForm, is_multipart, parse_multipart
+from earshot.http.multipart import MultipartForm, is_multipart, parse_multipart, parse_multipart_stream
 from earshot.http.request import ApiRequest
 from earshot.http.validation import parse_model
-from earshot.services.audio_input import check_inline_size
+from earshot.services.audio_input import check_inline_size, too_large
 
 FormT = TypeVar("FormT", bound=BaseModel)
 
@@ -56,9 +56,17 @@ def read_form(
     ``list_fields`` maps repeatable wire names (``timestamp_granularities[]``) to the model's alias.
     """
     if is_urlencoded(request.content_type) and not file_required:
-        form = parse_urlencoded(request.body)  # url / file_id requests carry no file
+        form = parse_urlencoded(request.body_bytes())  # url / file_id requests carry no file
     elif not is_multipart(request.content_type):
         raise InvalidRequestError("send the audio as multipart/form-data with a 'file' field")
+    elif (stream := request.body_stream) is not None:
+        # The body as it arrives (local server): the file part is copied once, and refused once past the limit.
+        if stream.length is not None:
+            check_inline_size(max(0, stream.length - FORM_OVERHEAD), limit)
+        request.body_stream = None
+        form = parse_multipart_stream(
+            stream.read, request.content_type, file_limit=lambda size: too_large(size, limit) if size > limit else None
+        )
     else:
         check_inline_size(max(0, len(request.body) - FORM_OVERHEAD), limit)
         form = parse_multipart(request.body, request.content_type)

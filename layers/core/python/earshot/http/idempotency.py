@@ -64,7 +64,7 @@ def request_fingerprint(request: ApiRequest, raw_query: str) -> str:
     A multipart boundary does not: curl and the HTTP client libraries draw a new one for every attempt,
     so a retried upload would otherwise never match its first attempt.
     """
-    content_type, body = _without_boundary(request.content_type, request.body)
+    content_type, body = _without_boundary(request.content_type, request.body_bytes())
     digest = hashlib.sha256()
     parts = (request.method, request.path, raw_query, content_type, request.headers.get("prefer", ""))
     for part in (*(text.encode() for text in parts), body):

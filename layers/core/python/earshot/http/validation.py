@@ -35,7 +35,7 @@ def json_body(request: ApiRequest) -> dict[str, Any]:
     if not request.content_type.lower().startswith("application/json"):
         raise InvalidRequestError("send a JSON body (Content-Type: application/json)")
     try:
-        payload = json.loads(request.body or b"null")
+        payload = json.loads(request.body_bytes() or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError("the body is not valid JSON") from exc
     except RecursionError as exc:  # the decoder's own depth guard

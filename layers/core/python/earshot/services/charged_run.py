@@ -15,6 +15,7 @@ functions, so a rule changed here changes everywhere:
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,19 +133,26 @@ def check_limits(
         )
     if time_left_sec is None:
         return
-    from earshot.services.sync_budget import needed_sec, refuse_if_cannot_finish
+    from earshot.services.sync_budget import needed_sec, refuse_if_cannot_finish, running_at_once, slowdown
 
     model = plan.model
     workers, max_chunk = runtime.engine_parallelism(model)
+    # Deployed, every engine call (every chunk) is its own inference invocation, at the measured rate; locally the
+    # calls that run at once share this machine's cores.
+    remote = runtime.settings.runtime == "aws" or runtime.settings.inference_function is not None
+    running = running_at_once(metered.seconds, workers=workers, max_chunk_sec=max_chunk)
+    scale = 1.0 if remote else slowdown(running, os.cpu_count() or 1)
     if path == "task" and plan.chunked is not None:
         # A task's chunks are iterations of a Map state, each its own step: each chunk must fit that step's time.
         max_chunk = plan.chunked.max_chunk_sec
         workers = max(1, math.ceil(metered.seconds / max_chunk))
     if path == "sync":
-        refuse_if_cannot_finish(model, metered.seconds, time_left_sec, workers=workers, max_chunk_sec=max_chunk)
+        refuse_if_cannot_finish(
+            model, metered.seconds, time_left_sec, workers=workers, max_chunk_sec=max_chunk, scale=scale
+        )
         return
     # Nothing is held for audio the engine step cannot finish in its time (it would time out and be refunded).
-    needed = needed_sec(model, metered.seconds, workers=workers, max_chunk_sec=max_chunk)
+    needed = needed_sec(model, metered.seconds, workers=workers, max_chunk_sec=max_chunk, scale=scale)
     if needed > time_left_sec:
         raise InvalidAudioError(
             f"the audio is {metered.seconds:.0f} s long and {model.sku} would need about {needed:.0f} s for it; a"

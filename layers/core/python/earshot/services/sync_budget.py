@@ -1,10 +1,13 @@
 """Know before charging whether a synchronous request can finish: refuse it (4xx, nothing debited) when the
 engine's measured rate says it cannot, instead of answering 504 after a debit.
 
-predicted = chunks scheduled on the workers x (chunk seconds x the engine's rate) + a fixed overhead. The rates
-are CPU-seconds per second of audio measured on the embedded engines (bench/, docs/benchmarks.md); a request is
-refused when the prediction, with a safety margin, exceeds what is left of its deadline after metering.
-Upstream providers are not predicted: they answer inside the deadline they are given or time out (refunded).
+predicted = chunks scheduled on the workers x (chunk seconds x the engine's rate x how much slower than the
+reference each worker runs where it runs) + a fixed overhead. The rates are the engines' seconds per second of
+audio on the reference, one inference function (2 vCPUs), from CPU time measured on the embedded engines
+(``bench/sync_rates.py``, docs/benchmarks.md). Deployed, every chunk is its own invocation (no slowdown); locally
+the workers share this machine's cores (``slowdown``). A request is refused when the prediction, with a safety
+margin, exceeds what is left of its deadline after metering. Upstream providers are not predicted: they answer
+inside the deadline they are given or time out (refunded).
 """
 
 from __future__ import annotations
@@ -14,15 +17,21 @@ import math
 from earshot.catalog import CatalogModel
 from earshot.errors import AudioTooLongForSyncError
 
-# Engine seconds per second of audio, as the engine runs on 2 vCPUs (the inference function; this machine's 2
-# cores), by SKU, else by provider; measured on real read speech (docs/benchmarks.md, docs/decisions.md):
-# Whisper base 15.5 CPU-s and tiny.en 5.0 CPU-s per 60 s on two CTranslate2 threads. The analyzer transcribes too
-# (its answer includes the embedded transcript), so it costs at least the recogniser.
+# The reference an engine rate is measured for: the inference function's 2 vCPUs, which CTranslate2's two threads
+# use at 83 % parallel efficiency (docs/decisions.md, 2026-12-01).
+REFERENCE_VCPUS = 2
+TWO_THREAD_EFFICIENCY = 0.83
+REFERENCE_CPUS = REFERENCE_VCPUS * TWO_THREAD_EFFICIENCY
+# Engine seconds per second of audio on the reference, by SKU, else by provider. Measured 2026-12-02 by
+# `python -m bench.sync_rates` on 60 s of real read speech (docs/benchmarks.md), rounded up: Whisper base 9.3 CPU-s
+# and tiny.en 6.1 CPU-s per 60 s on two CTranslate2 threads, / 1.66 for the reference's two vCPUs (0.094, 0.061);
+# the analyzer 10.1 CPU-s per 60 s (its Whisper transcript, VAD, YAMNet, GE2E and features), counted on one vCPU
+# because its numpy and onnxruntime stages do not reliably use two.
 ENGINE_SEC_PER_AUDIO_SEC: dict[str, float] = {
-    "whisper-base": 0.13,
-    "whisper-tiny-en": 0.042,
-    "embedded:whisper": 0.13,  # another Whisper SKU: as base
-    "embedded:analyzer": 0.45,
+    "whisper-base": 0.10,
+    "whisper-tiny-en": 0.065,
+    "embedded:whisper": 0.10,  # another Whisper SKU: as base
+    "embedded:analyzer": 0.17,
 }
 # A shared machine or a cold engine is slower than the bench: refuse when the prediction x this exceeds the time.
 SAFETY_FACTOR = 1.25
@@ -35,23 +44,48 @@ def engine_rate(model: CatalogModel) -> float | None:
     return ENGINE_SEC_PER_AUDIO_SEC.get(model.sku, ENGINE_SEC_PER_AUDIO_SEC.get(model.provider))
 
 
-def predicted_sec(audio_sec: float, rate: float, *, workers: int = 1, max_chunk_sec: float | None = None) -> float:
-    """How long the engine should take on ``audio_sec`` of audio: whole when it is not split, else chunks of at
-    most ``max_chunk_sec`` (as many as the fan-out makes) run ``workers`` at a time."""
+def running_at_once(audio_sec: float, *, workers: int = 1, max_chunk_sec: float | None = None) -> int:
+    """How many engine calls run at once on ``audio_sec`` of audio: 1 when it is not split, else its chunks up to
+    ``workers``."""
     if max_chunk_sec is None or workers <= 1 or audio_sec <= max_chunk_sec:
-        return audio_sec * rate + PER_CHUNK_OVERHEAD_SEC
+        return 1
+    return min(workers, math.ceil(audio_sec / max_chunk_sec))
+
+
+def slowdown(running: int, cores: int) -> float:
+    """How much slower than the reference each of ``running`` engine calls is when they share ``cores`` (locally,
+    two fan-out threads on 2 cores get one core each: 1.66x); 1 when each has at least the reference's CPUs."""
+    return max(1.0, REFERENCE_CPUS * max(1, running) / max(1, cores))
+
+
+def predicted_sec(
+    audio_sec: float, rate: float, *, workers: int = 1, max_chunk_sec: float | None = None, scale: float = 1.0
+) -> float:
+    """How long the engine should take on ``audio_sec`` of audio: whole when it is not split, else chunks of at
+    most ``max_chunk_sec`` (as many as the fan-out makes) run ``workers`` at a time; each engine call ``scale``
+    times slower than the reference (``slowdown``)."""
+    if max_chunk_sec is None or workers <= 1 or audio_sec <= max_chunk_sec:
+        return audio_sec * rate * scale + PER_CHUNK_OVERHEAD_SEC
     chunks = math.ceil(audio_sec / max_chunk_sec)
     rounds = math.ceil(chunks / workers)
-    return rounds * (max_chunk_sec * rate + PER_CHUNK_OVERHEAD_SEC)
+    return rounds * (max_chunk_sec * rate * scale + PER_CHUNK_OVERHEAD_SEC)
 
 
-def needed_sec(model: CatalogModel, audio_sec: float, *, workers: int = 1, max_chunk_sec: float | None = None) -> float:
+def needed_sec(
+    model: CatalogModel,
+    audio_sec: float,
+    *,
+    workers: int = 1,
+    max_chunk_sec: float | None = None,
+    scale: float = 1.0,
+) -> float:
     """The time to allow ``model``'s engine on ``audio_sec`` of audio (the prediction with its safety factor); 0 when
     the engine is not predicted."""
     rate = engine_rate(model)
     if rate is None:
         return 0.0
-    return predicted_sec(audio_sec, rate, workers=workers, max_chunk_sec=max_chunk_sec) * SAFETY_FACTOR
+    predicted = predicted_sec(audio_sec, rate, workers=workers, max_chunk_sec=max_chunk_sec, scale=scale)
+    return predicted * SAFETY_FACTOR
 
 
 def refuse_if_cannot_finish(
@@ -61,10 +95,11 @@ def refuse_if_cannot_finish(
     *,
     workers: int = 1,
     max_chunk_sec: float | None = None,
+    scale: float = 1.0,
 ) -> None:
     """Raise ``AudioTooLongForSyncError`` (before any charge) when ``model`` cannot process ``audio_sec`` of audio in
     the ``remaining_sec`` the request has left."""
-    needed = needed_sec(model, audio_sec, workers=workers, max_chunk_sec=max_chunk_sec)
+    needed = needed_sec(model, audio_sec, workers=workers, max_chunk_sec=max_chunk_sec, scale=scale)
     if needed <= remaining_sec:
         return
     raise AudioTooLongForSyncError(

@@ -9,6 +9,7 @@ delay from the output, and it decodes a final frame cut short as a whole frame.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 
@@ -54,6 +55,20 @@ class _Stream:
                 else:
                     size = (self.samples // 8) * bits // self.rate + padding
                 self.sizes[(index << 1) | padding] = size
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_sizes(reference: int) -> list[int]:
+    """The frame size for bytes 1-2 of a header (version, layer, protection; bitrate, rate, padding) of the stream
+    ``reference`` names, 0 where they are not that stream's (another version, layer or sample rate)."""
+    stream = _Stream(reference | 0x1000)  # any valid bitrate index: the sizes depend on the other fields only
+    second_byte = (reference >> 16) & 0xFE
+    table = [0] * 65536
+    for second in (second_byte, second_byte | 1):  # the protection bit may differ per frame
+        for third in range(256):
+            if (third >> 2) & 3 == (reference >> 10) & 3:
+                table[second << 8 | third] = stream.sizes[(third >> 4) << 1 | (third >> 1) & 1]
+    return table
 
 
 def _size_index(header: int) -> int:
@@ -146,36 +161,35 @@ def mp3_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
         position += stream.sizes[_size_index(header)]
     frames = 0
     reference = stream.reference
-    # Per byte 2 of a header (bitrate, sample rate, padding): the frame size, 0 where the sample rate differs.
-    by_third_byte = [0] * 256
-    for third in range(256):
-        if (third >> 2) & 3 == (reference >> 10) & 3:
-            by_third_byte[third] = stream.sizes[(third >> 4) << 1 | (third >> 1) & 1]
-    first_byte, second_byte = 0xFF, (reference >> 16) & 0xFE  # the protection bit may differ per frame
-    last = size - 4
-    while True:
-        # The hot loop: three byte reads and a table lookup per frame.
-        while position <= last:
-            if data[position] != first_byte or data[position + 1] & 0xFE != second_byte:
+    sizes = _frame_sizes(reference)
+    view = memoryview(data)  # indexing a memoryview is faster than indexing the mmap
+    try:
+        last = size - 4
+        while True:
+            # The hot loop: three byte reads and a table lookup per frame.
+            while position <= last:
+                if view[position] != 0xFF:
+                    break
+                length = sizes[view[position + 1] << 8 | view[position + 2]]
+                if not length:
+                    break
+                if position + length > size:
+                    frames += 1  # cut short: decoders still decode it, as one whole frame
+                    position = size
+                    break
+                position += length
+                frames += 1
+            else:
                 break
-            length = by_third_byte[data[position + 2]]
-            if not length:
+            if position + 4 > size:
                 break
-            if position + length > size:
-                frames += 1  # cut short: decoders still decode it, as one whole frame
-                position = size
+            # Lost sync: junk, a tag, or a cut frame. Frames of the same stream further on still decode.
+            again = _find_stream(data, position + 1, size)
+            if again is None or again[1].reference != reference:
                 break
-            position += length
-            frames += 1
-        else:
-            break
-        if position + 4 > size:
-            break
-        # Lost sync: junk, a tag, or a cut frame. Frames of the same stream further on still decode.
-        again = _find_stream(data, position + 1, size)
-        if again is None or again[1].reference != reference:
-            break
-        position = again[0]
+            position = again[0]
+    finally:
+        view.release()  # the mmap cannot close while a view of it is alive
     total = frames * stream.samples - delay
     if stream.layer == 3 and (delay or padding):
         # The encoder's end padding applies only to the file the encoder wrote: same frames or same bytes.

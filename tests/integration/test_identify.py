@@ -1,0 +1,95 @@
+"""In-process identification (``earshot.audio.lengths.identify``) says what ffprobe says, or nothing.
+
+Metering skips ffprobe only for files ``identify`` names; every name it gives must be ffprobe's own verdict for
+the file (demuxer, codec, rate, channels), and anything it is unsure of must be left to ffprobe (``None``).
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from audio_fixtures import FORMATS, write_audio
+from hostile_audio import LYING_FORMATS, claim_seconds, truncate
+
+from earshot.audio.lengths.identify import identify
+from earshot.config import get_settings
+
+
+def _identify(path: Path) -> tuple[str, str, int, int] | None:
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        found = identify(data)
+    return None if found is None else (found.format_name, found.codec, found.sample_rate, found.channels)
+
+
+def _ffprobe(path: Path) -> tuple[str, str, int, int]:
+    done = subprocess.run(
+        [
+            *(str(get_settings().resolved_ffprobe()), "-v", "error", "-of", "json", "-show_entries"),
+            *("format=format_name:stream=codec_type,codec_name,sample_rate,channels", f"file:{path}"),
+        ],
+        capture_output=True,
+        check=True,
+        env={"GCONV_PATH": "/nonexistent"},
+    )
+    probe = json.loads(done.stdout)
+    audio = next(s for s in probe["streams"] if s["codec_type"] == "audio")
+    return probe["format"]["format_name"], audio["codec_name"], int(audio["sample_rate"]), int(audio["channels"])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(("rate", "channels"), [(44100, 1), (16000, 2), (48000, 2)])
+def test_what_identify_names_is_what_ffprobe_reports(fmt: str, rate: int, channels: int, tmp_path: Path) -> None:
+    path = write_audio(tmp_path / fmt, fmt=fmt, seconds=1.5, sample_rate=rate, channels=channels)
+    found = _identify(path)
+    if fmt.startswith(("wav", "flac", "mp3", "ogg")):
+        assert found == _ffprobe(path)
+    else:
+        assert found is None  # Matroska, mp4, MPEG-PS/TS: always ffprobe's
+
+
+@pytest.mark.parametrize("fmt", [f for f in LYING_FORMATS if f.startswith(("wav", "flac", "mp3", "ogg"))])
+def test_lying_and_cut_files_are_named_as_ffprobe_names_them(fmt: str, tmp_path: Path) -> None:
+    original = write_audio(tmp_path / "original", fmt=fmt, seconds=20.0, kind="noise").read_bytes()
+    for name, data in (("lying", claim_seconds(original, fmt, 36_000.0)), ("cut", truncate(original, 0.4))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert _identify(path) in (None, _ffprobe(path))
+
+
+def _wav_with(tag: int, bits: int) -> bytes:
+    fmt = struct.pack("<HHIIHH", tag, 1, 8000, 8000 * bits // 8, bits // 8, bits)
+    return b"RIFF" + struct.pack("<I", 36 + 8) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data\0\0\0\0"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _wav_with(2, 4),  # ADPCM: a codec ffprobe knows and the walker does not
+        _wav_with(1, 12),  # a PCM depth that is no codec
+        b"\xff\xf1\x50\x80" + b"\0" * 400,  # ADTS AAC: an MPEG sync, but not MPEG audio
+        b"ID3\x04\0\0\0\0\0\0" + b"junk" * 100,  # tags, then no frames
+        b"fLaC\0\0\0\x22" + b"\0" * 40,  # STREAMINFO of zeros
+        b"OggS\0\x02" + b"\0" * 100,  # an Ogg page that holds nothing
+    ],
+    ids=["wav-adpcm", "wav-12-bit", "adts", "id3-only", "flac-zeros", "ogg-empty"],
+)
+def test_anything_doubtful_is_left_to_ffprobe(data: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "doubtful"
+    path.write_bytes(data)
+    assert _identify(path) is None
+
+
+def test_a_second_ogg_stream_is_left_to_ffprobe(tmp_path: Path) -> None:
+    """Multiplexed Ogg (here an Opus stream, then another stream's first page) is ffprobe's to pick from."""
+    opus = write_audio(tmp_path / "a", fmt="ogg_opus", seconds=1.0).read_bytes()
+    first_page_end = opus.index(b"OggS", 4)
+    second_bos = bytearray(opus[:first_page_end])
+    second_bos[14:18] = b"\x01\x02\x03\x04"  # another serial number
+    path = tmp_path / "two-streams.ogg"
+    path.write_bytes(opus[:first_page_end] + bytes(second_bos) + opus[first_page_end:])
+    assert _identify(path) is None

@@ -1,0 +1,80 @@
+"""The two ways a body reaches a function: base64 in the API Gateway event (deployed), or beside it as a stream
+(the local server's fast path for multipart uploads). Both give the handler the same form."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from earshot.errors import FileTooLargeError
+from earshot.http.forms import read_form
+from earshot.http.request import ApiRequest
+
+CT = "multipart/form-data; boundary=B"
+BODY = (
+    b'--B\r\nContent-Disposition: form-data; name="model"\r\n\r\ntranscribe\r\n'
+    b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+    + bytes(range(256)) * 5000
+    + b"\r\n--B--\r\n"
+)
+
+
+class _Form(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    file: bytes
+
+
+@dataclass
+class _Stream:
+    data: io.BytesIO
+    length: int | None
+
+    def read(self, size: int, /) -> bytes:
+        return self.data.read(size)
+
+
+@dataclass
+class _Context:
+    request_body: _Stream | None = None
+
+
+def _event(body: bytes | None, content_type: str = CT) -> dict[str, object]:
+    event: dict[str, object] = {
+        "rawPath": "/v1/audio/transcriptions",
+        "headers": {"content-type": content_type},
+        "requestContext": {"http": {"method": "POST"}, "requestId": "r1"},
+    }
+    if body is not None:
+        event.update(body=base64.b64encode(body).decode(), isBase64Encoded=True)
+    return event
+
+
+def test_the_event_body_and_the_streamed_body_give_the_same_form() -> None:
+    deployed = ApiRequest.from_event(_event(BODY))
+    local = ApiRequest.from_event(_event(None), _Context(_Stream(io.BytesIO(BODY), len(BODY))))
+    assert local.body == b"" and local.body_stream is not None  # nothing read before the form asks
+    one = read_form(deployed, _Form, limit=10_000_000)
+    two = read_form(local, _Form, limit=10_000_000)
+    assert one.form == two.form and one.filename == two.filename == "a.wav"
+    assert two.form.file == bytes(range(256)) * 5000
+
+
+@pytest.mark.parametrize("length", [len(BODY), None])  # Content-Length, or chunked
+def test_a_streamed_file_past_the_limit_is_refused(length: int | None) -> None:
+    local = ApiRequest.from_event(_event(None), _Context(_Stream(io.BytesIO(BODY), length)))
+    with pytest.raises(FileTooLargeError):
+        read_form(local, _Form, limit=100_000)
+
+
+def test_a_streamed_json_body_is_read_whole_as_before() -> None:
+    payload = b'{"a": 1}'
+    local = ApiRequest.from_event(
+        _event(None, "application/json"), _Context(_Stream(io.BytesIO(payload), len(payload)))
+    )
+    assert local.body == payload and local.body_stream is None
+    assert local.body_bytes() == payload
