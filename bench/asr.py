@@ -28,6 +28,7 @@ SKUS = ("whisper-base", "whisper-tiny-en")
 DEFAULT_SKU = "whisper-base"
 TARGETS = {"librivox_wer": 0.06, "rtf_60s": 0.25, "peak_rss_mb": 700.0}
 LONG_SPEECH_SEC = 60.0
+TWO_THREAD_EFFICIENCY = 0.83  # two CTranslate2 threads vs one on this machine (docs/decisions.md, 2026-12-01)
 
 ESPEAK_ENGLISH = (
     "For too long, I have watched mortals suffer.",
@@ -218,8 +219,18 @@ def _verdict(ok: bool) -> str:
 
 def render(results: list[dict[str, Any]]) -> str:
     corpora = sorted({name for r in results for name in r["wer"]}, key=lambda n: list(results[0]["wer"]).index(n))
+    loads = [r[key] for r in results for key in ("load_average_at_start", "load_average_at_end")]
+    default_long = next(r for r in results if r["sku"] == DEFAULT_SKU)["long"]
+    idle_rtf = default_long["cpu_per_audio_sec"] / (results[0]["threads"] * TWO_THREAD_EFFICIENCY)
     lines = [
         "## Speech recognition (embedded Whisper)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} by `python -m bench asr` on {_machine()}, shared with the other"
+        f" engineers' work: the 1-minute load average was {min(loads):.1f}-{max(loads):.1f} during the run. Wall"
+        " times and the real-time factor grow with that load; the CPU-seconds column does not, and is the figure"
+        f" to compare: {default_long['cpu_per_audio_sec']} CPU-s per audio-second on {results[0]['threads']} threads"
+        f" ({TWO_THREAD_EFFICIENCY:.0%} parallel efficiency) is about {idle_rtf:.2f}x real time on an idle 2-core"
+        " machine (an estimate from the CPU figure, not a measurement).",
         "",
         "Method: `python -m bench asr`. Each SKU runs in a fresh interpreter: the model loads cold (load time and",
         "its CPU), then every corpus is transcribed with the request defaults (no `language`, temperature 0 with",

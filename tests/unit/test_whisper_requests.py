@@ -89,7 +89,24 @@ def test_checking_a_request_imports_neither_the_model_runtime_nor_numpy() -> Non
 def _segments(ends: list[float], cost: float, clock: list[float]) -> Iterator[SimpleNamespace]:
     for end in ends:
         clock[0] += cost  # each window takes `cost` seconds
-        yield SimpleNamespace(end=end)
+        yield SimpleNamespace(end=end, seek=round((end - 30.0) * 100))  # one 30-s window per segment
+
+
+def test_segments_of_a_window_already_decoded_are_never_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from earshot.engines import whisper_engine
+
+    clock = [0.0]
+    monkeypatch.setattr(whisper_engine.time, "monotonic", lambda: clock[0])
+
+    def one_slow_window() -> Iterator[SimpleNamespace]:
+        clock[0] += 20.0  # the window's decode; its segments then come at once
+        yield SimpleNamespace(end=4.1, seek=0)
+        yield SimpleNamespace(end=8.1, seek=0)
+
+    heard = [
+        s.end for s in whisper_engine._until_deadline(one_slow_window(), speech_sec=7.6, started=0.0, deadline_sec=29.0)
+    ]
+    assert heard == [4.1, 8.1]
 
 
 def test_long_audio_stops_cleanly_before_a_window_that_cannot_finish_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +118,7 @@ def test_long_audio_stops_cleanly_before_a_window_that_cannot_finish_in_time(mon
 
     heard = []
     with pytest.raises(ProviderTimeoutError):
-        for segment in whisper_engine._until_deadline(generator, duration=120.0, started=0.0, deadline_sec=29.0):
+        for segment in whisper_engine._until_deadline(generator, speech_sec=120.0, started=0.0, deadline_sec=29.0):
             heard.append(segment.end)
     # 8 s per window: after three (24 s), a fourth would end at 32 s, past the 29 s deadline: not started.
     assert heard == [30.0, 60.0, 90.0]
@@ -114,7 +131,7 @@ def test_the_last_window_is_never_refused_for_time_it_will_not_need(monkeypatch:
     clock = [0.0]
     monkeypatch.setattr(whisper_engine.time, "monotonic", lambda: clock[0])
     generator = _segments([3.0], cost=20.0, clock=clock)
-    heard = [s.end for s in whisper_engine._until_deadline(generator, duration=3.2, started=0.0, deadline_sec=29.0)]
+    heard = [s.end for s in whisper_engine._until_deadline(generator, speech_sec=3.2, started=0.0, deadline_sec=29.0)]
     assert heard == [3.0]
 
 

@@ -25,6 +25,7 @@ import string
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -214,6 +215,17 @@ def normalise_volume(waveform: F32) -> F32:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _one_blas_thread() -> AbstractContextManager[object]:
+    """The LSTM multiplies small matrices 480 times per batch: BLAS threads cost more than they give (13x slower
+    wall time on a busy 2-core machine, measured 2026-12-02), so they are limited to one while it runs."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - the engines extra installs it
+        return nullcontext()
+    limits: AbstractContextManager[object] = threadpool_limits(limits=1, user_api="blas")
+    return limits
+
+
 def _sigmoid(x: F32) -> F32:
     out: F32 = (1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))).astype(np.float32)
     return out
@@ -271,7 +283,7 @@ class SpeakerEncoder:
         if needed > len(mels):
             mels = np.concatenate([mels, np.zeros((needed - len(mels), _MELS), dtype=np.float32)])
         windows = np.stack([mels[first : first + PARTIAL_FRAMES] for first in frame_starts])
-        with self._lock:
+        with self._lock, _one_blas_thread():
             return np.concatenate([self.embed_mels(windows[i : i + batch]) for i in range(0, len(windows), batch)])
 
     def embed(self, waveform: F32) -> F32:

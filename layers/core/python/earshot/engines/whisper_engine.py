@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 # Beam search as OpenAI's reference decoder uses it; greedy decoding would save little (the encoder, not the
 # decoder, is most of the CPU) and costs accuracy.
 BEAM_SIZE = 5
+# Candidates sampled at each fallback temperature above 0. OpenAI's command line samples 5; here one, because a
+# window that falls back is one Whisper cannot hear well (most often synthetic or foreign speech being translated)
+# and five samples at each of five temperatures made a 4-s clip cost 8 CPU-s, past a sync request's deadline on a
+# busy machine, for no better text (docs/decisions.md, 2026-12-02).
+BEST_OF = 1
 # temperature=0 asks for OpenAI's fallback: decode greedily, and retry hotter when the result looks like a
 # failure (too repetitive, too unlikely). Any other temperature samples at exactly that temperature.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -48,8 +53,11 @@ MIN_SPEECH_FOR_LANGUAGE_ID_SEC = 0.3
 VAD_OPTIONS: dict[str, Any] = {"threshold": 0.5, "min_silence_duration_ms": 2000, "speech_pad_ms": 400}
 # Stop starting new 30-second windows this close to the caller's deadline, so it can still answer.
 _DEADLINE_MARGIN_SEC = 1.0
-# Audio left after the last segment shorter than this needs no new window worth waiting for.
+# Speech left beyond the current window shorter than this needs no new window worth waiting for.
 _TAIL_SEC = 1.0
+# faster-whisper's windows: 30 s of features at 100 frames a second (a segment's ``seek`` counts those frames).
+_WINDOW_SEC = 30.0
+_FRAMES_PER_SEC = 100
 
 _models: dict[str, WhisperModel] = {}
 _models_lock = threading.Lock()
@@ -168,11 +176,12 @@ class WhisperEngine:
         elif language is None:
             language, probability = self._identify_language(model, speech)
         try:
-            generator, info = model.transcribe(
+            generator, _info = model.transcribe(
                 samples,
                 language=language,
                 task=options.task,
                 beam_size=BEAM_SIZE,
+                best_of=BEST_OF,
                 temperature=list(FALLBACK_TEMPERATURES) if options.temperature == 0 else options.temperature,
                 initial_prompt=options.prompt or None,
                 word_timestamps=options.word_timestamps,
@@ -185,8 +194,9 @@ class WhisperEngine:
         except Exception as exc:
             raise EngineError("the embedded speech engine failed on this audio") from exc
         built: list[Segment] = []
+        speech_sec = len(speech) / SAMPLE_RATE
         for raw in _until_deadline(
-            generator, duration=info.duration, started=started, deadline_sec=options.deadline_sec
+            generator, speech_sec=speech_sec, started=started, deadline_sec=options.deadline_sec
         ):
             built.append(_segment(len(built), raw))
             report_segment(built[-1])  # a streaming request or a task shows it now, before the rest is decoded
@@ -266,20 +276,23 @@ def _float_samples(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
 
 
 def _until_deadline(
-    generator: Iterator[Any], *, duration: float, started: float, deadline_sec: float | None
+    generator: Iterator[Any], *, speech_sec: float, started: float, deadline_sec: float | None
 ) -> Iterator[Any]:
     """Segments from faster-whisper's lazy generator, stopping cleanly (generator closed) if time runs out.
 
-    A ``next`` that must decode a new 30-second window takes about as long as the slowest one so far, so while
-    audio remains after the last segment, the next window is started only if that much time is left.
+    ``speech_sec`` is the length of the speech faster-whisper decodes (its VAD keeps only that, joined). Segments
+    come out window by window: a segment's ``seek`` is where its 30-second window starts in that speech, and the
+    segments of a window that is already decoded cost nothing. A ``next`` that must decode a new window takes
+    about as long as the slowest one so far, so while speech remains beyond the current window, the next segment is
+    asked for only if that much time is left.
     """
     slowest = 0.0
-    heard_until = 0.0
+    window_end = 0.0
     try:
         while True:
             before = time.monotonic()
             if deadline_sec is not None:
-                expected = slowest if duration - heard_until > _TAIL_SEC else 0.0
+                expected = slowest if speech_sec - window_end > _TAIL_SEC else 0.0
                 if before - started + expected > deadline_sec - _DEADLINE_MARGIN_SEC:
                     raise ProviderTimeoutError("the embedded speech engine ran out of time before the audio ended")
             try:
@@ -289,7 +302,7 @@ def _until_deadline(
             except Exception as exc:
                 raise EngineError("the embedded speech engine failed on this audio") from exc
             slowest = max(slowest, time.monotonic() - before)
-            heard_until = max(heard_until, float(segment.end))
+            window_end = max(window_end, int(segment.seek) / _FRAMES_PER_SEC + _WINDOW_SEC)
             yield segment
     finally:
         close = getattr(generator, "close", None)
