@@ -86,9 +86,13 @@ def test_a_given_language_is_not_reported_as_measured() -> None:
 
 @requires_testdata
 def test_a_temperature_is_used_as_asked() -> None:
-    transcript = _run(BASE, librivox()[1].path, language="en", temperature=0.4)
+    import ctranslate2
+
+    ctranslate2.set_random_seed(7)  # sampling at 0.4 draws one candidate: seeded, so the test is repeatable
+    utterance = librivox()[1]
+    transcript = _run(BASE, utterance.path, language="en", temperature=0.4)
     assert {s.temperature for s in transcript.segments} == {0.4}
-    assert "disposed" in transcript.text.lower()
+    assert word_error_rate([utterance.text], [transcript.text]) <= 0.25, transcript.text
 
 
 @requires_espeak
