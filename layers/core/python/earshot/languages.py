@@ -28,7 +28,11 @@ WHISPER_LANGUAGES: dict[str, str] = {
 
 _BY_NAME = {name: code for code, name in WHISPER_LANGUAGES.items()}
 # Other spellings callers use for the same languages.
-_ALIASES = {"jv": "jw", "iw": "he", "nb": "no", "fil": "tl", "castilian": "es", "flemish": "nl", "burmese": "my"}
+_ALIASES = {
+    "jv": "jw", "iw": "he", "nb": "no", "fil": "tl", "castilian": "es", "flemish": "nl", "burmese": "my",
+    "valencian": "ca", "haitian": "ht", "letzeburgesch": "lb", "pushto": "ps", "panjabi": "pa", "moldavian": "ro",
+    "moldovan": "ro", "sinhalese": "si", "mandarin": "zh",
+}  # fmt: skip
 
 
 def normalize_language(value: str) -> str | None:

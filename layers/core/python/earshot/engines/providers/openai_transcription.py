@@ -12,6 +12,7 @@ from earshot.engines.base import Segment, Transcript, TranscriptionOptions, Word
 from earshot.engines.providers.audio_convert import prepare_audio
 from earshot.engines.providers.base import UpstreamEngine, UpstreamOptions
 from earshot.errors import ProviderError, UnsupportedByModelError
+from earshot.languages import normalize_language
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # OpenAI's and Groq's (free tier) upload limit.
@@ -30,47 +31,24 @@ _ACCEPTED_SUFFIXES = {
 }
 _CONTENT_TYPES = {"flac": "audio/flac", "mp3": "audio/mpeg", "wav": "audio/wav"}
 
-# ISO-639-1 code -> the English name Whisper reports in verbose_json (whisper/tokenizer.py's LANGUAGES).
-WHISPER_LANGUAGES: dict[str, str] = {
-    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
-    "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish", "ca": "catalan",
-    "nl": "dutch", "ar": "arabic", "sv": "swedish", "it": "italian", "id": "indonesian", "hi": "hindi",
-    "fi": "finnish", "vi": "vietnamese", "he": "hebrew", "uk": "ukrainian", "el": "greek", "ms": "malay",
-    "cs": "czech", "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil", "no": "norwegian",
-    "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian", "lt": "lithuanian", "la": "latin",
-    "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak", "te": "telugu", "fa": "persian",
-    "lv": "latvian", "bn": "bengali", "sr": "serbian", "az": "azerbaijani", "sl": "slovenian", "kn": "kannada",
-    "et": "estonian", "mk": "macedonian", "br": "breton", "eu": "basque", "is": "icelandic", "hy": "armenian",
-    "ne": "nepali", "mn": "mongolian", "bs": "bosnian", "kk": "kazakh", "sq": "albanian", "sw": "swahili",
-    "gl": "galician", "mr": "marathi", "pa": "punjabi", "si": "sinhala", "km": "khmer", "sn": "shona",
-    "yo": "yoruba", "so": "somali", "af": "afrikaans", "oc": "occitan", "ka": "georgian", "be": "belarusian",
-    "tg": "tajik", "sd": "sindhi", "gu": "gujarati", "am": "amharic", "yi": "yiddish", "lo": "lao",
-    "uz": "uzbek", "fo": "faroese", "ht": "haitian creole", "ps": "pashto", "tk": "turkmen", "nn": "nynorsk",
-    "mt": "maltese", "sa": "sanskrit", "lb": "luxembourgish", "my": "myanmar", "bo": "tibetan", "tl": "tagalog",
-    "mg": "malagasy", "as": "assamese", "tt": "tatar", "haw": "hawaiian", "ln": "lingala", "ha": "hausa",
-    "ba": "bashkir", "jv": "javanese", "su": "sundanese", "yue": "cantonese",
-}  # fmt: skip
-_LANGUAGE_CODES = {name: code for code, name in WHISPER_LANGUAGES.items()} | {
-    "burmese": "my", "valencian": "ca", "flemish": "nl", "haitian": "ht", "letzeburgesch": "lb", "pushto": "ps",
-    "panjabi": "pa", "moldavian": "ro", "moldovan": "ro", "sinhalese": "si", "castilian": "es", "mandarin": "zh",
-}  # fmt: skip
-# Whisper's tokenizer calls Javanese "jw"; upstreams may send it back.
-_CODE_ALIASES = {"jw": "jv"}
+# Upstream Whisper servers (large-v3) also know Cantonese, which the embedded models' table lacks.
+_UPSTREAM_ONLY = {"yue": "yue", "cantonese": "yue"}
+# Whisper's tokenizer calls Javanese "jw"; the upstream APIs take ISO-639-1 "jv".
+_ISO_CODES = {"jw": "jv"}
 
 
 def language_code(value: str | None) -> str | None:
     """An ISO-639 code for a language a Whisper upstream names (``"english"``, ``"English"``, ``"en"``, ``"en-US"``).
 
-    Returns None when ``value`` is empty or names no language Whisper knows.
+    Returns None when ``value`` is empty or names no language Whisper knows (``earshot.languages`` is the table).
     """
     if not value:
         return None
     lowered = value.strip().lower().replace("_", "-")
-    if lowered in _LANGUAGE_CODES:
-        return _LANGUAGE_CODES[lowered]
-    base = lowered.split("-")[0]
-    base = _CODE_ALIASES.get(base, base)
-    return base if base in WHISPER_LANGUAGES else None
+    if lowered in _UPSTREAM_ONLY or lowered.split("-")[0] in _UPSTREAM_ONLY:
+        return _UPSTREAM_ONLY.get(lowered) or _UPSTREAM_ONLY[lowered.split("-")[0]]
+    code = normalize_language(lowered)
+    return _ISO_CODES.get(code, code) if code else None
 
 
 class _WireWord(BaseModel):
