@@ -137,19 +137,7 @@ def upstream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     with FakeOpenAI() as fake:
         data = tmp_path_factory.mktemp("stream-upstream")
         catalog = data.parent / "stream-catalog.toml"
-        catalog.write_text(
-            f"""
-[[models]]
-sku = "whisper-fake"
-kind = "transcription"
-provider = "openai-transcription"
-upstream_model = "whisper-1"
-base_url = "{fake.url}"
-credential = "env:FAKE_OPENAI_KEY"
-price_micro_usd_per_minute = 900
-aliases = ["transcribe"]
-"""
-        )
+        catalog.write_text(fake.catalog_entry())
         running = start_server(data, {"EARSHOT_CATALOG": str(catalog), "FAKE_OPENAI_KEY": fake.api_key})
         yield running, fake
         running.process.terminate()

@@ -282,6 +282,21 @@ class FakeOpenAI(FakeUpstream):
         self.finish_reason = "stop"
         self.usage = (120, 8)
 
+    def catalog_entry(
+        self,
+        *,
+        price_micro_usd_per_minute: int = 900,
+        alias: str | None = "transcribe",
+        credential_env: str = "FAKE_OPENAI_KEY",
+    ) -> str:
+        """A catalog's ``whisper-fake`` transcription model on this fake (its key read from ``credential_env``)."""
+        aliases = f'aliases = ["{alias}"]\n' if alias else ""
+        return (
+            f'[[models]]\nsku = "whisper-fake"\nkind = "transcription"\nprovider = "openai-transcription"\n'
+            f'upstream_model = "whisper-1"\nbase_url = "{self.url}"\ncredential = "env:{credential_env}"\n'
+            f"price_micro_usd_per_minute = {price_micro_usd_per_minute}\n{aliases}"
+        )
+
     def parse(self, request: RecordedRequest) -> None:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):

@@ -45,16 +45,8 @@ def openai(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Iterator[FakeOpen
     with FakeOpenAI() as upstream:
         catalog = data_dir.parent / "catalog.toml"
         catalog.write_text(
-            f"""
-[[models]]
-sku = "whisper-fake"
-kind = "transcription"
-provider = "openai-transcription"
-upstream_model = "whisper-1"
-base_url = "{upstream.url}"
-credential = "env:FAKE_OPENAI_KEY"
-price_micro_usd_per_minute = 900
-
+            upstream.catalog_entry(alias=None)
+            + """
 [[models]]
 sku = "whisper-base"
 kind = "transcription"

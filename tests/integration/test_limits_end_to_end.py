@@ -39,19 +39,7 @@ PRICE_PER_MINUTE = 900
 def upstream(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as openai:
         catalog = data_dir.parent / "catalog.toml"
-        catalog.write_text(
-            f"""
-[[models]]
-sku = "whisper-fake"
-kind = "transcription"
-provider = "openai-transcription"
-upstream_model = "whisper-1"
-base_url = "{openai.url}"
-credential = "env:FAKE_OPENAI_KEY"
-price_micro_usd_per_minute = {PRICE_PER_MINUTE}
-aliases = ["transcribe"]
-"""
-        )
+        catalog.write_text(openai.catalog_entry(price_micro_usd_per_minute=PRICE_PER_MINUTE))
         monkeypatch.setenv("EARSHOT_CATALOG", str(catalog))
         monkeypatch.setenv("FAKE_OPENAI_KEY", openai.api_key)
         monkeypatch.setenv("EARSHOT_ALLOW_LOOPBACK_URLS", "true")

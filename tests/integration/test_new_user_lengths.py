@@ -37,11 +37,7 @@ def upstream() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def account(data_dir: Path, upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> NewKey:
     catalog = data_dir.parent / "catalog.toml"
-    catalog.write_text(
-        '[[models]]\nsku = "whisper-fake"\nkind = "transcription"\nprovider = "openai-transcription"\n'
-        f'upstream_model = "whisper-1"\nbase_url = "{upstream.url}"\ncredential = "env:FAKE_OPENAI_KEY"\n'
-        f'price_micro_usd_per_minute = {PRICE_PER_MINUTE}\naliases = ["transcribe"]\n'
-    )
+    catalog.write_text(upstream.catalog_entry(price_micro_usd_per_minute=PRICE_PER_MINUTE))
     monkeypatch.setenv("EARSHOT_CATALOG", str(catalog))
     monkeypatch.setenv("FAKE_OPENAI_KEY", upstream.api_key)
     monkeypatch.setenv("EARSHOT_MAX_INLINE_BYTES", str(160 * 1024 * 1024))  # an hour of 16 kHz WAV is 110 MiB
