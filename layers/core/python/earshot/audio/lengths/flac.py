@@ -1,9 +1,13 @@
-"""Native FLAC: the length is where the last complete frame ends, read from the frame headers at the end.
+"""Native FLAC: the samples of the frames that follow one another from the first, each counted by its block size.
 
-STREAMINFO's total-samples field is a header (a 1-second file may claim ten hours); every frame header
-carries its own position in the stream (frame number or sample number), protected by a CRC-8. The last two
-consecutive, CRC-valid frame headers in the file give the position of the last frame; its block size gives
-its length. A decoder outputs exactly those samples, so the walk reads a few kilobytes whatever the size.
+STREAMINFO's total-samples field is a header (a 1-second file may claim ten hours), and so is each frame
+header's position (frame number or sample number): a file may renumber its last frames to claim hours, or its
+second frame to claim nothing. Decoders play every frame they find, whatever its number. So the walk goes
+forward from the first frame, through each CRC-8-valid header of the same stream whose position is exactly
+where the previous frame ended, and adds up their block sizes. A header whose position breaks the chain is not
+counted (nor is anything that only continues it); engines decode no more than was metered, so a broken chain
+can lower the bill only together with the audio processed. The search for each next header is ``mmap.find``,
+so the walk costs one pass over the file in C plus one header parse per frame.
 """
 
 from __future__ import annotations
@@ -12,9 +16,6 @@ import mmap
 from dataclasses import dataclass
 
 from earshot.audio.lengths.common import AudioLength
-
-# How far back from the end to look for the last two frame headers (FLAC frames are rarely above 16 kB).
-_TAIL_WINDOWS = (64 * 1024, 1024 * 1024)
 
 
 def _crc8_table() -> list[int]:
@@ -103,10 +104,6 @@ def _parse_frame(data: mmap.mmap, offset: int) -> _Frame | None:
     return _Frame(offset, bool(second & 1), number, block_size, rate_code, channels_code, depth_code)
 
 
-def _first_sample(frame: _Frame, nominal_block: int) -> int:
-    return frame.number if frame.variable else frame.number * nominal_block
-
-
 def _audio_start(data: mmap.mmap) -> int | None:
     """Offset of the first frame: after the 'fLaC' marker and every metadata block."""
     position = 4
@@ -119,6 +116,11 @@ def _audio_start(data: mmap.mmap) -> int | None:
     return None
 
 
+def _next_position(frame: _Frame) -> int:
+    """The frame or sample number the frame after ``frame`` must carry."""
+    return frame.number + (frame.block_size if frame.variable else 1)
+
+
 def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
     if codec != "flac" or data[:4] != b"fLaC":
         return None
@@ -129,24 +131,19 @@ def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | 
     if first is None:
         return None
     same_stream = (first.variable, first.rate_code, first.channels_code, first.depth_code)
-    nominal = first.block_size  # every fixed-size frame but the last has the first frame's size
-    for window in _TAIL_WINDOWS:
-        low = max(start, len(data) - window)
-        seen: dict[int, _Frame] = {}  # candidate frames after the scan position, by first sample
-        position = len(data)
-        while (position := data.rfind(b"\xff", low, position)) >= 0:
-            if data[position + 1 : position + 2] not in (b"\xf8", b"\xf9"):
-                continue
-            frame = _parse_frame(data, position)
-            if frame is None or (frame.variable, frame.rate_code, frame.channels_code, frame.depth_code) != same_stream:
-                continue
-            following = seen.get(_first_sample(frame, nominal) + frame.block_size)
-            if following is not None:
-                # Two consecutive frames confirm each other: ``following`` is the last frame in the file. It
-                # counts whole: exact for a complete file, at most one frame over for one cut inside its last frame.
-                return AudioLength(_first_sample(following, nominal) + following.block_size, sample_rate)
-            seen.setdefault(_first_sample(frame, nominal), frame)
-        if low == start:
-            # The whole stream was searched: a lone frame is the whole audio; anything else is damaged.
-            return AudioLength(first.block_size, sample_rate) if len(seen) == 1 else None
-    return None
+    sync = b"\xff\xf9" if first.variable else b"\xff\xf8"
+    total = first.block_size
+    previous = first
+    position = start
+    # The last frame counts whole: exact for a complete file, at most one frame over for one cut inside it.
+    while (position := data.find(sync, position + 1)) >= 0:
+        frame = _parse_frame(data, position)
+        if (
+            frame is None
+            or frame.number != _next_position(previous)
+            or (frame.variable, frame.rate_code, frame.channels_code, frame.depth_code) != same_stream
+        ):
+            continue  # a sync pattern inside a frame's data, or a header whose position breaks the chain
+        total += frame.block_size
+        previous = frame
+    return AudioLength(total, sample_rate)

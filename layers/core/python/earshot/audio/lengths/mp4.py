@@ -1,10 +1,14 @@
-"""MP4/M4A (ISO BMFF) with AAC: the audio samples whose bytes are present, times 1024, minus the edit list's priming.
+"""MP4/M4A (ISO BMFF) with AAC, Opus, FLAC, ALAC or PCM: the audio samples whose bytes are present, each counted
+by what its codec says it decodes to, minus the edit list's priming.
 
 The sample table's durations (``stts``), ``mdhd`` and ``mvhd`` are headers: a file may claim ten hours or one
-second for any number of frames. An AAC frame always decodes to 1024 samples (2048 with SBR), so the count
-comes from the samples whose bytes lie inside the file (``stsz`` sizes at ``stco``/``co64`` chunk offsets
-through ``stsc``). The edit list (or an iTunSMPB tag) then trims the encoder's priming at the start and its
-padding at the end, each by at most what it may describe: a few frames, never more audio than that.
+second for any number of frames. Which samples exist comes from the samples whose bytes lie inside the file
+(``stsz`` sizes at ``stco``/``co64`` chunk offsets through ``stsc``); how long each one plays comes from the
+codec, never from ``stts``: an AAC frame always decodes to 1024 samples (2048 with SBR), an Opus packet to what
+its TOC byte says, a FLAC frame to its header's block size, an ALAC packet to the cookie's frame length, PCM to
+its bytes. The edit list (or an iTunSMPB tag) then trims the encoder's priming at the start and its padding at
+the end, each by at most what it may describe: a few frames, never more audio than that. Other codecs in mp4
+(mp3, AC-3: a fixed count per packet) are counted by ffprobe.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
+from earshot.audio.lengths.codecs import OPUS_MAX_PACKET, OPUS_RATE, opus_packet_samples
 from earshot.audio.lengths.common import AudioLength
+from earshot.audio.lengths.flac import _parse_frame
 
 _AAC_FRAME = 1024
 # At most this much priming or end padding is believed (AAC encoders prime 1024-2112 samples).
 _MAX_TRIM_FRAMES = 4
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"udta"}
+# Bytes per sample of the PCM codecs ffprobe names, by the name's stem.
+_PCM_BYTES = {"u8": 1, "s8": 1, "mulaw": 1, "alaw": 1, "s16": 2, "s24": 3, "s32": 4, "f32": 4, "s64": 8, "f64": 8}
 
 
 def _boxes(data: mmap.mmap, start: int, end: int) -> list[tuple[bytes, int, int]]:
@@ -75,8 +83,13 @@ def _audio_trak(data: mmap.mmap, moov: tuple[int, int]) -> tuple[int, int] | Non
     return None
 
 
+def _pcm_bytes(codec: str) -> int:
+    stem = codec.removeprefix("pcm_")
+    return next((size for name, size in _PCM_BYTES.items() if stem.startswith(name)), 0) if stem != codec else 0
+
+
 def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
-    if codec != "aac":
+    if codec not in ("aac", "opus", "flac", "alac") and not _pcm_bytes(codec):
         return None
     top = _boxes(data, 0, len(data))
     if any(kind == b"moof" for kind, _, _ in top):
@@ -93,14 +106,18 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     mdhd = _child(data, mdia, b"mdhd") if mdia else None
     if stbl is None or mdhd is None:
         return None
-    present = _samples_present(data, stbl)
-    if present is None:
+    found = _samples_present(data, stbl)
+    if found is None:
         return None
+    offsets, sizes = found
+    present = offsets.size
+    timescale = _media_timescale(data, mdhd)
+    if codec != "aac":
+        return _coded_length(data, stbl, trak, moov, codec, sample_rate, offsets, sizes, timescale)
     # Output samples per AAC frame at the rate ffprobe reports (SBR doubles the rate, and the frame with it).
     core_rate = _entry_rate(data, stbl) or sample_rate
     per_frame = _AAC_FRAME * sample_rate // core_rate if core_rate else _AAC_FRAME
     total = present * per_frame
-    timescale = _media_timescale(data, mdhd)
     priming, kept = _edit(data, trak, moov, timescale, sample_rate)
     if priming is None:
         priming, kept = _itunsmpb(data, moov)
@@ -116,8 +133,81 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     return AudioLength(max(0, total), sample_rate, exact=exact)
 
 
-def _samples_present(data: mmap.mmap, stbl: tuple[int, int]) -> int | None:
-    """How many of the track's samples lie wholly inside the file."""
+def _coded_length(
+    data: mmap.mmap,
+    stbl: tuple[int, int],
+    trak: tuple[int, int],
+    moov: tuple[int, int],
+    codec: str,
+    sample_rate: int,
+    offsets: npt.NDArray[np.int64],
+    sizes: npt.NDArray[np.int64],
+    timescale: int,
+) -> AudioLength | None:
+    """Opus, FLAC, ALAC or PCM samples present, each counted by what the codec decodes it to."""
+    entry = _sample_entry(data, stbl)
+    if entry is None:
+        return None
+    rate = sample_rate
+    if codec == "opus":
+        buffer = np.frombuffer(data, dtype=np.uint8)
+        last = len(data) - 1
+        first = np.where(sizes > 0, buffer[np.minimum(offsets, last)], 0).astype(np.uint8)
+        second = np.where(sizes > 1, buffer[np.minimum(offsets + 1, last)], 0).astype(np.uint8)
+        per_sample = opus_packet_samples(first, second)
+        per_sample[sizes == 0] = 0
+        rate, max_trim = OPUS_RATE, OPUS_MAX_PACKET
+    elif codec == "flac":
+        frames = [_parse_frame(data, int(offset)) for offset in offsets]
+        per_sample = np.asarray([frame.block_size if frame else 0 for frame in frames], dtype=np.int64)
+        max_trim = int(per_sample.max(initial=0))
+    elif codec == "alac":
+        # The magic cookie box (a full box, version 0), not the entry's own type or QuickTime's ``frma``.
+        cookie = data.find(b"alac\x00\x00\x00\x00", entry[0] + 8, entry[1])
+        if cookie < 0 or cookie + 12 > entry[1]:
+            return None
+        frame_length = struct.unpack_from(">I", data, cookie + 8)[0]
+        if not 0 < frame_length <= 1 << 16:
+            return None
+        per_sample = np.full(offsets.size, frame_length, dtype=np.int64)
+        max_trim = frame_length
+    else:
+        channels = struct.unpack_from(">H", data, entry[0] + 24)[0] if entry[0] + 26 <= entry[1] else 0
+        if data[entry[0] + 16 : entry[0] + 18] == b"\x00\x02" or not channels:
+            return None  # a version 2 sound description keeps its channel count elsewhere
+        frame_bytes = _pcm_bytes(codec) * channels
+        return AudioLength(int(sizes.sum()) // frame_bytes, sample_rate)
+    total = int(per_sample.sum())
+    priming, kept = _edit(data, trak, moov, timescale, rate)
+    exact = False
+    if priming is not None and 0 <= priming <= max_trim:
+        total -= priming
+        exact = True
+        if kept is not None and 0 <= total - kept <= max_trim:
+            total = kept
+        else:
+            exact = False
+    played = max(0, total)
+    if rate != sample_rate:  # Opus always decodes at 48 kHz; bill at the rate ffprobe reports
+        played = played * sample_rate // rate
+    return AudioLength(played, sample_rate, exact=exact)
+
+
+def _sample_entry(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[int, int] | None:
+    """(start, end) of the first sample description (the entry's size field onwards)."""
+    stsd = _child(data, stbl, b"stsd")
+    if stsd is None or stsd[0] + 16 > stsd[1]:
+        return None
+    start = stsd[0] + 8
+    size = struct.unpack_from(">I", data, start)[0]
+    end = min(stsd[1], start + size)
+    return (start, end) if end - start >= 36 else None
+
+
+def _samples_present(
+    data: mmap.mmap, stbl: tuple[int, int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """(offset, size) of each of the track's samples that lie wholly inside the file."""
     stsz = _child(data, stbl, b"stsz")
     stsc = _child(data, stbl, b"stsc")
     stco, width = _child(data, stbl, b"stco"), 4
@@ -151,7 +241,8 @@ def _samples_present(data: mmap.mmap, stbl: tuple[int, int]) -> int | None:
     ends = np.cumsum(sizes)
     before_chunk = np.concatenate(([0], ends))[first_in_chunk[chunk_of_sample]]
     sample_ends = offsets[chunk_of_sample] + ends - before_chunk
-    return int(np.count_nonzero(sample_ends <= len(data)))
+    inside = sample_ends <= len(data)
+    return (sample_ends - sizes)[inside], sizes[inside]
 
 
 def _entry_rate(data: mmap.mmap, stbl: tuple[int, int]) -> int:
