@@ -216,7 +216,7 @@ def test_references_inside_the_document_still_work(account: NewKey) -> None:
 
 
 def _doubling(levels: int) -> dict[str, Any]:
-    """Each definition refers twice to the next: 2**levels subschemas to validate, from a schema of ~60 bytes a level."""
+    """Each definition refers twice to the next: 2**levels subschemas to validate, ~60 bytes of schema a level."""
     defs: dict[str, Any] = {
         f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(levels)
     }
