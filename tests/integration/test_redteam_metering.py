@@ -16,6 +16,7 @@ from audio_fixtures import decoded_duration
 from hostile_audio import claim_seconds, renumber_flac_frames
 
 from earshot.config import get_settings
+from earshot.errors import InvalidAudioError
 from earshot.metering import meter_duration
 
 TEN_HOURS = 36_000.0
@@ -54,13 +55,30 @@ def test_flac_whose_last_frames_claim_hours_bills_its_frames(flac: bytes, tmp_pa
     # Frames numbered as if hours of audio came before them: the file still plays 3 s.
     lying.write_bytes(renumber_flac_frames(flac, {last - 1: 100_000, last: 100_001}))
     assert decoded_duration(lying) == pytest.approx(3.0, abs=1e-6)
-    assert _meter(lying) <= 3.0 + 1e-6
+    assert _meter(lying) == pytest.approx(3.0, abs=1e-6)
 
 
-def test_flac_whose_second_frame_breaks_the_chain_never_bills_more_than_it_plays(flac: bytes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("numbers", [{1: 5}, {1: 0, 2: 0}, {-1: 0, -2: 0}])
+def test_flac_frames_bill_where_they_are_whatever_their_numbers(
+    flac: bytes, numbers: dict[int, int], tmp_path: Path
+) -> None:
+    last = _last_frame(flac)
     lying = tmp_path / "lying.flac"
-    lying.write_bytes(renumber_flac_frames(flac, {1: 5}))
-    assert 0 < _meter(lying) <= decoded_duration(lying) + 1e-6
+    lying.write_bytes(renumber_flac_frames(flac, {i % (last + 1): n for i, n in numbers.items()}))
+    assert decoded_duration(lying) == pytest.approx(3.0, abs=1e-6)
+    assert _meter(lying) == pytest.approx(3.0, abs=1e-6)
+
+
+def test_flac_stuffed_with_sync_patterns_is_not_billed_for_them(flac: bytes, tmp_path: Path) -> None:
+    """Five million stray sync patterns: the walk gives up at its budget and ffprobe's parser decides."""
+    cut = flac.index(b"\xff\xf8", flac.index(b"\xff\xf8") + 1)  # after the first frame
+    stuffed = tmp_path / "stuffed.flac"
+    stuffed.write_bytes(flac[:cut] + b"\xff\xf8" * 5_000_000 + flac[cut:])
+    try:
+        metered = _meter(stuffed)
+    except InvalidAudioError:
+        return
+    assert metered <= max(decoded_duration(stuffed), 3.0) + 1e-6
 
 
 def _last_frame(data: bytes) -> int:
