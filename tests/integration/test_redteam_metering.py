@@ -111,3 +111,23 @@ def test_mp4_with_other_codecs_bills_its_samples_not_stts(
     lying = tmp_path / f"lying.{container}"
     lying.write_bytes(claim_seconds(honest.read_bytes(), "m4a", claim))
     assert abs(_meter(lying) - 3.0) <= frame + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "rate"),
+    [
+        ("wav", "pcm_mulaw", 8000),  # a telephone recording: packets of 1024 bytes rounded 60 s up to 60.416
+        ("wav", "pcm_alaw", 8000),
+        ("aiff", "pcm_s16be", RATE),
+        ("matroska", "pcm_s16le", 48_000),
+        ("caf", "pcm_s16le", RATE),
+        ("w64", "pcm_s16le", RATE),
+        ("au", "pcm_s16be", RATE),
+        ("mov", "pcm_s16le", 44_100),
+    ],
+)
+def test_sixty_seconds_of_pcm_in_any_container_bills_one_minute(
+    container: str, codec: str, rate: int, tmp_path: Path
+) -> None:
+    path = _encode(tmp_path / f"a.{container}", container, codec, 60.0, rate)
+    assert _meter(path) == pytest.approx(60.0, abs=1e-6)

@@ -21,15 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from earshot.audio.lengths.codecs import OPUS_MAX_PACKET, OPUS_RATE, opus_packet_samples
-from earshot.audio.lengths.common import AudioLength
+from earshot.audio.lengths.common import AudioLength, pcm_sample_bytes
 from earshot.audio.lengths.flac import _parse_frame
 
 _AAC_FRAME = 1024
 # At most this much priming or end padding is believed (AAC encoders prime 1024-2112 samples).
 _MAX_TRIM_FRAMES = 4
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"udta"}
-# Bytes per sample of the PCM codecs ffprobe names, by the name's stem.
-_PCM_BYTES = {"u8": 1, "s8": 1, "mulaw": 1, "alaw": 1, "s16": 2, "s24": 3, "s32": 4, "f32": 4, "s64": 8, "f64": 8}
 
 
 def _boxes(data: mmap.mmap, start: int, end: int) -> list[tuple[bytes, int, int]]:
@@ -83,13 +81,8 @@ def _audio_trak(data: mmap.mmap, moov: tuple[int, int]) -> tuple[int, int] | Non
     return None
 
 
-def _pcm_bytes(codec: str) -> int:
-    stem = codec.removeprefix("pcm_")
-    return next((size for name, size in _PCM_BYTES.items() if stem.startswith(name)), 0) if stem != codec else 0
-
-
 def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
-    if codec not in ("aac", "opus", "flac", "alac") and not _pcm_bytes(codec):
+    if codec not in ("aac", "opus", "flac", "alac") and not pcm_sample_bytes(codec):
         return None
     top = _boxes(data, 0, len(data))
     if any(kind == b"moof" for kind, _, _ in top):
@@ -106,6 +99,8 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     mdhd = _child(data, mdia, b"mdhd") if mdia else None
     if stbl is None or mdhd is None:
         return None
+    if pcm_sample_bytes(codec):
+        return _pcm_length(data, stbl, codec, sample_rate)
     found = _samples_present(data, stbl)
     if found is None:
         return None
@@ -144,7 +139,7 @@ def _coded_length(
     sizes: npt.NDArray[np.int64],
     timescale: int,
 ) -> AudioLength | None:
-    """Opus, FLAC, ALAC or PCM samples present, each counted by what the codec decodes it to."""
+    """Opus, FLAC or ALAC samples present, each counted by what the codec decodes it to."""
     entry = _sample_entry(data, stbl)
     if entry is None:
         return None
@@ -172,11 +167,7 @@ def _coded_length(
         per_sample = np.full(offsets.size, frame_length, dtype=np.int64)
         max_trim = frame_length
     else:
-        channels = struct.unpack_from(">H", data, entry[0] + 24)[0] if entry[0] + 26 <= entry[1] else 0
-        if data[entry[0] + 16 : entry[0] + 18] == b"\x00\x02" or not channels:
-            return None  # a version 2 sound description keeps its channel count elsewhere
-        frame_bytes = _pcm_bytes(codec) * channels
-        return AudioLength(int(sizes.sum()) // frame_bytes, sample_rate)
+        return None
     total = int(per_sample.sum())
     priming, kept = _edit(data, trak, moov, timescale, rate)
     exact = False
@@ -191,6 +182,49 @@ def _coded_length(
     if rate != sample_rate:  # Opus always decodes at 48 kHz; bill at the rate ffprobe reports
         played = played * sample_rate // rate
     return AudioLength(played, sample_rate, exact=exact)
+
+
+def _pcm_length(data: mmap.mmap, stbl: tuple[int, int], codec: str, sample_rate: int) -> AudioLength | None:
+    """PCM: the bytes of its chunks that lie inside the file, over the bytes of one sample of every channel.
+
+    Computed chunk by chunk (a PCM track has one table entry per sample: millions of them).
+    """
+    entry = _sample_entry(data, stbl)
+    stsz = _child(data, stbl, b"stsz")
+    if entry is None or stsz is None or stsz[0] + 12 > stsz[1]:
+        return None
+    channels = struct.unpack_from(">H", data, entry[0] + 24)[0]
+    if data[entry[0] + 16 : entry[0] + 18] == b"\x00\x02" or not channels:
+        return None  # a version 2 sound description keeps its channel count elsewhere
+    frame_bytes = pcm_sample_bytes(codec) * channels
+    constant = struct.unpack_from(">I", data, stsz[0] + 4)[0]
+    chunks = _chunks(data, stbl)
+    if not constant or chunks is None:
+        found = _samples_present(data, stbl)
+        return None if found is None else AudioLength(int(found[1].sum()) // frame_bytes, sample_rate)
+    offsets, per_chunk = chunks
+    present = np.clip(len(data) - offsets, 0, per_chunk * constant) // constant * constant
+    return AudioLength(int(present.sum()) // frame_bytes, sample_rate)
+
+
+def _chunks(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """(offset, samples) of each chunk, from ``stco``/``co64`` and ``stsc``."""
+    stsc = _child(data, stbl, b"stsc")
+    stco, width = _child(data, stbl, b"stco"), 4
+    if stco is None:
+        stco, width = _child(data, stbl, b"co64"), 8
+    if stsc is None or stco is None:
+        return None
+    offsets = _table(data, stco[0], stco[1], width)
+    runs = _table(data, stsc[0], stsc[1], 4, per_entry=3)
+    if offsets is None or runs is None or runs.size == 0 or runs.size % 3:
+        return None
+    runs = runs.reshape(-1, 3)  # first chunk (1-based), samples per chunk, description index
+    firsts = np.clip(runs[:, 0] - 1, 0, offsets.size)
+    spans = np.diff(np.append(firsts, offsets.size))
+    if (spans < 0).any():
+        return None
+    return offsets, np.repeat(runs[:, 1], spans)
 
 
 def _sample_entry(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[int, int] | None:
