@@ -196,7 +196,7 @@ def _flac_number(number: int) -> bytes:
 
 
 def renumber_flac_frames(data: bytes, numbers: dict[int, int]) -> bytes:
-    """A fixed-block-size native FLAC with frame ``i`` (0-based) renumbered to ``numbers[i]``.
+    """A fixed-block-size native FLAC with frame ``i`` (0-based; -1 is the last) renumbered to ``numbers[i]``.
 
     Frame headers carry their own position; decoders play every frame whatever its number, so a renumbered
     file plays exactly as before. Both CRCs (header CRC-8, frame CRC-16) are recomputed.
@@ -221,6 +221,7 @@ def renumber_flac_frames(data: bytes, numbers: dict[int, int]) -> bytes:
         position = data.find(b"\xff\xf8", position + 1)
     ends = [start for start, _, _ in starts[1:]] + [len(data)]
     frames = [(s, n, h, e) for (s, n, h), e in zip(starts, ends, strict=True)]
+    numbers = {index % len(frames): number for index, number in numbers.items()}  # -1 is the last frame
     out = bytearray(data[: frames[0][0]])
     for index, (start, number_length, header_length, end) in enumerate(frames):
         frame = data[start:end]

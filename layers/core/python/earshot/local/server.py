@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 import pybase64
 from waitress import wasyncore
@@ -408,10 +408,17 @@ def _parser_class(gateway: LocalGateway) -> type[HTTPRequestParser]:
             try:
                 super().parse_header(header_plus)
             except Exception:
-                # A head waitress refuses (an invalid Content-Length, say) still answers in its route's contract.
-                path = getattr(self, "path", None)
+                # A head waitress refuses (an invalid Content-Length, say) still answers in its route's contract;
+                # so does one refused before waitress read its request line (an invalid header line, a lower-case
+                # method, a target with a space): its second word names the route when it is a path.
+                path, command = getattr(self, "path", None), getattr(self, "command", None)
+                if not isinstance(path, str):
+                    words = header_plus.split(b"\n", 1)[0].split()
+                    if len(words) >= 2 and words[1].startswith(b"/"):
+                        path = urlsplit(words[1].decode("latin-1")).path
+                        command = words[0].decode("latin-1").upper()
                 if isinstance(path, str) and not path.startswith(LOCAL_UPLOAD_PREFIX):
-                    self.contract = gateway.route_limits(str(getattr(self, "command", "") or "GET"), path)[0]
+                    self.contract = gateway.route_limits(str(command or "GET"), path)[0]
                 raise
             lines = header_plus.split(b"\n")
             if len(lines[0]) > _MAX_LINE:
