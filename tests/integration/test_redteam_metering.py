@@ -6,6 +6,7 @@ Each file is encoded here with PyAV and patched byte by byte; the bill must foll
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,10 +24,12 @@ TEN_HOURS = 36_000.0
 RATE = 16_000
 
 
-def _encode(path: Path, container: str, codec: str, seconds: float, rate: int = RATE) -> Path:
+def _encode(
+    path: Path, container: str, codec: str, seconds: float, rate: int = RATE, options: dict[str, str] | None = None
+) -> Path:
     total = int(seconds * rate)
     signal = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / rate)).astype(np.float32)
-    with av.open(str(path), "w", format=container) as out:
+    with av.open(str(path), "w", format=container, options=options or {}) as out:
         stream = out.add_stream(codec, rate=rate)
         stream.layout = "mono"
         for offset in range(0, total, 4096):
@@ -118,3 +121,58 @@ def test_sixty_seconds_of_pcm_in_any_container_bills_one_minute(
 ) -> None:
     path = _encode(tmp_path / f"a.{container}", container, codec, 60.0, rate)
     assert _meter(path) == pytest.approx(60.0, abs=1e-6)
+
+
+# What a browser's MediaRecorder writes as video/mp4: movie fragments, each with its own sample table (trun).
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "500000"}
+
+
+def _scale_fragment_durations(data: bytes, factor: int) -> bytes:
+    """Every ``trun`` sample duration, ``tfhd`` default duration and ``trex`` default duration times ``factor``."""
+    out = bytearray(data)
+
+    def walk(start: int, end: int) -> None:
+        position = start
+        while position + 8 <= end:
+            size, kind = struct.unpack_from(">I4s", out, position)
+            if size < 8:
+                return
+            body = position + 8
+            if kind in (b"moov", b"mvex", b"moof", b"traf"):
+                walk(body, position + size)
+            elif kind == b"trex":
+                struct.pack_into(">I", out, body + 12, struct.unpack_from(">I", out, body + 12)[0] * factor)
+            elif kind == b"tfhd":
+                flags, at = int.from_bytes(out[body + 1 : body + 4], "big"), body + 8
+                at += (8 if flags & 1 else 0) + (4 if flags & 2 else 0)
+                if flags & 8:
+                    struct.pack_into(">I", out, at, struct.unpack_from(">I", out, at)[0] * factor)
+            elif kind == b"trun":
+                flags, count = (
+                    int.from_bytes(out[body + 1 : body + 4], "big"),
+                    struct.unpack_from(">I", out, body + 4)[0],
+                )
+                at = body + 8 + (4 if flags & 1 else 0) + (4 if flags & 4 else 0)
+                width = 4 * bin(flags & 0xF00).count("1")
+                if flags & 0x100:
+                    for index in range(count):
+                        value = struct.unpack_from(">I", out, at + index * width)[0]
+                        struct.pack_into(">I", out, at + index * width, value * factor)
+            position += size
+
+    walk(0, len(out))
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("codec", "rate", "frame"),
+    [("libopus", 48_000, 0.020), ("flac", RATE, 4608 / RATE), ("alac", RATE, 4096 / RATE), ("aac", RATE, 1024 / RATE)],
+)
+def test_fragmented_mp4_bills_its_samples_whatever_trun_says(
+    codec: str, rate: int, frame: float, tmp_path: Path
+) -> None:
+    honest = _encode(tmp_path / "honest.mp4", "mp4", codec, 3.0, rate, FRAGMENTED)
+    assert abs(_meter(honest) - 3.0) <= 2 * frame + 1e-6  # was refused as empty (Opus, FLAC, ALAC)
+    lying = tmp_path / "lying.mp4"
+    lying.write_bytes(_scale_fragment_durations(honest.read_bytes(), 10_000))
+    assert abs(_meter(lying) - 3.0) <= 2 * frame + 1e-6

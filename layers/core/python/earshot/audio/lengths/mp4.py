@@ -85,8 +85,9 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     if codec not in ("aac", "opus", "flac", "alac") and not pcm_sample_bytes(codec):
         return None
     top = _boxes(data, 0, len(data))
-    if any(kind == b"moof" for kind, _, _ in top):
-        return None  # fragmented: leave it to the packet counter
+    fragmented = any(kind == b"moof" for kind, _, _ in top)
+    if fragmented and codec == "aac":
+        return None  # fragmented AAC: ffprobe counts its packets (1024 samples each, whatever trun says)
     moov = next(((body, end) for kind, body, end in top if kind == b"moov"), None)
     if moov is None:
         return None
@@ -99,6 +100,18 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     mdhd = _child(data, mdia, b"mdhd") if mdia else None
     if stbl is None or mdhd is None:
         return None
+    if fragmented:
+        found = _fragment_samples(data, top, trak, moov)
+        if found is None:
+            return None
+        if pcm_sample_bytes(codec):
+            channels = _entry_channels(data, stbl)
+            return (
+                AudioLength(int(found[1].sum()) // (pcm_sample_bytes(codec) * channels), sample_rate)
+                if channels
+                else None
+            )
+        return _coded_length(data, stbl, trak, moov, codec, sample_rate, *found, _media_timescale(data, mdhd))
     if pcm_sample_bytes(codec):
         return _pcm_length(data, stbl, codec, sample_rate)
     found = _samples_present(data, stbl)
@@ -193,9 +206,9 @@ def _pcm_length(data: mmap.mmap, stbl: tuple[int, int], codec: str, sample_rate:
     stsz = _child(data, stbl, b"stsz")
     if entry is None or stsz is None or stsz[0] + 12 > stsz[1]:
         return None
-    channels = struct.unpack_from(">H", data, entry[0] + 24)[0]
-    if data[entry[0] + 16 : entry[0] + 18] == b"\x00\x02" or not channels:
-        return None  # a version 2 sound description keeps its channel count elsewhere
+    channels = _entry_channels(data, stbl)
+    if not channels:
+        return None
     frame_bytes = pcm_sample_bytes(codec) * channels
     constant = struct.unpack_from(">I", data, stsz[0] + 4)[0]
     chunks = _chunks(data, stbl)
@@ -205,6 +218,86 @@ def _pcm_length(data: mmap.mmap, stbl: tuple[int, int], codec: str, sample_rate:
     offsets, per_chunk = chunks
     present = np.clip(len(data) - offsets, 0, per_chunk * constant) // constant * constant
     return AudioLength(int(present.sum()) // frame_bytes, sample_rate)
+
+
+def _entry_channels(data: mmap.mmap, stbl: tuple[int, int]) -> int:
+    """The first sample description's channel count; 0 when a version 2 description keeps it elsewhere."""
+    entry = _sample_entry(data, stbl)
+    if entry is None or data[entry[0] + 16 : entry[0] + 18] == b"\x00\x02":
+        return 0
+    return int(struct.unpack_from(">H", data, entry[0] + 24)[0])
+
+
+def _fragment_samples(
+    data: mmap.mmap, top: list[tuple[bytes, int, int]], trak: tuple[int, int], moov: tuple[int, int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """(offset, size) of the audio track's samples in every movie fragment, those wholly inside the file.
+
+    ``trun`` sample durations (and ``tfhd``/``trex`` default durations) are headers and are not read; sizes and
+    offsets say which samples exist.
+    """
+    tkhd = _child(data, trak, b"tkhd")
+    if tkhd is None:
+        return None
+    track_id = struct.unpack_from(">I", data, tkhd[0] + (20 if data[tkhd[0]] == 1 else 12))[0]
+    default_size = 0
+    mvex = _child(data, moov, b"mvex")
+    for kind, body, end in _boxes(data, *mvex) if mvex else []:
+        if kind == b"trex" and body + 24 <= end and struct.unpack_from(">I", data, body + 4)[0] == track_id:
+            default_size = struct.unpack_from(">I", data, body + 16)[0]
+    offsets: list[npt.NDArray[np.int64]] = []
+    sizes: list[npt.NDArray[np.int64]] = []
+    for kind, moof_body, moof_end in top:
+        if kind != b"moof":
+            continue
+        moof_start = moof_body - 8
+        for traf_kind, traf_body, traf_end in _boxes(data, moof_body, moof_end):
+            if traf_kind != b"traf":
+                continue
+            tfhd = _child(data, (traf_body, traf_end), b"tfhd")
+            if tfhd is None or tfhd[0] + 8 > tfhd[1]:
+                return None
+            flags = int.from_bytes(data[tfhd[0] + 1 : tfhd[0] + 4], "big")
+            if struct.unpack_from(">I", data, tfhd[0] + 4)[0] != track_id:
+                continue
+            position = tfhd[0] + 8
+            base = moof_start
+            if flags & 0x01:
+                base = struct.unpack_from(">Q", data, position)[0]
+                position += 8
+            position += 4 if flags & 0x02 else 0
+            position += 4 if flags & 0x08 else 0
+            size_default = struct.unpack_from(">I", data, position)[0] if flags & 0x10 else default_size
+            cursor = base
+            for run_kind, run_body, run_end in _boxes(data, traf_body, traf_end):
+                if run_kind != b"trun" or run_body + 8 > run_end:
+                    continue
+                run_flags = int.from_bytes(data[run_body + 1 : run_body + 4], "big")
+                count = struct.unpack_from(">I", data, run_body + 4)[0]
+                at = run_body + 8
+                if run_flags & 0x01:
+                    cursor = base + struct.unpack_from(">i", data, at)[0]
+                    at += 4
+                at += 4 if run_flags & 0x04 else 0
+                fields = [bit for bit in (0x100, 0x200, 0x400, 0x800) if run_flags & bit]
+                if at + count * 4 * len(fields) > run_end:
+                    return None
+                if run_flags & 0x200:
+                    table = np.frombuffer(data, dtype=">u4", count=count * len(fields), offset=at).astype(np.int64)
+                    run_sizes = table.reshape(count, len(fields))[:, fields.index(0x200)]
+                elif size_default:
+                    run_sizes = np.full(count, size_default, dtype=np.int64)
+                else:
+                    return None
+                ends = cursor + np.cumsum(run_sizes)
+                offsets.append(ends - run_sizes)
+                sizes.append(run_sizes)
+                cursor = int(ends[-1]) if count else cursor
+    if not offsets:
+        return None
+    all_offsets, all_sizes = np.concatenate(offsets), np.concatenate(sizes)
+    inside = (all_offsets >= 0) & (all_offsets + all_sizes <= len(data))
+    return all_offsets[inside], all_sizes[inside]
 
 
 def _chunks(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
