@@ -156,7 +156,8 @@ def test_extract_audio_refuses_an_unconfigured_sku_as_its_plain_400(
     catalog = data_dir.parent / "catalog.toml"
     catalog.write_text(
         '[[models]]\nsku = "gemini-extract"\nkind = "extraction"\nprovider = "gemini"\n'
-        'upstream_model = "gemini-3-flash-preview"\ncredentials = ["env:GEMINI_API_KEY", "ssm:/earshot/{stage}/gemini"]\n'
+        'upstream_model = "gemini-3-flash-preview"\n'
+        'credentials = ["env:GEMINI_API_KEY", "ssm:/earshot/{stage}/gemini"]\n'
         'price_micro_usd_per_minute = 200\nbase_price_micro_usd = 1000\naliases = ["extract"]\n'
     )
     monkeypatch.setenv("EARSHOT_CATALOG", str(catalog))

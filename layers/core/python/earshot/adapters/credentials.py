@@ -90,8 +90,8 @@ def _base_url(model: CatalogModel, settings: Settings) -> str | None:
         check_url(override, allow_loopback=settings.allow_loopback_urls, param=model.base_url_env)
     except InvalidRequestError as refused:
         raise CredentialMissingError(
-            f"its base URL override {model.base_url_env} is refused by the URL policy ({refused.message}; plain http only to a "
-            "loopback host with EARSHOT_ALLOW_LOOPBACK_URLS=1)"
+            f"its base URL override {model.base_url_env} is refused by the URL policy ({refused.message}; "
+            "plain http only to a loopback host with EARSHOT_ALLOW_LOOPBACK_URLS=1)"
         ) from None
     return override
 
