@@ -231,3 +231,42 @@ def renumber_flac_frames(data: bytes, numbers: dict[int, int]) -> bytes:
             frame = body + _crc16(body).to_bytes(2, "big")
         out += frame
     return bytes(out)
+
+
+def _crc16_table() -> list[int]:
+    table = []
+    for index in range(256):
+        crc = index << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x8005) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        table.append(crc)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+def flac_of_silence(hours: float, rate: int = 8000) -> bytes:
+    """A native FLAC of ``hours`` of silence, ~13 bytes a frame of 4096 samples: hours of audio from little data.
+
+    Every frame is valid (numbered in order, both CRCs right), so a decoder plays all of it: a decompression bomb
+    that is also honest about its length.
+    """
+    import struct as _struct
+
+    info = bytearray(34)
+    _struct.pack_into(">HH", info, 0, 4096, 4096)  # min/max block size; frame sizes left unknown
+    total = int(hours * 3600 * rate) // 4096 * 4096
+    packed = (rate << 44) | (0 << 41) | (15 << 36) | total  # rate, mono, 16 bits, total samples
+    info[10:18] = packed.to_bytes(8, "big")
+    out = bytearray(b"fLaC" + bytes([0x80, 0, 0, 34]) + info)
+    rate_code = {8000: 4, 16000: 5, 44100: 9, 48000: 10}[rate]
+    for number in range(total // 4096):
+        head = bytes([0xFF, 0xF8, (12 << 4) | rate_code, 0x08]) + _flac_number(number)  # 4096 samples, mono, 16-bit
+        head += bytes([_crc8(head)])
+        frame = head + b"\x00\x00\x00"  # a CONSTANT subframe of value 0
+        crc = 0
+        for byte in frame:
+            crc = ((crc << 8) & 0xFFFF) ^ _CRC16[(crc >> 8) ^ byte]
+        out += frame + crc.to_bytes(2, "big")
+    return bytes(out)

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 from audio_fixtures import decoded_duration
-from hostile_audio import claim_seconds, renumber_flac_frames
+from hostile_audio import claim_seconds, flac_of_silence, renumber_flac_frames
 
 from earshot.config import get_settings
 from earshot.errors import InvalidAudioError
@@ -176,3 +176,10 @@ def test_fragmented_mp4_bills_its_samples_whatever_trun_says(
     lying = tmp_path / "lying.mp4"
     lying.write_bytes(_scale_fragment_durations(honest.read_bytes(), 10_000))
     assert abs(_meter(lying) - 3.0) <= 2 * frame + 1e-6
+
+
+def test_a_flac_of_hours_in_little_data_is_metered_frame_by_frame(tmp_path: Path) -> None:
+    """Two hours of silence in 180 kB (14,062 frames of 13 bytes): every frame counts, read at numpy's pace."""
+    path = tmp_path / "bomb.flac"
+    path.write_bytes(flac_of_silence(2.0))
+    assert _meter(path) == pytest.approx(14_062 * 4096 / 8000, abs=1e-6)
