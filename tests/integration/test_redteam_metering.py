@@ -183,3 +183,17 @@ def test_a_flac_of_hours_in_little_data_is_metered_frame_by_frame(tmp_path: Path
     path = tmp_path / "bomb.flac"
     path.write_bytes(flac_of_silence(2.0))
     assert _meter(path) == pytest.approx(14_062 * 4096 / 8000, abs=1e-6)
+
+
+@pytest.mark.parametrize("codec", ["adpcm_ms", "adpcm_ima_wav"])
+def test_adpcm_wav_bills_its_blocks(codec: str, tmp_path: Path) -> None:
+    """Was counted as ffprobe's packets times the first packet's length: a 20 s MS ADPCM file billed 20.36 s."""
+    honest = _encode(tmp_path / "a.wav", "wav", codec, 20.0)
+    played = decoded_duration(honest)
+    assert _meter(honest) == pytest.approx(played, abs=1e-3)
+    lying = tmp_path / "lying.wav"
+    lying.write_bytes(claim_seconds(honest.read_bytes(), "wav", TEN_HOURS))
+    assert _meter(lying) == pytest.approx(played, abs=1e-3)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(honest.read_bytes()[: len(honest.read_bytes()) * 6 // 10])
+    assert 0 < _meter(cut) <= decoded_duration(cut) + 1e-6

@@ -1,4 +1,9 @@
-"""WAV (RIFF and RF64) holding PCM or G.711: the samples are the data chunk's bytes that are present."""
+"""WAV (RIFF and RF64) holding PCM, G.711 or ADPCM: the samples are in the data chunk's bytes that are present.
+
+PCM and G.711 hold one sample per block; Microsoft and IMA ADPCM hold ``wSamplesPerBlock`` (from the format
+chunk) per complete block, which is what decoders output. The encoder pads the last ADPCM block; the ``fact``
+chunk's sample count trims that padding (gapless, as for the other formats), believed only within one block.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,23 @@ import struct
 from earshot.audio.lengths.common import AudioLength
 
 _PCM_TAGS = {1, 3, 6, 7}  # integer PCM, IEEE float, G.711 A-law and mu-law (one byte a sample)
+_ADPCM_TAGS = {2, 0x11}  # Microsoft ADPCM, IMA (DVI) ADPCM: wSamplesPerBlock samples per block
 _EXTENSIBLE = 0xFFFE
 _UNKNOWN_SIZES = {0, 0xFFFFFFFF}  # a streaming writer's placeholder, or RF64's pointer to ds64
 
 
 def wav_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
     """Whole blocks of the data chunk present in the file (and no more than its size says, when it says one)."""
-    if not codec.startswith("pcm_") or len(data) < 12 or data[8:12] != b"WAVE" or data[:4] not in (b"RIFF", b"RF64"):
+    if (
+        not codec.startswith(("pcm_", "adpcm_ms", "adpcm_ima_wav"))
+        or len(data) < 12
+        or data[8:12] != b"WAVE"
+        or data[:4] not in (b"RIFF", b"RF64")
+    ):
         return None
     block_align = 0
+    per_block = 1
+    fact: int | None = None
     rf64_data_size: int | None = None
     position = 12
     while position + 8 <= len(data):
@@ -26,8 +39,14 @@ def wav_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
             tag, channels, _rate, _byte_rate, block_align = struct.unpack_from("<HHIIH", data, body)
             if tag == _EXTENSIBLE and size >= 40:
                 tag = struct.unpack_from("<H", data, body + 24)[0]
-            if tag not in _PCM_TAGS or channels == 0:
+            if tag in _ADPCM_TAGS and size >= 20:
+                per_block = struct.unpack_from("<H", data, body + 18)[0]
+            elif tag not in _PCM_TAGS:
                 return None
+            if channels == 0 or per_block == 0:
+                return None
+        elif chunk == b"fact" and size >= 4:
+            fact = struct.unpack_from("<I", data, body)[0]
         elif chunk == b"ds64" and size >= 28:
             rf64_data_size = struct.unpack_from("<Q", data, body + 8)[0]
         elif chunk == b"data":
@@ -36,6 +55,9 @@ def wav_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
             present = len(data) - body
             declared = rf64_data_size if data[:4] == b"RF64" and rf64_data_size is not None else size
             available = present if declared in _UNKNOWN_SIZES else min(declared, present)
-            return AudioLength(available // block_align, sample_rate)
+            samples = available // block_align * per_block
+            if per_block > 1 and fact is not None and 0 <= samples - fact < per_block:
+                samples = fact  # the last block's padding
+            return AudioLength(samples, sample_rate)
         position = body + size + (size & 1)
     return None
