@@ -270,3 +270,22 @@ def test_deployed_stages_read_the_stage_parameter_not_the_environment(
     assert access.api_key == "gsk-from-ssm"
     assert access.base_url == "https://api.groq.com/openai/v1"  # no override when deployed
     assert credentials.liveness(turbo, settings).live is True
+
+
+def test_an_unreadable_parameter_is_not_live_and_logged_for_the_operator(
+    aws: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    def denied(name: str, **_: Any) -> str:
+        raise GetParameterError(f"An error occurred (AccessDeniedException) when calling GetParameter on {name}")
+
+    monkeypatch.setattr(parameters, "get_parameter", denied)
+    monkeypatch.setattr(credentials, "_missing", {})
+    settings = Settings(runtime="aws", stage="dev")
+    turbo = load_catalog(settings.resolved_catalog()).find("whisper-v3-turbo")
+    assert turbo is not None
+    assert credentials.liveness(turbo, settings).live is False
+    (record,) = [r for r in caplog.records if r.getMessage() == "provider credential unreadable"]
+    assert record.reference == "ssm:/earshot/dev/groq-api-key" and "AccessDenied" in record.reason  # type: ignore[attr-defined]

@@ -135,6 +135,12 @@ def _read_aws(kind: str, name: str) -> str | None:
             return str(parameters.get_parameter(name, decrypt=True, max_age=_CACHE_SECONDS)) or None
         if kind == "secret":
             return str(parameters.get_secret(name, max_age=_CACHE_SECONDS)) or None
-    except GetParameterError:  # absent, or not readable by this function: not configured here
+    except GetParameterError as failed:  # absent, or not readable by this function: not configured here
+        if "NotFound" not in str(failed):  # not merely unwritten yet (access denied, throttled): tell the operator
+            from earshot.observability import logger
+
+            logger.warning(
+                "provider credential unreadable", extra={"reference": f"{kind}:{name}", "reason": str(failed)}
+            )
         return None
     return None
