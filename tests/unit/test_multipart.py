@@ -116,8 +116,8 @@ def test_a_spooled_file_part_goes_to_its_file_as_it_arrives() -> None:
     body = _part("model", b"whisper-1") + _part("file", data, "a.mp3") + b"--XyZ--\r\n"
     sinks: list[io.BytesIO] = []
 
-    def spool(name: str) -> io.BytesIO:
-        assert name == "file"
+    def spool(name: str, filename: str) -> io.BytesIO:
+        assert (name, filename) == ("file", "a.mp3")
         sinks.append(io.BytesIO())
         return sinks[-1]
 
@@ -131,7 +131,7 @@ def test_a_spooled_part_past_the_limit_is_closed_and_refused() -> None:
     body = _part("file", b"x" * (3 << 20), "a.mp3") + b"--XyZ--\r\n"
     sinks: list[io.BytesIO] = []
 
-    def spool(_name: str) -> io.BytesIO:
+    def spool(_name: str, _filename: str) -> io.BytesIO:
         sinks.append(io.BytesIO())
         return sinks[-1]
 

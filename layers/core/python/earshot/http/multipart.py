@@ -82,15 +82,15 @@ def parse_multipart_stream(
     content_type: str,
     *,
     file_limit: Callable[[int], EarshotError | None] | None = None,
-    spool: Callable[[str], Sink] | None = None,
+    spool: Callable[[str, str], Sink] | None = None,
 ) -> MultipartForm:
     """Split a form read from ``read`` into text fields and files, in one pass.
 
     ``file_limit(size)`` is asked as a file part grows; the error it returns is raised at once (the rest of the
-    body is never read). ``spool(name)``, when given, opens the file each file part is written to as it arrives
-    (a 500 MB upload never in memory); the caller owns (and closes) what it returns. A body without its close
-    delimiter (a client cut off mid-upload) is refused whole: nothing of it is processed. Malformed bodies raise
-    ``InvalidRequestError``.
+    body is never read). ``spool(name, filename)``, when given, opens the file each file part is written to as it
+    arrives (a 500 MB upload never in memory); the caller owns (and closes) what it returns. A body without its
+    close delimiter (a client cut off mid-upload) is refused whole: nothing of it is processed. Malformed bodies
+    raise ``InvalidRequestError``.
     """
     if not is_multipart(content_type):
         raise InvalidRequestError("expected a multipart/form-data body with a 'file' field")
@@ -113,7 +113,7 @@ class _Parser:
         read: Callable[[int], bytes],
         delimiter: bytes,
         file_limit: Callable[[int], EarshotError | None] | None,
-        spool: Callable[[str], Sink] | None = None,
+        spool: Callable[[str, str], Sink] | None = None,
     ) -> None:
         self._read = read
         owner: Any = getattr(read, "__self__", None)  # a bound ``read``: use its ``readinto`` when it has one
@@ -232,7 +232,7 @@ class _Parser:
     def _add_part(self, form: MultipartForm, headers: dict[str, str]) -> None:
         name, filename = _disposition(headers.get("content-disposition", ""))
         if filename is not None and self._spool is not None and name and name not in form.files:
-            spooled = self._spool(name)
+            spooled = self._spool(name, filename)
             upload = UploadedFile(filename=filename, content_type="", data=b"", spooled=spooled)
             form.files[name] = upload  # closed by parse() if anything below fails
             upload.size = self._content(spooled, limit=self._file_limit)

@@ -201,7 +201,7 @@ class LocalGateway:
             key, max_bytes = verify(token)
             content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
 
-            def spool(_name: str) -> _HashingFile:
+            def spool(_name: str, _filename: str) -> _HashingFile:
                 staged.append(_HashingFile(staging_file(key)))
                 return staged[-1]
 
@@ -301,6 +301,8 @@ class RequestBody:
 
     def __init__(self, stream: Any, length: int | None, limit: int) -> None:
         self.length = length
+        # Files the function streamed upload parts into (earshot.http.forms): deleted once the answer is sent.
+        self.staged: list[Path] = []
         self._stream = stream
         self._limit = limit
         self._taken = 0
@@ -335,6 +337,10 @@ class RequestBody:
         if self._taken > self._limit:
             raise too_large(self._taken, self._limit - _FORM_OVERHEAD)
         return got
+
+    def discard_staged(self) -> None:
+        for path in self.staged:
+            path.unlink(missing_ok=True)
 
     def _room(self, size: int) -> int:
         if self.length is not None:
@@ -401,6 +407,8 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         response = Response(
             result.body if result.stream is None else result.stream, status=result.status, headers=result.headers
         )
+        if reader is not None and reader.staged:  # after the last byte (a streamed answer still reads the file)
+            response.call_on_close(reader.discard_staged)
         return response(environ, start_response)
 
     return application
