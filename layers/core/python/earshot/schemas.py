@@ -283,6 +283,14 @@ class ModelOut(ContractModel):
     price_per_minute_micro_usd: int
     languages: list[str] | None
     description: str
+    live: bool = Field(
+        description="Whether this deployment can serve the model now: embedded engines always; an upstream model "
+        "once its provider credential is configured. A request for a model that is not live is refused (400) "
+        "before any charge."
+    )
+    setup: str | None = Field(
+        default=None, description="For a model that is not live: what to configure (names only, never a secret)."
+    )
 
 
 class ModelList(ContractModel):

@@ -59,10 +59,14 @@ class _WireWord(BaseModel):
 
 class _WireSegment(BaseModel):
     id: int | None = None
+    seek: int = 0
     start: float
     end: float
     text: str
+    tokens: list[int] = []
+    temperature: float | None = None
     avg_logprob: float | None = None
+    compression_ratio: float | None = None
     no_speech_prob: float | None = None
 
 
@@ -179,10 +183,14 @@ def _to_transcript(wire: _WireTranscription, *, language: str, duration: float |
         segments = [
             Segment(
                 id=index,
+                seek=seg.seek,
                 start=seg.start,
                 end=seg.end,
                 text=seg.text,
+                tokens=seg.tokens,
+                temperature=seg.temperature,
                 avg_logprob=seg.avg_logprob,
+                compression_ratio=seg.compression_ratio,
                 no_speech_prob=seg.no_speech_prob,
             )
             for index, seg in enumerate(wire.segments)
