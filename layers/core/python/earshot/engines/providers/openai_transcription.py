@@ -149,16 +149,18 @@ class OpenAITranscriptionEngine(UpstreamEngine):
                 fields["timestamp_granularities[]"] = ["segment", "word"] if options.word_timestamps else ["segment"]
         url = f"{self._base_url}/audio/{'translations' if translate else 'transcriptions'}"
 
-        def build() -> httpx.Request:
-            return httpx.Request(
-                "POST",
-                url,
-                headers={"authorization": f"Bearer {self._api_key}", "accept": "application/json"},
-                data=fields,
-                files={"file": (f"audio.{suffix}", prepared.data, content_type)},
-            )
+        with prepared.open() as audio_file:  # streamed from disk in pieces; each attempt rewinds it
 
-        payload = self._call(build, deadline_sec=self._deadline_sec(options))
+            def build() -> httpx.Request:
+                return httpx.Request(
+                    "POST",
+                    url,
+                    headers={"authorization": f"Bearer {self._api_key}", "accept": "application/json"},
+                    data=fields,
+                    files={"file": (f"audio.{suffix}", audio_file, content_type)},
+                )
+
+            payload = self._call(build, deadline_sec=self._deadline_sec(options))
         try:
             wire = _WireTranscription.model_validate(payload)
         except ValidationError as exc:
