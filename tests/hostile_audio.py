@@ -163,3 +163,70 @@ def _mp3(out: bytearray, seconds: float) -> None:
     if not flags & 1:
         raise ValueError("this Xing frame carries no frame count")
     struct.pack_into(">I", out, at + 8, int(seconds * 44100 / 1152))
+
+
+def _crc8(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def _crc16(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x8005) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def _flac_number(number: int) -> bytes:
+    """A FLAC frame number in its UTF-8-like coding."""
+    if number < 0x80:
+        return bytes([number])
+    extra = 1
+    while number >= 1 << (6 * extra + 6 - extra):
+        extra += 1
+    out = [((0xFF << (7 - extra)) & 0xFF) | (number >> (6 * extra))]
+    out += [0x80 | ((number >> (6 * index)) & 0x3F) for index in range(extra - 1, -1, -1)]
+    return bytes(out)
+
+
+def renumber_flac_frames(data: bytes, numbers: dict[int, int]) -> bytes:
+    """A fixed-block-size native FLAC with frame ``i`` (0-based) renumbered to ``numbers[i]``.
+
+    Frame headers carry their own position; decoders play every frame whatever its number, so a renumbered
+    file plays exactly as before. Both CRCs (header CRC-8, frame CRC-16) are recomputed.
+    """
+    position = 4
+    while True:  # metadata blocks
+        header, size = data[position], int.from_bytes(data[position + 1 : position + 4], "big")
+        position += 4 + size
+        if header & 0x80:
+            break
+    starts = []
+    while position >= 0:
+        lead = data[position + 4]
+        number_length = 1 if lead < 0x80 else bin(lead)[2:].index("0")
+        # A header ends where its CRC-8 matches; a sync pattern inside frame data rarely has one.
+        header_length = next(
+            (n for n in range(4 + number_length, 16) if _crc8(data[position : position + n]) == data[position + n]),
+            None,
+        )
+        if header_length is not None:
+            starts.append((position, number_length, header_length))
+        position = data.find(b"\xff\xf8", position + 1)
+    ends = [start for start, _, _ in starts[1:]] + [len(data)]
+    frames = [(s, n, h, e) for (s, n, h), e in zip(starts, ends, strict=True)]
+    out = bytearray(data[: frames[0][0]])
+    for index, (start, number_length, header_length, end) in enumerate(frames):
+        frame = data[start:end]
+        if index in numbers:
+            head = frame[:4] + _flac_number(numbers[index]) + frame[4 + number_length : header_length]
+            body = head + bytes([_crc8(head)]) + frame[header_length + 1 : -2]
+            frame = body + _crc16(body).to_bytes(2, "big")
+        out += frame
+    return bytes(out)

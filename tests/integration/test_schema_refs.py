@@ -6,6 +6,7 @@ import base64
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from audio_fixtures import audio_bytes
 from earshot.local.server import GatewayResponse, LocalGateway
 from earshot.runtime import get_runtime, reset_runtime
 from earshot.services.accounts import NewKey, create_key
-from earshot.user_schema import closed_registry
+from earshot.user_schema import check_user_schema, closed_registry
 
 GATEWAY = LocalGateway(max_request_bytes=26 * 1024 * 1024)
 WAV = base64.b64encode(audio_bytes("wav", 2.0, sample_rate=16000)).decode()
@@ -212,3 +213,36 @@ def test_references_inside_the_document_still_work(account: NewKey) -> None:
     response = _extract(account, schema)
     assert response.status in (200, 422), response.body  # the embedded extractor may or may not fit the schema
     assert _balance(account) <= START
+
+
+def _doubling(levels: int) -> dict[str, Any]:
+    """Each definition refers twice to the next: 2**levels subschemas to validate, ~60 bytes of schema a level."""
+    defs: dict[str, Any] = {
+        f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(levels)
+    }
+    defs[f"d{levels}"] = {"type": "object"}
+    return {"$defs": defs, "$ref": "#/$defs/d0"}
+
+
+def test_a_schema_whose_references_expand_exponentially_is_400_at_once(account: NewKey) -> None:
+    """30 levels of doubling: 2 KB of schema, 2**30 subschemas (hours of validation) if it were accepted."""
+    started = time.monotonic()
+    assert "expands" in _refused(_extract(account, _doubling(30)))
+    assert time.monotonic() - started < 5
+    assert _balance(account) == START
+
+
+def test_large_schemas_without_a_reference_blowup_are_still_accepted() -> None:
+    recursive = {
+        "$defs": {
+            "node": {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}
+        },
+        "$ref": "#/$defs/node",
+    }
+    assert check_user_schema(recursive).errors({"children": [{"children": []}]}) == []
+    wide = {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "object", "properties": {"v": {"type": "number"}}} for i in range(800)},
+    }
+    assert check_user_schema(wide).errors({"p1": {"v": 1}}) == []
+    assert check_user_schema(_doubling(6)).errors({}) == []

@@ -13,8 +13,8 @@ to ffprobe exactly as before. *How long* it is comes from the audio data itself,
   (``earshot.audio.lengths``): the frames or packets present in the file, each one's own length, with the
   encoder delay and padding the stream declares trimmed as decoders trim them (gapless, exact to the sample
   where the container says it, to one frame where it cannot);
-* everything else is counted by ffprobe: packets times samples-per-packet when the codec fixes it or the
-  first packets agree on it, else the sum of every packet's duration.
+* everything else is counted by ffprobe: PCM by its packets' bytes, other codecs by packets times
+  samples-per-packet when the codec fixes it or the first packets agree on it, else the sum of every packet's duration.
 
 Engines are then fed no more than the metered length (``earshot.audio.budget.decode_budget``).
 """
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from earshot.audio.lengths import walk_length
+from earshot.audio.lengths.common import pcm_sample_bytes
 from earshot.audio.lengths.identify import identify
 from earshot.errors import InternalError, InvalidAudioError
 
@@ -255,6 +256,13 @@ def _counted_seconds(
     """Count the audio stream's packets: times a fixed packet duration when there is one, else summed."""
     index = _int(audio.get("index"))
     time_base = _fraction(audio.get("time_base"))
+    frame_bytes = pcm_sample_bytes(codec) * _int(audio.get("channels"))
+    if frame_bytes > 0:
+        # PCM: the bytes are the samples (packet durations come from timestamps or round up the last packet).
+        sized = _run_ffprobe(
+            ffprobe, local, ["-select_streams", str(index), "-show_entries", "packet=size"], deadline=deadline
+        )
+        return sum(_int(p.get("size")) for p in sized.get("packets") or []) // frame_bytes / sample_rate
     packet_seconds = _fixed_packet_seconds(audio, codec=codec, sample_rate=sample_rate)
     if packet_seconds is None and time_base is not None:
         leading = [_int(p.get("duration")) for p in probe.get("packets") or [] if p.get("stream_index") == index]

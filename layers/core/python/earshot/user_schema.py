@@ -6,6 +6,10 @@ library against a registry that holds the submitted document only (plus the publ
 which ship inside the library); its ``retrieve`` refuses everything, so no file is read and no host is
 contacted, whatever the schema says. References that are not fragments of the document (``#/...`` or
 ``#anchor``) are refused up front, and every reference must resolve before any money is taken.
+
+References also multiply work: a 2 KB schema whose ``$defs`` each refer twice to the next (``d0`` to ``d1``
+twice, ``d1`` to ``d2`` twice...) is validated as 2^n subschemas, hours of CPU for n = 30. So the schema's
+size *with its references expanded* (each cycle counted once) is bounded too, before anything is validated.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 
 MAX_SCHEMA_BYTES = 64 * 1024
 MAX_SCHEMA_DEPTH = 32
+# Subschemas a validation may walk once every reference is expanded (a recursive reference counts once).
+MAX_EXPANDED_SUBSCHEMAS = 20_000
 _REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 # Probes that catch references that loop without consuming the instance ({"$ref": "#"}, say).
 _PROBES: tuple[Any, ...] = (None, {}, [], "", 0, True)
@@ -42,8 +48,8 @@ def closed_registry() -> Registry[Any]:
     return Registry(retrieve=_refuse)  # type: ignore[call-arg]
 
 
-def _walk(schema: Any) -> Iterator[tuple[str, str, str]]:
-    """Yield ``(keyword, reference, base URI)`` for each reference; refuse documents nested too deep."""
+def _walk(schema: Any) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """Yield ``(keyword, reference, base URI, node)`` for each reference; refuse documents nested too deep."""
     stack: list[tuple[Any, str, int]] = [(schema, "", 1)]
     while stack:
         node, base, depth = stack.pop()
@@ -56,10 +62,40 @@ def _walk(schema: Any) -> Iterator[tuple[str, str, str]]:
             for keyword in _REF_KEYWORDS:
                 value = node.get(keyword)
                 if isinstance(value, str):
-                    yield keyword, value, base
+                    yield keyword, value, base, node
             stack.extend((value, base, depth + 1) for value in node.values())
         elif isinstance(node, list):
             stack.extend((value, base, depth + 1) for value in node)
+
+
+def _expanded_size(schema: Any, targets: dict[int, list[Any]]) -> int:
+    """Objects and arrays in ``schema`` with every reference replaced by its target (a cycle counted once).
+
+    Post-order over the graph, memoised, so it costs one visit per node however large the expansion; counts
+    are capped just past the limit.
+    """
+    cap = MAX_EXPANDED_SUBSCHEMAS + 1
+
+    def children(node: Any) -> list[Any]:
+        values = list(node.values()) if isinstance(node, dict) else list(node)
+        return [value for value in values + targets.get(id(node), []) if isinstance(value, dict | list)]
+
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(schema, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            sizes[key] = min(cap, 1 + sum(sizes.get(id(child), 1) for child in children(node)))
+            continue
+        if key in sizes or key in on_path:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children(node) if id(child) not in sizes and id(child) not in on_path)
+    return sizes.get(id(schema), 1)
 
 
 @dataclass(frozen=True)
@@ -95,7 +131,7 @@ def check_user_schema(schema: Any) -> UserSchema:
     references = list(_walk(schema))  # depth first: json.dumps below recurses
     if len(json.dumps(schema, separators=(",", ":"))) > MAX_SCHEMA_BYTES:
         raise InvalidRequestError(f"'schema' is larger than {MAX_SCHEMA_BYTES // 1024} KB", param="schema")
-    for keyword, reference, _base in references:
+    for keyword, reference, _base, _node in references:
         if not reference.startswith("#"):
             raise InvalidRequestError(
                 f"'schema' {keyword} {reference[:100]!r} points outside the schema: only references within it"
@@ -121,13 +157,25 @@ def check_user_schema(schema: Any) -> UserSchema:
         or "urn:unknown-dialect"
     )
     resolver = SPECIFICATIONS.combine(registry).resolver_with_root(specification.create_resource(schema))
-    for keyword, reference, base in references:
+    targets: dict[int, list[Any]] = {}
+    seen: set[tuple[int, str]] = set()  # a node shared within the document is one node
+    for keyword, reference, base, node in references:
+        if (id(node), keyword) in seen:
+            continue
+        seen.add((id(node), keyword))
         try:
-            resolver.lookup(urljoin(base, reference))
+            resolved = resolver.lookup(urljoin(base, reference))
         except Unresolvable as exc:
             raise InvalidRequestError(
                 f"'schema' {keyword} {reference[:100]!r} does not resolve within the schema", param="schema"
             ) from exc
+        targets.setdefault(id(node), []).append(resolved.contents)
+    if _expanded_size(schema, targets) > MAX_EXPANDED_SUBSCHEMAS:
+        raise InvalidRequestError(
+            f"'schema' expands to more than {MAX_EXPANDED_SUBSCHEMAS:,} subschemas through its references;"
+            " refer to shared definitions less often",
+            param="schema",
+        )
     checked = UserSchema(schema=schema, validator=validator)
     for probe in _PROBES:
         try:

@@ -47,3 +47,16 @@ class Identified:
 
 
 Walker = Callable[[mmap.mmap, str, int], "AudioLength | None"]
+
+
+# Bytes per sample of the PCM codecs ffprobe names, by the name's stem (``pcm_s16le`` -> ``s16``).
+_PCM_BYTES = {"u8": 1, "s8": 1, "mulaw": 1, "alaw": 1, "s16": 2, "u16": 2, "s24": 3, "u24": 3, "s32": 4, "u32": 4}
+_PCM_BYTES |= {"f32": 4, "s64": 8, "f64": 8}
+
+
+def pcm_sample_bytes(codec: str) -> int:
+    """Bytes per sample per channel of a plain PCM codec (``pcm_s16le`` -> 2); 0 for anything else."""
+    if not codec.startswith("pcm_"):
+        return 0
+    stem = codec.removeprefix("pcm_")
+    return next((size for name, size in _PCM_BYTES.items() if stem.startswith(name)), 0)

@@ -1,9 +1,12 @@
-"""Native FLAC: the length is where the last complete frame ends, read from the frame headers at the end.
+"""Native FLAC: the block sizes of the frames in the file, added up from the first frame to the last.
 
-STREAMINFO's total-samples field is a header (a 1-second file may claim ten hours); every frame header
-carries its own position in the stream (frame number or sample number), protected by a CRC-8. The last two
-consecutive, CRC-valid frame headers in the file give the position of the last frame; its block size gives
-its length. A decoder outputs exactly those samples, so the walk reads a few kilobytes whatever the size.
+STREAMINFO's total-samples field is a header (a 1-second file may claim ten hours), and so is each frame
+header's position (frame number or sample number): a file may renumber its last frames to claim hours, or its
+second frame to claim nothing. Decoders play every frame they find, whatever its number, so the walk counts
+every CRC-8-valid frame header of the same stream (rate, channels, depth, blocking) by its block size and
+ignores the numbers. Each next header is found with ``mmap.find`` (in a fixed-block-size stream, first by its
+exact first bytes and the number it should carry), so the walk costs one pass over the file in C plus one
+header parse per frame; a file stuffed with stray sync patterns is left to ffprobe's packet counter.
 """
 
 from __future__ import annotations
@@ -12,9 +15,6 @@ import mmap
 from dataclasses import dataclass
 
 from earshot.audio.lengths.common import AudioLength
-
-# How far back from the end to look for the last two frame headers (FLAC frames are rarely above 16 kB).
-_TAIL_WINDOWS = (64 * 1024, 1024 * 1024)
 
 
 def _crc8_table() -> list[int]:
@@ -28,6 +28,10 @@ def _crc8_table() -> list[int]:
 
 
 _CRC8 = _crc8_table()
+# Where the next frame of a fixed-block-size stream is looked for first (FLAC frames are rarely above 16 kB).
+_NEXT_FRAME_WINDOW = 256 * 1024
+# Sync patterns that turn out not to be the next frame, before the file is left to ffprobe's packet counter.
+_MAX_STRAYS = 20_000
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,6 @@ def _parse_frame(data: mmap.mmap, offset: int) -> _Frame | None:
     return _Frame(offset, bool(second & 1), number, block_size, rate_code, channels_code, depth_code)
 
 
-def _first_sample(frame: _Frame, nominal_block: int) -> int:
-    return frame.number if frame.variable else frame.number * nominal_block
-
-
 def _audio_start(data: mmap.mmap) -> int | None:
     """Offset of the first frame: after the 'fLaC' marker and every metadata block."""
     position = 4
@@ -119,6 +119,22 @@ def _audio_start(data: mmap.mmap) -> int | None:
     return None
 
 
+def _next_position(frame: _Frame) -> int:
+    """The frame or sample number the frame after ``frame`` must carry."""
+    return frame.number + (frame.block_size if frame.variable else 1)
+
+
+def _coded_number(number: int) -> bytes:
+    """A frame or sample number in the frame header's UTF-8-like coding."""
+    if number < 0x80:
+        return bytes((number,))
+    extra = 1
+    while number >= 1 << (6 * extra + 6 - extra):
+        extra += 1
+    lead = ((0xFF << (7 - extra)) & 0xFF) | (number >> (6 * extra))
+    return bytes((lead, *(0x80 | ((number >> (6 * index)) & 0x3F) for index in range(extra - 1, -1, -1))))
+
+
 def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
     if codec != "flac" or data[:4] != b"fLaC":
         return None
@@ -129,24 +145,39 @@ def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | 
     if first is None:
         return None
     same_stream = (first.variable, first.rate_code, first.channels_code, first.depth_code)
-    nominal = first.block_size  # every fixed-size frame but the last has the first frame's size
-    for window in _TAIL_WINDOWS:
-        low = max(start, len(data) - window)
-        seen: dict[int, _Frame] = {}  # candidate frames after the scan position, by first sample
-        position = len(data)
-        while (position := data.rfind(b"\xff", low, position)) >= 0:
-            if data[position + 1 : position + 2] not in (b"\xf8", b"\xf9"):
-                continue
-            frame = _parse_frame(data, position)
-            if frame is None or (frame.variable, frame.rate_code, frame.channels_code, frame.depth_code) != same_stream:
-                continue
-            following = seen.get(_first_sample(frame, nominal) + frame.block_size)
-            if following is not None:
-                # Two consecutive frames confirm each other: ``following`` is the last frame in the file. It
-                # counts whole: exact for a complete file, at most one frame over for one cut inside its last frame.
-                return AudioLength(_first_sample(following, nominal) + following.block_size, sample_rate)
-            seen.setdefault(_first_sample(frame, nominal), frame)
-        if low == start:
-            # The whole stream was searched: a lone frame is the whole audio; anything else is damaged.
-            return AudioLength(first.block_size, sample_rate) if len(seen) == 1 else None
-    return None
+    sync = b"\xff\xf9" if first.variable else b"\xff\xf8"
+    # In a fixed-block-size stream every frame but the last starts with the first frame's four bytes, then its number.
+    lead = bytes(data[start : start + 4]) if not first.variable else None
+    total = first.block_size
+    previous = first
+    strays = 0
+    while True:
+        expected = _next_position(previous)
+        frame = None
+        if lead is not None:
+            window = previous.offset + _NEXT_FRAME_WINDOW
+            found = data.find(lead + _coded_number(expected), previous.offset + 1, window)
+            # Only if it is the very next sync pattern: no frame may be skipped, whatever its number.
+            if found >= 0 and data.find(sync, previous.offset + 1, found + 2) == found:
+                frame = _parse_frame(data, found)
+        if frame is None or frame.number != expected:
+            # The general search: the last frame (another block size), a variable-block-size stream, or a renumbering.
+            position = previous.offset
+            frame = None
+            while (position := data.find(sync, position + 1)) >= 0:
+                candidate = _parse_frame(data, position)
+                if (
+                    candidate is not None
+                    and (candidate.variable, candidate.rate_code, candidate.channels_code, candidate.depth_code)
+                    == same_stream
+                ):
+                    frame = candidate  # whatever its number: decoders play it where it is
+                    break
+                strays += 1  # a sync pattern inside a frame's data
+                if strays > _MAX_STRAYS:
+                    return None  # stuffed with sync patterns: ffprobe's parser counts it, in C, under its deadline
+        if frame is None:
+            # The last frame counts whole: exact for a complete file, at most one frame over for one cut inside it.
+            return AudioLength(total, sample_rate)
+        total += frame.block_size
+        previous = frame

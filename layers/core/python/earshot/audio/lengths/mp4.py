@@ -1,10 +1,14 @@
-"""MP4/M4A (ISO BMFF) with AAC: the audio samples whose bytes are present, times 1024, minus the edit list's priming.
+"""MP4/M4A (ISO BMFF) with AAC, Opus, FLAC, ALAC or PCM: the audio samples whose bytes are present, each counted
+by what its codec says it decodes to, minus the edit list's priming.
 
 The sample table's durations (``stts``), ``mdhd`` and ``mvhd`` are headers: a file may claim ten hours or one
-second for any number of frames. An AAC frame always decodes to 1024 samples (2048 with SBR), so the count
-comes from the samples whose bytes lie inside the file (``stsz`` sizes at ``stco``/``co64`` chunk offsets
-through ``stsc``). The edit list (or an iTunSMPB tag) then trims the encoder's priming at the start and its
-padding at the end, each by at most what it may describe: a few frames, never more audio than that.
+second for any number of frames. Which samples exist comes from the samples whose bytes lie inside the file
+(``stsz`` sizes at ``stco``/``co64`` chunk offsets through ``stsc``); how long each one plays comes from the
+codec, never from ``stts``: an AAC frame always decodes to 1024 samples (2048 with SBR), an Opus packet to what
+its TOC byte says, a FLAC frame to its header's block size, an ALAC packet to the cookie's frame length, PCM to
+its bytes. The edit list (or an iTunSMPB tag) then trims the encoder's priming at the start and its padding at
+the end, each by at most what it may describe: a few frames, never more audio than that. Other codecs in mp4
+(mp3, AC-3: a fixed count per packet) are counted by ffprobe.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
-from earshot.audio.lengths.common import AudioLength, Identified
+from earshot.audio.lengths.codecs import OPUS_MAX_PACKET, OPUS_RATE, opus_packet_samples
+from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
+from earshot.audio.lengths.flac import _parse_frame
 
 _AAC_FRAME = 1024
 # At most this much priming or end padding is believed (AAC encoders prime 1024-2112 samples).
@@ -76,7 +82,7 @@ def _audio_trak(data: mmap.mmap, moov: tuple[int, int]) -> tuple[int, int] | Non
 
 
 def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
-    if codec != "aac":
+    if codec not in ("aac", "opus", "flac", "alac") and not pcm_sample_bytes(codec):
         return None
     top = _boxes(data, 0, len(data))
     if any(kind == b"moof" for kind, _, _ in top):
@@ -93,14 +99,20 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     mdhd = _child(data, mdia, b"mdhd") if mdia else None
     if stbl is None or mdhd is None:
         return None
-    present = _samples_present(data, stbl)
-    if present is None:
+    if pcm_sample_bytes(codec):
+        return _pcm_length(data, stbl, codec, sample_rate)
+    found = _samples_present(data, stbl)
+    if found is None:
         return None
+    offsets, sizes = found
+    present = offsets.size
+    timescale = _media_timescale(data, mdhd)
+    if codec != "aac":
+        return _coded_length(data, stbl, trak, moov, codec, sample_rate, offsets, sizes, timescale)
     # Output samples per AAC frame at the rate ffprobe reports (SBR doubles the rate, and the frame with it).
     core_rate = _entry_rate(data, stbl) or sample_rate
     per_frame = _AAC_FRAME * sample_rate // core_rate if core_rate else _AAC_FRAME
     total = present * per_frame
-    timescale = _media_timescale(data, mdhd)
     priming, kept = _edit(data, trak, moov, timescale, sample_rate)
     if priming is None:
         priming, kept = _itunsmpb(data, moov)
@@ -116,8 +128,120 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     return AudioLength(max(0, total), sample_rate, exact=exact)
 
 
-def _samples_present(data: mmap.mmap, stbl: tuple[int, int]) -> int | None:
-    """How many of the track's samples lie wholly inside the file."""
+def _coded_length(
+    data: mmap.mmap,
+    stbl: tuple[int, int],
+    trak: tuple[int, int],
+    moov: tuple[int, int],
+    codec: str,
+    sample_rate: int,
+    offsets: npt.NDArray[np.int64],
+    sizes: npt.NDArray[np.int64],
+    timescale: int,
+) -> AudioLength | None:
+    """Opus, FLAC or ALAC samples present, each counted by what the codec decodes it to."""
+    entry = _sample_entry(data, stbl)
+    if entry is None:
+        return None
+    rate = sample_rate
+    if codec == "opus":
+        buffer = np.frombuffer(data, dtype=np.uint8)
+        last = len(data) - 1
+        first = np.where(sizes > 0, buffer[np.minimum(offsets, last)], 0).astype(np.uint8)
+        second = np.where(sizes > 1, buffer[np.minimum(offsets + 1, last)], 0).astype(np.uint8)
+        per_sample = opus_packet_samples(first, second)
+        per_sample[sizes == 0] = 0
+        rate, max_trim = OPUS_RATE, OPUS_MAX_PACKET
+    elif codec == "flac":
+        frames = [_parse_frame(data, int(offset)) for offset in offsets]
+        per_sample = np.asarray([frame.block_size if frame else 0 for frame in frames], dtype=np.int64)
+        max_trim = int(per_sample.max(initial=0))
+    elif codec == "alac":
+        # The magic cookie box (a full box, version 0), not the entry's own type or QuickTime's ``frma``.
+        cookie = data.find(b"alac\x00\x00\x00\x00", entry[0] + 8, entry[1])
+        if cookie < 0 or cookie + 12 > entry[1]:
+            return None
+        frame_length = struct.unpack_from(">I", data, cookie + 8)[0]
+        if not 0 < frame_length <= 1 << 16:
+            return None
+        per_sample = np.full(offsets.size, frame_length, dtype=np.int64)
+        max_trim = frame_length
+    else:
+        return None
+    total = int(per_sample.sum())
+    priming, kept = _edit(data, trak, moov, timescale, rate)
+    exact = False
+    if priming is not None and 0 <= priming <= max_trim:
+        total -= priming
+        exact = True
+        if kept is not None and 0 <= total - kept <= max_trim:
+            total = kept
+        else:
+            exact = False
+    played = max(0, total)
+    if rate != sample_rate:  # Opus always decodes at 48 kHz; bill at the rate ffprobe reports
+        played = played * sample_rate // rate
+    return AudioLength(played, sample_rate, exact=exact)
+
+
+def _pcm_length(data: mmap.mmap, stbl: tuple[int, int], codec: str, sample_rate: int) -> AudioLength | None:
+    """PCM: the bytes of its chunks that lie inside the file, over the bytes of one sample of every channel.
+
+    Computed chunk by chunk (a PCM track has one table entry per sample: millions of them).
+    """
+    entry = _sample_entry(data, stbl)
+    stsz = _child(data, stbl, b"stsz")
+    if entry is None or stsz is None or stsz[0] + 12 > stsz[1]:
+        return None
+    channels = struct.unpack_from(">H", data, entry[0] + 24)[0]
+    if data[entry[0] + 16 : entry[0] + 18] == b"\x00\x02" or not channels:
+        return None  # a version 2 sound description keeps its channel count elsewhere
+    frame_bytes = pcm_sample_bytes(codec) * channels
+    constant = struct.unpack_from(">I", data, stsz[0] + 4)[0]
+    chunks = _chunks(data, stbl)
+    if not constant or chunks is None:
+        found = _samples_present(data, stbl)
+        return None if found is None else AudioLength(int(found[1].sum()) // frame_bytes, sample_rate)
+    offsets, per_chunk = chunks
+    present = np.clip(len(data) - offsets, 0, per_chunk * constant) // constant * constant
+    return AudioLength(int(present.sum()) // frame_bytes, sample_rate)
+
+
+def _chunks(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """(offset, samples) of each chunk, from ``stco``/``co64`` and ``stsc``."""
+    stsc = _child(data, stbl, b"stsc")
+    stco, width = _child(data, stbl, b"stco"), 4
+    if stco is None:
+        stco, width = _child(data, stbl, b"co64"), 8
+    if stsc is None or stco is None:
+        return None
+    offsets = _table(data, stco[0], stco[1], width)
+    runs = _table(data, stsc[0], stsc[1], 4, per_entry=3)
+    if offsets is None or runs is None or runs.size == 0 or runs.size % 3:
+        return None
+    runs = runs.reshape(-1, 3)  # first chunk (1-based), samples per chunk, description index
+    firsts = np.clip(runs[:, 0] - 1, 0, offsets.size)
+    spans = np.diff(np.append(firsts, offsets.size))
+    if (spans < 0).any():
+        return None
+    return offsets, np.repeat(runs[:, 1], spans)
+
+
+def _sample_entry(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[int, int] | None:
+    """(start, end) of the first sample description (the entry's size field onwards)."""
+    stsd = _child(data, stbl, b"stsd")
+    if stsd is None or stsd[0] + 16 > stsd[1]:
+        return None
+    start = stsd[0] + 8
+    size = struct.unpack_from(">I", data, start)[0]
+    end = min(stsd[1], start + size)
+    return (start, end) if end - start >= 36 else None
+
+
+def _samples_present(
+    data: mmap.mmap, stbl: tuple[int, int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """(offset, size) of each of the track's samples that lie wholly inside the file."""
     stsz = _child(data, stbl, b"stsz")
     stsc = _child(data, stbl, b"stsc")
     stco, width = _child(data, stbl, b"stco"), 4
@@ -151,7 +275,8 @@ def _samples_present(data: mmap.mmap, stbl: tuple[int, int]) -> int | None:
     ends = np.cumsum(sizes)
     before_chunk = np.concatenate(([0], ends))[first_in_chunk[chunk_of_sample]]
     sample_ends = offsets[chunk_of_sample] + ends - before_chunk
-    return int(np.count_nonzero(sample_ends <= len(data)))
+    inside = sample_ends <= len(data)
+    return (sample_ends - sizes)[inside], sizes[inside]
 
 
 def _entry_rate(data: mmap.mmap, stbl: tuple[int, int]) -> int:

@@ -1,4 +1,4 @@
-"""WAV (RIFF and RF64) holding PCM: the samples are the data chunk's bytes that are present."""
+"""WAV (RIFF and RF64) holding PCM or G.711: the samples are the data chunk's bytes that are present."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import struct
 
 from earshot.audio.lengths.common import AudioLength
 
-_PCM_TAGS = {1, 3}  # integer PCM, IEEE float
+_PCM_TAGS = {1, 3, 6, 7}  # integer PCM, IEEE float, G.711 A-law and mu-law (one byte a sample)
 _EXTENSIBLE = 0xFFFE
 _UNKNOWN_SIZES = {0, 0xFFFFFFFF}  # a streaming writer's placeholder, or RF64's pointer to ds64
 
