@@ -21,6 +21,7 @@ from earshot.audio.lengths.codecs import (
     vorbis_packet_samples,
 )
 from earshot.audio.lengths.common import AudioLength, Identified
+from earshot.audio.lengths.matroska_runs import OpusBlockRuns
 
 _EBML, _SEGMENT, _CLUSTER, _TRACKS, _TRACK_ENTRY = 0x1A45DFA3, 0x18538067, 0x1F43B675, 0x1654AE6B, 0xAE
 _TRACK_NUMBER, _TRACK_TYPE, _CODEC_ID, _CODEC_PRIVATE, _CODEC_DELAY = 0xD7, 0x83, 0x86, 0x63A2, 0x56AA
@@ -29,6 +30,8 @@ _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _DISCARD_PADDING = 0xA3, 0xA0, 0xA1, 0x75A2
 _TOP_LEVEL = frozenset({_CLUSTER, 0x1C53BB6B, 0x1254C367, 0x1941A469, 0x1043A770, 0x114D9B74, 0x1549A966, _TRACKS})
 _AUDIO_TRACK = 2
 _NANOSECONDS = 1_000_000_000
+# From this many bytes of clusters on, Opus blocks are found in one vectorised scan and jumped along in runs.
+_RUNS_MIN_BYTES = 64 * 1024
 
 
 def _element(data: mmap.mmap, position: int) -> tuple[int, int | None, int] | None:
@@ -140,6 +143,8 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
     track: _Track | None = None
     first_bytes = bytearray()
     discard_ns = 0
+    runs: OpusBlockRuns | None = None
+    jumped = jumped_samples = last_jumped = 0  # blocks taken in runs (Opus), their samples, the last one's
     position = segment[2]
     while position < segment_end:
         element = _element(data, position)
@@ -162,7 +167,18 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
         position = body
         number = track.number
         track_byte = 0x80 | number if number < 0x7F else -1
+        if runs is None and codec == "opus" and track_byte >= 0 and size - position >= _RUNS_MIN_BYTES:
+            runs = OpusBlockRuns(data, position, track_byte)
         while position < cluster_end:
+            if runs is not None and data[position] == _SIMPLE_BLOCK:
+                jump = runs.jump(position, cluster_end)
+                if jump is not None:  # the blocks the fast path below would take one by one
+                    jumped += jump.blocks
+                    jumped_samples += jump.samples
+                    last_jumped = jump.last_samples
+                    discard_ns = 0
+                    position = jump.position
+                    continue
             # Fast path: a SimpleBlock with a 1- or 2-byte size, of our track, unlaced (nearly every block).
             if data[position] == _SIMPLE_BLOCK and position + 3 < size:
                 lead = data[position + 1]
@@ -181,6 +197,7 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                 ):
                     first_bytes.append(data[block_body + 4])
                     first_bytes.append(data[block_body + 5] if block_end - block_body > 5 else 0)
+                    last_jumped = -1
                     discard_ns = 0
                     position = block_end
                     continue
@@ -223,6 +240,7 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                 if frame > block_end or data[frame - 1] & 0x06:
                     return None  # laced blocks: leave them to the packet counter
                 first_bytes += data[frame : min(frame + 2, block_end)].ljust(2, b"\0")
+                last_jumped = -1
                 discard_ns = padding
             position = child_end
         if length is not None:
@@ -234,10 +252,11 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
         if not track.codec.startswith("A_OPUS"):
             return None
         samples = opus_packet_samples(pairs[:, 0].copy(), pairs[:, 1].copy())
-        total = int(samples.sum())
+        total = int(samples.sum()) + jumped_samples
+        last = last_jumped if last_jumped >= 0 and jumped else int(samples[-1]) if samples.size else 0
         delay = min(round(track.delay_ns * OPUS_RATE / _NANOSECONDS), 65535)
-        trim = round(discard_ns * OPUS_RATE / _NANOSECONDS) if samples.size else 0
-        if 0 < trim <= min(OPUS_MAX_PACKET, int(samples[-1])):
+        trim = round(discard_ns * OPUS_RATE / _NANOSECONDS) if samples.size or jumped else 0
+        if 0 < trim <= min(OPUS_MAX_PACKET, last):
             total -= trim
         played = max(0, total - delay)
         return AudioLength(played * sample_rate // OPUS_RATE, sample_rate)
