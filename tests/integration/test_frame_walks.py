@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from audio_fixtures import write_audio
 
-from earshot.audio.lengths import matroska, mpeg_audio
+from earshot.audio.lengths import flac, matroska, mpeg_audio
 from earshot.audio.lengths.common import AudioLength
 
 Variant = tuple[str, bytes]
@@ -103,4 +103,29 @@ def test_block_runs_count_what_the_block_by_block_walk_counts(
         lambda data: matroska.matroska_length(data, "opus", 48000),
         monkeypatch,
         "earshot.audio.lengths.matroska._RUNS_MIN_BYTES",
+    )
+
+
+@pytest.mark.parametrize(("rate", "seconds"), [(44100, 20.0), (8000, 60.0)])
+def test_vectorised_flac_walk_counts_what_the_sequential_walk_counts(
+    rate: int, seconds: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = write_audio(tmp_path / "source", fmt="flac", seconds=seconds, sample_rate=rate, kind="noise")
+    data = original.read_bytes()
+    assert len(data) > flac._VECTORISED_MIN_BYTES  # the vectorised walk really runs
+    variants = _variants(data, b"\xff\xf8\x69\x08\x00", seed=17)
+    with original.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        first = flac._audio_start(mapped)
+    assert first is not None
+    renumbered = bytearray(data)  # frame numbers rewritten (CRC-8 left wrong): those headers no longer count
+    for at in [at for at in range(first, len(data) - 8) if data.startswith(data[first : first + 4], at)][5::7]:
+        renumbered[at + 4] ^= 0x01
+    assert renumbered != bytearray(data)
+    variants.append(("renumbered", bytes(renumbered)))
+    _compare(
+        variants,
+        tmp_path,
+        lambda mapped: flac.flac_length(mapped, "flac", rate),
+        monkeypatch,
+        "earshot.audio.lengths.flac._VECTORISED_MIN_BYTES",
     )

@@ -32,6 +32,10 @@ _CRC8 = _crc8_table()
 _NEXT_FRAME_WINDOW = 256 * 1024
 # Sync patterns that turn out not to be the next frame, before the file is left to ffprobe's packet counter.
 _MAX_STRAYS = 20_000
+# From this many bytes of frames on, the headers are parsed with numpy (``_walk_vectorised``).
+_VECTORISED_MIN_BYTES = 256 * 1024
+# The longest frame header: sync (2), sizes, layout, a 7-byte number, a 2-byte block size, a 2-byte rate.
+_HEADER_MAX = 15
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,79 @@ def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | 
     first = _parse_frame(data, start)
     if first is None:
         return None
+    if len(data) - start < _VECTORISED_MIN_BYTES:
+        return _walk_sequentially(data, first, sample_rate)
+    return _walk_vectorised(data, first, sample_rate)
+
+
+def _walk_vectorised(data: mmap.mmap, first: _Frame, sample_rate: int) -> AudioLength | None:
+    """``_walk_sequentially``'s count, with the frame headers parsed and checked all at once (numpy).
+
+    The sequential walk counts, after the first frame, every sync pattern that parses as a CRC-8-valid frame
+    header of the same stream, in file order: that is a filter over every sync pattern in the file, so the
+    patterns are found by ``mmap.find`` (in C) and their headers parsed in a few array operations.
+    """
+    import numpy as np
+
+    sync = b"\xff\xf9" if first.variable else b"\xff\xf8"
+    found: list[int] = []
+    position = first.offset
+    find = data.find
+    while (position := find(sync, position + 1)) >= 0:
+        found.append(position)
+    if not found:
+        return AudioLength(first.block_size, sample_rate)
+    size = len(data)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    at = np.asarray(found, dtype=np.int64)
+    head = buffer[np.minimum(at[:, None] + np.arange(_HEADER_MAX + 1), size - 1)].astype(np.int64)
+    sizes, layout = head[:, 2], head[:, 3]
+    block_code, rate_code = sizes >> 4, sizes & 0x0F
+    valid = (at + 6 <= size) & (block_code != 0) & (rate_code == first.rate_code)
+    valid &= ((layout >> 4) == first.channels_code) & (((layout >> 1) & 0x07) == first.depth_code) & (layout & 1 == 0)
+    # The frame or sample number: a UTF-8-like lead byte and ``extra`` continuation bytes (10xxxxxx).
+    lead = head[:, 4]
+    ones = np.zeros(at.size, dtype=np.int64)  # leading one bits after the first
+    for bit in range(6, -1, -1):
+        ones = np.where((ones == 6 - bit) & (lead >> bit & 1 == 1), 7 - bit, ones)
+    extra = np.where(lead < 0x80, 0, np.where(lead >= 0xFE, 6, ones))
+    valid &= (lead < 0x80) | (lead >= 0xFE) | ((extra >= 1) & (extra <= 5))
+    valid &= at + 5 + extra <= size
+    for index in range(1, 7):
+        continuation = head[:, np.minimum(4 + index, _HEADER_MAX)]
+        valid &= (extra < index) | (continuation & 0xC0 == 0x80)
+    after_number = 5 + extra  # header bytes so far
+    size_field = np.where(block_code == 6, 1, np.where(block_code == 7, 2, 0))
+    rows = np.arange(at.size)
+    low = head[rows, np.minimum(after_number, _HEADER_MAX)]
+    high = head[rows, np.minimum(after_number + 1, _HEADER_MAX)]
+    block_size = np.select(
+        [block_code == 1, (block_code >= 2) & (block_code <= 5), block_code == 6, block_code == 7, block_code >= 8],
+        [
+            np.full(at.size, 192),
+            576 << np.clip(block_code - 2, 0, 3),
+            low + 1,
+            (low << 8 | high) + 1,
+            256 << np.clip(block_code - 8, 0, 7),
+        ],
+        0,
+    )
+    rate_field = np.where(rate_code == 12, 1, np.where((rate_code == 13) | (rate_code == 14), 2, 0))
+    length = after_number + size_field + rate_field  # the header before its CRC-8
+    valid &= (at + length < size) & (block_size > 0)
+    table = np.asarray(_CRC8, dtype=np.int64)
+    crc = np.zeros(at.size, dtype=np.int64)
+    for index in range(_HEADER_MAX):
+        crc = np.where(index < length, table[crc ^ head[:, index]], crc)
+    valid &= crc == head[rows, np.minimum(length, _HEADER_MAX)]
+    if at.size - int(np.count_nonzero(valid)) > _MAX_STRAYS:
+        return None  # stuffed with sync patterns: ffprobe's parser counts it, in C, under its deadline
+    return AudioLength(first.block_size + int(block_size[valid].sum()), sample_rate)
+
+
+def _walk_sequentially(data: mmap.mmap, first: _Frame, sample_rate: int) -> AudioLength | None:
+    """From the first frame, every next CRC-8-valid header of the same stream, whatever its number."""
+    start = first.offset
     same_stream = (first.variable, first.rate_code, first.channels_code, first.depth_code)
     sync = b"\xff\xf9" if first.variable else b"\xff\xf8"
     # In a fixed-block-size stream every frame but the last starts with the first frame's four bytes, then its number.
