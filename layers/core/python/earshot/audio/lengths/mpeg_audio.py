@@ -37,10 +37,10 @@ _DECODER_DELAY = 529
 _STREAM_MASK = 0xFFFE0C00
 _RESYNC_WINDOW = 64 * 1024
 # The lockstep walk (``_walk_in_lockstep``): below this many bytes the sequential walk is as quick.
-_LOCKSTEP_MIN_BYTES = 128 * 1024
+_LOCKSTEP_MIN_BYTES = 1024 * 1024
 # Walkers: one per stretch of at least this many bytes, at most this many walkers.
-_WALKER_MIN_BYTES = 16 * 1024
-_WALKERS = 512
+_WALKER_MIN_BYTES = 4 * 1024
+_WALKERS = 1024
 # A walker's start is the first frame in this many bytes after its stretch begins (two of the longest frames).
 _ANCHOR_WINDOW = 4096
 # Lost syncs and unverified stretches the lockstep walk resumes from before the sequential walk takes over.
