@@ -3,7 +3,8 @@
 Method
 ------
 * One fake OpenAI upstream (``bench.peer_upstream``) on 127.0.0.1 answers ``/v1/audio/transcriptions`` with
-  ``json`` text only, so both proxies must meter the audio themselves.
+  ``json`` text only, so both proxies must meter the audio themselves. It disables Nagle, as production servers do
+  (its head-then-body answer otherwise waits 40 ms for a delayed ACK on every reused connection).
 * Earshot: ``earshot serve`` with a catalog whose ``whisper-1`` is an openai-transcription SKU on that upstream.
   LiteLLM 1.110.2: ``litellm --config`` from its own venv (``.venv-peer``), ``LITELLM_LOCAL_MODEL_COST_MAP=True``,
   no database, the same model on the same upstream.

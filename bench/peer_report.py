@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 PEER_HEADING = "## Peer: Earshot vs the LiteLLM proxy"
+PEER_END = "<!-- /bench:peer (generated above; notes below are kept) -->"
 _TARGETS = {"p50": 0.5, "p95": None, "p99": 0.7, "cpu": None, "peak": 1.0}
 _SMALL_THROUGHPUT_TARGET = 1.5
 
@@ -67,10 +68,20 @@ def render(results: dict[str, Any], *, method: str) -> str:
 
 
 def write(results: dict[str, Any], *, method: str, path: Path) -> str:
-    """Replace (or append) the peer section of ``path``."""
-    section = render(results, method=method)
+    """Replace (or append) the generated peer section of ``path``: from its heading to ``PEER_END`` (or, in a file
+    written before that marker, to the next section), keeping everything after it (hand-written notes, the ASR
+    section)."""
+    section = render(results, method=method) + "\n" + PEER_END + "\n"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if PEER_HEADING in text:
-        text = text[: text.index(PEER_HEADING)].rstrip("\n") + "\n"
-    path.write_text(text.rstrip("\n") + "\n\n" + section)
+    if PEER_HEADING not in text:
+        path.write_text(text.rstrip("\n") + "\n\n" + section)
+        return section
+    start = text.index(PEER_HEADING)
+    if PEER_END in text[start:]:
+        end = text.index(PEER_END, start) + len(PEER_END)
+    else:
+        ends = [i for m in ("\n## ", "\n<!-- bench:") if (i := text.find(m, start + len(PEER_HEADING))) >= 0]
+        end = min(ends, default=len(text))
+    rest = text[end:].lstrip("\n")
+    path.write_text(text[:start] + section + ("\n" + rest if rest else ""))
     return section

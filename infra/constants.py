@@ -386,8 +386,8 @@ FUNCTION_ACCESS: dict[str, FunctionAccess] = {
             COUNT_REQUESTS,
         )
     ),
-    # The catalog ships in the core layer: nothing to read but the request counter.
-    "models": FunctionAccess(tables=(COUNT_REQUESTS,)),
+    # The catalog ships in the core layer; whether each upstream model is live is whether its credential reads.
+    "models": FunctionAccess(tables=(COUNT_REQUESTS,), provider_credentials=True),
     # Public and generated from the manifest: no data at all.
     "openapi": FunctionAccess(),
 }

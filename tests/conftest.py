@@ -21,6 +21,15 @@ from earshot.services.accounts import NewKey, create_key
 
 REPO = Path(__file__).resolve().parents[1]
 AWS_REGION = "us-east-1"
+# What makes the shipped catalog's upstream models live, or points them elsewhere (catalogs/default.toml).
+PROVIDER_ENVIRONMENT = (
+    "GROQ_API_KEY",
+    "OPENAI_API_KEY",
+    "GEMINI_API_KEY",
+    "EARSHOT_GROQ_BASE_URL",
+    "EARSHOT_OPENAI_BASE_URL",
+    "EARSHOT_GEMINI_BASE_URL",
+)
 
 
 @pytest.fixture
@@ -31,6 +40,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("EARSHOT_RUNTIME", "local")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     monkeypatch.setenv("EARSHOT_REQUEST_TIMEOUT_SEC", "240")  # speed is measured in bench/, not by tests
+    for name in PROVIDER_ENVIRONMENT:  # the shipped catalog's upstream models are not live unless a test says so
+        monkeypatch.delenv(name, raising=False)
     reset_runtime()
     yield directory
     if get_runtime.cache_info().currsize:  # let workflows this test started finish before the next test

@@ -262,7 +262,9 @@ class Functions(Construct):
                 iam.PolicyStatement(sid="ListBucketKeys", actions=[LIST_BUCKET], resources=[self._bucket.bucket_arn])
             )
         if access.provider_credentials:
-            statements += provider_credential_statements(self, catalog_path=self._catalog_path)
+            statements += provider_credential_statements(
+                self, catalog_path=self._catalog_path, stage=self._config.stage
+            )
         if access.invokes_inference:
             statements.append(
                 iam.PolicyStatement(

@@ -256,6 +256,17 @@ def test_uploads_refuse_bad_process_specs_and_oversize_files(async_server: Local
     assert upload["task_id"] is None  # no process, no task
     too_big = httpx.post(upload["upload"]["url"], files={"file": ("a.wav", WAV)})
     assert too_big.status_code == 413
+    # refused while streaming to disk: nothing half-written is left beside the blobs, and no blob appears
+    blobs = async_server.data_dir / "blobs"
+    assert not [p for p in blobs.rglob("*") if p.is_file() and p.name.startswith(".put-")]
+    empty = httpx.post(upload["upload"]["url"], files={"file": ("a.wav", b"")})
+    assert empty.status_code == 413
+    not_a_form = httpx.post(upload["upload"]["url"], content=WAV[:100], headers={"content-type": "audio/wav"})
+    assert not_a_form.status_code == 400
+    exact = httpx.post(upload["upload"]["url"], files={"file": ("a.wav", WAV[:100])})
+    assert exact.status_code == 204
+    stored = [p for p in blobs.rglob("a.wav") if p.is_file()]
+    assert [p.read_bytes() for p in stored] == [WAV[:100]]
 
 
 def test_file_ids_work_on_processing_routes(async_server: LocalServer) -> None:

@@ -288,12 +288,15 @@ class FakeOpenAI(FakeUpstream):
         price_micro_usd_per_minute: int = 900,
         alias: str | None = "transcribe",
         credential_env: str = "FAKE_OPENAI_KEY",
+        deployed_credential: str | None = None,
     ) -> str:
-        """A catalog's ``whisper-fake`` transcription model on this fake (its key read from ``credential_env``)."""
+        """A catalog's ``whisper-fake`` transcription model on this fake (its key read from ``credential_env``
+        locally, and from ``deployed_credential``, an ``ssm:``/``secret:`` reference, under the aws runtime)."""
         aliases = f'aliases = ["{alias}"]\n' if alias else ""
+        references = [f"env:{credential_env}", *([deployed_credential] if deployed_credential else [])]
         return (
             f'[[models]]\nsku = "whisper-fake"\nkind = "transcription"\nprovider = "openai-transcription"\n'
-            f'upstream_model = "whisper-1"\nbase_url = "{self.url}"\ncredential = "env:{credential_env}"\n'
+            f'upstream_model = "whisper-1"\nbase_url = "{self.url}"\ncredentials = {json.dumps(references)}\n'
             f"price_micro_usd_per_minute = {price_micro_usd_per_minute}\n{aliases}"
         )
 

@@ -46,12 +46,28 @@ def _catalog(tmp_path: Path, text: str) -> Path:
 
 
 def _resolved(stack: Stack, path: Path) -> list[dict[str, Any]]:
-    statements = provider_credential_statements(stack, catalog_path=path)
+    statements = provider_credential_statements(stack, catalog_path=path, stage="prod")
     return [stack.resolve(statement.to_statement_json()) for statement in statements]
 
 
-def test_the_shipped_catalog_references_no_credentials() -> None:
-    assert credential_references(stage_config("dev").catalog_path) == []
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_shipped_catalog_reads_one_stage_parameter_per_provider_and_no_environment(stage: str) -> None:
+    assert credential_references(stage_config(stage).catalog_path, stage=stage) == [
+        f"ssm:/earshot/{stage}/gemini-api-key",
+        f"ssm:/earshot/{stage}/groq-api-key",
+        f"ssm:/earshot/{stage}/openai-api-key",
+    ]
+
+
+def test_env_references_are_left_to_local_mode_when_a_deployed_one_follows(tmp_path: Path) -> None:
+    text = UPSTREAMS.replace(
+        'credential = "secret:earshot/prod/openai"',
+        'credentials = ["env:OPENAI_API_KEY", "secret:earshot/{stage}/openai"]',
+    )
+    assert credential_references(_catalog(tmp_path, text), stage="prod") == [
+        "secret:earshot/prod/openai",
+        "ssm:/earshot/prod/groq-key",
+    ]
 
 
 def test_each_referenced_secret_and_parameter_is_readable_and_nothing_else(tmp_path: Path) -> None:
@@ -66,7 +82,7 @@ def test_each_referenced_secret_and_parameter_is_readable_and_nothing_else(tmp_p
     assert "*" not in str(secrets) + str(parameters)
 
 
-def test_a_credential_in_the_environment_is_refused_for_deployed_stages(tmp_path: Path) -> None:
+def test_a_model_only_the_environment_could_make_live_is_refused_for_deployed_stages(tmp_path: Path) -> None:
     text = UPSTREAMS.replace('"secret:earshot/prod/openai"', '"env:OPENAI_API_KEY"', 1)
-    with pytest.raises(ValueError, match="environment"):
-        provider_credential_statements(Stack(), catalog_path=_catalog(tmp_path, text))
+    with pytest.raises(ValueError, match="'whisper-1' names only env: credentials"):
+        provider_credential_statements(Stack(), catalog_path=_catalog(tmp_path, text), stage="prod")

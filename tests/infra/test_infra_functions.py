@@ -267,10 +267,10 @@ def test_processing_routes_debit_refund_count_and_submit_tasks(dev: Synthesized,
         "inference/*": {"s3:PutObject", "s3:DeleteObject"},
         "bucket": {"s3:ListBucket"},
     }
-    # The shipped catalog has only embedded engines, so there is no provider credential to read; they run in the
-    # inference function, which these may invoke (and no other function).
+    # The shipped catalog's upstream models read their keys from the stage's SSM parameters (and nothing else); the
+    # embedded engines run in the inference function, which these may invoke (and no other function).
     services = {a.split(":")[0] for a in _all_actions(dev, name)}
-    assert services == {"logs", "dynamodb", "s3", "states", "lambda"}
+    assert services == {"logs", "dynamodb", "s3", "states", "lambda", "ssm"}
     (invoke,) = [s for s in _statements(dev, name) if "lambda:InvokeFunction" in _actions(s)]
     assert _resources(invoke) == [{"Fn::GetAtt": [dev.function_logical_id("inference"), "Arn"]}]
 
@@ -350,7 +350,7 @@ def test_workflow_runs_the_steps_but_cannot_start_tasks_or_count_requests(dev: S
         "inbox/*": {"s3:GetObject", "s3:DeleteObject"},  # an upload's audio, deleted after processing unless retained
     }
     services = {a.split(":")[0] for a in _all_actions(dev, "workflow")}
-    assert services == {"logs", "dynamodb", "s3", "xray"}  # xray: its steps are traced
+    assert services == {"logs", "dynamodb", "s3", "xray", "ssm"}  # xray: traced steps; ssm: provider keys
 
 
 def test_nothing_scans_and_only_the_owners_of_a_lifecycle_delete(dev: Synthesized) -> None:
@@ -389,3 +389,23 @@ def test_the_sweeper_runs_on_a_schedule_and_touches_only_holds_and_tasks(dev: Sy
     assert len(scheduled) == 1 and scheduled[0]["Properties"]["ScheduleExpression"].startswith("rate(")
     target = scheduled[0]["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
     assert target == dev.function_logical_id("sweeper")
+
+
+def test_functions_that_build_engines_or_list_models_read_exactly_the_stage_provider_parameters(
+    dev: Synthesized,
+) -> None:
+    for name in FUNCTIONS:
+        reads = [
+            s for s in _statements(dev, name) if any(a.startswith(("ssm:", "secretsmanager:")) for a in _actions(s))
+        ]
+        if not FUNCTION_ACCESS[name].provider_credentials:
+            assert reads == [], name
+            continue
+        (statement,) = reads
+        assert _actions(statement) == {"ssm:GetParameter"}, name
+        names = sorted(resource["Fn::Join"][1][-1] for resource in _resources(statement))
+        assert names == [
+            ":parameter/earshot/dev/gemini-api-key",
+            ":parameter/earshot/dev/groq-api-key",
+            ":parameter/earshot/dev/openai-api-key",
+        ], name

@@ -25,6 +25,8 @@ from earshot.workflow import LocalRunner
 
 WAV = audio_bytes("wav", 1.2, sample_rate=16000)
 START = 1_000_000
+# Deployed, upstream keys are read from SSM only (never the function's environment).
+DEPLOYED_KEY = "ssm:/earshot/{stage}/fake-openai-key"
 
 
 class CapturingStarter:
@@ -45,7 +47,7 @@ def openai(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Iterator[FakeOpen
     with FakeOpenAI() as upstream:
         catalog = data_dir.parent / "catalog.toml"
         catalog.write_text(
-            upstream.catalog_entry(alias=None)
+            upstream.catalog_entry(alias=None, deployed_credential=DEPLOYED_KEY)
             + """
 [[models]]
 sku = "whisper-base"
@@ -96,6 +98,11 @@ def test_a_corrupt_file_fails_the_task_unpaid(openai: FakeOpenAI, backend: Runti
 
 
 def test_an_upstream_500_fails_the_task_and_refunds_it(openai: FakeOpenAI, backend: Runtime) -> None:
+    if backend.settings.runtime == "aws":
+        import boto3
+
+        name = DEPLOYED_KEY.removeprefix("ssm:").replace("{stage}", backend.settings.stage)
+        boto3.client("ssm").put_parameter(Name=name, Value=openai.api_key, Type="SecureString", Overwrite=True)
     openai.fail_next(*[error(500)] * 5)
     task, elapsed = _run(backend, model="whisper-fake", audio=AudioPayload(WAV, "a.wav"))
     assert (task.status, task.error and task.error["code"]) == ("failed", "provider_error")

@@ -108,3 +108,36 @@ def test_a_file_part_past_the_limit_stops_the_read() -> None:
     with pytest.raises(FileTooLargeError):
         parse_multipart_stream(stream.read, CT, file_limit=lambda size: limit if size > (1 << 20) else None)
     assert stream.tell() < 3 << 20  # refused after the limit, not after the whole body
+
+
+def test_a_spooled_file_part_goes_to_its_file_as_it_arrives() -> None:
+    """``spool``: the file part is written to the file it opens (in pieces), never held in the form."""
+    data = bytes(range(256)) * 9000  # 2.3 MB: several reads, delimiter candidates straddling pieces
+    body = _part("model", b"whisper-1") + _part("file", data, "a.mp3") + b"--XyZ--\r\n"
+    sinks: list[io.BytesIO] = []
+
+    def spool(name: str, filename: str) -> io.BytesIO:
+        assert (name, filename) == ("file", "a.mp3")
+        sinks.append(io.BytesIO())
+        return sinks[-1]
+
+    form = parse_multipart_stream(_trickle(body, 70_000), CT, spool=spool)
+    upload = form.files["file"]
+    assert upload.data == b"" and upload.size == len(data) and upload.spooled is sinks[0]
+    assert sinks[0].getvalue() == data and form.first("model") == "whisper-1"
+
+
+def test_a_spooled_part_past_the_limit_is_closed_and_refused() -> None:
+    body = _part("file", b"x" * (3 << 20), "a.mp3") + b"--XyZ--\r\n"
+    sinks: list[io.BytesIO] = []
+
+    def spool(_name: str, _filename: str) -> io.BytesIO:
+        sinks.append(io.BytesIO())
+        return sinks[-1]
+
+    limit = InvalidRequestError("too big")
+    with pytest.raises(InvalidRequestError, match="too big"):
+        parse_multipart_stream(
+            io.BytesIO(body).read, CT, file_limit=lambda n: limit if n > (1 << 20) else None, spool=spool
+        )
+    assert sinks and sinks[0].closed

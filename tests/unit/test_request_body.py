@@ -78,3 +78,36 @@ def test_a_streamed_json_body_is_read_whole_as_before() -> None:
     )
     assert local.body == payload and local.body_stream is None
     assert local.body_bytes() == payload
+
+
+def test_the_local_servers_reader_streams_the_file_part_to_disk_and_deletes_it_after() -> None:
+    """With the local server's reader, the file part goes straight into a private temp file (no copy in memory),
+    metering and the engines read it in place, and the reader deletes it once the answer is sent."""
+    from earshot.local.server import RequestBody
+    from earshot.schemas import V2TranscribeForm
+    from earshot.services.audio_input import staged_audio
+    from earshot.uploaded import StagedUpload
+
+    reader = RequestBody(io.BytesIO(BODY), len(BODY), 10_000_000)
+    local = ApiRequest.from_event(_event(None), _Context(reader))  # type: ignore[arg-type]
+    parsed = read_form(local, V2TranscribeForm, limit=10_000_000)
+    upload = parsed.form.file
+    assert isinstance(upload, StagedUpload) and parsed.filename == "a.wav"
+    assert len(upload) == 256 * 5000 and reader.staged == [upload.path]
+    assert upload.path.suffix == ".wav" and upload.read_bytes() == bytes(range(256)) * 5000
+    with staged_audio(upload, parsed.filename) as path:
+        assert path == upload.path  # used in place, not written again
+    reader.discard_staged()
+    assert not upload.path.exists()
+
+
+def test_a_streamed_file_past_the_limit_leaves_nothing_on_disk() -> None:
+    from earshot.local.server import RequestBody
+
+    reader = RequestBody(io.BytesIO(BODY), len(BODY), 10_000_000)
+    local = ApiRequest.from_event(_event(None), _Context(reader))  # type: ignore[arg-type]
+    with pytest.raises(FileTooLargeError):  # past the declared-length check, refused while streaming
+        read_form(local, _Form, limit=len(BODY) - 256 * 1024)
+    assert len(reader.staged) == 1
+    reader.discard_staged()
+    assert not reader.staged[0].exists()

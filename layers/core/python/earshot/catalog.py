@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
@@ -14,6 +14,7 @@ from earshot.errors import NotAnAudioModelError, NotATranscriptionModelError
 ModelKind = Literal["transcription", "understanding", "extraction"]
 # Embedded engines run inside the function; the others are upstream wire formats.
 PROVIDERS = ("embedded:whisper", "embedded:analyzer", "openai-transcription", "gemini", "openai-chat-audio")
+CREDENTIAL_PATTERN = r"^(env|ssm|secret):\S+$"
 
 
 class CatalogModel(BaseModel):
@@ -33,15 +34,38 @@ class CatalogModel(BaseModel):
     )
     description: str = ""
     base_url: str | None = Field(default=None, pattern=r"^https?://")
-    credential: str | None = Field(default=None, pattern=r"^(env|ssm|secret):\S+$")
+    base_url_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z][A-Z0-9_]*$",
+        description="Local mode only: an environment variable that, when set, replaces base_url (a test double or "
+        "a self-hosted server). Honoured under the URL policy: https, or http to loopback with "
+        "EARSHOT_ALLOW_LOOPBACK_URLS (earshot.adapters.credentials).",
+    )
+    credential: str | None = Field(default=None, pattern=CREDENTIAL_PATTERN)
+    credentials: list[Annotated[str, Field(pattern=CREDENTIAL_PATTERN)]] = Field(
+        default_factory=list,
+        description="Where the upstream API key may be, in order: env:NAME (read in local mode only), ssm:/path or "
+        "secret:name (read when deployed only). {stage} in a reference is the deployment's stage. The first that "
+        "holds a value is used; with none the model is not live and refused (400) before any charge.",
+    )
 
     @model_validator(mode="after")
     def _provider_is_known(self) -> CatalogModel:
         if self.provider not in PROVIDERS:
             raise ValueError(f"model {self.sku!r}: provider must be one of {', '.join(PROVIDERS)}")
-        if not self.provider.startswith("embedded:") and not self.credential:
+        if self.credential:  # the one-reference spelling: first in the list
+            self.credentials = [self.credential, *(ref for ref in self.credentials if ref != self.credential)]
+            self.credential = None
+        if not self.provider.startswith("embedded:") and not self.credentials:
             raise ValueError(f"model {self.sku!r}: an upstream provider needs a credential reference")
+        if self.provider.startswith("embedded:") and (self.credentials or self.base_url or self.base_url_env):
+            raise ValueError(f"model {self.sku!r}: an embedded engine takes no credential or base URL")
         return self
+
+    @property
+    def upstream(self) -> bool:
+        """Served by an upstream provider (needs its credential), not an embedded engine."""
+        return not self.provider.startswith("embedded:")
 
     @property
     def engine(self) -> str:

@@ -61,6 +61,21 @@ class NotAnAudioModelError(InvalidRequestError):
     code = "not_an_audio_model"
 
 
+class ModelNotLive:
+    """Marks the refusal of a catalog model whose provider credential is not configured here (a 400 before any
+    charge on every route; the message names the SKU and what to configure). Each route keeps its own code."""
+
+    sku: str = ""  # the model refused, for contracts that word their own message
+
+
+class TranscriptionModelNotLiveError(ModelNotLive, NotATranscriptionModelError):
+    pass
+
+
+class AudioModelNotLiveError(ModelNotLive, NotAnAudioModelError):
+    pass
+
+
 class UnsupportedByModelError(InvalidRequestError):
     """The model exists but cannot do what was asked (a language it does not have, say)."""
 

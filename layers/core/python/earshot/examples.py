@@ -74,7 +74,7 @@ V2_TRANSCRIBE = RouteExamples(
     response={
         "instanceId": "dc74ca85-4d84-44bd-ad6f-c316d135ca0c",
         "transcript": TEXT,
-        "metadata": {"language": "english", "duration": "24.730"},
+        "metadata": {"language": "English", "duration": "24.730"},
         "tokenUsage": {"completionTokens": 0, "promptTokens": 0, "totalTokens": 0},
         "cost": {"completion": 0.0, "prompt": 0.0009, "total": 0.0009, "currency": "USD"},
     },
@@ -200,7 +200,24 @@ MODELS = RouteExamples(
                 "languages": ["en", "zh", "de", "es", "ru", "ko", "fr", "ja"],
                 "description": "Embedded OpenAI Whisper base (multilingual, 74M parameters) via CTranslate2, int8 on "
                 "CPU. Offline.",
-            }
+                "live": True,
+                "setup": None,
+            },
+            {
+                "id": "whisper-v3-turbo",
+                "object": "model",
+                "created": 1767225600,
+                "owned_by": "earshot",
+                "kind": "transcription",
+                "aliases": [],
+                "price_per_minute_usd": 0.0009,
+                "price_per_minute_micro_usd": 900,
+                "languages": None,
+                "description": "Whisper large-v3-turbo on Groq (OpenAI-compatible transcription API). Needs "
+                "GROQ_API_KEY.",
+                "live": False,
+                "setup": "its provider credential is not configured: set GROQ_API_KEY in the server's environment",
+            },
         ],
     }
 )

@@ -301,7 +301,12 @@ def _name_models(properties: dict[str, Any], catalog_names: ModelNames, served: 
     if names is None or "model" not in properties:
         return
     model = properties["model"]
-    choice = {"type": "string", "enum": names, "description": "A SKU or alias of GET /v1/models."}
+    choice = {
+        "type": "string",
+        "enum": names,
+        "description": "A SKU or alias of GET /v1/models. An upstream SKU that is not `live` there is "
+        "refused (400, before any charge) until its provider credential is configured.",
+    }
     if "anyOf" in model:  # nullable (an upload's process.model)
         properties["model"] = {**model, "anyOf": [choice, {"type": "null"}]}
     else:

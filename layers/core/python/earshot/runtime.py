@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from earshot.catalog import Catalog, CatalogModel, cached_catalog
 from earshot.config import Settings, get_settings, reset_settings
-from earshot.errors import ProviderError
+from earshot.errors import (
+    AudioModelNotLiveError,
+    EarshotError,
+    ProviderError,
+    TranscriptionModelNotLiveError,
+)
 from earshot.ports import (
     AccountStore,
     BlobStore,
@@ -100,7 +105,15 @@ class Runtime:
 
     def _engine(self, model: CatalogModel, role: str) -> Any:
         # Keyed by endpoint and credential too: two SKUs on one provider may point at different upstreams.
-        key = (role, model.provider, model.base_url, model.credential, model.upstream_model, str(model.sound_events))
+        key = (
+            role,
+            model.provider,
+            model.base_url,
+            model.base_url_env,
+            *model.credentials,
+            model.upstream_model,
+            str(model.sound_events),
+        )
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
@@ -183,10 +196,13 @@ def _build_engine(model: CatalogModel, role: str, runtime: Runtime) -> Any:
         return LazyAnalyzer(lambda: _speech_source(runtime), sound_events=model.sound_events)
     if model.provider.startswith("embedded:"):
         raise ProviderError(f"model {model.sku!r} cannot serve this request")
-    from earshot.adapters.credentials import resolve_credential
+    from earshot.adapters.credentials import CredentialMissingError, upstream_access
 
-    api_key = resolve_credential(model.credential or "", sku=model.sku)
-    base_url, upstream = model.base_url, model.upstream_model
+    try:
+        access = upstream_access(model, runtime.settings)
+    except CredentialMissingError as missing:
+        raise not_live_error(model, role, str(missing)) from None
+    api_key, base_url, upstream = access.api_key, access.base_url, model.upstream_model
     if model.provider == "openai-transcription" and role == "transcription":
         from earshot.engines.providers.openai_transcription import OpenAITranscriptionEngine
 
@@ -200,6 +216,18 @@ def _build_engine(model: CatalogModel, role: str, runtime: Runtime) -> Any:
 
         return OpenAIChatAudioEngine(base_url=base_url, api_key=api_key, upstream_model=upstream)
     raise ProviderError(f"model {model.sku!r} cannot serve this request")
+
+
+def not_live_error(model: CatalogModel, role: str, setup: str) -> EarshotError:
+    """The 400 for a request naming an upstream ``model`` whose credential is not configured here."""
+    message = f"model {model.sku!r} is not live on this deployment: {setup}. GET /v1/models shows which models are live"
+    error: TranscriptionModelNotLiveError | AudioModelNotLiveError
+    if role == "transcription":
+        error = TranscriptionModelNotLiveError(message, param="model")
+    else:
+        error = AudioModelNotLiveError(message, param="model")
+    error.sku = model.sku
+    return error
 
 
 def _build_local(settings: Settings) -> tuple[AccountStore, BlobStore, RateLimiter]:

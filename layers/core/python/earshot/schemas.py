@@ -8,9 +8,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from earshot.limits import MAX_UPLOAD_BYTES
+from earshot.uploaded import StagedUpload
+
+# A form's file: its bytes, or (local server) the file it was streamed into; the schema shows bytes only.
+UploadedAudio = bytes | SkipJsonSchema[InstanceOf[StagedUpload]]
 
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt", "diarized_json"]
 TimestampGranularity = Literal["segment", "word"]
@@ -76,7 +81,7 @@ class TranscriptionForm(ContractModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    file: bytes | None = Field(
+    file: UploadedAudio | None = Field(
         default=None,
         description="The audio file: mp3, wav, m4a, ogg, webm or flac.",
         json_schema_extra={"format": "binary"},
@@ -278,6 +283,14 @@ class ModelOut(ContractModel):
     price_per_minute_micro_usd: int
     languages: list[str] | None
     description: str
+    live: bool = Field(
+        description="Whether this deployment can serve the model now: embedded engines always; an upstream model "
+        "once its provider credential is configured. A request for a model that is not live is refused (400) "
+        "before any charge."
+    )
+    setup: str | None = Field(
+        default=None, description="For a model that is not live: what to configure (names only, never a secret)."
+    )
 
 
 class ModelList(ContractModel):
@@ -291,7 +304,9 @@ class UnderstandForm(ContractModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    file: bytes | None = Field(default=None, json_schema_extra={"format": "binary"}, description="The audio file.")
+    file: UploadedAudio | None = Field(
+        default=None, json_schema_extra={"format": "binary"}, description="The audio file."
+    )
     url: str | None = Field(default=None, max_length=2048, description="https URL of the audio, fetched server-side.")
     file_id: str | None = Field(default=None, max_length=64, description="A finished /v1/uploads file.")
     question: str = Field(min_length=1, max_length=10_000, description="What to find out about how the audio sounds.")
@@ -358,7 +373,7 @@ class CultureQuery(ContractModel):
 class V2TranscribeForm(ContractModel):
     model_config = ConfigDict(extra="forbid")
 
-    file: bytes = Field(json_schema_extra={"format": "binary"}, description="Audio or video (mp4, mpeg) file.")
+    file: UploadedAudio = Field(json_schema_extra={"format": "binary"}, description="Audio or video (mp4, mpeg) file.")
     model: str = Field(default="transcribe", min_length=1, max_length=128)
     prompt: str | None = Field(default=None, max_length=256)
     user: str | None = Field(default=None, max_length=100)

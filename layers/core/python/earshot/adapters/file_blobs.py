@@ -65,6 +65,18 @@ class FileBlobStore:
             handle.write(data)
         os.replace(tmp, path)
 
+    def staging_file(self, key: str) -> Path:
+        """A new private file beside where ``key`` will live, to write a blob into before ``adopt``."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".put-")
+        os.close(fd)
+        return Path(tmp)
+
+    def adopt(self, key: str, staged: Path) -> None:
+        """Make the finished file ``staged`` (from ``staging_file``) the blob ``key``, atomically."""
+        os.replace(staged, self._path(key))
+
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()

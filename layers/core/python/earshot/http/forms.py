@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import Any, BinaryIO, Generic, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
@@ -13,7 +14,8 @@ from earshot.http.controls import CONTROL_FIELDS
 from earshot.http.multipart import MultipartForm, is_multipart, parse_multipart, parse_multipart_stream
 from earshot.http.request import ApiRequest
 from earshot.http.validation import parse_model
-from earshot.services.audio_input import check_inline_size, too_large
+from earshot.services.audio_input import check_inline_size, staging_file, too_large
+from earshot.uploaded import StagedUpload
 
 FormT = TypeVar("FormT", bound=BaseModel)
 
@@ -64,9 +66,25 @@ def read_form(
         if stream.length is not None:
             check_inline_size(max(0, stream.length - FORM_OVERHEAD), limit)
         request.body_stream = None
+        staged: list[Path] | None = getattr(stream, "staged", None)  # the reader deletes them when the answer is sent
+        spooled: dict[str, Path] = {}
+
+        def spool(name: str, filename: str) -> BinaryIO:
+            assert staged is not None
+            path = staging_file(filename)
+            staged.append(path)
+            spooled[name] = path
+            return path.open("wb")
+
         form = parse_multipart_stream(
-            stream.read, request.content_type, file_limit=lambda size: too_large(size, limit) if size > limit else None
+            stream.read,
+            request.content_type,
+            file_limit=lambda size: too_large(size, limit) if size > limit else None,
+            spool=spool if staged is not None else None,
         )
+        for part in form.files.values():
+            if part.spooled is not None:
+                part.spooled.close()  # written whole: metering and the engine read it in place
     else:
         check_inline_size(max(0, len(request.body) - FORM_OVERHEAD), limit)
         form = parse_multipart(request.body, request.content_type)
@@ -80,7 +98,10 @@ def read_form(
         raise InvalidRequestError(f"unexpected file field {extra_files[0]!r}", param=extra_files[0])
     data: dict[str, Any] = {}
     controls: dict[str, str] = {}
-    if upload is not None:
+    if upload is not None and upload.spooled is not None:
+        check_inline_size(upload.size, limit)
+        data["file"] = StagedUpload(spooled["file"], upload.size)
+    elif upload is not None:
         check_inline_size(len(upload.data), limit)
         data["file"] = upload.data
     for name, values in form.fields.items():

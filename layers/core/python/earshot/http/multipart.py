@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
+from typing import Any, Protocol
 
 from earshot.errors import EarshotError, InvalidRequestError
 
@@ -21,11 +22,24 @@ _MAX_PART_HEADERS = 64 * 1024
 _INCOMPLETE = "the multipart body is incomplete: it ends without its closing boundary"
 
 
+class Sink(Protocol):
+    """Where a part's content is written as it arrives: a file, a ``BytesIO``."""
+
+    def write(self, data: memoryview, /) -> object: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class UploadedFile:
+    """A file part. Its content is ``data``, or, when the parser spooled it (``spool``), the file ``spooled``
+    (written, left open at its end for the caller) with ``data`` empty."""
+
     filename: str
     content_type: str
     data: bytes
+    size: int = 0
+    spooled: Sink | None = None
 
 
 @dataclass
@@ -68,12 +82,15 @@ def parse_multipart_stream(
     content_type: str,
     *,
     file_limit: Callable[[int], EarshotError | None] | None = None,
+    spool: Callable[[str, str], Sink] | None = None,
 ) -> MultipartForm:
     """Split a form read from ``read`` into text fields and files, in one pass.
 
     ``file_limit(size)`` is asked as a file part grows; the error it returns is raised at once (the rest of the
-    body is never read). A body without its close delimiter (a client cut off mid-upload) is refused whole:
-    nothing of it is processed. Malformed bodies raise ``InvalidRequestError``.
+    body is never read). ``spool(name, filename)``, when given, opens the file each file part is written to as it
+    arrives (a 500 MB upload never in memory); the caller owns (and closes) what it returns. A body without its
+    close delimiter (a client cut off mid-upload) is refused whole: nothing of it is processed. Malformed bodies
+    raise ``InvalidRequestError``.
     """
     if not is_multipart(content_type):
         raise InvalidRequestError("expected a multipart/form-data body with a 'file' field")
@@ -82,60 +99,91 @@ def parse_multipart_stream(
     boundary = _boundary(content_type)
     if not boundary or len(boundary) > 200:
         raise InvalidRequestError("multipart/form-data content type has an invalid boundary")
-    return _Parser(read, b"\r\n--" + boundary, file_limit).parse()
+    return _Parser(read, b"\r\n--" + boundary, file_limit, spool).parse()
 
 
 class _Parser:
-    """The body as a window ``buf[pos:]`` over what has been read; the window slides as parts are consumed."""
+    """The body as a window ``buf[pos:end]`` over one reused buffer: each piece is read into it in place (``readinto``
+    where the source has it), consumed bytes are dropped by moving the unread tail to the front, and a part's
+    content is written from the window to its sink. A 20 MiB upload thus costs one copy into the sink (and none
+    into fresh memory) instead of a new string per piece and per window slide."""
 
     def __init__(
-        self, read: Callable[[int], bytes], delimiter: bytes, file_limit: Callable[[int], EarshotError | None] | None
+        self,
+        read: Callable[[int], bytes],
+        delimiter: bytes,
+        file_limit: Callable[[int], EarshotError | None] | None,
+        spool: Callable[[str, str], Sink] | None = None,
     ) -> None:
         self._read = read
+        owner: Any = getattr(read, "__self__", None)  # a bound ``read``: use its ``readinto`` when it has one
+        self._readinto: Callable[[memoryview], int | None] | None = getattr(owner, "readinto", None)
         self._delimiter = delimiter
         self._file_limit = file_limit
+        self._spool = spool
         # A CRLF in front lets the opening delimiter (which may start the body) be found like every other one.
-        self._buf = b"\r\n"
+        self._buf = bytearray(_PIECE + _MAX_PART_HEADERS + len(delimiter) + 2)
+        self._buf[:2] = b"\r\n"
         self._pos = 0
+        self._end = 2
         self._eof = False
 
     def _more(self) -> bool:
         """Append the next piece to the window (dropping what is consumed); False at the end of the body."""
         if self._eof:
             return False
-        piece = self._read(_PIECE)
-        if not piece:
+        buf, pos, end = self._buf, self._pos, self._end
+        if pos:  # slide the unread tail to the front
+            buf[: end - pos] = buf[pos:end]
+            end -= pos
+            self._pos = 0
+        room = min(_PIECE, len(buf) - end)
+        if room <= 0:  # a window already full of unconsumed bytes (a header block at its bound): grow
+            buf.extend(bytes(_PIECE))
+            room = _PIECE
+        if self._readinto is not None:
+            size = self._readinto(memoryview(buf)[end : end + room]) or 0
+        else:
+            piece = self._read(room)
+            size = len(piece)
+            buf[end : end + size] = piece
+        self._end = end + size
+        if not size:
             self._eof = True
             return False
-        self._buf = self._buf[self._pos :] + piece
-        self._pos = 0
         return True
 
     def _find(self, needle: bytes, start: int) -> int:
         """``needle`` at or after ``start`` (relative to the window) within a part's header block, reading on as
         needed; -1 when the body ends or the block grows past ``_MAX_PART_HEADERS``."""
-        while (found := self._buf.find(needle, self._pos + start)) < 0:
-            if len(self._buf) - self._pos > _MAX_PART_HEADERS or not self._more():
+        while (found := self._buf.find(needle, self._pos + start, self._end)) < 0:
+            if self._end - self._pos > _MAX_PART_HEADERS or not self._more():
                 return -1
         return found - self._pos
 
     def parse(self) -> MultipartForm:
         form = MultipartForm()
         delimiter = self._delimiter
-        # The first delimiter opens the body, or follows a preamble (which is ignored, read in bounded pieces).
-        while (found := self._buf.find(delimiter, self._pos)) < 0:
-            self._pos = max(self._pos, len(self._buf) - len(delimiter) + 1)
-            if not self._more():
-                raise InvalidRequestError(_INCOMPLETE)
-        self._pos = found + len(delimiter)
-        while True:
-            while len(self._buf) - self._pos < 2:
+        try:
+            # The first delimiter opens the body, or follows a preamble (which is ignored, read in bounded pieces).
+            while (found := self._buf.find(delimiter, self._pos, self._end)) < 0:
+                self._pos = max(self._pos, self._end - len(delimiter) + 1)
                 if not self._more():
                     raise InvalidRequestError(_INCOMPLETE)
-            if self._buf.startswith(b"--", self._pos):  # "--" after a delimiter closes the form
-                return form
-            headers = self._part_headers()
-            self._add_part(form, headers)
+            self._pos = found + len(delimiter)
+            while True:
+                while self._end - self._pos < 2:
+                    if not self._more():
+                        raise InvalidRequestError(_INCOMPLETE)
+                if self._buf.startswith(b"--", self._pos):  # "--" after a delimiter closes the form
+                    return form
+                headers = self._part_headers()
+                self._add_part(form, headers)
+        except BaseException:
+            for upload in form.files.values():
+                if upload.spooled is not None:
+                    upload.spooled.close()
+            raise
 
     def _part_headers(self) -> dict[str, str]:
         line_end = self._find(b"\r\n", 0)  # past any transport padding
@@ -144,7 +192,7 @@ class _Parser:
             if self._eof:
                 raise InvalidRequestError(_INCOMPLETE)
             raise InvalidRequestError("malformed multipart body: a part has no blank line after its headers")
-        block = self._buf[self._pos + line_end + 2 : self._pos + headers_end]
+        block = bytes(self._buf[self._pos + line_end + 2 : self._pos + headers_end])
         self._pos += headers_end + 4
         headers: dict[str, str] = {}
         if not block:
@@ -156,37 +204,50 @@ class _Parser:
             headers[name.strip().decode("latin-1").lower()] = value.strip().decode("utf-8", "replace")
         return headers
 
-    def _content(self, *, limit: Callable[[int], EarshotError | None] | None) -> bytes:
-        """The part's content up to the next delimiter, copied once into its own buffer as it arrives."""
+    def _content(self, sink: Sink, *, limit: Callable[[int], EarshotError | None] | None) -> int:
+        """Write the part's content, up to the next delimiter, to ``sink`` as it arrives; returns its size."""
         delimiter = self._delimiter
-        sink = io.BytesIO()
+        size = 0
         while True:
-            found = self._buf.find(delimiter, self._pos)
+            window = memoryview(self._buf)
+            found = self._buf.find(delimiter, self._pos, self._end)
             if found >= 0:
-                sink.write(memoryview(self._buf)[self._pos : found])
+                sink.write(window[self._pos : found])
+                size += found - self._pos
                 self._pos = found + len(delimiter)
                 break
-            keep = max(self._pos, len(self._buf) - len(delimiter) + 1)  # a delimiter may straddle two pieces
-            sink.write(memoryview(self._buf)[self._pos : keep])
+            keep = max(self._pos, self._end - len(delimiter) + 1)  # a delimiter may straddle two pieces
+            sink.write(window[self._pos : keep])
+            size += keep - self._pos
             self._pos = keep
-            if limit is not None and (error := limit(sink.tell())) is not None:
+            window.release()  # the window may grow (``_more``) only with no view of it left
+            if limit is not None and (error := limit(size)) is not None:
                 raise error
             if not self._more():
                 raise InvalidRequestError(_INCOMPLETE)
-        if limit is not None and (error := limit(sink.tell())) is not None:
+        if limit is not None and (error := limit(size)) is not None:
             raise error
-        return sink.getvalue()
+        return size
 
     def _add_part(self, form: MultipartForm, headers: dict[str, str]) -> None:
         name, filename = _disposition(headers.get("content-disposition", ""))
-        content = self._content(limit=self._file_limit if filename is not None else None)
+        if filename is not None and self._spool is not None and name and name not in form.files:
+            spooled = self._spool(name, filename)
+            upload = UploadedFile(filename=filename, content_type="", data=b"", spooled=spooled)
+            form.files[name] = upload  # closed by parse() if anything below fails
+            upload.size = self._content(spooled, limit=self._file_limit)
+            upload.content_type = headers.get("content-type", "application/octet-stream")
+            return
+        sink = io.BytesIO()
+        self._content(sink, limit=self._file_limit if filename is not None else None)
+        content = sink.getvalue()
         if not name:
             raise InvalidRequestError("a multipart part has no form-data name")
         if filename is not None:
             if name in form.files:
                 raise InvalidRequestError(f"more than one file in field {name!r}", param=name)
             part_type = headers.get("content-type", "application/octet-stream")
-            form.files[name] = UploadedFile(filename=filename, content_type=part_type, data=content)
+            form.files[name] = UploadedFile(filename=filename, content_type=part_type, data=content, size=len(content))
             return
         charset = _charset(headers.get("content-type", ""))
         try:

@@ -51,6 +51,7 @@ from earshot.services.charged_run import (
     run_plan,
 )
 from earshot.services.task_failure import fail_task
+from earshot.uploaded import upload_bytes
 from earshot.workflow import CHUNK_STEP, REFUND_STEP, WORKFLOW, steps_idempotent
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def resolve_input(runtime: Runtime, state: State) -> State:
             runtime, AudioReference(url=source.get("url")), principal=None, deadline_sec=_step_deadline("resolve_input")
         )
         key = task_input_key(task.id)
-        runtime.blobs.put(key, fetched.data)
+        runtime.blobs.put(key, upload_bytes(fetched.data))
         audio = {"blob_key": key, "filename": fetched.filename, "delete_after": True}
     _progress(runtime, state, 10)
     return {**state, "audio": audio}

@@ -13,6 +13,7 @@ from earshot.errors import IdempotencyConflictError
 from earshot.ports import Principal, Task, new_task
 from earshot.runtime import Runtime
 from earshot.services.charged_run import AudioPayload
+from earshot.uploaded import upload_bytes
 
 
 def submit_task(
@@ -50,7 +51,7 @@ def submit_task(
     source: dict[str, Any]
     if audio is not None:
         key = task_input_key(task.id)
-        runtime.blobs.put(key, audio.data)
+        runtime.blobs.put(key, upload_bytes(audio.data))
         source = {"blob_key": key, "delete_after": True}
     elif audio_blob_key is not None:
         source = {"blob_key": audio_blob_key, "delete_after": delete_after}

@@ -28,16 +28,17 @@ def prepare_llm(runtime: Runtime, options: dict[str, Any], deadline_sec: float) 
             deadline_sec=deadline_sec,
         ),
     )
-    return Prepared(plan=plan, render=lambda outcome: _chat_completion(outcome, body.model))
+    return Prepared(plan=plan, render=_chat_completion)
 
 
-def _chat_completion(outcome: ChargedRun[GenerationResult], requested_model: str) -> Rendered:
+def _chat_completion(outcome: ChargedRun[GenerationResult]) -> Rendered:
+    """``results[0]``: the ChatCompletion, its ``model`` the SKU that served it (the task echoes the name asked for)."""
     result = outcome.result
     completion = {
         "id": f"chatcmpl-{secrets.token_hex(12)}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": requested_model,
+        "model": outcome.model.sku,
         "choices": [
             {
                 "index": 0,

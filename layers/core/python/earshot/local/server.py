@@ -11,6 +11,7 @@ import copy
 import ctypes
 import ctypes.util
 import hashlib
+import io
 import os
 import re
 import secrets
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -26,6 +28,7 @@ import pybase64
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
+from waitress.receiver import FixedStreamReceiver
 from waitress.server import create_server
 from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import BadRequest as WaitressBadRequest
@@ -146,7 +149,8 @@ class LocalGateway:
         """Route, authorize and invoke. ``body_reader`` (a multipart body still on the socket) is handed to the
         function beside the event instead of base64 inside it; everything else in the event is API Gateway's."""
         if path.startswith(LOCAL_UPLOAD_PREFIX) and method.upper() == "POST":
-            return self._local_upload(path.removeprefix(LOCAL_UPLOAD_PREFIX), headers, body)
+            reader = body_reader or RequestBody(io.BytesIO(body), len(body), len(body))
+            return self._local_upload(path.removeprefix(LOCAL_UPLOAD_PREFIX), headers, reader)
         matched = self.match(method, path)
         if matched is None:
             return self._error(*self._unrouted(method, path))
@@ -177,38 +181,65 @@ class LocalGateway:
             return self._error(InternalError("internal error; it has been logged"), request_id, route.errors)
         return self._response(result)
 
-    def _local_upload(self, token: str, headers: dict[str, str], body: bytes) -> GatewayResponse:
-        """What S3 does with a presigned POST locally: check the signed policy, store, emit ObjectCreated."""
-        from earshot.http.multipart import parse_multipart
+    def _local_upload(self, token: str, headers: dict[str, str], body: RequestBody) -> GatewayResponse:
+        """What S3 does with a presigned POST locally: check the signed policy, store, emit ObjectCreated.
+
+        The file part is streamed from the request body straight into a file beside its blob (hashed on the way),
+        refused as soon as it passes the policy's size, and renamed into place when whole: a 500 MB upload never
+        sits in memory."""
+        from earshot.http.multipart import parse_multipart_stream
         from earshot.runtime import get_runtime
 
         request_id = f"upload-{time.time_ns():x}"
+        staged: list[_HashingFile] = []
         try:
             blobs = get_runtime().blobs
             verify = getattr(blobs, "verify_upload_token", None)
-            if verify is None:
+            staging_file, adopt = getattr(blobs, "staging_file", None), getattr(blobs, "adopt", None)
+            if verify is None or staging_file is None or adopt is None:
                 raise NotFoundError("local uploads are served only by the local file blob store")
             key, max_bytes = verify(token)
             content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-            upload = parse_multipart(body, content_type).files.get("file")
-            if upload is None:
+
+            def spool(_name: str, _filename: str) -> _HashingFile:
+                staged.append(_HashingFile(staging_file(key)))
+                return staged[-1]
+
+            def over_policy(size: int) -> EarshotError | None:
+                if size > max_bytes:
+                    return FileTooLargeError(f"the upload must be 1 to {max_bytes} bytes, as declared", param="file")
+                return None
+
+            upload = parse_multipart_stream(body.read, content_type, file_limit=over_policy, spool=spool).files.get(
+                "file"
+            )
+            if upload is None or upload.spooled is None:
                 raise InvalidRequestError("the form has no 'file' field", param="file")
-            if not 1 <= len(upload.data) <= max_bytes:
+            if upload.size < 1:
                 raise FileTooLargeError(f"the upload must be 1 to {max_bytes} bytes, as declared", param="file")
-            blobs.put(key, upload.data)
-            version = hashlib.sha256(upload.data).hexdigest()[:16]
+            spooled = staged[-1]
+            spooled.close()
+            adopt(key, spooled.path)
+            staged.clear()
             event = {
                 "Records": [
                     {
                         "eventSource": "aws:s3",
                         "eventName": "ObjectCreated:Post",
-                        "s3": {"bucket": {"name": "local"}, "object": {"key": quote_plus(key), "versionId": version}},
+                        "s3": {
+                            "bucket": {"name": "local"},
+                            "object": {"key": quote_plus(key), "versionId": spooled.digest()[:16]},
+                        },
                     }
                 ]
             }
             load_handler("ingest")(event, LocalContext("ingest", 30.0))
         except EarshotError as error:
             return self._error(error, request_id)
+        finally:
+            for leftover in staged:  # refused or failed: nothing half-written stays beside the blobs
+                leftover.close()
+                leftover.path.unlink(missing_ok=True)
         return GatewayResponse(204, {}, b"")
 
     @staticmethod
@@ -226,6 +257,30 @@ class LocalGateway:
     def _error(error: EarshotError, request_id: str, contract: ContractName = "openai") -> GatewayResponse:
         reply = render_error(error, request_id=request_id, contract=contract)
         return GatewayResponse(reply.status, reply.headers, reply.body.encode())
+
+
+class _HashingFile(io.RawIOBase):
+    """A staged upload: what is written goes to ``path`` and into a SHA-256 (the blob's version id)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._file = path.open("wb")
+        self._hash = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any, /) -> int:
+        self._hash.update(data)
+        return self._file.write(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+    def digest(self) -> str:
+        return self._hash.hexdigest()
 
 
 class _BodyError(Exception):
@@ -246,29 +301,51 @@ class RequestBody:
 
     def __init__(self, stream: Any, length: int | None, limit: int) -> None:
         self.length = length
+        # Files the function streamed upload parts into (earshot.http.forms): deleted once the answer is sent.
+        self.staged: list[Path] = []
         self._stream = stream
         self._limit = limit
         self._taken = 0
         self._ended = False
 
     def read(self, size: int, /) -> bytes:
-        if self.length is not None:
-            size = min(size, self.length - self._taken)
-        if self._ended or size <= 0:
-            return b""
+        piece = bytearray(self._room(size))
+        got = self.readinto(memoryview(piece))
+        return bytes(piece[:got]) if got < len(piece) else bytes(piece)
+
+    def readinto(self, into: memoryview, /) -> int:
+        """Read into ``into`` in place (the multipart parser's reused window): no new string per piece."""
+        size = self._room(len(into))
+        if size <= 0:
+            return 0
         try:
-            piece: bytes = self._stream.read(size)
+            readinto = getattr(self._stream, "readinto", None)
+            if readinto is not None:
+                got = int(readinto(into[:size]) or 0)
+            else:
+                piece: bytes = self._stream.read(size)
+                got = len(piece)
+                into[:got] = piece
         except (OSError, ValueError, HTTPException) as exc:
             raise InvalidRequestError(_INCOMPLETE_BODY) from exc
-        if not piece:
+        if not got:
             if self.length is not None:
                 raise InvalidRequestError(_INCOMPLETE_BODY)  # the client closed before Content-Length bytes
             self._ended = True
-            return b""
-        self._taken += len(piece)
+            return 0
+        self._taken += got
         if self._taken > self._limit:
             raise too_large(self._taken, self._limit - _FORM_OVERHEAD)
-        return piece
+        return got
+
+    def discard_staged(self) -> None:
+        for path in self.staged:
+            path.unlink(missing_ok=True)
+
+    def _room(self, size: int) -> int:
+        if self.length is not None:
+            size = min(size, self.length - self._taken)
+        return 0 if self._ended else max(0, size)
 
 
 def _read_body(request: Request, limit: int | None) -> bytes:
@@ -298,7 +375,9 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         contract, limit = gateway.route_limits(request.method, request.path)
         rejected = None if uploading else gateway.too_large(request.content_length, contract, limit)
         body, reader = b"", None
-        if rejected is None and not uploading and is_multipart(request.content_type or ""):
+        if rejected is None and uploading:  # streamed to disk under its signed policy's size (see _local_upload)
+            reader = RequestBody(request.stream, request.content_length, MAX_UPLOAD_BYTES + _FORM_OVERHEAD)
+        elif rejected is None and is_multipart(request.content_type or ""):
             reader = RequestBody(request.stream, request.content_length, limit)  # read by the function itself
         elif rejected is None:
             try:
@@ -328,6 +407,8 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         response = Response(
             result.body if result.stream is None else result.stream, status=result.status, headers=result.headers
         )
+        if reader is not None and reader.staged:  # after the last byte (a streamed answer still reads the file)
+            response.call_on_close(reader.discard_staged)
         return response(environ, start_response)
 
     return application
@@ -343,6 +424,10 @@ SERVER_THREADS = 32
 # ALB 60 s, so the proxy, not us, closes first and never reuses a connection we are closing).
 _KEEPALIVE_IDLE_SEC = 120
 _RECV_BYTES = 256 * 1024
+# A request body of known length is received into this one buffer (the event loop is the only thread reading
+# sockets, and waitress copies each piece into the request's own buffer before the next read): no allocation per
+# read, where ``recv`` allocated (and the kernel faulted in) a fresh 256 kB string each time.
+_BODY_RECV_BYTES = 1024 * 1024
 # On SIGTERM, requests in flight get this long to finish (docker stop waits 10 s by default, systemd 90 s).
 SHUTDOWN_GRACE_SEC = 30.0
 
@@ -458,7 +543,7 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 
     def handle_read(self) -> None:
         try:
-            data = self.socket.recv(self.adj.recv_bytes)
+            data = self._recv()
         except OSError:
             self._close_now()
             return
@@ -485,6 +570,18 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
             self._peer_done = True  # answer, then close (service below)
         else:
             self._close_now()
+
+    def _recv(self) -> bytes | memoryview:
+        """The next piece from the socket: a body of known length is read into the loop's reused buffer, never past
+        its end (what follows it, a pipelined request, is read as bytes for waitress's head parser)."""
+        pending = self.request
+        receiver = getattr(pending, "body_rcv", None)
+        if self._linger_until or not isinstance(receiver, FixedStreamReceiver) or pending.completed:
+            data: bytes = self.socket.recv(self.adj.recv_bytes)
+            return data
+        view = _loop_buffer()
+        size = self.socket.recv_into(view, min(len(view), max(1, receiver.remain)))
+        return view[:size]
 
     def service(self) -> None:
         super().service()
@@ -514,6 +611,16 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 
     def lingering_expired(self, now: float) -> bool:
         return bool(self._linger_until) and now > self._linger_until
+
+
+_LOOP_BUFFERS = threading.local()  # one per event-loop thread (a process may run several servers, as tests do)
+
+
+def _loop_buffer() -> memoryview:
+    view: memoryview | None = getattr(_LOOP_BUFFERS, "view", None)
+    if view is None:
+        view = _LOOP_BUFFERS.view = memoryview(bytearray(_BODY_RECV_BYTES))
+    return view
 
 
 class LocalServer:

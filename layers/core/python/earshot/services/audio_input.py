@@ -11,6 +11,7 @@ from pathlib import Path
 
 from earshot.errors import FileTooLargeError, InvalidAudioError
 from earshot.ports import BlobStore
+from earshot.uploaded import StagedUpload
 
 MB = 1024 * 1024
 
@@ -45,16 +46,30 @@ def staged_blob(blobs: BlobStore, key: str, filename: str = "") -> Iterator[Path
         path.unlink(missing_ok=True)
 
 
+def staging_file(filename: str = "") -> Path:
+    """A new private temporary file, named like the ones ``staged_audio`` makes, for an upload to be written to."""
+    fd, name = tempfile.mkstemp(prefix="earshot-", suffix=_suffix(filename))
+    os.close(fd)
+    return Path(name)
+
+
 def _suffix(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".audio"
 
 
 @contextmanager
-def staged_audio(data: bytes, filename: str = "") -> Iterator[Path]:
-    """Write ``data`` to a temporary file (deleted afterwards) and yield its path."""
-    if not data:
+def staged_audio(data: bytes | StagedUpload, filename: str = "") -> Iterator[Path]:
+    """Write ``data`` to a temporary file (deleted afterwards) and yield its path; an upload the server already
+    streamed to disk is used in place (and deleted afterwards too)."""
+    if not len(data):
         raise InvalidAudioError("the audio file is empty", param="file")
+    if isinstance(data, StagedUpload):
+        try:
+            yield data.path
+        finally:
+            data.path.unlink(missing_ok=True)
+        return
     fd, name = tempfile.mkstemp(prefix="earshot-", suffix=_suffix(filename))
     path = Path(name)
     try:

@@ -14,6 +14,7 @@ from earshot.errors import InvalidRequestError
 from earshot.ports import Principal
 from earshot.runtime import Runtime
 from earshot.services.charged_run import AudioPayload
+from earshot.uploaded import StagedUpload
 
 
 def _url_filename(url: str) -> str:
@@ -49,7 +50,7 @@ def from_base64(text: str, *, max_bytes: int) -> AudioPayload:
 def from_upload_or_url(
     runtime: Runtime,
     *,
-    data: bytes | None,
+    data: bytes | StagedUpload | None,
     filename: str,
     url: str | None,
     deadline_sec: float,
@@ -70,7 +71,7 @@ def from_upload_or_url(
 class AudioReference:
     """Exactly one of ``data`` (the uploaded file), ``url``, ``file_id`` or ``inline`` (base64 or a data URL)."""
 
-    data: bytes | None = None
+    data: bytes | StagedUpload | None = None
     url: str | None = None
     file_id: str | None = None
     inline: str | None = None

@@ -35,6 +35,7 @@ from earshot.observability import logger, metrics
 from earshot.ports import Charge, LedgerEntry, Principal
 from earshot.runtime import Runtime
 from earshot.services.audio_input import staged_audio
+from earshot.uploaded import StagedUpload
 
 ResultT = TypeVar("ResultT")
 T = TypeVar("T")
@@ -46,7 +47,7 @@ PROVIDER_FAILURES = frozenset({"ProviderError", "ProviderTimeoutError", "EngineE
 
 @dataclass(frozen=True)
 class AudioPayload:
-    data: bytes
+    data: bytes | StagedUpload  # a staged upload is used in place (earshot.uploaded)
     filename: str = ""
 
 

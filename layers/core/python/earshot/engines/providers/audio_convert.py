@@ -12,7 +12,7 @@ import io
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import av
 
@@ -38,24 +38,43 @@ _MATROSKA = "matroska,webm"
 
 @dataclass(frozen=True)
 class PreparedAudio:
-    """Audio bytes ready for an upstream request.
+    """Audio ready for an upstream request: the upload itself (``path``), or Earshot's re-encoding (``encoded``).
 
     Attributes
     ----------
-    data
-        The encoded file.
     format
         What it is, in ``describe_format`` terms: ``wav``, ``mp3``, ``flac``, ``ogg``, ``m4a``...
     converted
         Whether Earshot re-encoded it (16 kHz mono) or passed the upload through.
     duration_sec
         Its length, when known: exact for converted audio, from the container otherwise.
+    encoded
+        The re-encoded file (``converted``).
+    path
+        The upload passed through (not ``converted``): streamed from disk by ``open``, never read whole unless
+        ``data`` is asked for (a base64 JSON body needs it).
     """
 
-    data: bytes
     format: str
     converted: bool
     duration_sec: float | None
+    encoded: bytes | None = None
+    path: Path | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The whole file in memory."""
+        if self.encoded is not None:
+            return self.encoded
+        assert self.path is not None
+        return self.path.read_bytes()
+
+    def open(self) -> BinaryIO:
+        """The file to stream into a multipart request (httpx sends a file object in 64 kB reads)."""
+        if self.encoded is not None:
+            return io.BytesIO(self.encoded)
+        assert self.path is not None
+        return self.path.open("rb")
 
 
 def describe_format(path: Path) -> tuple[str, float | None]:
@@ -114,12 +133,12 @@ def prepare_audio(
     fmt, duration = describe_format(path)
     size = path.stat().st_size
     if fmt in accepted and size <= max_bytes:
-        return PreparedAudio(data=path.read_bytes(), format=fmt, converted=False, duration_sec=duration)
+        return PreparedAudio(format=fmt, converted=False, duration_sec=duration, path=path)
     smallest = size
     for target in targets:
         data, seconds = encode_speech(path, target)
         if len(data) <= max_bytes:
-            return PreparedAudio(data=data, format=target, converted=True, duration_sec=seconds)
+            return PreparedAudio(format=target, converted=True, duration_sec=seconds, encoded=data)
         smallest = min(smallest, len(data))
     raise FileTooLargeError(
         f"the audio is too long for {upstream}: it takes {smallest / 1e6:.1f} MB even compressed, and {upstream} "

@@ -59,10 +59,14 @@ class _WireWord(BaseModel):
 
 class _WireSegment(BaseModel):
     id: int | None = None
+    seek: int = 0
     start: float
     end: float
     text: str
+    tokens: list[int] = []
+    temperature: float | None = None
     avg_logprob: float | None = None
+    compression_ratio: float | None = None
     no_speech_prob: float | None = None
 
 
@@ -145,16 +149,18 @@ class OpenAITranscriptionEngine(UpstreamEngine):
                 fields["timestamp_granularities[]"] = ["segment", "word"] if options.word_timestamps else ["segment"]
         url = f"{self._base_url}/audio/{'translations' if translate else 'transcriptions'}"
 
-        def build() -> httpx.Request:
-            return httpx.Request(
-                "POST",
-                url,
-                headers={"authorization": f"Bearer {self._api_key}", "accept": "application/json"},
-                data=fields,
-                files={"file": (f"audio.{suffix}", prepared.data, content_type)},
-            )
+        with prepared.open() as audio_file:  # streamed from disk in pieces; each attempt rewinds it
 
-        payload = self._call(build, deadline_sec=self._deadline_sec(options))
+            def build() -> httpx.Request:
+                return httpx.Request(
+                    "POST",
+                    url,
+                    headers={"authorization": f"Bearer {self._api_key}", "accept": "application/json"},
+                    data=fields,
+                    files={"file": (f"audio.{suffix}", audio_file, content_type)},
+                )
+
+            payload = self._call(build, deadline_sec=self._deadline_sec(options))
         try:
             wire = _WireTranscription.model_validate(payload)
         except ValidationError as exc:
@@ -177,10 +183,14 @@ def _to_transcript(wire: _WireTranscription, *, language: str, duration: float |
         segments = [
             Segment(
                 id=index,
+                seek=seg.seek,
                 start=seg.start,
                 end=seg.end,
                 text=seg.text,
+                tokens=seg.tokens,
+                temperature=seg.temperature,
                 avg_logprob=seg.avg_logprob,
+                compression_ratio=seg.compression_ratio,
                 no_speech_prob=seg.no_speech_prob,
             )
             for index, seg in enumerate(wire.segments)

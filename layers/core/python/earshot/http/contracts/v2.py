@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from earshot.errors import (
     EarshotError,
+    ModelNotLive,
     NotAnAudioModelError,
     NotATranscriptionModelError,
     NotEnabledError,
@@ -45,6 +46,11 @@ _SPANISH = {
     "internal_error": "Error inesperado. Se ha registrado.",
 }
 
+_NOT_LIVE_ES = (
+    "El modelo {sku!r} no está activo en este despliegue: falta configurar la credencial de su proveedor. "
+    "GET /v1/models muestra qué modelos están activos y qué configurar."
+)
+
 
 def status_of(error: EarshotError) -> int:
     if error.status in (401, 405, 429):  # 405: HTTP's own answer for a method the path does not take
@@ -53,6 +59,8 @@ def status_of(error: EarshotError) -> int:
         return 429
     if isinstance(error, NotEnabledError):
         return 403
+    if isinstance(error, ModelNotLive):  # the model exists but its provider is not configured: validation, not 404
+        return 400
     if isinstance(error, NotATranscriptionModelError | NotAnAudioModelError):
         return 404
     if error.status >= 500:
@@ -65,7 +73,10 @@ def status_of(error: EarshotError) -> int:
 def message_in(error: EarshotError, culture: str | None) -> str:
     if (culture or "en").lower() != "es":
         return error.message
-    message = _SPANISH.get(error.code, "Error en la solicitud.")
+    if isinstance(error, ModelNotLive):
+        message = _NOT_LIVE_ES.format(sku=error.sku)
+    else:
+        message = _SPANISH.get(error.code, "Error en la solicitud.")
     if error.param:
         message += f" (parámetro: {error.param})"
     return message
