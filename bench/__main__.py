@@ -66,19 +66,21 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## Metering per format and length",
         "",
-        "Method: one file per format and length, `meter_duration` called N times after a warm-up, each call",
-        "followed by `cat FILE > /dev/null` (process start + read) so both are timed under the same load; wall",
-        "time of the whole call (ffprobe identifying the file, then the frame walk or ffprobe's packet count).",
-        "`source` frames = walked in Python, packets = counted by ffprobe. Target: ≤ 2x cat.",
+        "Method: one file per format and length (tone, encoded by the test fixtures), `meter_duration` called after",
+        "a warm-up, each call followed by `cat FILE > /dev/null` (process start + read) so both are timed under the",
+        "same load; rounds go over every file in turn. `x cat` is the median of the per-pair ratios, with their",
+        "10th-90th percentile spread. `identified by`: in-process (`earshot/audio/lengths/identify.py`) or an ffprobe",
+        "process; `length from` frames = walked in-process, packets = counted by ffprobe. Target: ≤ 2x cat.",
         "",
-        "| format | length s | MiB | source | p50 ms | p99 ms | cat p50 ms | x cat | metered - decoded ms | target |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| format | length s | MiB | identified by | length from | p50 ms | cat p50 ms | x cat | p10-p90 |"
+        " metered - decoded ms | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["metering"]:
         lines.append(
-            f"| {row['format']} | {row['seconds']:.0f} | {row['mib']} | {row['source']} | {row['p50_ms']} |"
-            f" {row['p99_ms']} | {row['cat_p50_ms']} | {row['x_cat']} | {row['error_ms']} |"
-            f" ≤ 2x cat ({_verdict(row['x_cat'] <= TARGETS['metering_x_cat'])}) |"
+            f"| {row['format']} | {row['seconds']:.0f} | {row['mib']} | {row['identified']} | {row['source']} |"
+            f" {row['p50_ms']} | {row['cat_p50_ms']} | {row['x_cat']} | {row['x_cat_p10']}-{row['x_cat_p90']} |"
+            f" {row['error_ms']} | ≤ 2x cat ({_verdict(row['x_cat'] <= TARGETS['metering_x_cat'])}) |"
         )
     lines += [
         "",

@@ -1,13 +1,16 @@
 """Metering cost per format and length, against ``cat`` of the same file measured in the same run.
 
-Each ``meter_duration`` call covers the ffprobe process start, the probe, JSON parsing and the frame walk (or
-ffprobe's packet count where the format is not walked). ``cat FILE > /dev/null`` (a process start plus reading
-the file) is timed alternately with it, so the ratio is taken under the same machine load. One warm-up call per
-file, then N timed pairs. Run: ``.venv/bin/python -m bench.metering``.
+Each ``meter_duration`` call covers identification (in-process, or an ffprobe process), the frame walk (or
+ffprobe's packet count where the format is not walked) and everything around it. ``cat FILE > /dev/null`` (a
+process start plus reading the file) is timed right after each call, so every ratio is taken under the same
+machine load: the figure reported is the median of the per-pair ratios, with their 10th-90th percentile spread.
+``ROUNDS`` rounds go over every file in turn (interleaved), so a burst of load hits every format alike. One
+warm-up call per file. Run: ``.venv/bin/python -m bench.metering``.
 """
 
 from __future__ import annotations
 
+import mmap
 import statistics
 import subprocess
 import sys
@@ -18,58 +21,71 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTHS = (60.0, 1200.0)  # a minute, and a 20-minute file (about 20 MiB of 128 kbit/s mp3)
-ITERATIONS = 20
+ROUNDS = 3
+PAIRS_PER_ROUND = 7
 
 
-def main(iterations: int = ITERATIONS) -> list[dict[str, Any]]:
-    """Meter one 60-s file per fixture format; print and return p50/p99 wall time per format."""
+def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND) -> list[dict[str, Any]]:
+    """Meter one file per fixture format and length; print and return the ratio to ``cat`` per file."""
     sys.path.insert(0, str(REPO / "tests"))  # the shared audio fixture generator
     from audio_fixtures import FORMATS, decoded_duration, write_audio
 
+    from earshot.audio.lengths.identify import identify
     from earshot.config import get_settings
     from earshot.metering import meter_duration
 
     ffprobe = get_settings().resolved_ffprobe()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        files: list[tuple[str, float, Path]] = []
         for seconds in LENGTHS:
             for fmt in FORMATS:
                 if seconds > 60 and fmt.endswith("_video"):
                     continue  # video fixtures take minutes to encode at length; the audio formats carry the point
                 path = write_audio(Path(tmp) / f"{fmt}-{seconds:.0f}", fmt=fmt, seconds=seconds, kind="tone")
-                metered = meter_duration(path, ffprobe=ffprobe)  # warm-up: page cache, binary
-                timings, cats = [], []
-                for _ in range(iterations):
+                meter_duration(path, ffprobe=ffprobe)  # warm-up: page cache, binary
+                files.append((fmt, seconds, path))
+        timings: dict[Path, list[float]] = {path: [] for _, _, path in files}
+        cats: dict[Path, list[float]] = {path: [] for _, _, path in files}
+        for _ in range(rounds):
+            for _, _, path in files:
+                for _ in range(pairs):
                     started = time.perf_counter()
                     meter_duration(path, ffprobe=ffprobe)
-                    timings.append((time.perf_counter() - started) * 1000)
+                    timings[path].append((time.perf_counter() - started) * 1000)
                     started = time.perf_counter()
                     subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)
-                    cats.append((time.perf_counter() - started) * 1000)
-                timings.sort()
-                p50, cat = statistics.median(timings), statistics.median(cats)
-                rows.append(
-                    {
-                        "format": fmt,
-                        "seconds": seconds,
-                        "mib": round(path.stat().st_size / 2**20, 1),
-                        "source": metered.source,
-                        "n": len(timings),
-                        "p50_ms": round(p50, 2),
-                        "p99_ms": round(timings[min(len(timings) - 1, int(len(timings) * 0.99))], 2),
-                        "cat_p50_ms": round(cat, 2),
-                        "x_cat": round(p50 / cat, 2),
-                        "error_ms": round((metered.seconds - decoded_duration(path)) * 1000, 3),
-                    }
-                )
-                _print(rows[-1])
+                    cats[path].append((time.perf_counter() - started) * 1000)
+        for fmt, seconds, path in files:
+            metered = meter_duration(path, ffprobe=ffprobe)
+            with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                in_process = identify(data) is not None
+            ratios = sorted(m / c for m, c in zip(timings[path], cats[path], strict=True))
+            rows.append(
+                {
+                    "format": fmt,
+                    "seconds": seconds,
+                    "mib": round(path.stat().st_size / 2**20, 1),
+                    "identified": "in-process" if in_process else "ffprobe",
+                    "source": metered.source,
+                    "n": len(ratios),
+                    "p50_ms": round(statistics.median(timings[path]), 2),
+                    "cat_p50_ms": round(statistics.median(cats[path]), 2),
+                    "x_cat": round(statistics.median(ratios), 2),
+                    "x_cat_p10": round(ratios[len(ratios) // 10], 2),
+                    "x_cat_p90": round(ratios[len(ratios) * 9 // 10], 2),
+                    "error_ms": round((metered.seconds - decoded_duration(path)) * 1000, 3),
+                }
+            )
+            _print(rows[-1])
     return rows
 
 
 def _print(row: dict[str, Any]) -> None:
     print(
-        f"{row['format']:<16} {row['seconds']:>6.0f}s {row['mib']:>6} MiB {row['source']:<8} p50 {row['p50_ms']:>7} ms"
-        f"  cat {row['cat_p50_ms']:>6} ms  x{row['x_cat']:<5}  metered-decoded {row['error_ms']} ms",
+        f"| {row['format']} | {row['seconds']:.0f} | {row['mib']} | {row['identified']} | {row['source']} "
+        f"| {row['p50_ms']} | {row['cat_p50_ms']} | {row['x_cat']} | {row['x_cat_p10']}-{row['x_cat_p90']} "
+        f"| {row['error_ms']} | {'meets' if row['x_cat'] <= 2 else 'MISSES'} |",
         flush=True,
     )
 

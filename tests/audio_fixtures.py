@@ -71,6 +71,9 @@ _RECIPES: dict[str, _Recipe] = {
     # What a browser's MediaRecorder produces: no Duration element, no cues, unknown-size segment.
     "webm_noduration": _Recipe("webm", "libopus", ".webm", {"live": "1"}, bit_rate=32_000),
     "flac": _Recipe("flac", "flac", ".flac"),
+    # Not in FORMATS (their walkers are the webm ones): WebM with Vorbis, and a Matroska (not WebM) doctype.
+    "webm_vorbis": _Recipe("webm", "vorbis", ".webm", codec_options={"strict": "experimental"}),
+    "mka_opus": _Recipe("matroska", "libopus", ".mka", bit_rate=32_000),
     "mp4_video": _Recipe("mp4", "aac", ".mp4", bit_rate=96_000, video_codec="mpeg4"),
     "mpeg_video": _Recipe("mpeg", "mp2", ".mpg", bit_rate=128_000, video_codec="mpeg1video"),
     "mpegts_video": _Recipe("mpegts", "aac", ".ts", bit_rate=96_000, video_codec="mpeg2video"),

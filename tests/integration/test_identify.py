@@ -1,6 +1,7 @@
 """In-process identification (``earshot.audio.lengths.identify``) says what ffprobe says, or nothing.
 
-Metering skips ffprobe only for files ``identify`` names; every name it gives must be ffprobe's own verdict for
+Metering skips ffprobe only for files ``identify`` names (WAV, FLAC, MPEG audio, Ogg, audio-only MP4/M4A with
+AAC, Matroska/WebM with Opus or Vorbis); every name it gives must be ffprobe's own verdict for
 the file (demuxer, codec, rate, channels), and anything it is unsure of must be left to ffprobe (``None``).
 """
 
@@ -11,6 +12,7 @@ import mmap
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from audio_fixtures import FORMATS, write_audio
@@ -46,19 +48,26 @@ def _ffprobe(path: Path) -> tuple[str, str, int, int]:
 def test_what_identify_names_is_what_ffprobe_reports(fmt: str, rate: int, channels: int, tmp_path: Path) -> None:
     path = write_audio(tmp_path / fmt, fmt=fmt, seconds=1.5, sample_rate=rate, channels=channels)
     found = _identify(path)
-    if fmt.startswith(("wav", "flac", "mp3", "ogg")):
+    if fmt.startswith(("wav", "flac", "mp3", "ogg", "m4a", "webm")):
         assert found == _ffprobe(path)
     else:
-        assert found is None  # Matroska, mp4, MPEG-PS/TS: always ffprobe's
+        assert found is None  # mp4 with video, MPEG-PS/TS: always ffprobe's
 
 
-@pytest.mark.parametrize("fmt", [f for f in LYING_FORMATS if f.startswith(("wav", "flac", "mp3", "ogg"))])
+@pytest.mark.parametrize("fmt", LYING_FORMATS)
 def test_lying_and_cut_files_are_named_as_ffprobe_names_them(fmt: str, tmp_path: Path) -> None:
     original = write_audio(tmp_path / "original", fmt=fmt, seconds=20.0, kind="noise").read_bytes()
     for name, data in (("lying", claim_seconds(original, fmt, 36_000.0)), ("cut", truncate(original, 0.4))):
         path = tmp_path / name
         path.write_bytes(data)
-        assert _identify(path) in (None, _ffprobe(path))
+        found = _identify(path)
+        assert found is None or found == _ffprobe(path)  # a cut m4a has lost its moov: ffprobe refuses it
+
+
+@pytest.mark.parametrize("fmt", ["webm_vorbis", "mka_opus"])
+def test_other_matroska_flavours_are_named_as_ffprobe_names_them(fmt: str, tmp_path: Path) -> None:
+    path = write_audio(tmp_path / fmt, fmt=fmt, seconds=2.0, sample_rate=48000, channels=2)
+    assert _identify(path) == _ffprobe(path)
 
 
 def _wav_with(tag: int, bits: int) -> bytes:
@@ -92,4 +101,59 @@ def test_a_second_ogg_stream_is_left_to_ffprobe(tmp_path: Path) -> None:
     second_bos[14:18] = b"\x01\x02\x03\x04"  # another serial number
     path = tmp_path / "two-streams.ogg"
     path.write_bytes(opus[:first_page_end] + bytes(second_bos) + opus[first_page_end:])
+    assert _identify(path) is None
+
+
+def _patched(data: bytes, old: bytes, new: bytes) -> bytes:
+    """``data`` with the first ``old`` replaced by ``new`` (same length: every box and element size stays right)."""
+    assert len(old) == len(new) and old in data
+    return data.replace(old, new, 1)
+
+
+def _m4a_with_two_tracks(m4a: bytes) -> bytes:
+    """The moov's trak box repeated: a second track (here a copy) is ffprobe's to pick from."""
+    moov = m4a.index(b"moov") - 4
+    moov_size = struct.unpack_from(">I", m4a, moov)[0]
+    trak = m4a.index(b"trak", moov) - 4
+    trak_box = m4a[trak : trak + struct.unpack_from(">I", m4a, trak)[0]]
+    out = m4a[:trak] + trak_box + m4a[trak:]
+    return out[:moov] + struct.pack(">I", moov_size + len(trak_box)) + out[moov + 4 :]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "patch"),
+    [
+        ("m4a", lambda d: _patched(d, b"url \0\0\0\x01", b"url \0\0\0\0")),  # media in another file
+        ("m4a", lambda d: _patched(d, b"soun", b"vide")),  # not a sound track
+        ("m4a", _m4a_with_two_tracks),
+        ("m4a", lambda d: _patched(d, b"stss", b"ctts") if b"stss" in d else _patched(d, b"sgpd", b"ctts")),
+        ("m4a", lambda d: _patched(d, b"esds", b"esdx")),  # no decoder configuration
+        ("m4a", lambda d: d[:4] + b"moof" + d[8:]),  # fragmented
+        ("webm", lambda d: _patched(d, b"\x83\x81\x02", b"\x83\x81\x01")),  # track type video
+        ("webm", lambda d: _patched(d, b"\x11\x4d\x9b\x74", b"\x19\x41\xa4\x69")),  # seek head: attachments
+        ("webm", lambda d: _patched(d, b"\x56\xaa", b"\x6d\x80")),  # content encodings (rewritten blocks)
+        ("webm", lambda d: _patched(d, b"webm", b"webp")),  # another doctype
+        ("webm", lambda d: _patched(d, b"A_OPUS", b"A_OPUX")),  # another codec
+        ("webm", lambda d: _patched(d, b"OpusHead", b"OpusHeaX")),
+    ],
+    ids=[
+        "m4a-external",
+        "m4a-video",
+        "m4a-two-tracks",
+        "m4a-unknown-box",
+        "m4a-no-esds",
+        "m4a-moof",
+        "webm-video",
+        "webm-attachments",
+        "webm-encoded",
+        "webm-doctype",
+        "webm-codec",
+        "webm-opushead",
+    ],
+)
+def test_doubtful_mp4_and_matroska_are_left_to_ffprobe(fmt: str, patch: Any, tmp_path: Path) -> None:
+    path = tmp_path / "doubtful"
+    original = write_audio(tmp_path / fmt, fmt=fmt, seconds=1.0)
+    assert _identify(original) is not None
+    path.write_bytes(patch(original.read_bytes()))
     assert _identify(path) is None

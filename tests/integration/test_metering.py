@@ -46,7 +46,7 @@ def one_frame(fmt: str, sample_rate: int) -> float:
         return (1152 if sample_rate >= 32000 else 576) / sample_rate
     if fmt in ("m4a", "mp4_video", "mpegts_video"):
         return 1024 / sample_rate
-    if fmt == "ogg_vorbis":
+    if fmt in ("ogg_vorbis", "webm_vorbis"):
         return 2048 / sample_rate
     if fmt == "flac":
         return 4608 / sample_rate  # the largest block ffmpeg's FLAC encoder picks
@@ -116,6 +116,8 @@ def test_metered_length_is_the_decoded_length_to_one_frame(
         ("flac", 96000, 2),
         ("wav", 8000, 2),
         ("ogg_vorbis", 22050, 2),
+        ("webm_vorbis", 44100, 2),
+        ("mka_opus", 24000, 1),
     ],
 )
 def test_other_rates_and_layouts_meter_to_one_frame(
@@ -126,7 +128,7 @@ def test_other_rates_and_layouts_meter_to_one_frame(
     metered = meter(path, ffprobe)
 
     assert_within_one_frame(fmt, metered, decoded_duration(path))
-    assert metered.channels == channels or fmt == "ogg_vorbis"
+    assert metered.channels == channels or fmt.endswith("vorbis")
 
 
 def test_vbr_mp3_without_xing_is_counted_where_ffprobe_only_estimates(generate: Generate, ffprobe: Path) -> None:
@@ -288,13 +290,13 @@ def test_ffprobe_failing_or_hanging_is_invalid_audio(script: str, generate: Gene
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
 
     with pytest.raises(InvalidAudioError):
-        meter_duration(generate("webm", 1.3), ffprobe=fake, timeout_sec=0.5)  # webm: always probed by ffprobe
+        meter_duration(generate("mp4_video", 1.3), ffprobe=fake, timeout_sec=0.5)  # always probed by ffprobe
 
 
 def test_an_ffprobe_that_cannot_start_is_an_internal_error(generate: Generate, tmp_path: Path) -> None:
     """A broken deployment is not the client's bad audio."""
     with pytest.raises(InternalError):
-        meter_duration(generate("webm", 1.3), ffprobe=tmp_path / "no-such-ffprobe")
+        meter_duration(generate("mp4_video", 1.3), ffprobe=tmp_path / "no-such-ffprobe")
 
 
 # --- local files only -----------------------------------------------------------------------------------
@@ -315,7 +317,7 @@ def ffprobe_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return calls
 
 
-@pytest.mark.parametrize("fmt", ["mp3_vbr", "webm"])  # identified in-process, and by ffprobe
+@pytest.mark.parametrize("fmt", ["mp3_vbr", "mp4_video"])  # identified in-process, and by ffprobe
 @pytest.mark.parametrize(
     "name", ["http:example.com/a.mp3", "concat:one.mp3|two.mp3", "https:%2F%2Fexample.com", "-i.mp3", "data:,x"]
 )
@@ -339,7 +341,7 @@ def test_names_that_look_like_protocols_are_read_as_local_files(
     metered = meter(relative, ffprobe)
 
     assert_within_one_frame(fmt, metered, decoded_duration(tmp_path / name))
-    assert bool(ffprobe_calls) == (fmt == "webm")  # an mp3 is read in-process: only the file's own bytes
+    assert bool(ffprobe_calls) == (fmt == "mp4_video")  # an mp3 is read in-process: only the file's own bytes
     for command in ffprobe_calls:
         assert command[command.index("-protocol_whitelist") + 1] == "file"
         assert command[-1] == f"file:{(tmp_path / name).resolve()}"
@@ -358,12 +360,12 @@ def test_playlists_that_would_open_other_files_are_refused(generate: Generate, f
 def test_ffprobe_runs_once_unless_packets_must_be_counted(
     generate: Generate, ffprobe: Path, ffprobe_calls: list[list[str]]
 ) -> None:
-    """WAV, FLAC, MPEG audio and Ogg are identified in-process (no ffprobe); other walked formats take one ffprobe
-    process (it only says what the file is); counted ones two."""
+    """WAV, FLAC, MPEG audio, Ogg, audio-only m4a and WebM are identified in-process (no ffprobe); other walked
+    formats (mp4 with video) take one ffprobe process (it only says what the file is); counted ones two."""
     for fmt in FORMATS:
         ffprobe_calls.clear()
         metered = meter(generate(fmt, 1.3, kind="noise"), ffprobe)
-        in_process = fmt.startswith(("wav", "flac", "mp3", "ogg"))
+        in_process = fmt.startswith(("wav", "flac", "mp3", "ogg", "m4a", "webm"))
         expected = 0 if in_process else 1 if metered.source == "frames" else 2
         assert len(ffprobe_calls) == expected, (fmt, metered.source, ffprobe_calls)
 

@@ -1,9 +1,10 @@
 """Duration metering: how long the audio really is, which is what a request is billed for.
 
 ffprobe, run on a local file (never a URL), is the authority on *what* the file is: container, codec, sample
-rate, with protocol and demuxer whitelists. The one exception: WAV (PCM), native FLAC, MPEG audio and single-stream
-Ogg (Opus, Vorbis) whose signature, codec header and first frames parse cleanly in-process
-(``earshot.audio.lengths.identify``) and whose frame walk then finds audio are measured without starting ffprobe
+rate, with protocol and demuxer whitelists. The one exception: WAV (PCM), native FLAC, MPEG audio, single-stream
+Ogg (Opus, Vorbis), audio-only MP4/M4A (AAC) and single-track Matroska/WebM (Opus, Vorbis) whose signature, codec
+header and structure parse cleanly in-process (``earshot.audio.lengths.identify``) and whose frame walk then finds
+audio are measured without starting ffprobe
 (its process start costs more than reading a minute of audio); anything else, or anything those checks doubt, goes
 to ffprobe exactly as before. *How long* it is comes from the audio data itself, never from a length header (a
 1-second file may claim ten hours, a 100-second one one second, a cut file its full length):
@@ -190,7 +191,7 @@ def _identified_in_process(local: Path) -> MeteredAudio | None:
     if found is None or found.sample_rate < MIN_SAMPLE_RATE:
         return None
     try:
-        walked = walk_length(local, container=found.format_name, codec=found.codec, sample_rate=found.sample_rate)
+        walked = walk_length(local, container=found.container, codec=found.codec, sample_rate=found.sample_rate)
     except (InvalidAudioError, OSError):
         return None
     if walked is None or walked.samples <= 0:

@@ -1,4 +1,4 @@
-"""The result type and the dispatch from ffprobe's container name to a walker."""
+"""The result types (a length, an identification) and the walkers' signature."""
 
 from __future__ import annotations
 
@@ -29,6 +29,21 @@ class AudioLength:
     @property
     def seconds(self) -> float:
         return self.samples / self.sample_rate
+
+
+@dataclass(frozen=True)
+class Identified:
+    """What ffprobe would report for the file: demuxer name, codec name, rate and channels of its one stream."""
+
+    format_name: str
+    codec: str
+    sample_rate: int
+    channels: int
+
+    @property
+    def container(self) -> str:
+        """The demuxer's first name (ffprobe's ``mov,mp4,m4a,...`` is ``mov``): the walker's key."""
+        return self.format_name.split(",")[0]
 
 
 Walker = Callable[[mmap.mmap, str, int], "AudioLength | None"]

@@ -5,9 +5,8 @@ header's position (frame number or sample number): a file may renumber its last 
 second frame to claim nothing. Decoders play every frame they find, whatever its number, so the walk counts
 every CRC-8-valid frame header of the same stream (rate, channels, depth, blocking) by its block size and
 ignores the numbers. Each next header is found with ``mmap.find`` (in a fixed-block-size stream, first by its
-exact first bytes and the number it should carry); in a fixed-block-size stream numpy first finds and checks
-every frame header that begins like the first at once (``_lead_frames``), so only the last frame is searched for
-in Python. A file stuffed with stray sync patterns is left to ffprobe's packet counter.
+exact first bytes and the number it should carry), so the walk costs one pass over the file in C plus one
+header parse per frame; a file stuffed with stray sync patterns is left to ffprobe's packet counter.
 """
 
 from __future__ import annotations
@@ -34,8 +33,12 @@ _CRC8 = _crc8_table()
 _NEXT_FRAME_WINDOW = 256 * 1024
 # Sync patterns that turn out not to be the next frame, before the file is left to ffprobe's packet counter.
 _MAX_STRAYS = 20_000
-# Bytes searched at once for frame headers (bounds the temporary arrays of a 500 MB upload).
-_SEARCH_WINDOW = 8 * 1024 * 1024
+# From this many bytes of frames on, the headers are parsed with numpy (``_walk_vectorised``).
+_VECTORISED_MIN_BYTES = 256 * 1024
+# Sync patterns whose headers are parsed at once (bounds the header matrix: 64 Ki x 16 x 8 bytes = 8 MiB).
+_BATCH = 64 * 1024
+# The longest frame header: sync (2), sizes, layout, a 7-byte number, a 2-byte block size, a 2-byte rate.
+_HEADER_MAX = 15
 
 
 @dataclass(frozen=True)
@@ -139,80 +142,6 @@ def _coded_number(number: int) -> bytes:
     return bytes((lead, *(0x80 | ((number >> (6 * index)) & 0x3F) for index in range(extra - 1, -1, -1))))
 
 
-def _number_lengths() -> list[int]:
-    """Bytes of a frame number coded with each possible first byte (0: no number starts so), as ``_parse_frame``."""
-    lengths = []
-    for lead in range(256):
-        if lead < 0x80:
-            lengths.append(1)
-        elif lead >= 0xFE:
-            lengths.append(7)
-        else:
-            extra, mask = 0, 0x40
-            while lead & mask:
-                extra, mask = extra + 1, mask >> 1
-            lengths.append(extra + 1 if 1 <= extra <= 5 else 0)
-    return lengths
-
-
-_NUMBER_LENGTHS = _number_lengths()
-
-
-def _lead_frames(data: mmap.mmap, lead: bytes) -> tuple[int, int] | None:
-    """(samples, offset of the last) of the CRC-8-valid frame headers that begin with ``lead``, found at once.
-
-    In a fixed-block-size stream every frame but the last begins with the same four bytes (sync, block size and
-    rate codes, layout): numpy finds them all and checks each header's number coding and CRC-8 in a few passes,
-    so ten hours of tiny frames (a 7 MB file) cost milliseconds, not a Python loop per frame. ``None`` without
-    numpy (the light functions' layer), or when no header is found.
-    """
-    try:
-        import numpy as np
-    except ImportError:
-        return None
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    size = buffer.size
-    found = []
-    for low in range(0, size, _SEARCH_WINDOW):
-        window = buffer[low : min(size, low + _SEARCH_WINDOW + 3)]
-        if window.size < 4:
-            break
-        hits = (window[:-3] == lead[0]) & (window[1:-2] == lead[1]) & (window[2:-1] == lead[2])
-        hits &= window[3:] == lead[3]
-        found.append(np.flatnonzero(hits) + low)
-    positions = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-    if positions.size == 0:
-        return None
-    block_code, rate_code = lead[2] >> 4, lead[2] & 0x0F
-    size_bytes = {6: 1, 7: 2}.get(block_code, 0)
-    rate_bytes = {12: 1, 13: 2, 14: 2}.get(rate_code, 0)
-    last = size - 1
-
-    def at(offsets: Any) -> Any:
-        return buffer[np.minimum(offsets, last)].astype(np.int64)
-
-    number_length = np.asarray(_NUMBER_LENGTHS, dtype=np.int64)[at(positions + 4)]
-    header_length = 4 + number_length + size_bytes + rate_bytes
-    valid = (number_length > 0) & (positions + header_length < size)
-    for index in range(1, 7):  # the number's continuation bytes are 10xxxxxx
-        valid &= (index >= number_length) | ((at(positions + 4 + index) & 0xC0) == 0x80)
-    table = np.asarray(_CRC8, dtype=np.int64)
-    crc = np.zeros(positions.size, dtype=np.int64)
-    for index in range(int(header_length.max())):
-        crc = np.where(index < header_length, table[crc ^ at(positions + index)], crc)
-    valid &= crc == at(positions + header_length)
-    positions, number_length = positions[valid], number_length[valid]
-    if positions.size == 0:
-        return None
-    if size_bytes == 1:
-        blocks = at(positions + 4 + number_length) + 1
-    elif size_bytes == 2:
-        blocks = (at(positions + 4 + number_length) << 8 | at(positions + 5 + number_length)) + 1
-    else:
-        blocks = np.full(positions.size, _block_size(block_code, b"", 0)[0], dtype=np.int64)
-    return int(blocks.sum()), int(positions[-1])
-
-
 def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
     if codec != "flac" or data[:4] != b"fLaC":
         return None
@@ -222,16 +151,97 @@ def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | 
     first = _parse_frame(data, start)
     if first is None:
         return None
+    if len(data) - start < _VECTORISED_MIN_BYTES:
+        return _walk_sequentially(data, first, sample_rate)
+    return _walk_vectorised(data, first, sample_rate)
+
+
+def _walk_vectorised(data: mmap.mmap, first: _Frame, sample_rate: int) -> AudioLength | None:
+    """``_walk_sequentially``'s count, with the frame headers parsed and checked all at once (numpy).
+
+    The sequential walk counts, after the first frame, every sync pattern that parses as a CRC-8-valid frame
+    header of the same stream, in file order: that is a filter over every sync pattern in the file, so the
+    patterns are found by ``mmap.find`` (in C) and their headers parsed in a few array operations.
+    """
+    import numpy as np
+
+    sync = b"\xff\xf9" if first.variable else b"\xff\xf8"
+    size = len(data)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    table = np.asarray(_CRC8, dtype=np.int64)
+    total, strays = first.block_size, 0
+    position = first.offset
+    find = data.find
+    while True:
+        # A batch at a time, so a file stuffed with sync patterns is given up after _MAX_STRAYS of them, not
+        # after millions of positions and a header matrix of gigabytes.
+        found: list[int] = []
+        while len(found) < _BATCH and (position := find(sync, position + 1)) >= 0:
+            found.append(position)
+        if not found:
+            return AudioLength(total, sample_rate)
+        valid, block_size = _headers(np, buffer, table, np.asarray(found, dtype=np.int64), first, size)
+        total += int(block_size[valid].sum())
+        strays += len(found) - int(np.count_nonzero(valid))
+        if strays > _MAX_STRAYS:
+            return None  # stuffed with sync patterns: ffprobe's parser counts it, in C, under its deadline
+        if position < 0:
+            return AudioLength(total, sample_rate)
+
+
+def _headers(np: Any, buffer: Any, table: Any, at: Any, first: _Frame, size: int) -> tuple[Any, Any]:
+    """Which sync patterns at ``at`` are CRC-8-valid frame headers of ``first``'s stream, and their block sizes."""
+    head = buffer[np.minimum(at[:, None] + np.arange(_HEADER_MAX + 1), size - 1)].astype(np.int64)
+    sizes, layout = head[:, 2], head[:, 3]
+    block_code, rate_code = sizes >> 4, sizes & 0x0F
+    valid = (at + 6 <= size) & (block_code != 0) & (rate_code == first.rate_code)
+    valid &= ((layout >> 4) == first.channels_code) & (((layout >> 1) & 0x07) == first.depth_code) & (layout & 1 == 0)
+    # The frame or sample number: a UTF-8-like lead byte and ``extra`` continuation bytes (10xxxxxx).
+    lead = head[:, 4]
+    ones = np.zeros(at.size, dtype=np.int64)  # leading one bits after the first
+    for bit in range(6, -1, -1):
+        ones = np.where((ones == 6 - bit) & (lead >> bit & 1 == 1), 7 - bit, ones)
+    extra = np.where(lead < 0x80, 0, np.where(lead >= 0xFE, 6, ones))
+    valid &= (lead < 0x80) | (lead >= 0xFE) | ((extra >= 1) & (extra <= 5))
+    valid &= at + 5 + extra <= size
+    for index in range(1, 7):
+        continuation = head[:, np.minimum(4 + index, _HEADER_MAX)]
+        valid &= (extra < index) | (continuation & 0xC0 == 0x80)
+    after_number = 5 + extra  # header bytes so far
+    size_field = np.where(block_code == 6, 1, np.where(block_code == 7, 2, 0))
+    rows = np.arange(at.size)
+    low = head[rows, np.minimum(after_number, _HEADER_MAX)]
+    high = head[rows, np.minimum(after_number + 1, _HEADER_MAX)]
+    block_size = np.select(
+        [block_code == 1, (block_code >= 2) & (block_code <= 5), block_code == 6, block_code == 7, block_code >= 8],
+        [
+            np.full(at.size, 192),
+            576 << np.clip(block_code - 2, 0, 3),
+            low + 1,
+            (low << 8 | high) + 1,
+            256 << np.clip(block_code - 8, 0, 7),
+        ],
+        0,
+    )
+    rate_field = np.where(rate_code == 12, 1, np.where((rate_code == 13) | (rate_code == 14), 2, 0))
+    length = after_number + size_field + rate_field  # the header before its CRC-8
+    valid &= (at + length < size) & (block_size > 0)
+    crc = np.zeros(at.size, dtype=np.int64)
+    for index in range(_HEADER_MAX):
+        crc = np.where(index < length, table[crc ^ head[:, index]], crc)
+    valid &= crc == head[rows, np.minimum(length, _HEADER_MAX)]
+    return valid, block_size
+
+
+def _walk_sequentially(data: mmap.mmap, first: _Frame, sample_rate: int) -> AudioLength | None:
+    """From the first frame, every next CRC-8-valid header of the same stream, whatever its number."""
+    start = first.offset
     same_stream = (first.variable, first.rate_code, first.channels_code, first.depth_code)
     sync = b"\xff\xf9" if first.variable else b"\xff\xf8"
-    total = first.block_size
-    previous = first
-    if not first.variable and (counted := _lead_frames(data, bytes(data[start : start + 4]))) is not None:
-        # Every frame but the last, at once; the walk below then looks for the last one after them.
-        total, last = counted
-        previous = _parse_frame(data, last) or first
     # In a fixed-block-size stream every frame but the last starts with the first frame's four bytes, then its number.
     lead = bytes(data[start : start + 4]) if not first.variable else None
+    total = first.block_size
+    previous = first
     strays = 0
     while True:
         expected = _next_position(previous)

@@ -1,27 +1,30 @@
-"""What a file is, read in-process for the four simplest containers, so that metering them starts no ffprobe.
+"""What a file is, read in-process for the containers the walkers read, so that metering them starts no ffprobe.
 
 ffprobe's process start costs more than reading a minute of audio (4-7 ms on a quiet machine, 10-20 under load).
-For WAV (PCM), native FLAC, MPEG audio and single-stream Ogg (Opus, Vorbis) the container's own header names the
-codec, rate and channels in a few fixed bytes, and the frame walk that measures the length reads (and checks) the
-frames anyway. ``identify`` answers only when every one of these holds; otherwise ``None``, and ffprobe decides
-exactly as before:
+For WAV (PCM), native FLAC, MPEG audio, single-stream Ogg (Opus, Vorbis), audio-only MP4/M4A (AAC-LC) and
+single-track Matroska/WebM (Opus, Vorbis) the container's own header names the codec, rate and channels, and the
+frame walk that measures the length reads (and checks) the frames anyway. ``identify`` answers only when every one
+of these holds; otherwise ``None``, and ffprobe decides exactly as before:
 
 * the file starts with the container's signature (no leading junk, no ID3 before FLAC, no second Ogg stream);
-* the codec is one of a fixed list (PCM integer/float, FLAC, MPEG audio layer I-III, Opus, Vorbis) and its header
-  fields are in range (rate 2 kHz-768 kHz... the caller still refuses rates below ``MIN_SAMPLE_RATE``);
+* the codec is one of a fixed list (PCM integer/float, FLAC, MPEG audio layer I-III, Opus, Vorbis, AAC-LC) and its
+  header fields are in range (rate 2 kHz-768 kHz... the caller still refuses rates below ``MIN_SAMPLE_RATE``);
 * the first frames parse: FLAC's first frame header passes its CRC-8, MPEG audio's first three frames chain,
-  Ogg's first page holds the codec's identification packet whole.
+  Ogg's first page holds the codec's identification packet whole;
+* MP4 and Matroska hold exactly one track, an audio one, and nothing but a short list of known boxes/elements
+  around it: no video, no second track, no fragments, no media in another file, no content encodings
+  (``identify_mp4``, ``identify_matroska``).
 
-No name, URL or protocol is ever opened: only the bytes of the staged local file. Containers that can hide other
-streams or references (Matroska, mp4, MPEG-TS, playlists) always go to ffprobe.
+No name, URL or protocol is ever opened: only the bytes of the staged local file. Anything else (MPEG-TS/PS,
+mp4 with video, playlists, every container these checks doubt) goes to ffprobe.
 """
 
 from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
 
+from earshot.audio.lengths.common import Identified
 from earshot.audio.lengths.flac import _audio_start, _parse_frame
 from earshot.audio.lengths.mpeg_audio import _WORD, _id3v2_end, _size_index, _Stream, _valid_header
 
@@ -30,22 +33,13 @@ _MAX_CHANNELS = 8
 _PCM_CODECS = {(1, 8): "pcm_u8", (1, 16): "pcm_s16le", (1, 24): "pcm_s24le", (1, 32): "pcm_s32le"}
 _PCM_CODECS |= {(3, 32): "pcm_f32le", (3, 64): "pcm_f64le"}
 _EXTENSIBLE = 0xFFFE
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 # MPEG audio: this many consecutive frames (fewer only if the file ends) before the file is called MPEG audio.
 _MPEG_FRAMES = 3
 
 
-@dataclass(frozen=True)
-class Identified:
-    """What ffprobe would report for the file: demuxer name, codec name, rate and channels of its one stream."""
-
-    format_name: str
-    codec: str
-    sample_rate: int
-    channels: int
-
-
 def identify(data: mmap.mmap) -> Identified | None:
-    """The file's container and codec when it is one of the four read here and parses cleanly, else ``None``."""
+    """The file's container and codec when it is one of those read here and parses cleanly, else ``None``."""
     head = data[:12]
     if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         return _wav(data)
@@ -55,6 +49,15 @@ def identify(data: mmap.mmap) -> Identified | None:
         return _ogg(data)
     if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF):
         return _mpeg_audio(data)
+    # Imported here: these modules need numpy, which the light functions' layer does not carry.
+    if head[4:8] == b"ftyp":
+        from earshot.audio.lengths.mp4 import identify_mp4
+
+        return identify_mp4(data)
+    if head[:4] == _EBML_MAGIC:
+        from earshot.audio.lengths.matroska import identify_matroska
+
+        return identify_matroska(data)
     return None
 
 

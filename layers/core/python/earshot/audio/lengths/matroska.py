@@ -9,6 +9,7 @@ Opus packet's TOC byte, a Vorbis packet's mode). ``CodecDelay`` (the Opus pre-sk
 from __future__ import annotations
 
 import mmap
+import struct
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from earshot.audio.lengths.codecs import (
     vorbis_modes,
     vorbis_packet_samples,
 )
-from earshot.audio.lengths.common import AudioLength
+from earshot.audio.lengths.common import AudioLength, Identified
+from earshot.audio.lengths.matroska_runs import OpusBlockRuns
 
 _EBML, _SEGMENT, _CLUSTER, _TRACKS, _TRACK_ENTRY = 0x1A45DFA3, 0x18538067, 0x1F43B675, 0x1654AE6B, 0xAE
 _TRACK_NUMBER, _TRACK_TYPE, _CODEC_ID, _CODEC_PRIVATE, _CODEC_DELAY = 0xD7, 0x83, 0x86, 0x63A2, 0x56AA
@@ -28,6 +30,8 @@ _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _DISCARD_PADDING = 0xA3, 0xA0, 0xA1, 0x75A2
 _TOP_LEVEL = frozenset({_CLUSTER, 0x1C53BB6B, 0x1254C367, 0x1941A469, 0x1043A770, 0x114D9B74, 0x1549A966, _TRACKS})
 _AUDIO_TRACK = 2
 _NANOSECONDS = 1_000_000_000
+# From this many bytes of clusters on, Opus blocks are found in one vectorised scan and jumped along in runs.
+_RUNS_MIN_BYTES = 64 * 1024
 
 
 def _element(data: mmap.mmap, position: int) -> tuple[int, int | None, int] | None:
@@ -139,6 +143,8 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
     track: _Track | None = None
     first_bytes = bytearray()
     discard_ns = 0
+    runs: OpusBlockRuns | None = None
+    jumped = jumped_samples = last_jumped = 0  # blocks taken in runs (Opus), their samples, the last one's
     position = segment[2]
     while position < segment_end:
         element = _element(data, position)
@@ -161,7 +167,18 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
         position = body
         number = track.number
         track_byte = 0x80 | number if number < 0x7F else -1
+        if runs is None and codec == "opus" and track_byte >= 0 and size - position >= _RUNS_MIN_BYTES:
+            runs = OpusBlockRuns(data, position, track_byte)
         while position < cluster_end:
+            if runs is not None and data[position] == _SIMPLE_BLOCK:
+                jump = runs.jump(position, cluster_end)
+                if jump is not None:  # the blocks the fast path below would take one by one
+                    jumped += jump.blocks
+                    jumped_samples += jump.samples
+                    last_jumped = jump.last_samples
+                    discard_ns = 0
+                    position = jump.position
+                    continue
             # Fast path: a SimpleBlock with a 1- or 2-byte size, of our track, unlaced (nearly every block).
             if data[position] == _SIMPLE_BLOCK and position + 3 < size:
                 lead = data[position + 1]
@@ -180,6 +197,7 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                 ):
                     first_bytes.append(data[block_body + 4])
                     first_bytes.append(data[block_body + 5] if block_end - block_body > 5 else 0)
+                    last_jumped = -1
                     discard_ns = 0
                     position = block_end
                     continue
@@ -222,6 +240,7 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                 if frame > block_end or data[frame - 1] & 0x06:
                     return None  # laced blocks: leave them to the packet counter
                 first_bytes += data[frame : min(frame + 2, block_end)].ljust(2, b"\0")
+                last_jumped = -1
                 discard_ns = padding
             position = child_end
         if length is not None:
@@ -233,10 +252,11 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
         if not track.codec.startswith("A_OPUS"):
             return None
         samples = opus_packet_samples(pairs[:, 0].copy(), pairs[:, 1].copy())
-        total = int(samples.sum())
+        total = int(samples.sum()) + jumped_samples
+        last = last_jumped if last_jumped >= 0 and jumped else int(samples[-1]) if samples.size else 0
         delay = min(round(track.delay_ns * OPUS_RATE / _NANOSECONDS), 65535)
-        trim = round(discard_ns * OPUS_RATE / _NANOSECONDS) if samples.size else 0
-        if 0 < trim <= min(OPUS_MAX_PACKET, int(samples[-1])):
+        trim = round(discard_ns * OPUS_RATE / _NANOSECONDS) if samples.size or jumped else 0
+        if 0 < trim <= min(OPUS_MAX_PACKET, last):
             total -= trim
         played = max(0, total - delay)
         return AudioLength(played * sample_rate // OPUS_RATE, sample_rate)
@@ -264,3 +284,113 @@ def _element_number(data: mmap.mmap, position: int) -> tuple[int, int] | None:
     for byte in data[position + 1 : position + length]:
         value = (value << 8) | byte
     return value, position + length
+
+
+MATROSKA_FORMAT_NAME = "matroska,webm"
+_EBML_READ_VERSION, _DOC_TYPE, _DOC_TYPE_READ_VERSION = 0x42F7, 0x4282, 0x4285
+_EBML_HEADER_CHILDREN = frozenset(
+    {0x4286, _EBML_READ_VERSION, 0x42F2, 0x42F3, _DOC_TYPE, 0x4287, _DOC_TYPE_READ_VERSION}
+)
+_VOID, _CRC32, _AUDIO, _SAMPLING_FREQUENCY, _CHANNELS = 0xEC, 0xBF, 0xE1, 0xB5, 0x9F
+# What identify_matroska accepts before the first cluster, and inside the track entry: anything else (attachments,
+# a video or second track, content encodings that rewrite the blocks' bytes, track operations) is for ffprobe.
+_HEAD_CHILDREN = frozenset({0x114D9B74, 0x1549A966, _TRACKS, 0x1C53BB6B, 0x1254C367, 0x1043A770, _VOID, _CRC32})
+_TRACK_CHILDREN = frozenset(
+    {_TRACK_NUMBER, 0x73C5, _TRACK_TYPE, 0xB9, 0x88, 0x55AA, 0x9C, 0x6DE7, 0x6DF8, 0x23E383, 0x23314F, 0x55EE}
+    | {0x536E, 0x22B59C, 0x22B59D, _CODEC_ID, _CODEC_PRIVATE, 0x258688, _CODEC_DELAY, 0x56BB, _AUDIO, _VOID, _CRC32}
+)
+_AUDIO_CHILDREN = frozenset({_SAMPLING_FREQUENCY, 0x78B5, _CHANNELS, 0x6264})
+_MAX_CHANNELS = 8
+
+
+def identify_matroska(data: mmap.mmap) -> Identified | None:
+    """A Matroska/WebM file of one Opus or Vorbis track, named as ffprobe names it; anything else ``None``.
+
+    Accepted only when the EBML header is Matroska's or WebM's (read versions 1 and at most 4), the segment holds
+    nothing before its first cluster but a seek head, info, one ``Tracks`` of exactly one audio track, cues, tags,
+    chapters and padding, and that track (no content encodings) carries an ``OpusHead`` or the three Vorbis
+    headers whose rate and channels agree with its ``Audio`` element.
+    """
+    header = _element(data, 0)
+    if header is None or header[0] != _EBML or header[1] is None:
+        return None
+    fields = {ident: bytes(data[body:end]) for ident, body, end in _children(data, header[2], header[2] + header[1])}
+    if not fields.keys() <= _EBML_HEADER_CHILDREN | {_VOID, _CRC32}:
+        return None
+    if fields.get(_DOC_TYPE, b"").rstrip(b"\0") not in (b"webm", b"matroska"):
+        return None
+    if int.from_bytes(fields.get(_EBML_READ_VERSION, b"\x01"), "big") != 1:
+        return None
+    if not 1 <= int.from_bytes(fields.get(_DOC_TYPE_READ_VERSION, b"\x01"), "big") <= 4:
+        return None
+    segment = _element(data, header[2] + header[1])
+    if segment is None or segment[0] != _SEGMENT:
+        return None
+    end = len(data) if segment[1] is None else min(len(data), segment[2] + segment[1])
+    position, tracks = segment[2], []
+    while position < end:
+        element = _element(data, position)
+        if element is None or element[0] == _CLUSTER:
+            break
+        ident, size, body = element
+        if size is None or ident not in _HEAD_CHILDREN or body + size > len(data):
+            return None
+        if ident == _TRACKS:
+            tracks.append((body, body + size))
+        position = body + size
+    if len(tracks) != 1:
+        return None
+    children = _children(data, *tracks[0])
+    entries = [child for child in children if child[0] not in (_VOID, _CRC32)]
+    if not children or children[-1][2] != tracks[0][1] or len(entries) != 1 or entries[0][0] != _TRACK_ENTRY:
+        return None
+    return _identified_track(data, entries[0][1], entries[0][2])
+
+
+def _identified_track(data: mmap.mmap, start: int, end: int) -> Identified | None:
+    children = _children(data, start, end)
+    if not children or children[-1][2] != end or any(ident not in _TRACK_CHILDREN for ident, _, _ in children):
+        return None
+    fields = {ident: bytes(data[body:child_end]) for ident, body, child_end in children}
+    if len(fields) != len(children) or int.from_bytes(fields.get(_TRACK_TYPE, b""), "big") != _AUDIO_TRACK:
+        return None
+    if not 0 < int.from_bytes(fields.get(_TRACK_NUMBER, b""), "big") < 2**32:
+        return None
+    audio = next(((body, child_end) for ident, body, child_end in children if ident == _AUDIO), None)
+    audio_fields = (
+        {ident: bytes(data[body:child_end]) for ident, body, child_end in _children(data, *audio)} if audio else {}
+    )
+    if not audio_fields.keys() <= _AUDIO_CHILDREN:
+        return None
+    stated_channels = int.from_bytes(audio_fields.get(_CHANNELS, b""), "big") or None
+    codec_id, private = fields.get(_CODEC_ID, b"").rstrip(b"\0"), fields.get(_CODEC_PRIVATE, b"")
+    if codec_id == b"A_OPUS":
+        if len(private) < 19 or not private.startswith(b"OpusHead") or private[8] & 0xF0 or private[18] not in (0, 1):
+            return None
+        codec, rate, channels = "opus", OPUS_RATE, private[9]  # Opus always decodes at 48 kHz
+    elif codec_id == b"A_VORBIS":
+        headers = _xiph_headers(private)
+        first = headers[0] if headers else b""
+        if len(first) < 30 or not first.startswith(b"\x01vorbis") or first[7:11] != b"\0\0\0\0" or not first[29] & 1:
+            return None
+        if vorbis_modes(first, headers[2] if headers else b"") is None:
+            return None
+        codec, rate, channels = "vorbis", int.from_bytes(first[12:16], "little"), first[11]
+        stated_rate = audio_fields.get(_SAMPLING_FREQUENCY)
+        if stated_rate is not None and _ebml_float(stated_rate) != rate:
+            return None
+    else:
+        return None
+    if not 1 <= channels <= _MAX_CHANNELS or (stated_channels is not None and stated_channels != channels):
+        return None
+    if not 0 < rate <= 768_000:
+        return None
+    return Identified(MATROSKA_FORMAT_NAME, codec, rate, channels)
+
+
+def _ebml_float(value: bytes) -> float | None:
+    if len(value) == 4:
+        return float(struct.unpack(">f", value)[0])
+    if len(value) == 8:
+        return float(struct.unpack(">d", value)[0])
+    return None

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from earshot.audio.lengths.codecs import OPUS_MAX_PACKET, OPUS_RATE, opus_packet_samples
-from earshot.audio.lengths.common import AudioLength, pcm_sample_bytes
+from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
 from earshot.audio.lengths.flac import _parse_frame
 
 _AAC_FRAME = 1024
@@ -428,3 +428,134 @@ def _itunsmpb(data: mmap.mmap, moov: tuple[int, int]) -> tuple[int | None, int |
     if found is None:
         return None, None
     return int(found.group(2), 16), int(found.group(4), 16)
+
+
+# What identify_mp4 accepts, box by box: anything else (fragments, references to other tracks or files, a second
+# track, QuickTime sound descriptions) is ffprobe's to judge.
+_TOP_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"udta", b"meta", b"pdin"}
+_MOOV_BOXES = {b"mvhd", b"trak", b"udta", b"meta", b"iods", b"free", b"skip"}
+_TRAK_BOXES = {b"tkhd", b"mdia", b"edts", b"udta", b"meta", b"free", b"skip"}
+_MDIA_BOXES = {b"mdhd", b"hdlr", b"minf", b"udta", b"free", b"skip"}
+_MINF_BOXES = {b"smhd", b"dinf", b"stbl", b"free", b"skip"}
+_STBL_BOXES = {b"stsd", b"stts", b"stsc", b"stsz", b"stco", b"co64", b"sgpd", b"sbgp", b"stss", b"free", b"skip"}
+# MPEG-4 Audio (0x40) and MPEG-2 AAC Main/LC/SSR (0x66-0x68) object types in an esds DecoderConfigDescriptor.
+_AAC_OBJECT_TYPES = {0x40, 0x66, 0x67, 0x68}
+_AAC_LC = 2
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+MP4_FORMAT_NAME = "mov,mp4,m4a,3gp,3g2,mj2"
+
+
+def identify_mp4(data: mmap.mmap) -> Identified | None:
+    """An audio-only MP4/M4A holding one AAC-LC track, named as ffprobe names it; anything else ``None``.
+
+    Accepted only when every box on the way is one of a short list (``_TOP_BOXES`` ...), the file has exactly one
+    track, a sound track whose data lies in this file (its one data reference is self-contained), described by one
+    ``mp4a`` entry (version 0) whose esds holds an AAC-LC AudioSpecificConfig of 1-6 channels at a standard rate
+    that the entry's own rate field repeats. An AAC-LC config may hide SBR (implicit HE-AAC): ffprobe then reports
+    twice the rate, but the length in seconds is the same either way (a frame is 1024 core samples).
+    """
+    if data[4:8] != b"ftyp":
+        return None
+    top = _boxes(data, 0, len(data))
+    if not top or top[0][0] != b"ftyp" or any(kind not in _TOP_BOXES for kind, _, _ in top):
+        return None
+    moovs = [(body, end) for kind, body, end in top if kind == b"moov"]
+    if len(moovs) != 1:
+        return None
+    moov_children = _boxes(data, *moovs[0])
+    traks = [(body, end) for kind, body, end in moov_children if kind == b"trak"]
+    if len(traks) != 1 or any(kind not in _MOOV_BOXES for kind, _, _ in moov_children):
+        return None
+    mdia = _only(data, traks[0], b"mdia", _TRAK_BOXES)
+    minf = _only(data, mdia, b"minf", _MDIA_BOXES) if mdia else None
+    hdlr = _child(data, mdia, b"hdlr") if mdia else None
+    if minf is None or hdlr is None or data[hdlr[0] + 8 : hdlr[0] + 12] != b"soun":
+        return None
+    stbl = _only(data, minf, b"stbl", _MINF_BOXES)
+    dinf = _child(data, minf, b"dinf")
+    dref = _child(data, dinf, b"dref") if dinf else None
+    if stbl is None or dref is None or not _self_contained(data, dref):
+        return None
+    stsd = _only(data, stbl, b"stsd", _STBL_BOXES)
+    if stsd is None or stsd[0] + 8 + 36 > stsd[1] or struct.unpack_from(">I", data, stsd[0] + 4)[0] != 1:
+        return None
+    entry = _boxes(data, stsd[0] + 8, stsd[1])
+    if len(entry) != 1 or entry[0][0] != b"mp4a":
+        return None
+    _, body, end = entry[0]
+    if struct.unpack_from(">H", data, body + 8)[0] != 0:  # sound description version 0 (not QuickTime v1/v2)
+        return None
+    entry_rate = struct.unpack_from(">I", data, body + 24)[0] >> 16
+    esds = _child(data, (body + 28, end), b"esds")
+    config = _audio_specific_config(bytes(data[esds[0] : esds[1]])) if esds else None
+    if config is None:
+        return None
+    rate, channels = config
+    if rate != entry_rate:
+        return None
+    return Identified(MP4_FORMAT_NAME, "aac", rate, channels)
+
+
+def _only(data: mmap.mmap, parent: tuple[int, int], kind: bytes, allowed: set[bytes]) -> tuple[int, int] | None:
+    """The one ``kind`` child of ``parent`` when every child is of an ``allowed`` kind, else ``None``."""
+    children = _boxes(data, *parent)
+    if any(found not in allowed for found, _, _ in children):
+        return None
+    matching = [(body, end) for found, body, end in children if found == kind]
+    return matching[0] if len(matching) == 1 else None
+
+
+def _self_contained(data: mmap.mmap, dref: tuple[int, int]) -> bool:
+    """One data reference, a ``url `` whose flag says the media is in this file (never another file or URL)."""
+    if dref[0] + 8 > dref[1] or struct.unpack_from(">I", data, dref[0] + 4)[0] != 1:
+        return False
+    entries = _boxes(data, dref[0] + 8, dref[1])
+    return (
+        len(entries) == 1
+        and entries[0][0] == b"url "
+        and entries[0][2] - entries[0][1] == 4
+        and data[entries[0][1] + 3] == 1
+    )
+
+
+def _descriptor(esds: bytes, position: int) -> tuple[int, int, int] | None:
+    """(tag, body offset, body end) of the MPEG-4 descriptor at ``position`` (sizes are 7 bits per byte)."""
+    if position + 2 > len(esds):
+        return None
+    tag, size, cursor = esds[position], 0, position + 1
+    for _ in range(4):
+        if cursor >= len(esds):
+            return None
+        byte = esds[cursor]
+        size, cursor = (size << 7) | (byte & 0x7F), cursor + 1
+        if not byte & 0x80:
+            break
+    else:
+        return None
+    return (tag, cursor, cursor + size) if cursor + size <= len(esds) else None
+
+
+def _audio_specific_config(esds: bytes) -> tuple[int, int] | None:
+    """(rate, channels) of an esds box body holding an AAC-LC AudioSpecificConfig, else ``None``."""
+    if len(esds) < 4 or esds[0] != 0:  # version 0
+        return None
+    es = _descriptor(esds, 4)
+    if es is None or es[0] != 0x03 or es[1] + 3 > es[2]:
+        return None
+    flags = esds[es[1] + 2]
+    if flags & 0x40:  # URL_Flag: the stream lives elsewhere
+        return None
+    position = es[1] + 3 + (2 if flags & 0x80 else 0) + (2 if flags & 0x20 else 0)
+    decoder = _descriptor(esds, position)
+    if decoder is None or decoder[0] != 0x04 or decoder[1] + 13 > decoder[2]:
+        return None
+    if esds[decoder[1]] not in _AAC_OBJECT_TYPES or esds[decoder[1] + 1] >> 2 != 0x05:  # an audio stream
+        return None
+    specific = _descriptor(esds, decoder[1] + 13)
+    if specific is None or specific[0] != 0x05 or specific[2] - specific[1] < 2:
+        return None
+    bits = int.from_bytes(esds[specific[1] : specific[1] + 2], "big")
+    object_type, rate_index, channels = bits >> 11, (bits >> 7) & 0x0F, (bits >> 3) & 0x0F
+    if object_type != _AAC_LC or rate_index >= len(_AAC_RATES) or not 1 <= channels <= 6:
+        return None
+    return _AAC_RATES[rate_index], channels

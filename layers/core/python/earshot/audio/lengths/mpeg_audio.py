@@ -12,8 +12,13 @@ from __future__ import annotations
 import functools
 import mmap
 import struct
+from typing import TYPE_CHECKING
 
 from earshot.audio.lengths.common import AudioLength
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 _BITRATES = {
     # (version is MPEG-1, layer) -> kbit/s by index
@@ -31,6 +36,15 @@ _DECODER_DELAY = 529
 # Sync, version, layer and sample rate must stay those of the first frame; bitrate and padding may change.
 _STREAM_MASK = 0xFFFE0C00
 _RESYNC_WINDOW = 64 * 1024
+# The lockstep walk (``_walk_in_lockstep``): below this many bytes the sequential walk is as quick.
+_LOCKSTEP_MIN_BYTES = 1024 * 1024
+# Walkers: one per stretch of at least this many bytes, at most this many walkers.
+_WALKER_MIN_BYTES = 4 * 1024
+_WALKERS = 1024
+# A walker's start is the first frame in this many bytes after its stretch begins (two of the longest frames).
+_ANCHOR_WINDOW = 4096
+# Lost syncs and unverified stretches the lockstep walk resumes from before the sequential walk takes over.
+_MAX_RESUMES = 32
 
 
 class _Stream:
@@ -159,8 +173,117 @@ def mp3_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     info_frame, claimed_frames, claimed_bytes, delay, padding = _lame_trim(data, position, stream, header)
     if info_frame:
         position += stream.sizes[_size_index(header)]
+    frames, position = _walk(data, position, stream.reference)
+    total = frames * stream.samples - delay
+    if stream.layer == 3 and (delay or padding):
+        # The encoder's end padding applies only to the file the encoder wrote: same frames or same bytes.
+        intact = claimed_frames == frames or claimed_bytes == min(position, size) - stream_start
+        total -= padding if intact else _DECODER_DELAY
+    return AudioLength(max(0, total), stream.rate)
+
+
+def _walk(data: mmap.mmap, position: int, reference: int) -> tuple[int, int]:
+    """(frames, where the walk stopped) for the frames of stream ``reference`` from ``position``.
+
+    Exactly the frames ``_walk_sequentially`` counts. Large files are walked by ``_walk_in_lockstep`` (numpy);
+    where it cannot vouch for a stretch it resumes from the last frame it could, and a file that makes it resume
+    too often (junk between frames) is finished sequentially.
+    """
+    size = len(data)
     frames = 0
-    reference = stream.reference
+    for _ in range(_MAX_RESUMES):
+        if size - position < _LOCKSTEP_MIN_BYTES:
+            break
+        counted, position, stop = _walk_in_lockstep(data, position, reference)
+        frames += counted
+        if stop == "end":
+            return frames, position
+        if stop == "lost":  # junk, a tag, or a cut frame: frames of the same stream further on still decode
+            again = _find_stream(data, position + 1, size)
+            if again is None or again[1].reference != reference:
+                return frames, position
+            position = again[0]
+        # "unverified": ``position`` is on the chain; walk on from there
+    more, position = _walk_sequentially(data, position, reference)
+    return frames + more, position
+
+
+def _walk_in_lockstep(data: mmap.mmap, position: int, reference: int) -> tuple[int, int, str]:
+    """(frames, position, why it stopped) walking the chain from ``position`` with many walkers at once.
+
+    The file is cut into stretches; a walker starts at the first frame-like offset of each (the first starts at
+    ``position``) and all of them step one frame per numpy operation until each reaches the next walker's start.
+    Walker ``k`` is on the true chain when walker ``k - 1`` (on it) lands exactly on its start: the chain from
+    ``position`` is then the verified walkers' frames, in order. The first walker that does not land on its
+    successor's start ends the result: why it stopped is ``"end"`` (the file ends, or its last frame is cut
+    short: counted, as decoders decode it), ``"lost"`` (sync lost at ``position``) or ``"unverified"``
+    (``position`` is on the chain but the next walker's start was not: a false sync, to walk on from).
+    """
+    import numpy as np
+
+    size = len(data)
+    last = size - 4  # the sequential walk reads a header only where four bytes remain
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    sizes = _frame_sizes(reference)
+    table = _size_array(reference)
+    stretch = max(_WALKER_MIN_BYTES, (size - position) // _WALKERS)
+    starts = [position]
+    for anchor in range(position + stretch, last + 1, stretch):
+        found = _first_frame(data, sizes, anchor, min(anchor + _ANCHOR_WINDOW, last + 1))
+        if found is not None and found > starts[-1]:
+            starts.append(found)
+    begin = np.asarray(starts, dtype=np.int64)
+    target = np.append(begin[1:], np.iinfo(np.int64).max)
+    at = begin.copy()
+    counts = np.zeros(begin.size, dtype=np.int64)
+    stops = np.zeros(begin.size, dtype=np.int8)  # 0 walking, then one of _STOPS
+    walking = np.arange(begin.size)
+    while walking.size:
+        here = at[walking]
+        ended = here > last
+        stops[walking[ended]] = _END
+        walking, here = walking[~ended], here[~ended]
+        length = table[buffer[here + 1].astype(np.intp) << 8 | buffer[here + 2]]
+        lost = (buffer[here] != 0xFF) | (length == 0)
+        stops[walking[lost]] = _LOST
+        walking, here, length = walking[~lost], here[~lost], length[~lost]
+        counts[walking] += 1
+        following = here + length
+        cut = following > size
+        at[walking] = np.where(cut, size, following)
+        stops[walking[cut]] = _END
+        reached = ~cut & (following >= target[walking])
+        stops[walking[reached]] = _REACHED
+        walking = walking[~cut & ~reached]
+    verified = (stops == _REACHED) & (at == target)
+    first_stop = int(np.argmin(verified)) if not verified.all() else begin.size - 1
+    frames = int(counts[: first_stop + 1].sum())
+    stop = int(stops[first_stop])
+    why = "end" if stop == _END else "lost" if stop == _LOST else "unverified"
+    return frames, int(at[first_stop]), why
+
+
+_END, _LOST, _REACHED = 1, 2, 3
+
+
+def _first_frame(data: mmap.mmap, sizes: list[int], start: int, stop: int) -> int | None:
+    """The first offset in ``[start, stop)`` that starts a frame of the stream and whose next frame does too."""
+    size = len(data)
+    position = start
+    while (position := data.find(b"\xff", position, stop)) >= 0:
+        length = sizes[data[position + 1] << 8 | data[position + 2]]
+        following = position + length
+        chained = following + 3 <= size and data[following] == 0xFF
+        if length and chained and sizes[data[following + 1] << 8 | data[following + 2]]:
+            return position
+        position += 1
+    return None
+
+
+def _walk_sequentially(data: mmap.mmap, position: int, reference: int) -> tuple[int, int]:
+    """(frames, where the walk stopped): one Python step per frame, resyncing on the same stream after junk."""
+    size = len(data)
+    frames = 0
     sizes = _frame_sizes(reference)
     view = memoryview(data)  # indexing a memoryview is faster than indexing the mmap
     try:
@@ -190,9 +313,12 @@ def mp3_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
             position = again[0]
     finally:
         view.release()  # the mmap cannot close while a view of it is alive
-    total = frames * stream.samples - delay
-    if stream.layer == 3 and (delay or padding):
-        # The encoder's end padding applies only to the file the encoder wrote: same frames or same bytes.
-        intact = claimed_frames == frames or claimed_bytes == min(position, size) - stream_start
-        total -= padding if intact else _DECODER_DELAY
-    return AudioLength(max(0, total), stream.rate)
+    return frames, position
+
+
+@functools.lru_cache(maxsize=64)
+def _size_array(reference: int) -> npt.NDArray[np.int64]:
+    """``_frame_sizes`` as a numpy array."""
+    import numpy as np
+
+    return np.asarray(_frame_sizes(reference), dtype=np.int64)

@@ -1,0 +1,130 @@
+"""The vectorised frame walks count exactly what the one-step-per-frame walks count, on damaged files too.
+
+Long mp3 files are walked by many walkers in lockstep (``mpeg_audio._walk_in_lockstep``), long WebM/Opus files jump
+along runs of blocks found by one scan (``matroska_runs``) and long FLAC files have their headers parsed at once;
+below a size threshold (set to 0 here) they use the sequential walks, which are the ones checked against decoders
+(test_metering, test_hostile_metering). Here every cut, junk insert, bit flip, lying cluster size, renumbered frame
+and planted false sync must give the same length from both.
+"""
+
+from __future__ import annotations
+
+import mmap
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from audio_fixtures import write_audio
+
+from earshot.audio.lengths import flac, matroska, mpeg_audio
+from earshot.audio.lengths.common import AudioLength
+
+Variant = tuple[str, bytes]
+
+
+def _variants(original: bytes, plant: bytes, seed: int) -> list[Variant]:
+    """The file, cut at awkward offsets, with junk inserted, bits flipped, and ``plant`` (a false sync) sown."""
+    rng = random.Random(seed)
+    size = len(original)
+    out: list[Variant] = [("intact", original), ("tag-after", original + b"TAG" + bytes(125))]
+    out += [(f"cut-{cut}", original[:cut]) for cut in sorted(rng.sample(range(size // 20, size), 12))]
+    for _ in range(6):
+        at = rng.randrange(1000, size - 1000)
+        junk = rng.randbytes(rng.randrange(1, 2000))
+        out.append((f"junk-{at}", original[:at] + junk + original[at:]))
+    for _ in range(6):
+        flipped = bytearray(original)
+        at = rng.randrange(200, size)
+        flipped[at] ^= 1 << rng.randrange(8)
+        out.append((f"flip-{at}", bytes(flipped)))
+    planted = bytearray(original)
+    for at in range(4000, size - 16, 2999):
+        planted[at : at + len(plant)] = plant
+    out.append(("false-syncs", bytes(planted)))
+    return out
+
+
+def _length(data: bytes, tmp_path: Path, walker: Callable[[mmap.mmap], AudioLength | None]) -> AudioLength | None:
+    path = tmp_path / "variant"
+    path.write_bytes(data)
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        return walker(mapped)
+
+
+def _compare(
+    variants: list[Variant],
+    tmp_path: Path,
+    walker: Callable[[mmap.mmap], AudioLength | None],
+    monkeypatch: pytest.MonkeyPatch,
+    threshold: str,
+) -> None:
+    monkeypatch.setattr(threshold, 0)  # the vectorised walk, whatever the size
+    fast = {name: _length(data, tmp_path, walker) for name, data in variants}
+    monkeypatch.setattr(threshold, 1 << 40)  # the sequential walk only
+    slow = {name: _length(data, tmp_path, walker) for name, data in variants}
+    assert fast == slow
+    assert fast["intact"] is not None and fast["intact"].samples > 0
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "mp3_vbr"])
+def test_lockstep_mp3_walk_counts_what_the_sequential_walk_counts(
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = write_audio(tmp_path / "source", fmt=fmt, seconds=45.0, kind="noise").read_bytes()
+    variants = _variants(original, b"\xff\xfb\x90\x64", seed=11)
+    _compare(
+        variants,
+        tmp_path,
+        lambda data: mpeg_audio.mp3_length(data, "mp3", 44100),
+        monkeypatch,
+        "earshot.audio.lengths.mpeg_audio._LOCKSTEP_MIN_BYTES",
+    )
+
+
+@pytest.mark.parametrize("fmt", ["webm", "webm_noduration"])
+def test_block_runs_count_what_the_block_by_block_walk_counts(
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = write_audio(tmp_path / "source", fmt=fmt, seconds=45.0, kind="noise").read_bytes()
+    variants = _variants(original, b"\xa3\x90\x81\x00\x00\x80", seed=13)
+    clusters = [at for at in range(len(original)) if original.startswith(b"\x1f\x43\xb6\x75", at)]
+    for at in clusters[1:4]:  # a cluster whose size claims a little more or less than its blocks
+        width = 9 - original[at + 4].bit_length()  # the size's length, from its first byte's leading zeros
+        if original[at + 4 : at + 4 + width] == b"\x01" + b"\xff" * 7:
+            continue  # unknown size (as a browser writes them): nothing to lie about
+        for delta in (-7, 9):
+            lying = bytearray(original)
+            lying[at + 3 + width] = (lying[at + 3 + width] + delta) & 0xFF
+            variants.append((f"cluster-size-{at}{delta:+}", bytes(lying)))
+    _compare(
+        variants,
+        tmp_path,
+        lambda data: matroska.matroska_length(data, "opus", 48000),
+        monkeypatch,
+        "earshot.audio.lengths.matroska._RUNS_MIN_BYTES",
+    )
+
+
+@pytest.mark.parametrize(("rate", "seconds"), [(44100, 20.0), (8000, 60.0)])
+def test_vectorised_flac_walk_counts_what_the_sequential_walk_counts(
+    rate: int, seconds: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = write_audio(tmp_path / "source", fmt="flac", seconds=seconds, sample_rate=rate, kind="noise")
+    data = original.read_bytes()
+    variants = _variants(data, b"\xff\xf8\x69\x08\x00", seed=17)
+    with original.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        first = flac._audio_start(mapped)
+    assert first is not None
+    renumbered = bytearray(data)  # frame numbers rewritten (CRC-8 left wrong): those headers no longer count
+    for at in [at for at in range(first, len(data) - 8) if data.startswith(data[first : first + 4], at)][5::7]:
+        renumbered[at + 4] ^= 0x01
+    assert renumbered != bytearray(data)
+    variants.append(("renumbered", bytes(renumbered)))
+    _compare(
+        variants,
+        tmp_path,
+        lambda mapped: flac.flac_length(mapped, "flac", rate),
+        monkeypatch,
+        "earshot.audio.lengths.flac._VECTORISED_MIN_BYTES",
+    )
