@@ -134,3 +134,116 @@ def test_a_chunked_upload_past_the_limit_is_refused_in_the_routes_contract(
     assert "close" in response.headers["Connection"]
     assert [e.kind for e in get_runtime().store.list_ledger(new_key.account.id)] == ["topup"]
     assert response.json()["error"]["code"] == "file_too_large"
+
+
+def _presigned(server: tuple[str, int], new_key: NewKey, size: int) -> str:
+    """The path of a presigned upload URL signed for ``size`` bytes."""
+    created = httpx.post(
+        f"http://{server[0]}:{server[1]}/v1/uploads",
+        headers={"Authorization": f"Bearer {new_key.secret}"},
+        json={"filename": "a.wav", "bytes": size},
+    )
+    assert created.status_code == 201, created.text
+    return "/_local/uploads/" + created.json()["upload"]["url"].split("/_local/uploads/", 1)[1]
+
+
+def _upload_leftovers() -> list[Path]:
+    """Every file beside the blobs but the signing key and the uploads' records: staged parts and stored uploads."""
+    root = get_runtime().blobs.root  # type: ignore[attr-defined]
+    kept = {".upload-signing-key"}
+    return [p for p in root.rglob("*") if p.is_file() and p.name not in kept and p.parent.name != "uploads"]
+
+
+FORM_HEAD = b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+FORM_TAIL = b"\r\n--B--\r\n"
+
+
+def test_a_chunked_upload_past_its_signed_size_is_stopped_early_and_leaves_nothing(
+    server: tuple[str, int], new_key: NewKey
+) -> None:
+    """A URL signed for 1,000 bytes: a chunked body is refused once it passes that (plus a form's overhead), not at
+    the 500 MB route limit, with a message naming the signed size; nothing is staged or stored, nothing charged."""
+    path = _presigned(server, new_key, 1000)
+    piece = 64 * 1024
+    chunk = f"{piece:x}\r\n".encode() + b"a" * piece + b"\r\n"
+    with socket.create_connection(server, timeout=10) as connection:
+        connection.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: multipart/form-data; boundary=B\r\n\r\n".encode()
+            + f"{len(FORM_HEAD):x}\r\n".encode()
+            + FORM_HEAD
+            + b"\r\n"
+        )
+        sent = 0
+        connection.settimeout(0.05)
+        answer = b""
+        for _ in range(800):  # 50 MB if nobody stopped it
+            try:
+                connection.sendall(chunk)
+                sent += piece
+            except TimeoutError:
+                pass
+            except OSError:
+                break
+            try:
+                answer += connection.recv(65536)
+            except TimeoutError:
+                continue
+            if b"\r\n\r\n" in answer:
+                break
+        connection.settimeout(10)
+        while b"}" not in answer and (more := connection.recv(65536)):
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < 4 * MB  # the answer came long before the body ended
+    error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    assert error["code"] == "file_too_large" and "1000 bytes" in error["message"]
+    assert "inline" not in error["message"]
+    assert _upload_leftovers() == []
+    assert [e.kind for e in get_runtime().store.list_ledger(new_key.account.id)] == ["topup"]
+
+
+def test_an_upload_whose_content_length_passes_its_signed_size_is_refused_unread(
+    server: tuple[str, int], new_key: NewKey
+) -> None:
+    path = _presigned(server, new_key, 1000)
+    with socket.create_connection(server, timeout=10) as connection:
+        connection.sendall(  # the head alone: the answer must come without a byte of the 10 MB body
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {10 * MB}\r\n"
+            "Content-Type: multipart/form-data; boundary=B\r\n\r\n".encode()
+        )
+        answer = b""
+        while b"}" not in answer and (more := connection.recv(65536)):
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    assert error["code"] == "file_too_large" and "1000 bytes" in error["message"]
+    assert _upload_leftovers() == []
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_upload_of_its_signed_size_is_stored_however_it_is_framed(
+    server: tuple[str, int], new_key: NewKey, chunked: bool
+) -> None:
+    path = _presigned(server, new_key, 1000)
+    body = FORM_HEAD + b"w" * 1000 + FORM_TAIL
+    response = httpx.post(
+        f"http://{server[0]}:{server[1]}{path}",
+        headers={"Content-Type": "multipart/form-data; boundary=B"},
+        content=iter([body[:500], body[500:]]) if chunked else body,  # an iterator is sent chunked
+    )
+    assert response.status_code == 204, response.text
+    assert [p.read_bytes() for p in _upload_leftovers()] == [b"w" * 1000]
+
+
+def test_a_forged_upload_url_is_refused_from_its_head(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=10) as connection:
+        connection.sendall(
+            f"POST /_local/uploads/e30.{'0' * 64} HTTP/1.1\r\nHost: x\r\nContent-Length: {100 * MB}\r\n"
+            "Content-Type: multipart/form-data; boundary=B\r\n\r\n".encode()
+        )
+        answer = b""
+        while b"}" not in answer and (more := connection.recv(65536)):
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "auth_error"

@@ -43,7 +43,7 @@ class FileBlobStore:
         """(key, max_bytes) of a token this store signed and that has not expired, else ``AuthError``."""
         payload, _, signature = token.partition(".")
         expected = hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected.encode(), signature.encode()):  # bytes: a non-ASCII token is just wrong
             raise AuthError("the upload URL is not valid")
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         if int(claims["exp"]) < time.time():

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
@@ -62,12 +63,24 @@ from earshot.services.audio_input import too_large
 LOCAL_UPLOAD_PREFIX = "/_local/uploads/"
 # What a multipart form may add around the largest accepted file.
 _FORM_OVERHEAD = 1024 * 1024
+# What a presigned upload's form may add around the file part its URL was signed for (boundaries, part heads and
+# a few small fields): the body is refused once past the signed size plus this, however it is framed.
+_UPLOAD_FORM_OVERHEAD = 64 * 1024
 # Bodies are read in pieces of this size, so an oversized or endless (chunked) body stops at the limit.
 _READ_CHUNK = 1024 * 1024
 # After closing a connection with an answer, read (and drop) what the client still sends for this long at most
 # (lingering close), so that it reads the answer instead of a reset.
 _LINGER_SEC = 1.0
 _LINGER_BYTES = 4 * 1024 * 1024
+
+
+def over_signed_size(max_bytes: int) -> FileTooLargeError:
+    """The refusal of an upload body past what its presigned URL was signed for (S3's EntityTooLarge)."""
+    return FileTooLargeError(
+        f"the upload is larger than the {max_bytes} bytes its URL was signed for (the 'bytes' declared to "
+        "POST /v1/uploads); ask POST /v1/uploads for a new URL with the file's real size",
+        param="file",
+    )
 
 
 def _gateway_request_id() -> str:
@@ -181,6 +194,17 @@ class LocalGateway:
             return self._error(InternalError("internal error; it has been logged"), request_id, route.errors)
         return self._response(result)
 
+    @staticmethod
+    def upload_policy(token: str) -> int:
+        """The file size the presigned upload URL ``token`` was signed for; ``EarshotError`` if it is not valid here."""
+        from earshot.runtime import get_runtime
+
+        verify = getattr(get_runtime().blobs, "verify_upload_token", None)
+        if verify is None:
+            raise NotFoundError("local uploads are served only by the local file blob store")
+        _key, max_bytes = verify(token)
+        return int(max_bytes)
+
     def _local_upload(self, token: str, headers: dict[str, str], body: RequestBody) -> GatewayResponse:
         """What S3 does with a presigned POST locally: check the signed policy, store, emit ObjectCreated.
 
@@ -206,9 +230,7 @@ class LocalGateway:
                 return staged[-1]
 
             def over_policy(size: int) -> EarshotError | None:
-                if size > max_bytes:
-                    return FileTooLargeError(f"the upload must be 1 to {max_bytes} bytes, as declared", param="file")
-                return None
+                return over_signed_size(max_bytes) if size > max_bytes else None
 
             upload = parse_multipart_stream(body.read, content_type, file_limit=over_policy, spool=spool).files.get(
                 "file"
@@ -437,6 +459,16 @@ class _TargetTooLong(WaitressError):  # type: ignore[misc]
     reason = "URI Too Long"
 
 
+class _Refused(WaitressError):  # type: ignore[misc]
+    """A request refused from its head alone, with the envelope's error."""
+
+    def __init__(self, error: EarshotError) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.code = error.status
+        self.reason = HTTPStatus(error.status).phrase
+
+
 class _EnvelopeErrorTask(ErrorTask):  # type: ignore[misc]
     """waitress's answer to a request it could not parse (or whose body passed the route's limit), in the envelope."""
 
@@ -445,7 +477,12 @@ class _EnvelopeErrorTask(ErrorTask):  # type: ignore[misc]
         code = int(getattr(failure, "code", 400))
         contract: ContractName = getattr(self.request, "contract", "openai")
         error: EarshotError
-        if code == 413:
+        signed_bytes = getattr(self.request, "signed_bytes", None)
+        if isinstance(failure, _Refused):
+            error = failure.error
+        elif code == 413 and signed_bytes is not None:
+            error = over_signed_size(signed_bytes)
+        elif code == 413:
             limit = int(getattr(self.request, "limit", 0))
             size = max(int(self.request.content_length or 0), int(self.request.body_bytes_received or 0))
             error = too_large(max(size, limit + 1), limit - _FORM_OVERHEAD)
@@ -488,6 +525,7 @@ def _parser_class(gateway: LocalGateway) -> type[HTTPRequestParser]:
         error: Any
         contract: ContractName = "openai"
         limit = 0
+        signed_bytes: int | None = None  # a presigned upload's signed file size (its body's cap)
 
         def parse_header(self, header_plus: bytes) -> None:
             try:
@@ -511,7 +549,15 @@ def _parser_class(gateway: LocalGateway) -> type[HTTPRequestParser]:
             elif len(lines) - 1 > _MAX_HEADERS or any(len(line) > _MAX_LINE for line in lines[1:]):
                 self.error = RequestHeaderFieldsTooLarge(f"over {_MAX_HEADERS} header lines or a line over 64 kB")
             if self.path.startswith(LOCAL_UPLOAD_PREFIX):
-                self.limit = MAX_UPLOAD_BYTES + _FORM_OVERHEAD  # its signed policy caps it exactly
+                # A presigned upload's body is capped by the size its URL was signed for, checked here so that a
+                # Content-Length over it is refused unread and a chunked body is refused once it passes it.
+                self.limit = MAX_UPLOAD_BYTES + _FORM_OVERHEAD
+                if self.command == "POST" and self.error is None:
+                    try:
+                        self.signed_bytes = gateway.upload_policy(self.path.removeprefix(LOCAL_UPLOAD_PREFIX))
+                        self.limit = min(self.limit, self.signed_bytes + _UPLOAD_FORM_OVERHEAD)
+                    except EarshotError as refused:  # a forged or expired URL: answered before its body is read
+                        self.error = _Refused(refused)
             else:
                 self.contract, self.limit = gateway.route_limits(self.command, self.path)
             adjusted = copy.copy(self.adj)
