@@ -128,3 +128,22 @@ def test_vectorised_flac_walk_counts_what_the_sequential_walk_counts(
         monkeypatch,
         "earshot.audio.lengths.flac._VECTORISED_MIN_BYTES",
     )
+
+
+@pytest.mark.parametrize("stretch", [2, 3, 4099, 1 << 20])
+def test_flac_sync_scan_finds_what_find_finds(stretch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    rng = random.Random(5)
+    data = bytearray(rng.randbytes(300_000))
+    for at in [0, 2, 4099, 8198, len(data) - 3]:  # before the scan's start, across stretch edges, near the end
+        data[at : at + 2] = b"\xff\xf8"
+    data[-1] = 0xFF  # a lone lead byte at the very end is no pattern
+    monkeypatch.setattr(flac, "_SCAN_STRETCH", stretch)
+    buffer = np.frombuffer(bytes(data), dtype=np.uint8)
+    found = [int(at) for part in flac._sync_positions(np, buffer, 0xF8, 0) for at in part]
+    expected, position = [], 0
+    while (position := bytes(data).find(b"\xff\xf8", position + 1)) >= 0:
+        expected.append(position)
+    assert found == expected
+    assert {2, 4099, 8198, len(data) - 3} <= set(found) and 0 not in found and len(data) - 1 not in found

@@ -6,12 +6,16 @@ second frame to claim nothing. Decoders play every frame they find, whatever its
 every CRC-8-valid frame header of the same stream (rate, channels, depth, blocking) by its block size and
 ignores the numbers. Each next header is found with ``mmap.find`` (in a fixed-block-size stream, first by its
 exact first bytes and the number it should carry), so the walk costs one pass over the file in C plus one
-header parse per frame; a file stuffed with stray sync patterns is left to ffprobe's packet counter.
+header parse per frame. From 256 KiB of frames on, every sync pattern is found by vectorised byte comparisons
+and the headers are checked all at once. A file stuffed with stray sync patterns is left to ffprobe's packet
+counter.
 """
 
 from __future__ import annotations
 
+import itertools
 import mmap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +41,8 @@ _MAX_STRAYS = 20_000
 _VECTORISED_MIN_BYTES = 256 * 1024
 # Sync patterns whose headers are parsed at once (bounds the header matrix: 64 Ki x 16 x 8 bytes = 8 MiB).
 _BATCH = 64 * 1024
+# Bytes compared at a time when looking for sync patterns (two boolean buffers of this size stay in cache).
+_SCAN_STRETCH = 1024 * 1024
 # The longest frame header: sync (2), sizes, layout, a 7-byte number, a 2-byte block size, a 2-byte rate.
 _HEADER_MAX = 15
 
@@ -161,32 +167,60 @@ def _walk_vectorised(data: mmap.mmap, first: _Frame, sample_rate: int) -> AudioL
 
     The sequential walk counts, after the first frame, every sync pattern that parses as a CRC-8-valid frame
     header of the same stream, in file order: that is a filter over every sync pattern in the file, so the
-    patterns are found by ``mmap.find`` (in C) and their headers parsed in a few array operations.
+    patterns are found by two vectorised byte comparisons (``_sync_positions``) and their headers parsed in a few
+    array operations.
     """
     import numpy as np
 
-    sync = b"\xff\xf9" if first.variable else b"\xff\xf8"
     size = len(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     table = np.asarray(_CRC8, dtype=np.int64)
     total, strays = first.block_size, 0
-    position = first.offset
-    find = data.find
-    while True:
+    pending: list[Any] = []
+    waiting = 0
+    stretches = _sync_positions(np, buffer, 0xF9 if first.variable else 0xF8, first.offset)
+    for found in itertools.chain(stretches, [None]):
+        if found is not None:
+            pending.append(found)
+            waiting += found.size
+            if waiting < _BATCH:
+                continue
+        if not pending:
+            break
         # A batch at a time, so a file stuffed with sync patterns is given up after _MAX_STRAYS of them, not
         # after millions of positions and a header matrix of gigabytes.
-        found: list[int] = []
-        while len(found) < _BATCH and (position := find(sync, position + 1)) >= 0:
-            found.append(position)
-        if not found:
-            return AudioLength(total, sample_rate)
-        valid, block_size = _headers(np, buffer, table, np.asarray(found, dtype=np.int64), first, size)
-        total += int(block_size[valid].sum())
-        strays += len(found) - int(np.count_nonzero(valid))
-        if strays > _MAX_STRAYS:
-            return None  # stuffed with sync patterns: ffprobe's parser counts it, in C, under its deadline
-        if position < 0:
-            return AudioLength(total, sample_rate)
+        positions = np.concatenate(pending)
+        pending, waiting = [], 0
+        for batch in range(0, positions.size, _BATCH):
+            at = positions[batch : batch + _BATCH]
+            valid, block_size = _headers(np, buffer, table, at, first, size)
+            total += int(block_size[valid].sum())
+            strays += at.size - int(np.count_nonzero(valid))
+            if strays > _MAX_STRAYS:
+                return None  # stuffed with sync patterns: ffprobe's parser counts it, in C, under its deadline
+    return AudioLength(total, sample_rate)
+
+
+def _sync_positions(np: Any, buffer: Any, second: int, after: int) -> Iterator[Any]:
+    """The positions past ``after`` of every ``0xFF second`` byte pair, in order, one array per stretch.
+
+    Two byte comparisons per stretch of ``_SCAN_STRETCH`` bytes (vectorised, in reused buffers that stay in the
+    CPU's cache): about three times quicker here than ``mmap.find`` called once per pattern, which scans byte by
+    byte for a two-byte needle and pays a Python call per frame.
+    """
+    size = buffer.size
+    lead = np.empty(min(_SCAN_STRETCH, size), dtype=bool)
+    follow = np.empty_like(lead)
+    start = after + 1
+    while start < size - 1:
+        end = min(start + _SCAN_STRETCH, size - 1)
+        is_lead, is_follow = lead[: end - start], follow[: end - start]
+        np.equal(buffer[start:end], 0xFF, out=is_lead)
+        np.equal(buffer[start + 1 : end + 1], second, out=is_follow)
+        np.logical_and(is_lead, is_follow, out=is_lead)
+        if is_lead.any():
+            yield np.flatnonzero(is_lead).astype(np.int64) + start
+        start = end
 
 
 def _headers(np: Any, buffer: Any, table: Any, at: Any, first: _Frame, size: int) -> tuple[Any, Any]:
