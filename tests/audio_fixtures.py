@@ -163,6 +163,24 @@ def write_audio(
     return path
 
 
+def encode_tone(
+    path: Path, container: str, codec: str, seconds: float, rate: int, options: dict[str, str] | None = None
+) -> Path:
+    """A mono 440 Hz tone of ``seconds`` muxed as ``container``/``codec`` by name (any pair PyAV can write, beyond
+    ``write_audio``'s recipes), with muxer ``options``."""
+    total = int(seconds * rate)
+    signal = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / rate)).astype(np.float32)
+    with av.open(str(path), "w", format=container, options=options or {}) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        for offset in range(0, total, 4096):
+            frame = av.AudioFrame.from_ndarray(signal[None, offset : offset + 4096], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, offset, Fraction(1, rate)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
 def decoded_duration(path: Path) -> float:
     """The true length of the first audio stream: every decoded sample, divided by the sample rate.
 

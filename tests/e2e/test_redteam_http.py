@@ -14,14 +14,12 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import av
 import httpx
-import numpy as np
 import pytest
+from audio_fixtures import encode_tone
 from hostile_audio import claim_seconds, renumber_flac_frames
 from hostile_http import send_raw
 from local_server import LocalServer, start_server
@@ -31,17 +29,7 @@ TEN_HOURS = 36_000.0
 
 
 def _encode(path: Path, container: str, codec: str, seconds: float, rate: int) -> bytes:
-    total = int(seconds * rate)
-    signal = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / rate)).astype(np.float32)
-    with av.open(str(path), "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.layout = "mono"
-        for offset in range(0, total, 4096):
-            frame = av.AudioFrame.from_ndarray(signal[None, offset : offset + 4096], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, offset, Fraction(1, rate)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path.read_bytes()
+    return encode_tone(path, container, codec, seconds, rate).read_bytes()
 
 
 @pytest.fixture(scope="module")

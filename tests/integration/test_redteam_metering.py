@@ -7,13 +7,10 @@ Each file is encoded here with PyAV and patched byte by byte; the bill must foll
 from __future__ import annotations
 
 import struct
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
-from audio_fixtures import decoded_duration
+from audio_fixtures import decoded_duration, encode_tone
 from hostile_audio import claim_seconds, flac_of_silence, renumber_flac_frames
 
 from earshot.config import get_settings
@@ -27,17 +24,7 @@ RATE = 16_000
 def _encode(
     path: Path, container: str, codec: str, seconds: float, rate: int = RATE, options: dict[str, str] | None = None
 ) -> Path:
-    total = int(seconds * rate)
-    signal = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / rate)).astype(np.float32)
-    with av.open(str(path), "w", format=container, options=options or {}) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.layout = "mono"
-        for offset in range(0, total, 4096):
-            frame = av.AudioFrame.from_ndarray(signal[None, offset : offset + 4096], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, offset, Fraction(1, rate)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
+    return encode_tone(path, container, codec, seconds, rate, options)
 
 
 def _meter(path: Path) -> float:
