@@ -10,6 +10,13 @@ contacted, whatever the schema says. References that are not fragments of the do
 References also multiply work: a 2 KB schema whose ``$defs`` each refer twice to the next (``d0`` to ``d1``
 twice, ``d1`` to ``d2`` twice...) is validated as 2^n subschemas, hours of CPU for n = 30. So the schema's
 size *with its references expanded* (each cycle counted once) is bounded too, before anything is validated.
+
+Regular expressions multiply work as well: jsonschema matches ``pattern`` and ``patternProperties`` with Python's
+backtracking ``re``, where ``^(a+)+$`` against forty ``a`` and a ``!`` takes minutes. Here they are matched by RE2
+(google-re2), whose time is linear in the string; a pattern RE2 cannot compile (backreferences, lookarounds) is
+refused at submission, and so is ``unevaluatedProperties`` alongside ``patternProperties`` (jsonschema matches
+those inside a helper no keyword override reaches). No format checker is attached, so ``format: regex`` compiles
+nothing either.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ MAX_EXPANDED_SUBSCHEMAS = 20_000
 _REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 # Probes that catch references that loop without consuming the instance ({"$ref": "#"}, say).
 _PROBES: tuple[Any, ...] = (None, {}, [], "", 0, True)
+# Keywords whose values are instance data, not schemas: a "pattern" key inside them is not a regular expression.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
 
 
 def _refuse(uri: str) -> Any:
@@ -98,6 +107,121 @@ def _expanded_size(schema: Any, targets: dict[int, list[Any]]) -> int:
     return sizes.get(id(schema), 1)
 
 
+def _regex(pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (cached by the library); raises ``re2.error`` if RE2 cannot run it."""
+    import re2  # google-re2 ships no type information (pyproject: mypy overrides)
+
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is the caller's 400, not a line on stderr
+    return re2.compile(pattern, options)
+
+
+def _matches(pattern: str, text: str) -> bool:
+    return _regex(pattern).search(text) is not None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not _matches(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: dict[str, Any]
+) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _matches(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, additional: Any, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    """jsonschema's ``additionalProperties``, with ``patternProperties`` matched by RE2."""
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    extras = {
+        key for key in instance if key not in properties and not any(_matches(pattern, key) for pattern in patterns)
+    }
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        listed = ", ".join(repr(each) for each in sorted(extras, key=str))
+        if patterns:
+            verb = "does" if len(extras) == 1 else "do"
+            yield ValidationError(
+                f"{listed} {verb} not match any of the regexes: {', '.join(map(repr, sorted(patterns)))}"
+            )
+        else:
+            verb = "was" if len(extras) == 1 else "were"
+            yield ValidationError(f"Additional properties are not allowed ({listed} {verb} unexpected)")
+
+
+_BOUNDED: dict[type, type] = {}
+
+
+def bounded_validator_class(cls: type) -> type:
+    """``cls`` with its regular-expression keywords matched by RE2 (linear time) instead of Python's ``re``."""
+    if cls not in _BOUNDED:
+        import jsonschema
+
+        overrides = {"pattern": _pattern, "patternProperties": _pattern_properties}
+        overrides["additionalProperties"] = _additional_properties
+        keywords = {name: function for name, function in overrides.items() if name in cls.VALIDATORS}  # type: ignore[attr-defined]
+        _BOUNDED[cls] = jsonschema.validators.extend(cls, validators=keywords)  # type: ignore[no-untyped-call]
+    return _BOUNDED[cls]
+
+
+def _regex_keywords(schema: Any) -> Iterator[tuple[str, str]]:
+    """Yield ``(keyword, pattern)`` for each ``pattern`` and ``patternProperties`` key; also ``("unevaluated", "")``
+    once per ``unevaluatedProperties``. Data keywords (``const``, ``enum``...) are not schemas and are skipped."""
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                yield "pattern", node["pattern"]
+            if isinstance(node.get("patternProperties"), dict):
+                yield from (("patternProperties", key) for key in node["patternProperties"])
+            if "unevaluatedProperties" in node:
+                yield "unevaluatedProperties", ""
+            stack.extend(value for key, value in node.items() if key not in _DATA_KEYWORDS)
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _check_patterns(schema: dict[str, Any]) -> None:
+    """Refuse any regular expression RE2 cannot run, naming it, before anything is charged."""
+    import re2  # google-re2 ships no type information (pyproject: mypy overrides)
+
+    found = list(_regex_keywords(schema))
+    if any(k == "patternProperties" for k, _ in found) and any(k == "unevaluatedProperties" for k, _ in found):
+        raise InvalidRequestError(
+            "'schema' uses unevaluatedProperties together with patternProperties, which is not supported: matching"
+            " patterns there could take unbounded time; use additionalProperties instead",
+            param="schema",
+        )
+    for keyword, pattern in found:
+        if keyword == "unevaluatedProperties":
+            continue
+        try:
+            _regex(pattern)
+        except re2.error as exc:
+            reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+            raise InvalidRequestError(
+                f"'schema' {keyword} {pattern[:100]!r} is not supported: patterns are matched by RE2 in linear time,"
+                f" which has no backreferences, lookahead or lookbehind (RE2: {reason})",
+                param="schema",
+            ) from exc
+
+
 @dataclass(frozen=True)
 class UserSchema:
     """A checked schema and its validator (closed registry; nothing outside the document resolves)."""
@@ -149,8 +273,9 @@ def check_user_schema(schema: Any) -> UserSchema:
         cls.check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise InvalidRequestError(f"'schema' is not a valid JSON Schema: {exc.message}", param="schema") from exc
+    _check_patterns(schema)
     registry = closed_registry()
-    validator = cls(schema, registry=registry)
+    validator = bounded_validator_class(cls)(schema, registry=registry)
     # The resolver the validator builds for itself (same specification, same closed registry).
     specification = specification_with(
         cls.ID_OF(cls.META_SCHEMA)  # type: ignore[attr-defined]  # on every validator class, not in the stubs' protocol
