@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from audio_fixtures import audio_bytes
+from extract_requests import balance, extract
 
-from earshot.local.server import GatewayResponse, LocalGateway
+from earshot.local.server import GatewayResponse
 from earshot.runtime import get_runtime, reset_runtime
 from earshot.services.accounts import NewKey, create_key
 from earshot.user_schema import bounded_validator_class, check_user_schema
 
-GATEWAY = LocalGateway(max_request_bytes=26 * 1024 * 1024)
-WAV = base64.b64encode(audio_bytes("wav", 2.0, sample_rate=16000)).decode()
 START = 1_000_000
 EVIL = "^(a+)+$"
 # Python's re backtracks 2**38 ways before it says no; RE2 answers in one pass.
@@ -28,23 +25,6 @@ EVIL_TEXT = "a" * 38 + "!"
 def account(data_dir: Path) -> NewKey:
     reset_runtime()
     return create_key(get_runtime().store, name="t", balance_micro_usd=START)
-
-
-def _extract(account: NewKey, schema: Any) -> GatewayResponse:
-    payload = {"inputMethod": "base64", "audio": WAV, "prompt": "Describe", "schema": schema}
-    return GATEWAY.handle(
-        method="POST",
-        path="/api/v1/extract-audio",
-        raw_query="",
-        headers={"Authorization": f"Bearer {account.secret}", "Content-Type": "application/json"},
-        body=json.dumps(payload).encode(),
-    )
-
-
-def _balance(account: NewKey) -> int:
-    found = get_runtime().store.get_account(account.account.id)
-    assert found is not None
-    return found.balance_micro_usd
 
 
 def _refused(response: GatewayResponse) -> str:
@@ -120,11 +100,11 @@ def test_pattern_text_inside_data_keywords_is_not_a_pattern() -> None:
     ],
 )
 def test_patterns_re2_cannot_run_are_400_before_any_charge(account: NewKey, schema: Any, named: str) -> None:
-    assert named in _refused(_extract(account, schema))
-    assert _balance(account) == START
+    assert named in _refused(extract(account, schema))
+    assert balance(account) == START
 
 
 def test_a_catastrophic_pattern_is_accepted_and_the_request_completes(account: NewKey) -> None:
     schema = {"type": "object", "properties": {"summary": {"type": "string", "pattern": EVIL}}}
-    response = _extract(account, schema)
+    response = extract(account, schema)
     assert response.status in (200, 422), response.body  # the embedded extractor may or may not fit the schema

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import threading
@@ -12,15 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audio_fixtures import audio_bytes
+from extract_requests import GATEWAY, WAV, balance, extract
 
-from earshot.local.server import GatewayResponse, LocalGateway
+from earshot.local.server import GatewayResponse
 from earshot.runtime import get_runtime, reset_runtime
 from earshot.services.accounts import NewKey, create_key
 from earshot.user_schema import check_user_schema, closed_registry
 
-GATEWAY = LocalGateway(max_request_bytes=26 * 1024 * 1024)
-WAV = base64.b64encode(audio_bytes("wav", 2.0, sample_rate=16000)).decode()
 START = 1_000_000
 
 
@@ -74,23 +71,6 @@ def secret_file(tmp_path: Path) -> Path:
     return path
 
 
-def _extract(account: NewKey, schema: Any, **extra: Any) -> GatewayResponse:
-    payload = {"inputMethod": "base64", "audio": WAV, "prompt": "Describe", "schema": schema, **extra}
-    return GATEWAY.handle(
-        method="POST",
-        path="/api/v1/extract-audio",
-        raw_query="",
-        headers={"Authorization": f"Bearer {account.secret}", "Content-Type": "application/json"},
-        body=json.dumps(payload).encode(),
-    )
-
-
-def _balance(account: NewKey) -> int:
-    found = get_runtime().store.get_account(account.account.id)
-    assert found is not None
-    return found.balance_micro_usd
-
-
 def _refused(response: GatewayResponse) -> str:
     assert response.status == 400, response.body
     body = json.loads(response.body)
@@ -128,11 +108,11 @@ def test_a_file_ref_is_refused_and_nothing_is_read(account: NewKey, secret_file:
         {"$id": "file:///", "$ref": str(secret_file)},  # a relative reference against a file: base
         {"$dynamicRef": secret_file.as_uri()},
     ):
-        message = _refused(_extract(account, schema))
+        message = _refused(extract(account, schema))
         assert "TOP-SECRET" not in message
         assert "refused" in message or "resolve" in message
     assert no_open == []
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 def test_an_http_ref_to_loopback_is_refused_and_never_connected(account: NewKey, listener: Listener) -> None:
@@ -144,14 +124,14 @@ def test_an_http_ref_to_loopback_is_refused_and_never_connected(account: NewKey,
         {"$id": f"{base}/root.json", "properties": {"a": {"$ref": f"{base}/elsewhere.json"}}},
         {"allOf": [{"$ref": f"https://127.0.0.1:{listener.port}/s.json"}]},
     ):
-        _refused(_extract(account, schema))
+        _refused(extract(account, schema))
     for schema in (  # the same schemas on the async route: refused before any task exists
         {"$ref": f"{base}/schema.json"},
     ):
-        response = _extract(account, schema, **{"async": True})
+        response = extract(account, schema, **{"async": True})
         _refused(response)
     assert listener.connections == 0
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 def test_the_validator_itself_retrieves_nothing(listener: Listener, secret_file: Path) -> None:
@@ -178,8 +158,8 @@ def test_the_validator_itself_retrieves_nothing(listener: Listener, secret_file:
     ],
 )
 def test_broken_or_oversized_schemas_are_400_and_free(account: NewKey, schema: Any) -> None:
-    _refused(_extract(account, schema))
-    assert _balance(account) == START
+    _refused(extract(account, schema))
+    assert balance(account) == START
 
 
 def test_a_schema_nested_5000_deep_is_400(account: NewKey) -> None:
@@ -193,14 +173,14 @@ def test_a_schema_nested_5000_deep_is_400(account: NewKey) -> None:
         body=body,
     )
     assert "nested" in _refused(response)
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 def test_a_schema_just_over_the_depth_limit_is_400(account: NewKey) -> None:
     schema: dict[str, Any] = {}
     for _ in range(40):
         schema = {"items": schema}
-    assert "nested" in _refused(_extract(account, schema))
+    assert "nested" in _refused(extract(account, schema))
 
 
 def test_references_inside_the_document_still_work(account: NewKey) -> None:
@@ -210,9 +190,9 @@ def test_references_inside_the_document_still_work(account: NewKey) -> None:
         "allOf": [{"$ref": "#/$defs/obj"}],
         "properties": {"speech_share": {"$ref": "#share"}},
     }
-    response = _extract(account, schema)
+    response = extract(account, schema)
     assert response.status in (200, 422), response.body  # the embedded extractor may or may not fit the schema
-    assert _balance(account) <= START
+    assert balance(account) <= START
 
 
 def _doubling(levels: int) -> dict[str, Any]:
@@ -227,9 +207,9 @@ def _doubling(levels: int) -> dict[str, Any]:
 def test_a_schema_whose_references_expand_exponentially_is_400_at_once(account: NewKey) -> None:
     """30 levels of doubling: 2 KB of schema, 2**30 subschemas (hours of validation) if it were accepted."""
     started = time.monotonic()
-    assert "expands" in _refused(_extract(account, _doubling(30)))
+    assert "expands" in _refused(extract(account, _doubling(30)))
     assert time.monotonic() - started < 5
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 def test_large_schemas_without_a_reference_blowup_are_still_accepted() -> None:
