@@ -115,6 +115,7 @@ def test_a_chunked_upload_is_read_from_the_socket_by_the_function(server: tuple[
         f"http://{server[0]}:{server[1]}/v1/audio/transcriptions",
         headers={"Authorization": f"Bearer {new_key.secret}", "Content-Type": content_type},
         content=iter([body[i : i + 7000] for i in range(0, len(body), 7000)]),
+        timeout=60,  # the engine may load cold here: httpx's default 5 s failed once on a loaded machine
     )
     assert response.status_code == 200, response.text
     assert response.headers["X-Earshot-Cost-USD"] != "0.000000"
