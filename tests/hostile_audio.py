@@ -32,6 +32,8 @@ def claim_seconds(data: bytes, fmt: str, seconds: float) -> bytes:
         "mp4_video": _mp4,
         "mp3": _mp3,
         "mp3_vbr": _mp3,
+        "mka": _webm,
+        "wv": _wavpack,
     }[fmt]
     out = bytearray(data)
     patch(out, seconds)
@@ -269,4 +271,46 @@ def flac_of_silence(hours: float, rate: int = 8000) -> bytes:
         for byte in frame:
             crc = ((crc << 8) & 0xFFFF) ^ _CRC16[(crc >> 8) ^ byte]
         out += frame + crc.to_bytes(2, "big")
+    return bytes(out)
+
+
+def _wavpack_blocks(data: bytes | bytearray) -> list[int]:
+    """Offsets of the ``wvpk`` blocks of a ``.wv`` file, in order."""
+    blocks, position = [], 0
+    while position + 32 <= len(data) and data[position : position + 4] == b"wvpk":
+        blocks.append(position)
+        position += 8 + struct.unpack_from("<I", data, position + 4)[0]
+    return blocks
+
+
+def _wavpack(out: bytearray, seconds: float) -> None:
+    # Every block's total-samples field (the file's length, which the wv demuxer reports as the duration).
+    rates = (6000, 8000, 9600, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000, 192000)
+    rate = rates[(struct.unpack_from("<I", out, 24)[0] >> 23) & 0xF]  # the first block's flags name the rate
+    for start in _wavpack_blocks(out):
+        struct.pack_into("<I", out, start + 12, min(0xFFFFFFFF, int(seconds * rate)))
+
+
+def inflate_wavpack_blocks(data: bytes, factor: float, blocks: list[int] | None = None) -> bytes:
+    """A ``.wv`` whose blocks ``blocks`` (indexes; -1 is the last; all when ``None``) state ``factor`` times the
+    samples they hold, block indexes and the total shifted to agree (ffmpeg's decoder outputs every stated sample)."""
+    out = bytearray(data)
+    starts = _wavpack_blocks(out)
+    chosen = set(range(len(starts))) if blocks is None else {index % len(starts) for index in blocks}
+    stated = []
+    for index, start in enumerate(starts):
+        samples = struct.unpack_from("<I", out, start + 20)[0]
+        stated.append(int(samples * factor) if index in chosen else samples)
+    for index, start in enumerate(starts):
+        struct.pack_into("<III", out, start + 12, sum(stated), sum(stated[:index]), stated[index])
+    return bytes(out)
+
+
+def set_last_granule(data: bytes, granule: int) -> bytes:
+    """An Ogg file whose last page's granule position is ``granule`` (-1: none; its CRC recomputed)."""
+    out = bytearray(data)
+    start, end = _ogg_pages(out)[-1]
+    struct.pack_into("<q", out, start + 6, granule)
+    struct.pack_into("<I", out, start + 22, 0)
+    struct.pack_into("<I", out, start + 22, _ogg_crc(bytes(out[start:end])))
     return bytes(out)

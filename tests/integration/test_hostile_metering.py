@@ -203,3 +203,32 @@ def test_decoders_stop_at_the_metered_length(
     with decode_budget(12.5):
         assert len(decode_to_pcm16k(path)) == 12.5 * SAMPLE_RATE
     assert len(decode_to_pcm16k(path)) >= 99 * SAMPLE_RATE  # outside a request, the whole file
+
+
+# --- codecs the first corpus missed (test_codec_lengths.py meters them; here they go through the routes) -----------
+def _codec_lies(tmp_path: Path) -> dict[str, tuple[str, bytes, int]]:
+    """name -> (filename, hostile bytes, milliseconds of audio they hold)."""
+    from audio_fixtures import encode_tone
+    from hostile_audio import inflate_wavpack_blocks, set_last_granule
+
+    alac = encode_tone(tmp_path / "a.mka", "matroska", "alac", 3.0, 16_000).read_bytes()
+    wavpack = encode_tone(tmp_path / "a.wv", "wv", "wavpack", 20.0, 16_000).read_bytes()
+    return {
+        "mka_alac_claiming_hours": ("clip.mka", claim_seconds(alac, "mka", TEN_HOURS), 3000),
+        "wv_block_inflated": ("clip.wv", inflate_wavpack_blocks(wavpack, 2.0, [1]), 20_000),
+        "opus_granule_destroyed": ("clip.opus", set_last_granule(audio_bytes("ogg_opus", 60.0), 0), 59_993),
+    }
+
+
+@pytest.mark.parametrize("route", ["/v1/audio/transcriptions", "/v1/audio/understanding"])
+@pytest.mark.parametrize("lie", ["mka_alac_claiming_hours", "wv_block_inflated", "opus_granule_destroyed"])
+def test_codec_lies_bill_the_audio_held_on_upload_and_data_url(
+    route: str, lie: str, account: NewKey, tmp_path: Path
+) -> None:
+    filename, data, held_ms = _codec_lies(tmp_path)[lie]
+    response = _send(route, account.secret, filename, data)
+    assert response.status == 200, response.body
+    debits = [e for e in get_runtime().store.list_ledger(account.account.id) if e.kind == "debit"]
+    assert len(debits) == 1
+    assert debits[0].billable_minutes == 1
+    assert abs((debits[0].duration_ms or 0) - held_ms) <= 1

@@ -119,3 +119,38 @@ def vorbis_modes(identification: bytes, setup: bytes) -> VorbisModes | None:
         return None
     long_modes = tuple(reversed(flags[:found]))
     return VorbisModes(short, long, (found - 1).bit_length(), long_modes)
+
+
+# ALAC (Apple Lossless). Apple's and ffmpeg's encoders write 4096-sample frames (Apple's recommended default). The
+# decoder takes a cookie of up to 4096 x 4096, but a cookie that claims longer frames than the encoder wrote makes
+# every frame fail to decode (its bits run out), so a longer one is not believed: such a file goes to ffprobe.
+ALAC_MAX_FRAME = 4096
+# Element types a frame may open with (RFC-less, from Apple's ALAC source): mono, stereo and LFE channel elements.
+_ALAC_CHANNEL_ELEMENTS = (0, 1, 3)
+
+
+def alac_frame_length(cookie: bytes) -> int | None:
+    """The ``frameLength`` of an ALACSpecificConfig (24 bytes, bare or inside its 12-byte ``alac`` atom)."""
+    if len(cookie) >= 36 and cookie[4:8] == b"alac":
+        cookie = cookie[12:]
+    if len(cookie) < 24:
+        return None
+    frame_length = int.from_bytes(cookie[:4], "big")
+    return frame_length if 0 < frame_length <= ALAC_MAX_FRAME else None
+
+
+def alac_frame_samples(heads: npt.NDArray[np.uint8], frame_length: int) -> npt.NDArray[np.int64]:
+    """Samples each ALAC frame decodes to, from its first 8 bytes (one row per frame).
+
+    A frame header is [element:3][instance:4][unused:12][has_size:1][shift:2][verbatim:1][samples:32 if has_size]:
+    a frame plays ``frame_length`` samples unless it states fewer (the encoder's last, partial frame). A stated count
+    of zero or above the frame length, or a frame that does not open with a channel element, is one the decoder
+    rejects: it plays nothing.
+    """
+    bits = heads[:, :8].copy().view(">u8").reshape(-1).astype(np.uint64)
+    element = (bits >> np.uint64(61)).astype(np.int64)
+    has_size = ((bits >> np.uint64(44)) & np.uint64(1)).astype(bool)
+    stated = ((bits >> np.uint64(9)) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    samples = np.where(has_size, stated, frame_length).astype(np.int64)
+    samples[(samples <= 0) | (samples > frame_length) | ~np.isin(element, _ALAC_CHANNEL_ELEMENTS)] = 0
+    return samples

@@ -1,13 +1,14 @@
 """What a file is, read in-process for the containers the walkers read, so that metering them starts no ffprobe.
 
 ffprobe's process start costs more than reading a minute of audio (4-7 ms on a quiet machine, 10-20 under load).
-For WAV (PCM), native FLAC, MPEG audio, single-stream Ogg (Opus, Vorbis), audio-only MP4/M4A (AAC-LC) and
-single-track Matroska/WebM (Opus, Vorbis) the container's own header names the codec, rate and channels, and the
-frame walk that measures the length reads (and checks) the frames anyway. ``identify`` answers only when every one
-of these holds; otherwise ``None``, and ffprobe decides exactly as before:
+For WAV (PCM), native FLAC, MPEG audio, single-stream Ogg (Opus, Vorbis), audio-only MP4/M4A (AAC-LC), mono/stereo
+WavPack and single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack) the container's own header names the codec,
+rate and channels, and the frame walk that measures the length reads (and checks) the frames anyway. ``identify``
+answers only when every one of these holds; otherwise ``None``, and ffprobe decides exactly as before:
 
 * the file starts with the container's signature (no leading junk, no ID3 before FLAC, no second Ogg stream);
-* the codec is one of a fixed list (PCM integer/float, FLAC, MPEG audio layer I-III, Opus, Vorbis, AAC-LC) and its
+* the codec is one of a fixed list (PCM integer/float, FLAC, MPEG audio layer I-III, Opus, Vorbis, AAC-LC, ALAC,
+  WavPack) and its
   header fields are in range (rate 2 kHz-768 kHz... the caller still refuses rates below ``MIN_SAMPLE_RATE``);
 * the first frames parse: FLAC's first frame header passes its CRC-8, MPEG audio's first three frames chain,
   Ogg's first page holds the codec's identification packet whole;
@@ -54,6 +55,10 @@ def identify(data: mmap.mmap) -> Identified | None:
         from earshot.audio.lengths.mp4 import identify_mp4
 
         return identify_mp4(data)
+    if head[:4] == b"wvpk":
+        from earshot.audio.lengths.wavpack import identify_wavpack
+
+        return identify_wavpack(data)
     if head[:4] == _EBML_MAGIC:
         from earshot.audio.lengths.matroska import identify_matroska
 

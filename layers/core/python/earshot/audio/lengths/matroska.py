@@ -1,8 +1,10 @@
-"""Matroska/WebM with Opus or Vorbis: every complete block's own length, summed.
+"""Matroska/WebM with Opus, Vorbis, ALAC or WavPack: every complete block's own length, summed.
 
 The segment's Duration element and the block timecodes are headers; the samples come from the blocks (an
-Opus packet's TOC byte, a Vorbis packet's mode). ``CodecDelay`` (the Opus pre-skip) and the last block's
-``DiscardPadding`` are trimmed as decoders trim them, each at most one packet. Clusters of unknown size
+Opus packet's TOC byte, a Vorbis packet's mode, an ALAC frame's header against the cookie's frame length, a
+WavPack block's sample count checked against the stream's block size, ``earshot.audio.lengths.wavpack``).
+``CodecDelay`` (the Opus pre-skip) and the last block's ``DiscardPadding`` are trimmed as decoders trim them, each
+at most one packet. Clusters of unknown size
 (a browser's MediaRecorder writes them) end where the next top-level element begins.
 """
 
@@ -16,12 +18,15 @@ import numpy as np
 from earshot.audio.lengths.codecs import (
     OPUS_MAX_PACKET,
     OPUS_RATE,
+    alac_frame_length,
+    alac_frame_samples,
     opus_packet_samples,
     vorbis_modes,
     vorbis_packet_samples,
 )
 from earshot.audio.lengths.common import AudioLength, Identified
 from earshot.audio.lengths.matroska_runs import OpusBlockRuns
+from earshot.audio.lengths.wavpack import WAVPACK_RATES, wavpack_samples
 
 _EBML, _SEGMENT, _CLUSTER, _TRACKS, _TRACK_ENTRY = 0x1A45DFA3, 0x18538067, 0x1F43B675, 0x1654AE6B, 0xAE
 _TRACK_NUMBER, _TRACK_TYPE, _CODEC_ID, _CODEC_PRIVATE, _CODEC_DELAY = 0xD7, 0x83, 0x86, 0x63A2, 0x56AA
@@ -130,8 +135,11 @@ def _xiph_headers(private: bytes) -> list[bytes] | None:
 
 
 def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
-    if codec not in ("opus", "vorbis"):
+    if codec not in ("opus", "vorbis", "alac", "wavpack"):
         return None
+    # Bytes read from the start of each block's frame: the TOC/mode byte (Opus, Vorbis), the frame header (ALAC),
+    # the block's sample count and flags (WavPack).
+    head_width = 2 if codec in ("opus", "vorbis") else 8
     header = _element(data, 0)
     if header is None or header[0] != _EBML or header[1] is None:
         return None
@@ -195,8 +203,11 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                     and data[block_body] == track_byte
                     and not data[block_body + 3] & 0x06
                 ):
-                    first_bytes.append(data[block_body + 4])
-                    first_bytes.append(data[block_body + 5] if block_end - block_body > 5 else 0)
+                    if head_width == 2:
+                        first_bytes.append(data[block_body + 4])
+                        first_bytes.append(data[block_body + 5] if block_end - block_body > 5 else 0)
+                    else:
+                        first_bytes += data[block_body + 4 : min(block_body + 12, block_end)].ljust(8, b"\0")
                     last_jumped = -1
                     discard_ns = 0
                     position = block_end
@@ -239,7 +250,7 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                     frame = track_number[1] + 3
                 if frame > block_end or data[frame - 1] & 0x06:
                     return None  # laced blocks: leave them to the packet counter
-                first_bytes += data[frame : min(frame + 2, block_end)].ljust(2, b"\0")
+                first_bytes += data[frame : min(frame + head_width, block_end)].ljust(head_width, b"\0")
                 last_jumped = -1
                 discard_ns = padding
             position = child_end
@@ -247,7 +258,22 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
             position = max(position, cluster_end)
     if track is None:
         return None
-    pairs = np.frombuffer(bytes(first_bytes), dtype=np.uint8).reshape(-1, 2)
+    pairs = np.frombuffer(bytes(first_bytes), dtype=np.uint8).reshape(-1, head_width)
+    if codec == "alac":
+        frame_length = alac_frame_length(track.private) if track.codec.startswith("A_ALAC") else None
+        if frame_length is None:
+            return None
+        return AudioLength(int(alac_frame_samples(pairs, frame_length).sum()), sample_rate)
+    if codec == "wavpack":
+        if not track.codec.startswith("A_WAVPACK4"):
+            return None
+        counts = pairs[:, :4].copy().view("<u4").reshape(-1).astype(np.int64)
+        flags = pairs[:, 4:8].copy().view("<u4").reshape(-1).astype(np.int64)
+        named = (flags >> 23) & 0xF
+        named = named[named < len(WAVPACK_RATES)]
+        if (flags >> 31).any() or (np.asarray(WAVPACK_RATES)[named] != sample_rate).any():
+            return None  # DSD, or blocks whose own rate is not the track's: ffprobe decides
+        return AudioLength(wavpack_samples(counts), sample_rate)
     if codec == "opus":
         if not track.codec.startswith("A_OPUS"):
             return None
@@ -376,9 +402,23 @@ def _identified_track(data: mmap.mmap, start: int, end: int) -> Identified | Non
         if vorbis_modes(first, headers[2] if headers else b"") is None:
             return None
         codec, rate, channels = "vorbis", int.from_bytes(first[12:16], "little"), first[11]
-        stated_rate = audio_fields.get(_SAMPLING_FREQUENCY)
-        if stated_rate is not None and _ebml_float(stated_rate) != rate:
+        if not _rate_agrees(audio_fields, rate):
             return None
+    elif codec_id == b"A_ALAC":
+        frame_length = alac_frame_length(private)
+        cookie = private[12:] if len(private) >= 36 and private[4:8] == b"alac" else private
+        if frame_length is None or len(cookie) != 24:
+            return None
+        codec, rate, channels = "alac", int.from_bytes(cookie[20:24], "big"), cookie[9]
+        if not _rate_agrees(audio_fields, rate):
+            return None
+    elif codec_id == b"A_WAVPACK4":
+        # The blocks carry no stream header in Matroska: rate and channels are the track's (each block's own rate
+        # flag is checked against it by the walk).
+        stated_rate = _ebml_float(audio_fields.get(_SAMPLING_FREQUENCY, b""))
+        if stated_rate is None or stated_rate != int(stated_rate) or len(private) != 2:
+            return None
+        codec, rate, channels = "wavpack", int(stated_rate), stated_channels or 1
     else:
         return None
     if not 1 <= channels <= _MAX_CHANNELS or (stated_channels is not None and stated_channels != channels):
@@ -386,6 +426,12 @@ def _identified_track(data: mmap.mmap, start: int, end: int) -> Identified | Non
     if not 0 < rate <= 768_000:
         return None
     return Identified(MATROSKA_FORMAT_NAME, codec, rate, channels)
+
+
+def _rate_agrees(audio_fields: dict[int, bytes], rate: int) -> bool:
+    """Whether the track's ``SamplingFrequency``, when it states one, is the codec header's rate."""
+    stated = audio_fields.get(_SAMPLING_FREQUENCY)
+    return stated is None or _ebml_float(stated) == rate
 
 
 def _ebml_float(value: bytes) -> float | None:

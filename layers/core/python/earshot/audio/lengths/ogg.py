@@ -3,7 +3,8 @@
 A granule position is a header like any other (a 1-second file may claim ten hours at its last page). The
 samples come from the packets: an Opus packet's TOC byte says how long it is, a Vorbis packet's mode says
 its block size. The last granule may then shorten the sum by less than one packet (the encoder's end
-padding, which decoders drop); a granule that disagrees by more is ignored. Opus's pre-skip is dropped too.
+padding, which decoders drop); when it is missing or disagrees by more, the last packet (whose padding is then
+unknown) is not billed: exact to one packet, never above the audio. Opus's pre-skip is dropped too.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def ogg_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
             exact = False
     else:
         exact = False
+    if not exact and samples.size:
+        # No trustworthy end trimming (the last granule is missing, or says more or less than one packet's padding):
+        # bill the packets before the last one whole, and of the last none, since how much of it is padding nobody
+        # says. Exact to one packet, never above what plays: 60 s of Opus bills 59.99 s, not its 13 ms of padding.
+        total -= int(samples[-1])
     played = max(0, total - lead)
     if rate != sample_rate:  # Opus always decodes at 48 kHz; bill at the rate ffprobe reports
         played = played * sample_rate // rate

@@ -20,6 +20,7 @@ def _walkers() -> dict[str, Walker]:
     from earshot.audio.lengths.mpeg_audio import mp3_length
     from earshot.audio.lengths.ogg import ogg_length
     from earshot.audio.lengths.riff import wav_length
+    from earshot.audio.lengths.wavpack import wv_length
 
     return {
         "wav": wav_length,
@@ -28,6 +29,7 @@ def _walkers() -> dict[str, Walker]:
         "mp3": mp3_length,
         "matroska": matroska_length,
         "mov": mp4_length,
+        "wv": wv_length,
     }
 
 

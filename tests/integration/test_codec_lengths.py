@@ -1,0 +1,135 @@
+"""Codecs the first hostile corpora missed: Matroska with ALAC or WavPack (was refused as holding no samples),
+WavPack files whose blocks state more samples than they hold (billed what they stated), and Ogg Opus whose last
+granule position is destroyed (billed the encoder's end padding: a 60 s file billed 2 minutes).
+
+Each file is encoded here with PyAV, patched byte by byte (``hostile_audio``), metered, and compared with what
+PyAV's decoder makes of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+from audio_fixtures import audio_bytes, decoded_duration, encode_tone
+from hostile_audio import claim_seconds, inflate_wavpack_blocks, set_last_granule, truncate
+
+from earshot.config import get_settings
+from earshot.errors import InvalidAudioError
+from earshot.metering import meter_duration
+
+TEN_HOURS = 36_000.0
+RATE = 16_000
+# One frame of each: ALAC 4096 samples; ffmpeg's WavPack blocks at 16 kHz are 64000 samples (4 s).
+CODECS = {("matroska", "alac"): 4096 / RATE, ("matroska", "wavpack"): 64000 / RATE, ("wv", "wavpack"): 64000 / RATE}
+
+
+def _played(path: Path) -> float:
+    """What PyAV decodes of a cut file up to where its demuxer stops (at the cut block, for WavPack, with an error)."""
+    samples = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        try:
+            for frame in container.decode(stream):
+                samples += frame.samples
+        except av.error.InvalidDataError:
+            pass
+        return samples / stream.codec_context.sample_rate
+
+
+def _meter(path: Path) -> float:
+    return meter_duration(path, ffprobe=get_settings().resolved_ffprobe()).seconds
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[bytes, bytes]]:
+    """(3 s, 100 s) of tone per (container, codec)."""
+    folder = tmp_path_factory.mktemp("codecs")
+    return {
+        (container, codec): tuple(  # type: ignore[misc]
+            encode_tone(folder / f"{codec}-{seconds}.{container}", container, codec, seconds, RATE).read_bytes()
+            for seconds in (3.0, 100.0)
+        )
+        for container, codec in CODECS
+    }
+
+
+@pytest.mark.parametrize(("container", "codec"), list(CODECS))
+def test_matroska_and_wavpack_files_bill_their_blocks_whatever_the_header_claims(
+    container: str, codec: str, encoded: dict[tuple[str, str], tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    short, long = encoded[container, codec]
+    lie = "wv" if container == "wv" else "mka"
+    honest = _write(tmp_path, "honest", short)
+    assert _meter(honest) == pytest.approx(decoded_duration(honest), abs=1e-6) == pytest.approx(3.0, abs=1e-6)
+
+    claiming_hours = _write(tmp_path, "hours", claim_seconds(short, lie, TEN_HOURS))
+    assert _meter(claiming_hours) == pytest.approx(3.0, abs=1e-6)
+    claiming_a_second = _write(tmp_path, "second", claim_seconds(long, lie, 1.0))
+    assert _meter(claiming_a_second) == pytest.approx(100.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(("container", "codec"), list(CODECS))
+def test_a_cut_matroska_or_wavpack_file_bills_the_blocks_left(
+    container: str, codec: str, encoded: dict[tuple[str, str], tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    cut = _write(tmp_path, "cut", truncate(encoded[container, codec][1], 0.4))
+    metered = _meter(cut)
+    assert 40.0 - CODECS[container, codec] <= metered <= 40.0
+    assert metered == pytest.approx(_played(cut), abs=1e-6)  # no partial block is billed or played
+    junk = _write(tmp_path, "junk", encoded[container, codec][1] + bytes(range(256)) * 64)
+    assert _meter(junk) == pytest.approx(100.0, abs=1e-6)
+
+
+def test_an_alac_cookie_claiming_longer_frames_is_refused(
+    encoded: dict[tuple[str, str], tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    """ALAC frames play the cookie's frame length: a cookie claiming 16x longer frames decodes nothing."""
+    short = encoded["matroska", "alac"][0]
+    cookie = short.index((4096).to_bytes(4, "big") + b"\0")
+    lying = _write(tmp_path, "lying.mka", short[:cookie] + (65536).to_bytes(4, "big") + short[cookie + 4 :])
+    with pytest.raises(Exception):  # noqa: B017 - PyAV's decoder refuses it outright
+        decoded_duration(lying)
+    with pytest.raises(InvalidAudioError):
+        _meter(lying)
+
+
+@pytest.mark.parametrize(("factor", "blocks"), [(2.0, [1]), (1.5, [-1]), (1.01, [0, 2])])
+def test_wavpack_blocks_stating_more_samples_than_the_stream_bill_the_streams_block(
+    factor: float, blocks: list[int], encoded: dict[tuple[str, str], tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    """ffmpeg's decoder makes up the samples an inflated block states (so PyAV "decodes" them); the bill does not."""
+    long = encoded["wv", "wavpack"][1]
+    lying = _write(tmp_path, "lying.wv", inflate_wavpack_blocks(long, factor, blocks))
+    assert decoded_duration(lying) > 100.0
+    assert _meter(lying) == pytest.approx(100.0, abs=1e-6)
+
+
+def test_wavpack_blocks_over_the_decoders_limit_are_refused(
+    encoded: dict[tuple[str, str], tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    lying = _write(tmp_path, "lying.wv", inflate_wavpack_blocks(encoded["wv", "wavpack"][1], 10.0))
+    with pytest.raises(Exception):  # noqa: B017 - the decoder refuses blocks of more than 150,000 samples
+        decoded_duration(lying)
+    with pytest.raises(InvalidAudioError):
+        _meter(lying)
+
+
+@pytest.mark.parametrize("granule", [-1, 0, 2**40])
+def test_ogg_opus_whose_last_granule_is_destroyed_bills_whole_packets_not_its_padding(
+    granule: int, tmp_path: Path
+) -> None:
+    honest = audio_bytes("ogg_opus", 60.0)
+    assert _meter(_write(tmp_path, "honest.opus", honest)) == pytest.approx(60.0, abs=1e-6)
+    destroyed = _write(tmp_path, "destroyed.opus", set_last_granule(honest, granule))
+    metered = _meter(destroyed)
+    assert 60.0 - 0.020 <= metered < 60.0  # one minute, exact to one packet, none of the 13 ms of padding
+    if granule >= 0:  # (PyAV refuses a last page without a granule position)
+        assert metered <= decoded_duration(destroyed)
