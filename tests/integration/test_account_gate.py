@@ -9,15 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audio_fixtures import audio_bytes
+from gateway_requests import WAV, balance, call
 
-from earshot.local.server import GatewayResponse, LocalGateway
 from earshot.runtime import get_runtime
 from earshot.services.accounts import NewKey, create_key
 
-GATEWAY = LocalGateway(max_request_bytes=26 * 1024 * 1024)
 START = 1_000_000
-WAV = audio_bytes("wav", 2.0, sample_rate=16000)
 
 
 @pytest.fixture
@@ -57,22 +54,6 @@ def _ledger(key: NewKey) -> list[str]:
     return [entry.kind for entry in get_runtime().store.list_ledger(key.account.id)]
 
 
-def _balance(key: NewKey) -> int:
-    found = get_runtime().store.get_account(key.account.id)
-    assert found is not None
-    return found.balance_micro_usd
-
-
-def _post(key: NewKey, path: str, body: bytes, content_type: str) -> GatewayResponse:
-    return GATEWAY.handle(
-        method="POST",
-        path=path,
-        raw_query="",
-        headers={"Authorization": f"Bearer {key.secret}", "Content-Type": content_type},
-        body=body,
-    )
-
-
 def _tasks(data_dir: Path) -> int:
     with sqlite3.connect(data_dir / "earshot.db") as conn:
         try:
@@ -87,18 +68,18 @@ def test_an_issued_upload_starts_nothing_once_the_account_changed(account: NewKe
     from earshot.services.uploads import load_upload
 
     body = {"filename": "a.wav", "bytes": len(WAV), "process": {"kind": "transcription"}}
-    response = _post(account, "/v1/uploads", json.dumps(body).encode(), "application/json")
+    response = call("POST", "/v1/uploads", account.secret, json.dumps(body).encode(), "application/json")
     assert response.status == 201, response.body
     file_id = json.loads(response.body)["id"]
     CHANGES[change](account)
-    balance, ledger = _balance(account), _ledger(account)
+    balance_before, ledger_before = balance(account), _ledger(account)
     runtime = get_runtime()
     record = load_upload(runtime, file_id)
     assert record is not None and record.key_id == account.key.id
     runtime.blobs.put(record.key, WAV)
     assert ingest_object(runtime, bucket="local", key=record.key, version="1") is None
     assert _tasks(data_dir) == 0
-    assert (_balance(account), _ledger(account)) == (balance, ledger)
+    assert (balance(account), _ledger(account)) == (balance_before, ledger_before)
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
@@ -111,15 +92,15 @@ def test_a_queued_task_fails_uncharged_once_the_account_changed(
     monkeypatch.setattr(jobs, "start", lambda task_id, state: queued.append((task_id, state)))
     form = b'--B\r\nContent-Disposition: form-data; name="async"\r\n\r\ntrue\r\n'
     form += b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + WAV + b"\r\n--B--\r\n"
-    response = _post(account, "/v1/audio/transcriptions", form, "multipart/form-data; boundary=B")
+    response = call("POST", "/v1/audio/transcriptions", account.secret, form, "multipart/form-data; boundary=B")
     assert response.status == 202, response.body
     assert len(queued) == 1
     CHANGES[change](account)
-    balance, ledger = _balance(account), _ledger(account)
+    balance_before, ledger_before = balance(account), _ledger(account)
     monkeypatch.undo()
     jobs.start(*queued[0])  # the workflow picks the task up now
     jobs.wait_idle()
     task = runtime.tasks.get_task(queued[0][0])
     assert task is not None and task.status == "failed"
     assert task.error is not None and task.error.get("code") == CODES[change], task.error
-    assert (_balance(account), _ledger(account)) == (balance, ledger)
+    assert (balance(account), _ledger(account)) == (balance_before, ledger_before)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from audio_fixtures import audio_bytes
 from fakes.upstreams import FakeGemini, FakeOpenAI, error, hang
+from gateway_requests import balance, call, form, ledger_kinds
 
 from earshot.local.server import GatewayResponse, LocalGateway
 from earshot.runtime import get_runtime, reset_runtime
@@ -95,38 +96,8 @@ def account(upstream: tuple[FakeOpenAI, FakeGemini]) -> NewKey:
     return create_key(get_runtime().store, name="t", balance_micro_usd=1_000_000)
 
 
-GATEWAY = LocalGateway(max_request_bytes=26 * MB)
-
-
-def _multipart(fields: dict[str, str], file: tuple[str, bytes] | None) -> tuple[bytes, str]:
-    out = b""
-    for name, value in fields.items():
-        out += f'--B\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    if file:
-        out += f'--B\r\nContent-Disposition: form-data; name="file"; filename="{file[0]}"\r\n\r\n'.encode()
-        out += file[1] + b"\r\n"
-    return out + b"--B--\r\n", "multipart/form-data; boundary=B"
-
-
-def _call(method: str, path: str, key: str, body: bytes = b"", content_type: str = "", query: str = "") -> Any:
-    headers = {"Authorization": f"Bearer {key}"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    return GATEWAY.handle(method=method, path=path, raw_query=query, headers=headers, body=body)
-
-
 def _json(response: GatewayResponse) -> dict[str, Any]:
     return json.loads(response.body)  # type: ignore[no-any-return]
-
-
-def _balance(account: NewKey) -> int:
-    found = get_runtime().store.get_account(account.account.id)
-    assert found is not None
-    return found.balance_micro_usd
-
-
-def _kinds(account: NewKey) -> list[str]:
-    return [entry.kind for entry in get_runtime().store.list_ledger(account.account.id)]
 
 
 WAV_70S = audio_bytes("wav", 70.0, sample_rate=16000)
@@ -136,32 +107,32 @@ WAV_2S = audio_bytes("wav", 2.0, sample_rate=16000)
 # -- upstream transcription --------------------------------------------------------------------------------------
 def test_transcription_through_an_openai_compatible_upstream(account: NewKey, upstream: Any) -> None:
     openai, _ = upstream
-    body, ctype = _multipart({"response_format": "verbose_json"}, ("a.wav", WAV_70S))
-    response = _call("POST", "/v1/audio/transcriptions", account.secret, body, ctype)
+    body, ctype = form({"response_format": "verbose_json"}, WAV_70S)
+    response = call("POST", "/v1/audio/transcriptions", account.secret, body, ctype)
     assert response.status == 200, response.body
     payload = _json(response)
     assert payload["text"] == "Hello there. How are you?"
     assert payload["billing"]["billable_minutes"] == 2 and payload["billing"]["cost_micro_usd"] == 1800
-    assert _balance(account) == 1_000_000 - 1800
+    assert balance(account) == 1_000_000 - 1800
     assert openai.requests[-1].headers["authorization"] == f"Bearer {openai.api_key}"
 
 
 def test_upstream_failures_are_502_and_refunded(account: NewKey, upstream: Any) -> None:
     openai, _ = upstream
     openai.fail_next(error(503), error(503), error(503))
-    body, ctype = _multipart({}, ("a.wav", WAV_2S))
-    response = _call("POST", "/v1/audio/transcriptions", account.secret, body, ctype)
+    body, ctype = form({}, WAV_2S)
+    response = call("POST", "/v1/audio/transcriptions", account.secret, body, ctype)
     assert response.status == 502
     assert _json(response)["error"]["code"] == "provider_error"
     assert openai.api_key not in response.body.decode()
-    assert _balance(account) == 1_000_000
-    assert _kinds(account) == ["refund", "debit", "topup"]
+    assert balance(account) == 1_000_000
+    assert ledger_kinds(account) == ["refund", "debit", "topup"]
 
 
 def test_an_upstream_that_hangs_is_504_and_refunded(account: NewKey, upstream: Any) -> None:
     openai, _ = upstream
     openai.fail_next(hang(20))
-    body, ctype = _multipart({}, ("a.wav", WAV_2S))
+    body, ctype = form({}, WAV_2S)
     short = LocalGateway(max_request_bytes=26 * MB, timeout_sec=4)  # a 4 s Lambda: the deadline comes from it
     started = time.monotonic()
     response = short.handle(
@@ -174,14 +145,14 @@ def test_an_upstream_that_hangs_is_504_and_refunded(account: NewKey, upstream: A
     assert time.monotonic() - started < 5
     assert response.status == 504
     assert _json(response)["error"]["code"] == "provider_timeout"
-    assert _balance(account) == 1_000_000
+    assert balance(account) == 1_000_000
 
 
 # -- understand --------------------------------------------------------------------------------------------------
 def test_understand_answers_and_bills_the_measured_duration(account: NewKey, upstream: Any) -> None:
     _, gemini = upstream
-    body, ctype = _multipart({"question": "What is the mood?", "duration_sec": "5"}, ("a.wav", WAV_70S))
-    response = _call("POST", "/v1/audio/understand", account.secret, body, ctype)
+    body, ctype = form({"question": "What is the mood?", "duration_sec": "5"}, WAV_70S)
+    response = call("POST", "/v1/audio/understand", account.secret, body, ctype)
     assert response.status == 200, response.body
     payload = _json(response)
     assert payload["answer"] == "A steady 440 Hz tone."
@@ -193,8 +164,8 @@ def test_understand_answers_and_bills_the_measured_duration(account: NewKey, ups
 
 
 def test_a_longer_duration_hint_raises_the_bill(account: NewKey, upstream: Any) -> None:
-    body, ctype = _multipart({"question": "Any music?", "duration_sec": "190"}, ("a.wav", WAV_2S))
-    payload = _json(_call("POST", "/v1/audio/understand", account.secret, body, ctype))
+    body, ctype = form({"question": "Any music?", "duration_sec": "190"}, WAV_2S)
+    payload = _json(call("POST", "/v1/audio/understand", account.secret, body, ctype))
     assert payload["billing"]["duration_source"] == "caller_hint"
     assert payload["billing"]["billable_minutes"] == 4
 
@@ -208,23 +179,23 @@ def test_a_longer_duration_hint_raises_the_bill(account: NewKey, upstream: Any) 
     ],
 )
 def test_understand_refusals(account: NewKey, upstream: Any, fields: dict[str, str], code: str) -> None:
-    body, ctype = _multipart(fields, ("a.wav", WAV_2S))
-    response = _call("POST", "/v1/audio/understand", account.secret, body, ctype)
+    body, ctype = form(fields, WAV_2S)
+    response = call("POST", "/v1/audio/understand", account.secret, body, ctype)
     assert response.status == 400
     assert _json(response)["error"]["code"] == code
-    assert _balance(account) == 1_000_000
+    assert balance(account) == 1_000_000
 
 
 def test_understand_on_the_embedded_analyzer(account: NewKey, upstream: Any) -> None:
-    body, ctype = _multipart({"question": "How loud is it?", "model": "acoustic-understand"}, ("a.wav", WAV_2S))
-    response = _call("POST", "/v1/audio/understand", account.secret, body, ctype)
+    body, ctype = form({"question": "How loud is it?", "model": "acoustic-understand"}, WAV_2S)
+    response = call("POST", "/v1/audio/understand", account.secret, body, ctype)
     assert response.status == 200, response.body
     assert "LUFS" in _json(response)["answer"] or "silen" in _json(response)["answer"].lower()
 
 
 # -- extract-audio -----------------------------------------------------------------------------------------------
 def _extract(account: NewKey, payload: dict[str, Any]) -> GatewayResponse:
-    return _call("POST", "/api/v1/extract-audio", account.secret, json.dumps(payload).encode(), "application/json")
+    return call("POST", "/api/v1/extract-audio", account.secret, json.dumps(payload).encode(), "application/json")
 
 
 def test_extract_base64_text_mode_reports_credits(account: NewKey, upstream: Any) -> None:
@@ -245,7 +216,7 @@ def test_extract_base64_text_mode_reports_credits(account: NewKey, upstream: Any
         "audioDuration": 70.0,
         "creditUsage": 14,
     }
-    assert _balance(account) == 1_000_000 - (1000 + 2 * 200)
+    assert balance(account) == 1_000_000 - (1000 + 2 * 200)
     assert response.headers["X-RateLimit-Limit"] == "600"
 
 
@@ -271,7 +242,7 @@ def test_extract_that_never_matches_the_schema_is_500_and_refunded(account: NewK
     assert response.status == 500
     assert _json(response)["error"].startswith("Failed to extract audio data: the result does not match the schema")
     assert len(gemini.requests) - before == 2  # the answer, and one repair
-    assert _balance(account) == 1_000_000
+    assert balance(account) == 1_000_000
 
 
 @pytest.mark.parametrize(
@@ -289,7 +260,7 @@ def test_extract_that_never_matches_the_schema_is_500_and_refunded(account: NewK
 def test_extract_bad_input_is_400_and_free(account: NewKey, upstream: Any, payload: dict[str, Any]) -> None:
     response = _extract(account, payload)
     assert response.status == 400, response.body
-    assert _balance(account) == 1_000_000
+    assert balance(account) == 1_000_000
 
 
 def test_extract_fetches_audio_by_url(account: NewKey, upstream: Any) -> None:
@@ -316,14 +287,14 @@ def test_extract_fetches_audio_by_url(account: NewKey, upstream: Any) -> None:
 
 
 def test_extract_lists_its_formats(account: NewKey) -> None:
-    payload = _json(_call("GET", "/api/v1/extract-audio", account.secret))
+    payload = _json(call("GET", "/api/v1/extract-audio", account.secret))
     assert "mp3" in payload["supportedFormats"] and payload["maxFileSizeMB"] == 100
 
 
 # -- /api/v2/Audio/transcribe ------------------------------------------------------------------------------------
 def test_v2_transcribe_shape(account: NewKey, upstream: Any) -> None:
-    body, ctype = _multipart({"prompt": "names: Ada", "user": "u1"}, ("a.wav", WAV_2S))
-    response = _call("POST", "/api/v2/Audio/transcribe", account.secret, body, ctype)
+    body, ctype = form({"prompt": "names: Ada", "user": "u1"}, WAV_2S)
+    response = call("POST", "/api/v2/Audio/transcribe", account.secret, body, ctype)
     assert response.status == 200, response.body
     payload = _json(response)
     assert payload["transcript"] == "Hello there. How are you?"
@@ -333,8 +304,8 @@ def test_v2_transcribe_shape(account: NewKey, upstream: Any) -> None:
 
 
 def test_v2_accepts_video_containers(account: NewKey, upstream: Any) -> None:
-    body, ctype = _multipart({}, ("clip.mp4", audio_bytes("mp4_video", 2.0)))
-    response = _call("POST", "/api/v2/Audio/transcribe", account.secret, body, ctype)
+    body, ctype = form({}, audio_bytes("mp4_video", 2.0), "clip.mp4")
+    response = call("POST", "/api/v2/Audio/transcribe", account.secret, body, ctype)
     assert response.status == 200, response.body
 
 
@@ -349,15 +320,15 @@ def test_v2_accepts_video_containers(account: NewKey, upstream: Any) -> None:
 def test_v2_limits_and_culture(
     account: NewKey, upstream: Any, fields: dict[str, str], culture: str, needle: str
 ) -> None:
-    body, ctype = _multipart(fields, ("a.wav", WAV_2S))
-    response = _call("POST", "/api/v2/Audio/transcribe", account.secret, body, ctype, query=f"culture={culture}")
+    body, ctype = form(fields, WAV_2S)
+    response = call("POST", "/api/v2/Audio/transcribe", account.secret, body, ctype, query=f"culture={culture}")
     assert response.status == 400
     assert needle in _json(response)["error"]["message"]
 
 
 def test_v2_errors_in_spanish(account: NewKey, upstream: Any) -> None:
-    body, ctype = _multipart({}, ("a.wav", b"not audio at all"))
-    response = _call("POST", "/api/v2/Audio/transcribe", account.secret, body, ctype, query="culture=es")
+    body, ctype = form({}, b"not audio at all", "a.wav")
+    response = call("POST", "/api/v2/Audio/transcribe", account.secret, body, ctype, query="culture=es")
     error_body = _json(response)["error"]
     assert response.status == 400 and error_body["code"] == "invalid_audio"
     assert error_body["message"].startswith("No se pudo leer el audio")
@@ -371,7 +342,7 @@ def test_rate_limits_count_per_key_and_answer_429(
     reset_runtime()
     statuses, remaining = [], []
     for _ in range(4):
-        response = _call("GET", "/v1/credits/balance", account.secret)
+        response = call("GET", "/v1/credits/balance", account.secret)
         statuses.append(response.status)
         remaining.append(response.headers.get("X-RateLimit-Remaining"))
     assert statuses[:3] == [200, 200, 200] and remaining[:3] == ["2", "1", "0"]
@@ -379,7 +350,7 @@ def test_rate_limits_count_per_key_and_answer_429(
     assert response.headers["Retry-After"].isdigit() and response.headers["X-RateLimit-Limit"] == "3"
     assert _json(response)["error"]["code"] == "rate_limited"
     other = create_key(get_runtime().store, name="other", balance_micro_usd=0)
-    assert _call("GET", "/v1/credits/balance", other.secret).status == 200  # per key
+    assert call("GET", "/v1/credits/balance", other.secret).status == 200  # per key
 
 
 def test_loopback_urls_are_refused_unless_allowed(
@@ -387,7 +358,7 @@ def test_loopback_urls_are_refused_unless_allowed(
 ) -> None:
     monkeypatch.setenv("EARSHOT_ALLOW_LOOPBACK_URLS", "false")
     reset_runtime()
-    body, ctype = _multipart({"url": "http://127.0.0.1:9/a.wav"}, None)
-    response = _call("POST", "/v1/audio/transcriptions", account.secret, body, ctype)
+    body, ctype = form({"url": "http://127.0.0.1:9/a.wav"}, None)
+    response = call("POST", "/v1/audio/transcriptions", account.secret, body, ctype)
     assert response.status == 400
     assert _json(response)["error"]["param"] == "url"

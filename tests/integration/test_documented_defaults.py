@@ -6,13 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from audio_fixtures import audio_bytes
+from gateway_requests import call, form
 
-from earshot.local.server import GatewayResponse, LocalGateway
+from earshot.local.server import GatewayResponse
 from earshot.runtime import get_runtime
 from earshot.services.accounts import NewKey, create_key
-
-GATEWAY = LocalGateway(max_request_bytes=26 * 1024 * 1024)
 
 
 @pytest.fixture
@@ -20,23 +18,9 @@ def account(data_dir: Path) -> NewKey:
     return create_key(get_runtime().store, name="t", balance_micro_usd=1_000_000)
 
 
-def _call(
-    method: str, path: str, key: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> GatewayResponse:
-    return GATEWAY.handle(
-        method=method, path=path, raw_query="", headers={"Authorization": f"Bearer {key}", **(headers or {})}, body=body
-    )
-
-
 def _transcribe(account: NewKey, fields: dict[str, str]) -> GatewayResponse:
-    body = b"".join(
-        f'--B\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
-    )
-    body += b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
-    body += audio_bytes("wav", 2.0, sample_rate=16000) + b"\r\n--B--\r\n"
-    return _call(
-        "POST", "/v1/audio/transcriptions", account.secret, body, {"Content-Type": "multipart/form-data; boundary=B"}
-    )
+    body, content_type = form(fields)
+    return call("POST", "/v1/audio/transcriptions", account.secret, body, content_type)
 
 
 def test_response_format_defaults_to_verbose_json(account: NewKey) -> None:
@@ -61,7 +45,7 @@ def _task(account: NewKey) -> str:
 @pytest.mark.parametrize("value", ["1" * 30, "²", "-1", "1e9", "0x10", "9" * 16])
 def test_last_event_id_out_of_bounds_is_400(account: NewKey, value: str) -> None:
     task_id = _task(account)
-    response = _call("GET", f"/v1/tasks/{task_id}/events", account.secret, headers={"Last-Event-ID": value})
+    response = call("GET", f"/v1/tasks/{task_id}/events", account.secret, headers={"Last-Event-ID": value})
     assert response.status == 400, response.body
     assert json.loads(response.body)["error"]["code"] == "invalid_request"
 
@@ -69,7 +53,7 @@ def test_last_event_id_out_of_bounds_is_400(account: NewKey, value: str) -> None
 def test_a_valid_last_event_id_resumes(account: NewKey) -> None:
     task_id = _task(account)
     get_runtime()._extras["jobs"].wait_idle()
-    response = _call("GET", f"/v1/tasks/{task_id}/events", account.secret, headers={"Last-Event-ID": "1"})
+    response = call("GET", f"/v1/tasks/{task_id}/events", account.secret, headers={"Last-Event-ID": "1"})
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
     assert "id: 1\n" not in response.body.decode()

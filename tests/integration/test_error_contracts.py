@@ -18,16 +18,15 @@ from typing import Any
 import pytest
 from audio_fixtures import audio_bytes
 from fakes.upstreams import FakeGemini, FakeOpenAI, error
+from gateway_requests import GATEWAY, WAV, balance, call, form
 from test_audio_endpoints import _catalog
 
-from earshot.local.server import GatewayResponse, LocalGateway
+from earshot.local.server import GatewayResponse
 from earshot.runtime import get_runtime, reset_runtime
 from earshot.services.accounts import NewKey, create_key
 
 START = 1_000_000
-WAV = audio_bytes("wav", 2.0, sample_rate=16000)
 ENVELOPE_KEYS = {"message", "type", "code", "param", "request_id"}
-GATEWAY = LocalGateway(max_request_bytes=26 * 1024 * 1024)
 
 
 @pytest.fixture(scope="module")
@@ -68,28 +67,6 @@ def disabled(upstream: Any) -> NewKey:
     return key
 
 
-def _multipart(fields: dict[str, str], file: bytes | None = WAV) -> tuple[bytes, str]:
-    out = b""
-    for name, value in fields.items():
-        out += f'--B\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    if file is not None:
-        out += b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + file + b"\r\n"
-    return out + b"--B--\r\n", "multipart/form-data; boundary=B"
-
-
-def _post(path: str, key: str | None, body: bytes, content_type: str, query: str = "") -> GatewayResponse:
-    headers = {"Content-Type": content_type}
-    if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
-    return GATEWAY.handle(method="POST", path=path, raw_query=query, headers=headers, body=body)
-
-
-def _balance(key: NewKey) -> int:
-    found = get_runtime().store.get_account(key.account.id)
-    assert found is not None
-    return found.balance_micro_usd
-
-
 def _envelope(response: GatewayResponse, status: int, code: str) -> dict[str, Any]:
     assert response.status == status, response.body
     assert response.headers["Content-Type"] == "application/json"
@@ -124,44 +101,44 @@ TRANSCRIBE = "/v1/audio/transcriptions"
 
 
 def test_transcriptions_400_missing_file(account: NewKey) -> None:
-    _envelope(_post(TRANSCRIBE, account.secret, *_multipart({"model": "transcribe"}, None)), 400, "invalid_request")
+    _envelope(call("POST", TRANSCRIBE, account.secret, *form({"model": "transcribe"}, None)), 400, "invalid_request")
 
 
-def test_transcriptions_400_not_multipart(account: NewKey) -> None:
-    response = _post(TRANSCRIBE, account.secret, b'{"model": "transcribe"}', "application/json")
+def test_transcriptions_400_notform(account: NewKey) -> None:
+    response = call("POST", TRANSCRIBE, account.secret, b'{"model": "transcribe"}', "application/json")
     _envelope(response, 400, "invalid_request")
 
 
 def test_transcriptions_400_not_a_transcription_model(account: NewKey) -> None:
-    response = _post(TRANSCRIBE, account.secret, *_multipart({"model": "audio-understand"}))
+    response = call("POST", TRANSCRIBE, account.secret, *form({"model": "audio-understand"}))
     _envelope(response, 400, "not_a_transcription_model")
 
 
 def test_transcriptions_401_auth_error(account: NewKey) -> None:
-    _envelope(_post(TRANSCRIBE, None, *_multipart({})), 401, "auth_error")
-    _envelope(_post(TRANSCRIBE, "sk-es-not-a-key", *_multipart({})), 401, "auth_error")
+    _envelope(call("POST", TRANSCRIBE, None, *form({})), 401, "auth_error")
+    _envelope(call("POST", TRANSCRIBE, "sk-es-not-a-key", *form({})), 401, "auth_error")
 
 
 def test_transcriptions_402_billing_error(broke: NewKey) -> None:
-    _envelope(_post(TRANSCRIBE, broke.secret, *_multipart({})), 402, "billing_error")
+    _envelope(call("POST", TRANSCRIBE, broke.secret, *form({})), 402, "billing_error")
 
 
 def test_transcriptions_404_not_enabled(disabled: NewKey) -> None:
-    _envelope(_post(TRANSCRIBE, disabled.secret, *_multipart({})), 404, "not_enabled")
-    assert _balance(disabled) == START
+    _envelope(call("POST", TRANSCRIBE, disabled.secret, *form({})), 404, "not_enabled")
+    assert balance(disabled) == START
 
 
 def test_transcriptions_413_file_too_large(account: NewKey) -> None:
     big = audio_bytes("wav", 10.0, sample_rate=16000)  # 320 kB over a 200 kB limit
-    error_body = _envelope(_post(TRANSCRIBE, account.secret, *_multipart({}, big)), 413, "file_too_large")
+    error_body = _envelope(call("POST", TRANSCRIBE, account.secret, *form({}, big)), 413, "file_too_large")
     assert error_body["type"] == "invalid_request_error"
     assert "/v1/uploads" in error_body["message"]
 
 
 def test_transcriptions_502_provider_error(account: NewKey, upstream: Any) -> None:
     upstream[0].fail_next(error(503), error(503), error(503))
-    _envelope(_post(TRANSCRIBE, account.secret, *_multipart({})), 502, "provider_error")
-    assert _balance(account) == START
+    _envelope(call("POST", TRANSCRIBE, account.secret, *form({})), 502, "provider_error")
+    assert balance(account) == START
 
 
 # -- audio-understand.txt --------------------------------------------------------------------------------------
@@ -169,36 +146,36 @@ UNDERSTAND = "/v1/audio/understand"
 
 
 def test_understand_400_missing_file_or_question(account: NewKey) -> None:
-    _envelope(_post(UNDERSTAND, account.secret, *_multipart({"question": "q"}, None)), 400, "invalid_request")
-    _envelope(_post(UNDERSTAND, account.secret, *_multipart({})), 400, "invalid_request")
+    _envelope(call("POST", UNDERSTAND, account.secret, *form({"question": "q"}, None)), 400, "invalid_request")
+    _envelope(call("POST", UNDERSTAND, account.secret, *form({})), 400, "invalid_request")
 
 
 def test_understand_400_not_an_audio_model(account: NewKey) -> None:
-    response = _post(UNDERSTAND, account.secret, *_multipart({"question": "q", "model": "transcribe"}))
+    response = call("POST", UNDERSTAND, account.secret, *form({"question": "q", "model": "transcribe"}))
     _envelope(response, 400, "not_an_audio_model")
 
 
 def test_understand_401_auth_error(account: NewKey) -> None:
-    _envelope(_post(UNDERSTAND, None, *_multipart({"question": "q"})), 401, "auth_error")
+    _envelope(call("POST", UNDERSTAND, None, *form({"question": "q"})), 401, "auth_error")
 
 
 def test_understand_402_billing_error(broke: NewKey) -> None:
-    _envelope(_post(UNDERSTAND, broke.secret, *_multipart({"question": "q"})), 402, "billing_error")
+    _envelope(call("POST", UNDERSTAND, broke.secret, *form({"question": "q"})), 402, "billing_error")
 
 
 def test_understand_404_not_enabled(disabled: NewKey) -> None:
-    _envelope(_post(UNDERSTAND, disabled.secret, *_multipart({"question": "q"})), 404, "not_enabled")
+    _envelope(call("POST", UNDERSTAND, disabled.secret, *form({"question": "q"})), 404, "not_enabled")
 
 
 def test_understand_413_file_too_large(account: NewKey) -> None:
     big = audio_bytes("wav", 10.0, sample_rate=16000)
-    _envelope(_post(UNDERSTAND, account.secret, *_multipart({"question": "q"}, big)), 413, "file_too_large")
+    _envelope(call("POST", UNDERSTAND, account.secret, *form({"question": "q"}, big)), 413, "file_too_large")
 
 
 def test_understand_502_provider_error(account: NewKey, upstream: Any) -> None:
     upstream[1].fail_next(error(503), error(503), error(503))
-    _envelope(_post(UNDERSTAND, account.secret, *_multipart({"question": "q"})), 502, "provider_error")
-    assert _balance(account) == START
+    _envelope(call("POST", UNDERSTAND, account.secret, *form({"question": "q"})), 502, "provider_error")
+    assert balance(account) == START
 
 
 # -- extract-audio.txt -----------------------------------------------------------------------------------------
@@ -206,7 +183,7 @@ EXTRACT = "/api/v1/extract-audio"
 
 
 def _extract(key: str | None, payload: dict[str, Any]) -> GatewayResponse:
-    return _post(EXTRACT, key, json.dumps(payload).encode(), "application/json")
+    return call("POST", EXTRACT, key, json.dumps(payload).encode(), "application/json")
 
 
 @pytest.mark.parametrize(
@@ -222,12 +199,12 @@ def _extract(key: str | None, payload: dict[str, Any]) -> GatewayResponse:
 )
 def test_extract_400_invalid_request(account: NewKey, payload: dict[str, Any]) -> None:
     _plain(_extract(account.secret, payload), 400)
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 def test_extract_400_not_json(account: NewKey) -> None:
-    _plain(_post(EXTRACT, account.secret, b"inputMethod=url", "application/x-www-form-urlencoded"), 400)
-    _plain(_post(EXTRACT, account.secret, b"{not json", "application/json"), 400)
+    _plain(call("POST", EXTRACT, account.secret, b"inputMethod=url", "application/x-www-form-urlencoded"), 400)
+    _plain(call("POST", EXTRACT, account.secret, b"{not json", "application/json"), 400)
 
 
 def test_extract_400_over_the_size_limit_quotes_the_audio_size(account: NewKey) -> None:
@@ -269,7 +246,7 @@ def test_extract_400_over_nine_and_a_half_hours(account: NewKey, monkeypatch: py
     ten_hours = base64.b64encode(_silent_flac(36_001)).decode()
     message = _plain(_extract(account.secret, {"inputMethod": "base64", "audio": ten_hours, "prompt": "p"}), 400)
     assert "34200" in message.replace(",", "") or "9.5 hours" in message, message
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 def test_extract_400_insufficient_credits(broke: NewKey) -> None:
@@ -292,7 +269,7 @@ def test_extract_500_failed_to_extract(account: NewKey, upstream: Any) -> None:
         account.secret, {"inputMethod": "base64", "audio": base64.b64encode(WAV).decode(), "prompt": "p"}
     )
     assert _plain(response, 500).startswith("Failed to extract audio data: ")
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 # -- v2-audio-transcribe.txt -----------------------------------------------------------------------------------
@@ -309,43 +286,43 @@ V2 = "/api/v2/Audio/transcribe"
     ],
 )
 def test_v2_400_validation(account: NewKey, fields: dict[str, str], file: bytes | None, code: str) -> None:
-    _envelope(_post(V2, account.secret, *_multipart(fields, file)), 400, code)
+    _envelope(call("POST", V2, account.secret, *form(fields, file)), 400, code)
 
 
 def test_v2_400_oversize_file(account: NewKey) -> None:
     big = audio_bytes("wav", 10.0, sample_rate=16000)
-    _envelope(_post(V2, account.secret, *_multipart({}, big)), 400, "file_too_large")
+    _envelope(call("POST", V2, account.secret, *form({}, big)), 400, "file_too_large")
 
 
-def test_v2_400_insufficient_balance(broke: NewKey) -> None:
-    _envelope(_post(V2, broke.secret, *_multipart({})), 400, "billing_error")
+def test_v2_400_insufficientbalance(broke: NewKey) -> None:
+    _envelope(call("POST", V2, broke.secret, *form({})), 400, "billing_error")
 
 
 def test_v2_401_unauthorized(account: NewKey) -> None:
-    _envelope(_post(V2, None, *_multipart({})), 401, "auth_error")
+    _envelope(call("POST", V2, None, *form({})), 401, "auth_error")
 
 
 def test_v2_403_no_permission(disabled: NewKey) -> None:
-    error_body = _envelope(_post(V2, disabled.secret, *_multipart({}), query="culture=es"), 403, "not_enabled")
+    error_body = _envelope(call("POST", V2, disabled.secret, *form({}), query="culture=es"), 403, "not_enabled")
     assert error_body["message"].startswith("No tiene permiso")
 
 
 @pytest.mark.parametrize("model", ["no-such-model", "audio-understand"])
 def test_v2_404_model_not_found(account: NewKey, model: str) -> None:
-    response = _post(V2, account.secret, *_multipart({"model": model}))
+    response = call("POST", V2, account.secret, *form({"model": model}))
     assert response.status == 404, response.body
     assert json.loads(response.body)["error"]["code"] in ("not_a_transcription_model", "not_found")
 
 
 def test_v2_500_unexpected(account: NewKey, upstream: Any) -> None:
     upstream[0].fail_next(error(503), error(503), error(503))
-    _envelope(_post(V2, account.secret, *_multipart({})), 500, "provider_error")
-    assert _balance(account) == START
+    _envelope(call("POST", V2, account.secret, *form({})), 500, "provider_error")
+    assert balance(account) == START
 
 
 def test_v2_messages_follow_the_culture(account: NewKey) -> None:
-    english = _envelope(_post(V2, account.secret, *_multipart({"prompt": "x" * 257})), 400, "invalid_request")
+    english = _envelope(call("POST", V2, account.secret, *form({"prompt": "x" * 257})), 400, "invalid_request")
     spanish = _envelope(
-        _post(V2, account.secret, *_multipart({"prompt": "x" * 257}), query="culture=es"), 400, "invalid_request"
+        call("POST", V2, account.secret, *form({"prompt": "x" * 257}), query="culture=es"), 400, "invalid_request"
     )
     assert english["message"] != spanish["message"] and "parámetro: prompt" in spanish["message"]

@@ -15,19 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audio_fixtures import audio_bytes
 from fakes.upstreams import FakeGemini, FakeOpenAI
+from gateway_requests import WAV, balance, call, form, post_json
 
 from earshot.adapters import credentials
 from earshot.catalog import load_catalog
 from earshot.config import Settings
-from earshot.local.server import GatewayResponse, LocalGateway
+from earshot.local.server import GatewayResponse
 from earshot.runtime import get_runtime, reset_runtime
 from earshot.services.accounts import NewKey, create_key
 
 START = 1_000_000
-WAV = audio_bytes("wav", 2.0, sample_rate=16000)
-GATEWAY = LocalGateway(max_request_bytes=26 * 1024 * 1024)
 UPSTREAM_SKUS = {
     "whisper-v3-turbo": "GROQ_API_KEY",
     "whisper-1": "OPENAI_API_KEY",
@@ -43,34 +41,8 @@ def account(data_dir: Path) -> NewKey:
     return create_key(get_runtime().store, name="t", balance_micro_usd=START)
 
 
-def _multipart(fields: dict[str, str], file: bytes | None = WAV) -> tuple[bytes, str]:
-    out = b""
-    for name, value in fields.items():
-        out += f'--B\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    if file is not None:
-        out += b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + file + b"\r\n"
-    return out + b"--B--\r\n", "multipart/form-data; boundary=B"
-
-
-def _call(method: str, path: str, key: str, body: bytes = b"", content_type: str = "", query: str = "") -> Any:
-    headers = {"Authorization": f"Bearer {key}"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    return GATEWAY.handle(method=method, path=path, raw_query=query, headers=headers, body=body)
-
-
-def _json(path: str, key: str, payload: dict[str, Any]) -> GatewayResponse:
-    return _call("POST", path, key, json.dumps(payload).encode(), "application/json")
-
-
-def _balance(key: NewKey) -> int:
-    found = get_runtime().store.get_account(key.account.id)
-    assert found is not None
-    return found.balance_micro_usd
-
-
 def _models(key: NewKey) -> dict[str, dict[str, Any]]:
-    response = _call("GET", "/v1/models", key.secret)
+    response = call("GET", "/v1/models", key.secret)
     assert response.status == 200, response.body
     listed = json.loads(response.body)
     assert listed["object"] == "list"
@@ -108,26 +80,26 @@ def test_models_lists_every_sku_and_which_are_live(account: NewKey) -> None:
 
 @pytest.mark.parametrize("sku", ["whisper-v3-turbo", "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"])
 def test_an_unconfigured_transcription_sku_is_a_400_before_any_charge(account: NewKey, sku: str) -> None:
-    response = _call("POST", "/v1/audio/transcriptions", account.secret, *_multipart({"model": sku}))
+    response = call("POST", "/v1/audio/transcriptions", account.secret, *form({"model": sku}))
     _refused(response, "not_a_transcription_model", sku, f"set {UPSTREAM_SKUS[sku]}")
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 def test_every_route_refuses_an_unconfigured_sku_in_its_own_contract(account: NewKey) -> None:
-    translate = _call("POST", "/v1/audio/translations", account.secret, *_multipart({"model": "whisper-1"}))
+    translate = call("POST", "/v1/audio/translations", account.secret, *form({"model": "whisper-1"}))
     _refused(translate, "not_a_transcription_model", "whisper-1", "set OPENAI_API_KEY")
-    asynchronous = _call(
-        "POST", "/v1/audio/transcriptions", account.secret, *_multipart({"model": "whisper-v3-turbo", "async": "true"})
+    asynchronous = call(
+        "POST", "/v1/audio/transcriptions", account.secret, *form({"model": "whisper-v3-turbo", "async": "true"})
     )
     _refused(asynchronous, "not_a_transcription_model", "whisper-v3-turbo", "set GROQ_API_KEY")
-    understand = _call(
-        "POST", "/v1/audio/understand", account.secret, *_multipart({"model": "gemini-3-flash-audio", "question": "q"})
+    understand = call(
+        "POST", "/v1/audio/understand", account.secret, *form({"model": "gemini-3-flash-audio", "question": "q"})
     )
     _refused(understand, "not_an_audio_model", "gemini-3-flash-audio", "set GEMINI_API_KEY")
     data_uri = "data:audio/wav;base64," + base64.b64encode(WAV).decode()
-    understanding = _json("/v1/audio/understanding", account.secret, {"model": "gemini-2.5-pro", "audio": data_uri})
+    understanding = post_json("/v1/audio/understanding", account.secret, {"model": "gemini-2.5-pro", "audio": data_uri})
     _refused(understanding, "not_an_audio_model", "gemini-2.5-pro", "set GEMINI_API_KEY")
-    upload = _json(
+    upload = post_json(
         "/v1/uploads",
         account.secret,
         {
@@ -139,14 +111,12 @@ def test_every_route_refuses_an_unconfigured_sku_in_its_own_contract(account: Ne
     )
     _refused(upload, "not_a_transcription_model", "whisper-v3-turbo", "set GROQ_API_KEY")
     # v2: a known model that is not configured is a validation error (400), not the 404 of an unknown one.
-    v2 = _call("POST", "/api/v2/Audio/transcribe", account.secret, *_multipart({"model": "whisper-v3-turbo"}))
+    v2 = call("POST", "/api/v2/Audio/transcribe", account.secret, *form({"model": "whisper-v3-turbo"}))
     _refused(v2, "not_a_transcription_model", "whisper-v3-turbo", "set GROQ_API_KEY")
-    v2_es = _call(
-        "POST", "/api/v2/Audio/transcribe", account.secret, *_multipart({"model": "whisper-v3-turbo"}), "culture=es"
-    )
+    v2_es = call("POST", "/api/v2/Audio/transcribe", account.secret, *form({"model": "whisper-v3-turbo"}), "culture=es")
     assert v2_es.status == 400
     assert json.loads(v2_es.body)["error"]["message"].startswith("El modelo 'whisper-v3-turbo' no está activo")
-    assert _balance(account) == START
+    assert balance(account) == START
     assert get_runtime().tasks.list_unfinished(updated_before=2**40) == []  # no task was created either
 
 
@@ -164,12 +134,12 @@ def test_extract_audio_refuses_an_unconfigured_sku_as_its_plain_400(
     reset_runtime()
     key = create_key(get_runtime().store, name="t", balance_micro_usd=START)
     data = base64.b64encode(WAV).decode()
-    response = _json("/api/v1/extract-audio", key.secret, {"inputMethod": "base64", "audio": data, "prompt": "p"})
+    response = post_json("/api/v1/extract-audio", key.secret, {"inputMethod": "base64", "audio": data, "prompt": "p"})
     assert response.status == 400, response.body
     body = json.loads(response.body)
     assert set(body) == {"error"} and isinstance(body["error"], str)
     assert "'gemini-extract' is not live" in body["error"] and "set GEMINI_API_KEY" in body["error"]
-    assert _balance(key) == START
+    assert balance(key) == START
 
 
 @pytest.fixture
@@ -194,19 +164,19 @@ def test_a_configured_sku_is_served_by_its_upstream_and_billed_at_its_price(
         EARSHOT_ALLOW_LOOPBACK_URLS="true",
     )
     assert _models(account)["whisper-v3-turbo"] | {"live": True, "setup": None} == _models(account)["whisper-v3-turbo"]
-    response = _call("POST", "/v1/audio/transcriptions", account.secret, *_multipart({"model": "whisper-v3-turbo"}))
+    response = call("POST", "/v1/audio/transcriptions", account.secret, *form({"model": "whisper-v3-turbo"}))
     assert response.status == 200, response.body
     body = json.loads(response.body)
     assert body["model"] == "whisper-v3-turbo" and body["text"] == "Hello there. How are you?"
-    assert body["billing"]["cost_micro_usd"] == 900 and _balance(account) == START - 900
+    assert body["billing"]["cost_micro_usd"] == 900 and balance(account) == START - 900
     (seen,) = groq.requests
     assert seen.path == "/v1/audio/transcriptions" and seen.model == "whisper-large-v3-turbo"
     assert seen.headers["authorization"] == f"Bearer {groq.api_key}"
-    text = _call(
+    text = call(
         "POST",
         "/v1/audio/transcriptions",
         account.secret,
-        *_multipart({"model": "whisper-v3-turbo", "response_format": "text"}),
+        *form({"model": "whisper-v3-turbo", "response_format": "text"}),
     )
     assert text.status == 200 and text.headers["X-Earshot-Model"] == "whisper-v3-turbo"
     # Other providers stay off: their keys are not set.
@@ -220,9 +190,9 @@ def test_a_base_url_override_outside_the_url_policy_keeps_the_sku_off(
     _configure(monkeypatch, GROQ_API_KEY=groq.api_key, EARSHOT_GROQ_BASE_URL=groq.url)
     model = _models(account)["whisper-v3-turbo"]
     assert model["live"] is False and "EARSHOT_GROQ_BASE_URL" in model["setup"]
-    response = _call("POST", "/v1/audio/transcriptions", account.secret, *_multipart({"model": "whisper-v3-turbo"}))
+    response = call("POST", "/v1/audio/transcriptions", account.secret, *form({"model": "whisper-v3-turbo"}))
     _refused(response, "not_a_transcription_model", "whisper-v3-turbo", "EARSHOT_ALLOW_LOOPBACK_URLS")
-    assert groq.requests == [] and _balance(account) == START
+    assert groq.requests == [] and balance(account) == START
 
 
 def test_the_key_never_appears_in_models_errors_or_logs(
@@ -235,12 +205,12 @@ def test_the_key_never_appears_in_models_errors_or_logs(
             EARSHOT_GEMINI_BASE_URL="http://10.0.0.1/v1beta",  # private: refused by the policy
             EARSHOT_ALLOW_LOOPBACK_URLS="true",
         )
-        listing = _call("GET", "/v1/models", account.secret)
-        refusal = _call(
+        listing = call("GET", "/v1/models", account.secret)
+        refusal = call(
             "POST",
             "/v1/audio/understand",
             account.secret,
-            *_multipart({"model": "gemini-3-flash-audio", "question": "q"}),
+            *form({"model": "gemini-3-flash-audio", "question": "q"}),
         )
     assert refusal.status == 400
     secret = gemini.api_key.encode()

@@ -8,7 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from extract_requests import balance, extract
+from gateway_requests import balance, extract
 
 from earshot.local.server import GatewayResponse
 from earshot.runtime import get_runtime, reset_runtime

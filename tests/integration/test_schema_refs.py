@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from extract_requests import GATEWAY, WAV, balance, extract
+from gateway_requests import GATEWAY, WAV_B64, balance, extract
 
 from earshot.local.server import GatewayResponse
 from earshot.runtime import get_runtime, reset_runtime
@@ -164,7 +164,7 @@ def test_broken_or_oversized_schemas_are_400_and_free(account: NewKey, schema: A
 
 def test_a_schema_nested_5000_deep_is_400(account: NewKey) -> None:
     text = '{"items":' * 5000 + "{}" + "}" * 5000
-    body = f'{{"inputMethod": "base64", "audio": "{WAV}", "prompt": "p", "schema": {text}}}'.encode()
+    body = f'{{"inputMethod": "base64", "audio": "{WAV_B64}", "prompt": "p", "schema": {text}}}'.encode()
     response = GATEWAY.handle(
         method="POST",
         path="/api/v1/extract-audio",

@@ -8,25 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gateway_requests import balance, call
 from hostile_http import BAD_SCHEMES, INTERNAL
 from test_schema_refs import Listener
 
-from earshot.local.server import GatewayResponse, LocalGateway
 from earshot.runtime import get_runtime, reset_runtime
 from earshot.services.accounts import NewKey, create_key
 
-GATEWAY = LocalGateway(max_request_bytes=26 * 1024 * 1024)
 START = 1_000_000
 
 
 @pytest.fixture
 def account(data_dir: Path) -> NewKey:
     return create_key(get_runtime().store, name="t", balance_micro_usd=START)
-
-
-def _call(account: NewKey, method: str, path: str, body: bytes, content_type: str, query: str = "") -> GatewayResponse:
-    headers = {"Authorization": f"Bearer {account.secret}", "Content-Type": content_type}
-    return GATEWAY.handle(method=method, path=path, raw_query=query, headers=headers, body=body)
 
 
 def _form(fields: dict[str, str]) -> bytes:
@@ -43,12 +37,6 @@ def _tasks(data_dir: Path) -> int:
             return int(conn.execute("SELECT COUNT(*) FROM tasks").fetchone()[0])
         except sqlite3.OperationalError:  # the task tables are created on first use
             return 0
-
-
-def _balance(account: NewKey) -> int:
-    found = get_runtime().store.get_account(account.account.id)
-    assert found is not None
-    return found.balance_micro_usd
 
 
 def _requests(url: str, *, asynchronous: bool) -> list[tuple[str, bytes, str]]:
@@ -69,17 +57,17 @@ def _requests(url: str, *, asynchronous: bool) -> list[tuple[str, bytes, str]]:
 @pytest.mark.parametrize("url", BAD_SCHEMES + INTERNAL)
 def test_audio_urls_are_refused_up_front(account: NewKey, data_dir: Path, url: str, asynchronous: bool) -> None:
     for path, body, content_type in _requests(url, asynchronous=asynchronous):
-        response = _call(account, "POST", path, body, content_type)
+        response = call("POST", path, account.secret, body, content_type)
         assert response.status == 400, (path, url, response.body)
         payload = json.loads(response.body)
         assert payload["error"], (path, payload)
     assert _tasks(data_dir) == 0
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 def test_ftp_on_the_understanding_route_is_400_and_leaves_no_task(account: NewKey, data_dir: Path) -> None:
     body = json.dumps({"audio": "ftp://example.com/a.wav", "prompt": "what is it?"}).encode()
-    response = _call(account, "POST", "/v1/audio/understanding", body, "application/json")
+    response = call("POST", "/v1/audio/understanding", account.secret, body, "application/json")
     assert response.status == 400
     error = json.loads(response.body)["error"]
     assert error["code"] == "invalid_request" and error["param"] == "audio"
@@ -94,17 +82,17 @@ def test_callback_urls_are_refused_on_async_routes(account: NewKey, data_dir: Pa
     wav = audio_bytes("wav", 1.0, sample_rate=16000)
     head = b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + wav + b"\r\n"
     body = head + _form({"async": "true", "callback_url": url})
-    response = _call(account, "POST", "/v1/audio/transcriptions", body, "multipart/form-data; boundary=B")
+    response = call("POST", "/v1/audio/transcriptions", account.secret, body, "multipart/form-data; boundary=B")
     assert response.status == 400, response.body
     assert json.loads(response.body)["error"]["param"] == "callback_url"
     assert _tasks(data_dir) == 0
-    assert _balance(account) == START
+    assert balance(account) == START
 
 
 @pytest.mark.parametrize("url", BAD_SCHEMES + INTERNAL)
 def test_upload_callback_urls_pass_the_same_policy(account: NewKey, url: str) -> None:
     body = {"filename": "a.wav", "bytes": 1000, "process": {"kind": "transcription", "callback_url": url}}
-    response = _call(account, "POST", "/v1/uploads", json.dumps(body).encode(), "application/json")
+    response = call("POST", "/v1/uploads", account.secret, json.dumps(body).encode(), "application/json")
     assert response.status == 400, response.body
     error = json.loads(response.body)["error"]
     assert error["param"] == "process.callback_url"
@@ -125,7 +113,7 @@ def test_upload_callback_is_checked_again_when_used(
         reset_runtime()
         callback = f"http://127.0.0.1:{listener.port}/hook"
         body = {"filename": "a.wav", "bytes": 100_000, "process": {"kind": "transcription", "callback_url": callback}}
-        response = _call(account, "POST", "/v1/uploads", json.dumps(body).encode(), "application/json")
+        response = call("POST", "/v1/uploads", account.secret, json.dumps(body).encode(), "application/json")
         assert response.status == 201, response.body
         file_id = json.loads(response.body)["id"]
         monkeypatch.setenv("EARSHOT_ALLOW_LOOPBACK_URLS", "false")
