@@ -97,6 +97,7 @@ def test_the_local_servers_reader_streams_the_file_part_to_disk_and_deletes_it_a
     assert upload.path.suffix == ".wav" and upload.read_bytes() == bytes(range(256)) * 5000
     with staged_audio(upload, parsed.filename) as path:
         assert path == upload.path  # used in place, not written again
+    assert upload.path.exists()  # deleted after the answer is sent, not on the answer's path
     reader.discard_staged()
     assert not upload.path.exists()
 

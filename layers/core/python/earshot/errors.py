@@ -53,6 +53,12 @@ class HeadersTooLargeError(InvalidRequestError):
     status = 431
 
 
+class RequestTimeoutError(InvalidRequestError):
+    """The client stopped sending its request body (the local server's own check): nothing was processed."""
+
+    status = 408
+
+
 class NotATranscriptionModelError(InvalidRequestError):
     code = "not_a_transcription_model"
 

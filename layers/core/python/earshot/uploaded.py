@@ -12,8 +12,8 @@ from pathlib import Path
 
 
 class StagedUpload:
-    """The uploaded file at ``path`` (``size`` bytes), deleted when its request ends. A plain class, not a model:
-    it never appears in the API's schema."""
+    """The uploaded file at ``path`` (``size`` bytes), deleted by the server that staged it once the request's answer
+    is sent (``RequestBody.staged``). A plain class, not a model: it never appears in the API's schema."""
 
     __slots__ = ("path", "size")
 

@@ -47,11 +47,13 @@ from earshot.errors import (
     MethodNotAllowedError,
     NotFoundError,
     RequestTargetTooLongError,
+    RequestTimeoutError,
 )
 from earshot.http.contracts import ContractName, render_error
 from earshot.http.multipart import is_multipart
 from earshot.http.streaming import StreamBody
 from earshot.limits import MAX_UPLOAD_BYTES
+from earshot.local.body_pipe import BodyPipe
 from earshot.local.events import LocalContext, authorizer_event, http_event
 from earshot.local.functions import load_handler
 from earshot.local.web import with_web_pages
@@ -81,6 +83,10 @@ def over_signed_size(max_bytes: int) -> FileTooLargeError:
         "POST /v1/uploads); ask POST /v1/uploads for a new URL with the file's real size",
         param="file",
     )
+
+
+def _stalled(idle_sec: float) -> EarshotError:
+    return RequestTimeoutError(f"the request body stopped arriving (nothing for {idle_sec:g} s); send it again")
 
 
 def _gateway_request_id() -> str:
@@ -397,10 +403,13 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
         contract, limit = gateway.route_limits(request.method, request.path)
         rejected = None if uploading else gateway.too_large(request.content_length, contract, limit)
         body, reader = b"", None
+        # A body still arriving (see _Channel): read from the pipe the event loop feeds, as it comes.
+        pipe = environ["wsgi.input"] if isinstance(environ.get("wsgi.input"), BodyPipe) else None
+        source = pipe if pipe is not None else request.stream
         if rejected is None and uploading:  # streamed to disk under its signed policy's size (see _local_upload)
-            reader = RequestBody(request.stream, request.content_length, MAX_UPLOAD_BYTES + _FORM_OVERHEAD)
+            reader = RequestBody(source, request.content_length, MAX_UPLOAD_BYTES + _FORM_OVERHEAD)
         elif rejected is None and is_multipart(request.content_type or ""):
-            reader = RequestBody(request.stream, request.content_length, limit)  # read by the function itself
+            reader = RequestBody(source, request.content_length, limit)  # read by the function itself
         elif rejected is None:
             try:
                 body = _read_body(request, None if uploading else limit)
@@ -417,6 +426,11 @@ def make_wsgi_app(gateway: LocalGateway) -> Any:
                 body=body,
                 body_reader=reader,
             )
+        if pipe is not None:
+            # A form ends at its closing boundary: read what may follow it (its epilogue) so that the connection
+            # can serve the next request. A body the function stopped reading early (a refusal) is not waited for:
+            # the answer goes out and the connection closes (see _CasePreservingTask).
+            pipe.drain(max_bytes=_DRAIN_BYTES, timeout_sec=_DRAIN_SEC)
         logger.info(
             "request",
             extra={
@@ -450,6 +464,16 @@ _RECV_BYTES = 256 * 1024
 # sockets, and waitress copies each piece into the request's own buffer before the next read): no allocation per
 # read, where ``recv`` allocated (and the kernel faulted in) a fresh 256 kB string each time.
 _BODY_RECV_BYTES = 1024 * 1024
+# A multipart body of at least this size (or chunked) goes to a worker at the end of its head and is parsed as it
+# arrives; a smaller one is received whole first (one recv or two: a pipe would only add hand-offs).
+_STREAM_FROM_BYTES = 256 * 1024
+# What a streamed body may hold in memory ahead of the worker reading it; past it, the socket is left unread.
+_PIPE_BYTES = 2 * 1024 * 1024
+# A streamed body's client that sends nothing for this long gets a 408 (the worker it holds is released).
+_BODY_IDLE_SEC = 30.0
+# After the function answers, what of a streamed body's rest is read (and dropped) to keep the connection.
+_DRAIN_BYTES = 1024 * 1024
+_DRAIN_SEC = 0.5
 # On SIGTERM, requests in flight get this long to finish (docker stop waits 10 s by default, systemd 90 s).
 SHUTDOWN_GRACE_SEC = 30.0
 
@@ -506,6 +530,10 @@ class _CasePreservingTask(WSGITask):  # type: ignore[misc]
     sends them as the function wrote them (``X-Earshot-Cost-USD``), and so does this."""
 
     def build_response_header(self) -> bytes:
+        pipe: BodyPipe | None = getattr(self.request, "pipe", None)
+        if pipe is not None and not pipe.ended:
+            # The function answered before the body ended (a refusal): the rest is dropped with the connection.
+            self.set_close_on_finish()
         written = {"-".join(part.capitalize() for part in name.split("-")): name for name, _ in self.response_headers}
         lines = bytes(super().build_response_header()).split(b"\r\n")
         for index in range(1, len(lines)):
@@ -526,6 +554,8 @@ def _parser_class(gateway: LocalGateway) -> type[HTTPRequestParser]:
         contract: ContractName = "openai"
         limit = 0
         signed_bytes: int | None = None  # a presigned upload's signed file size (its body's cap)
+        pipe: BodyPipe | None = None  # the body, handed to a worker as it arrives (see _Channel)
+        dispatched = False  # the worker has it (since the end of the head)
 
         def parse_header(self, header_plus: bytes) -> None:
             try:
@@ -565,6 +595,34 @@ def _parser_class(gateway: LocalGateway) -> type[HTTPRequestParser]:
             self.adj = adjusted
             if self.error is not None:
                 self.completed = True
+            elif self._streams():
+                self.pipe = BodyPipe(capacity=_PIPE_BYTES, idle_sec=_BODY_IDLE_SEC, wake=self.wake, on_idle=_stalled)
+                self.body_rcv.buf = self.pipe  # the receiver appends what arrives to the pipe, not a temp file
+                self.chunked = False  # the head stays as it was read (a worker is reading it)
+
+        def wake(self) -> None:  # replaced by the channel with its server's trigger
+            pass
+
+        def _streams(self) -> bool:
+            """Whether this request's body goes to a worker as it arrives: a multipart POST to a route (or a
+            presigned upload) whose body is chunked or large enough for the overlap to pay."""
+            if self.body_rcv is None or self.command != "POST":
+                return False
+            if not self.chunked and self.content_length < _STREAM_FROM_BYTES:
+                return False
+            if self.path.startswith(LOCAL_UPLOAD_PREFIX):
+                return True
+            content_type = self.headers.get("CONTENT_TYPE", "")
+            return is_multipart(content_type) and gateway.match(self.command, self.path) is not None
+
+        def body_failure(self) -> EarshotError:
+            """The error a worker reading this body gets when waitress refuses the rest of it."""
+            code = int(getattr(self.error, "code", 400))
+            if code == 413 and self.signed_bytes is not None:
+                return over_signed_size(self.signed_bytes)
+            if code == 413:
+                return too_large(max(self.body_bytes_received, self.limit + 1), self.limit - _FORM_OVERHEAD)
+            return InvalidRequestError(_INCOMPLETE_BODY)
 
     return _Parser
 
@@ -580,16 +638,70 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 
     request: Any  # waitress is untyped: what this class reads of it
     will_close: bool
+    sent_continue: bool
     error_task_class = _EnvelopeErrorTask
     task_class = _CasePreservingTask
     _peer_done = False  # the client sent FIN: answer what it asked, then close
+    _drop_input = False  # a streamed body failed mid-way: nothing more on this connection is a request
     _linger_until = 0.0
     _linger_left = _LINGER_BYTES
 
     def readable(self) -> bool:
         if self._linger_until:
             return True
-        return not self._peer_done and bool(super().readable())
+        if self._peer_done:
+            return False
+        pending = self.request
+        if pending is not None and pending.dispatched:
+            # A body a worker reads as it arrives: read on while its pipe has room (waitress would wait for the
+            # worker to finish first, as it does for a pipelined request).
+            return not (self.will_close or self.close_when_flushed) and bool(pending.pipe.has_room())
+        return bool(super().readable())
+
+    def received(self, data: bytes | memoryview) -> bool:
+        """waitress's ``received``, except that a request whose body streams (its parser made a pipe) goes to a
+        worker at the end of its head, and the rest of its body is fed to that pipe as it arrives."""
+        if not data:
+            return False
+        with self.requests_lock:
+            if self.will_close or self.close_when_flushed:
+                return False
+            while data:
+                if self.request is None:
+                    self.request = self.parser_class(self.adj)
+                    self.request.wake = self.server.pull_trigger
+                pending = self.request
+                consumed = pending.received(data)
+                if (
+                    pending.expect_continue
+                    and pending.headers_finished
+                    and not self.requests
+                    and not self.sent_continue
+                ):
+                    self.send_continue()
+                if pending.pipe is not None and pending.headers_finished and not pending.dispatched:
+                    pending.dispatched = True
+                    self.requests.append(pending)
+                    if len(self.requests) == 1:
+                        self.server.add_task(self)
+                if pending.completed:
+                    self.sent_continue = False
+                    if pending.dispatched:
+                        if pending.error is not None:
+                            pending.pipe.fail(pending.body_failure())
+                            self.request = None
+                            self._drop_input = True  # the connection ends with the worker's answer
+                            return True
+                        pending.pipe.finish()
+                    elif not pending.empty:
+                        self.requests.append(pending)
+                        if len(self.requests) == 1:
+                            self.server.add_task(self)
+                    self.request = None
+                if consumed >= len(data):
+                    break
+                data = data[consumed:]
+        return True
 
     def writable(self) -> bool:
         return not self._linger_until and bool(super().writable())
@@ -607,11 +719,15 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
             return
         if data:
             self.last_activity = time.time()
-            self.received(data)
+            if not self._drop_input:
+                self.received(data)
             return
         with self.requests_lock:  # end of the client's stream
             pending = self.request
-            if pending is not None and not pending.completed and (pending.headers_finished or pending.header_plus):
+            if pending is not None and pending.dispatched:  # a worker is reading its body: it ends short
+                pending.pipe.fail(InvalidRequestError(_INCOMPLETE_BODY))
+                self.request = None
+            elif pending is not None and not pending.completed and (pending.headers_finished or pending.header_plus):
                 pending.error = WaitressBadRequest("the request ended before its body (or head) was complete")
                 pending.completed = True
                 self.request = None
@@ -629,7 +745,7 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
         its end (what follows it, a pipelined request, is read as bytes for waitress's head parser)."""
         pending = self.request
         receiver = getattr(pending, "body_rcv", None)
-        if self._linger_until or not isinstance(receiver, FixedStreamReceiver) or pending.completed:
+        if self._linger_until or self._drop_input or not isinstance(receiver, FixedStreamReceiver) or pending.completed:
             data: bytes = self.socket.recv(self.adj.recv_bytes)
             return data
         view = _loop_buffer()
@@ -657,6 +773,9 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
         self._close_now()
 
     def _close_now(self) -> None:
+        pending = self.request
+        if pending is not None and pending.dispatched:  # wake the worker reading it: this body will not end
+            pending.pipe.fail(InvalidRequestError(_INCOMPLETE_BODY))
         super().handle_close()
 
     def idle(self) -> bool:

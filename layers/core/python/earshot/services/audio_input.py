@@ -61,14 +61,12 @@ def _suffix(filename: str) -> str:
 @contextmanager
 def staged_audio(data: bytes | StagedUpload, filename: str = "") -> Iterator[Path]:
     """Write ``data`` to a temporary file (deleted afterwards) and yield its path; an upload the server already
-    streamed to disk is used in place (and deleted afterwards too)."""
+    streamed to disk is used in place (its request deletes it once the answer is sent: unlinking a 20 MiB file
+    here took ~6 ms of every such answer's latency)."""
     if not len(data):
         raise InvalidAudioError("the audio file is empty", param="file")
     if isinstance(data, StagedUpload):
-        try:
-            yield data.path
-        finally:
-            data.path.unlink(missing_ok=True)
+        yield data.path
         return
     fd, name = tempfile.mkstemp(prefix="earshot-", suffix=_suffix(filename))
     path = Path(name)
