@@ -75,6 +75,10 @@ _RECIPES: dict[str, _Recipe] = {
     "webm_vorbis": _Recipe("webm", "vorbis", ".webm", codec_options={"strict": "experimental"}),
     "mka_opus": _Recipe("matroska", "libopus", ".mka", bit_rate=32_000),
     "mp4_video": _Recipe("mp4", "aac", ".mp4", bit_rate=96_000, video_codec="mpeg4"),
+    # Not in FORMATS: the sample table written first, as a streaming-ready upload has it (a cut file keeps it).
+    "mp4_video_faststart": _Recipe(
+        "mp4", "aac", ".mp4", {"movflags": "faststart"}, bit_rate=96_000, video_codec="mpeg4"
+    ),
     "mpeg_video": _Recipe("mpeg", "mp2", ".mpg", bit_rate=128_000, video_codec="mpeg1video"),
     "mpegts_video": _Recipe("mpegts", "aac", ".ts", bit_rate=96_000, video_codec="mpeg2video"),
 }

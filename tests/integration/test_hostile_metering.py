@@ -232,3 +232,34 @@ def test_codec_lies_bill_the_audio_held_on_upload_and_data_url(
     assert len(debits) == 1
     assert debits[0].billable_minutes == 1
     assert abs((debits[0].duration_ms or 0) - held_ms) <= 1
+
+
+# --- containers beyond the audio-only ones (lengths in test_container_lengths.py): one upload route, one data URL ---
+CONTAINERS = {"mp4_video": ".mp4"}
+
+
+@pytest.fixture(scope="module")
+def container_originals() -> dict[str, tuple[bytes, bytes]]:
+    """(about 1 s, 70 s) of audio per container."""
+    return {fmt: (audio_bytes(fmt, 1.0), audio_bytes(fmt, 70.0, kind="noise")) for fmt in CONTAINERS}
+
+
+@pytest.mark.parametrize("route", ["/v1/audio/transcriptions", "/v1/audio/understanding"])
+@pytest.mark.parametrize(("claim", "minutes"), [(TEN_HOURS, 1), (1.0, 2)], ids=["claims-10h", "claims-1s"])
+@pytest.mark.parametrize("fmt", CONTAINERS)
+def test_containers_bill_their_audio_whatever_the_header_claims(
+    fmt: str,
+    claim: float,
+    minutes: int,
+    route: str,
+    account: NewKey,
+    container_originals: dict[str, tuple[bytes, bytes]],
+) -> None:
+    short, long = container_originals[fmt]
+    original = short if claim == TEN_HOURS else long
+    response = _send(route, account.secret, "clip" + CONTAINERS[fmt], claim_seconds(original, fmt, claim))
+    assert response.status == 200, response.body
+    debits = [e for e in get_runtime().store.list_ledger(account.account.id) if e.kind == "debit"]
+    assert [debit.billable_minutes for debit in debits] == [minutes]
+    expected_ms = 1000 if claim == TEN_HOURS else 70_000
+    assert abs((debits[0].duration_ms or 0) - expected_ms) <= 2 * 1024 / 44100 * 1000 + 1

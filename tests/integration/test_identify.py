@@ -1,7 +1,7 @@
 """In-process identification (``earshot.audio.lengths.identify``) says what ffprobe says, or nothing.
 
-Metering skips ffprobe only for files ``identify`` names (WAV, FLAC, MPEG audio, Ogg, audio-only MP4/M4A with
-AAC, Matroska/WebM with Opus or Vorbis); every name it gives must be ffprobe's own verdict for
+Metering skips ffprobe only for files ``identify`` names (WAV, FLAC, MPEG audio, Ogg, MP4/M4A with one AAC track
+and any video tracks, Matroska/WebM with Opus or Vorbis); every name it gives must be ffprobe's own verdict for
 the file (demuxer, codec, rate, channels), and anything it is unsure of must be left to ffprobe (``None``).
 """
 
@@ -48,10 +48,10 @@ def _ffprobe(path: Path) -> tuple[str, str, int, int]:
 def test_what_identify_names_is_what_ffprobe_reports(fmt: str, rate: int, channels: int, tmp_path: Path) -> None:
     path = write_audio(tmp_path / fmt, fmt=fmt, seconds=1.5, sample_rate=rate, channels=channels)
     found = _identify(path)
-    if fmt.startswith(("wav", "flac", "mp3", "ogg", "m4a", "webm")):
+    if fmt.startswith(("wav", "flac", "mp3", "ogg", "m4a", "webm", "mp4")):
         assert found == _ffprobe(path)
     else:
-        assert found is None  # mp4 with video, MPEG-PS/TS: always ffprobe's
+        assert found is None  # MPEG-PS/TS: always ffprobe's
 
 
 @pytest.mark.parametrize("fmt", LYING_FORMATS)
@@ -110,6 +110,13 @@ def _patched(data: bytes, old: bytes, new: bytes) -> bytes:
     return data.replace(old, new, 1)
 
 
+def _patched_last(data: bytes, old: bytes, new: bytes) -> bytes:
+    """``data`` with the last ``old`` replaced by ``new`` (same length)."""
+    assert len(old) == len(new) and old in data
+    at = data.rindex(old)
+    return data[:at] + new + data[at + len(old) :]
+
+
 def _m4a_with_two_tracks(m4a: bytes) -> bytes:
     """The moov's trak box repeated: a second track (here a copy) is ffprobe's to pick from."""
     moov = m4a.index(b"moov") - 4
@@ -129,6 +136,10 @@ def _m4a_with_two_tracks(m4a: bytes) -> bytes:
         ("m4a", lambda d: _patched(d, b"stss", b"ctts") if b"stss" in d else _patched(d, b"sgpd", b"ctts")),
         ("m4a", lambda d: _patched(d, b"esds", b"esdx")),  # no decoder configuration
         ("m4a", lambda d: d[:4] + b"moof" + d[8:]),  # fragmented
+        ("mp4_video", lambda d: _patched_last(d, b"url \0\0\0\x01", b"url \0\0\0\0")),  # video in another file
+        ("mp4_video", lambda d: _patched(d, b"vide", b"text")),  # a text track beside the audio
+        ("mp4_video", lambda d: _patched(d, b"stss", b"stzz")),  # an unknown box in the video's sample table
+        ("mp4_video", lambda d: _patched(d, b"soun", b"vide")),  # no sound track at all
         ("webm", lambda d: _patched(d, b"\x83\x81\x02", b"\x83\x81\x01")),  # track type video
         ("webm", lambda d: _patched(d, b"\x11\x4d\x9b\x74", b"\x19\x41\xa4\x69")),  # seek head: attachments
         ("webm", lambda d: _patched(d, b"\x56\xaa", b"\x6d\x80")),  # content encodings (rewritten blocks)
@@ -143,6 +154,10 @@ def _m4a_with_two_tracks(m4a: bytes) -> bytes:
         "m4a-unknown-box",
         "m4a-no-esds",
         "m4a-moof",
+        "mp4-video-external",
+        "mp4-text-track",
+        "mp4-video-unknown-box",
+        "mp4-no-sound",
         "webm-video",
         "webm-attachments",
         "webm-encoded",

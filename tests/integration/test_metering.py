@@ -284,17 +284,23 @@ def test_a_missing_file_is_invalid_audio(ffprobe: Path, tmp_path: Path) -> None:
     ["exit 1", "kill -SEGV $$", "echo 'not json'", "echo '[]'", "exec sleep 5"],
     ids=["fails", "crashes", "prints-nonsense", "prints-the-wrong-shape", "hangs"],
 )
-def test_ffprobe_failing_or_hanging_is_invalid_audio(script: str, generate: Generate, tmp_path: Path) -> None:
+def test_ffprobe_failing_or_hanging_is_invalid_audio(
+    script: str, generate: Generate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = tmp_path / "ffprobe"
     fake.write_text(f"#!/bin/sh\n{script}\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr("earshot.metering._identified_in_process", lambda local: None)  # as for any doubtful file
 
     with pytest.raises(InvalidAudioError):
-        meter_duration(generate("mp4_video", 1.3), ffprobe=fake, timeout_sec=0.5)  # always probed by ffprobe
+        meter_duration(generate("mp4_video", 1.3), ffprobe=fake, timeout_sec=0.5)
 
 
-def test_an_ffprobe_that_cannot_start_is_an_internal_error(generate: Generate, tmp_path: Path) -> None:
+def test_an_ffprobe_that_cannot_start_is_an_internal_error(
+    generate: Generate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A broken deployment is not the client's bad audio."""
+    monkeypatch.setattr("earshot.metering._identified_in_process", lambda local: None)
     with pytest.raises(InternalError):
         meter_duration(generate("mp4_video", 1.3), ffprobe=tmp_path / "no-such-ffprobe")
 
@@ -317,20 +323,24 @@ def ffprobe_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return calls
 
 
-@pytest.mark.parametrize("fmt", ["mp3_vbr", "mp4_video"])  # identified in-process, and by ffprobe
+@pytest.mark.parametrize(("fmt", "in_process"), [("mp3_vbr", True), ("mp4_video", False)])
 @pytest.mark.parametrize(
     "name", ["http:example.com/a.mp3", "concat:one.mp3|two.mp3", "https:%2F%2Fexample.com", "-i.mp3", "data:,x"]
 )
 def test_names_that_look_like_protocols_are_read_as_local_files(
     name: str,
     fmt: str,
+    in_process: bool,
     generate: Generate,
     ffprobe: Path,
     ffprobe_calls: list[list[str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Given a local file named like a URL (and the files a concat: URL would join), only that file is read."""
+    """Given a local file named like a URL (and the files a concat: URL would join), only that file is read, whether
+    it is identified in-process or (as any file its checks doubt) by ffprobe."""
+    if not in_process:
+        monkeypatch.setattr("earshot.metering._identified_in_process", lambda local: None)
     monkeypatch.chdir(tmp_path)
     for part in ("one.mp3", "two.mp3"):
         (tmp_path / part).write_bytes(generate(fmt, 61.0, kind="tone").read_bytes())
@@ -341,7 +351,7 @@ def test_names_that_look_like_protocols_are_read_as_local_files(
     metered = meter(relative, ffprobe)
 
     assert_within_one_frame(fmt, metered, decoded_duration(tmp_path / name))
-    assert bool(ffprobe_calls) == (fmt == "mp4_video")  # an mp3 is read in-process: only the file's own bytes
+    assert bool(ffprobe_calls) != in_process  # read in-process: only the file's own bytes
     for command in ffprobe_calls:
         assert command[command.index("-protocol_whitelist") + 1] == "file"
         assert command[-1] == f"file:{(tmp_path / name).resolve()}"
@@ -360,12 +370,12 @@ def test_playlists_that_would_open_other_files_are_refused(generate: Generate, f
 def test_ffprobe_runs_once_unless_packets_must_be_counted(
     generate: Generate, ffprobe: Path, ffprobe_calls: list[list[str]]
 ) -> None:
-    """WAV, FLAC, MPEG audio, Ogg, audio-only m4a and WebM are identified in-process (no ffprobe); other walked
-    formats (mp4 with video) take one ffprobe process (it only says what the file is); counted ones two."""
+    """WAV, FLAC, MPEG audio, Ogg, m4a/mp4 (AAC, with or without video) and WebM are identified in-process (no
+    ffprobe); other walked formats take one ffprobe process (it only says what the file is); counted ones two."""
     for fmt in FORMATS:
         ffprobe_calls.clear()
         metered = meter(generate(fmt, 1.3, kind="noise"), ffprobe)
-        in_process = fmt.startswith(("wav", "flac", "mp3", "ogg", "m4a", "webm"))
+        in_process = fmt.startswith(("wav", "flac", "mp3", "ogg", "m4a", "webm", "mp4"))
         expected = 0 if in_process else 1 if metered.source == "frames" else 2
         assert len(ffprobe_calls) == expected, (fmt, metered.source, ffprobe_calls)
 

@@ -2,10 +2,9 @@
 
 ffprobe, run on a local file (never a URL), is the authority on *what* the file is: container, codec, sample
 rate, with protocol and demuxer whitelists. The one exception: WAV (PCM), native FLAC, MPEG audio, single-stream
-Ogg (Opus, Vorbis), audio-only MP4/M4A (AAC), mono/stereo WavPack and single-track Matroska/WebM (Opus, Vorbis,
-ALAC, WavPack) whose signature, codec
-header and structure parse cleanly in-process (``earshot.audio.lengths.identify``) and whose frame walk then finds
-audio are measured without starting ffprobe
+Ogg (Opus, Vorbis), MP4/M4A with one AAC track (and any video tracks), mono/stereo WavPack and single-track
+Matroska/WebM (Opus, Vorbis, ALAC, WavPack) whose signature, codec header and structure parse cleanly in-process
+(``earshot.audio.lengths.identify``) and whose frame walk then finds audio are measured without starting ffprobe
 (its process start costs more than reading a minute of audio); anything else, or anything those checks doubt, goes
 to ffprobe exactly as before. *How long* it is comes from the audio data itself, never from a length header (a
 1-second file may claim ten hours, a 100-second one one second, a cut file its full length):
@@ -205,7 +204,7 @@ def _identified_in_process(local: Path) -> MeteredAudio | None:
         codec=found.codec,
         sample_rate=found.sample_rate,
         channels=found.channels,
-        has_video=False,
+        has_video=found.has_video,
     )
 
 

@@ -33,12 +33,14 @@ class AudioLength:
 
 @dataclass(frozen=True)
 class Identified:
-    """What ffprobe would report for the file: demuxer name, codec name, rate and channels of its one stream."""
+    """What ffprobe would report for the file: demuxer name, codec name, rate and channels of its audio stream,
+    and whether a video stream comes with it."""
 
     format_name: str
     codec: str
     sample_rate: int
     channels: int
+    has_video: bool = False
 
     @property
     def container(self) -> str:

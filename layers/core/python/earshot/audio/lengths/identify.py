@@ -1,8 +1,9 @@
 """What a file is, read in-process for the containers the walkers read, so that metering them starts no ffprobe.
 
 ffprobe's process start costs more than reading a minute of audio (4-7 ms on a quiet machine, 10-20 under load).
-For WAV (PCM), native FLAC, MPEG audio, single-stream Ogg (Opus, Vorbis), audio-only MP4/M4A (AAC-LC), mono/stereo
-WavPack and single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack) the container's own header names the codec,
+For WAV (PCM), native FLAC, MPEG audio, single-stream Ogg (Opus, Vorbis), MP4/M4A/MOV with one AAC-LC track (and
+any video tracks beside it), mono/stereo WavPack and single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack) the
+container's own header names the codec,
 rate and channels, and the frame walk that measures the length reads (and checks) the frames anyway. ``identify``
 answers only when every one of these holds; otherwise ``None``, and ffprobe decides exactly as before:
 
@@ -12,12 +13,12 @@ answers only when every one of these holds; otherwise ``None``, and ffprobe deci
   header fields are in range (rate 2 kHz-768 kHz... the caller still refuses rates below ``MIN_SAMPLE_RATE``);
 * the first frames parse: FLAC's first frame header passes its CRC-8, MPEG audio's first three frames chain,
   Ogg's first page holds the codec's identification packet whole;
-* MP4 and Matroska hold exactly one track, an audio one, and nothing but a short list of known boxes/elements
-  around it: no video, no second track, no fragments, no media in another file, no content encodings
-  (``identify_mp4``, ``identify_matroska``).
+* MP4 holds exactly one audio track and otherwise only video tracks, Matroska exactly one track, an audio one, and
+  nothing but a short list of known boxes/elements around them: no second audio track, no text track, no fragments,
+  no media in another file, no content encodings (``identify_mp4``, ``identify_matroska``).
 
 No name, URL or protocol is ever opened: only the bytes of the staged local file. Anything else (MPEG-TS/PS,
-mp4 with video, playlists, every container these checks doubt) goes to ffprobe.
+playlists, every container these checks doubt) goes to ffprobe.
 """
 
 from __future__ import annotations

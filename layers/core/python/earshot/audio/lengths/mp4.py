@@ -438,6 +438,9 @@ _TRAK_BOXES = {b"tkhd", b"mdia", b"edts", b"udta", b"meta", b"free", b"skip"}
 _MDIA_BOXES = {b"mdhd", b"hdlr", b"minf", b"udta", b"free", b"skip"}
 _MINF_BOXES = {b"smhd", b"dinf", b"stbl", b"free", b"skip"}
 _STBL_BOXES = {b"stsd", b"stts", b"stsc", b"stsz", b"stco", b"co64", b"sgpd", b"sbgp", b"stss", b"free", b"skip"}
+# A video track (never read, but it must be a plain one in this file): its header and reordering/sync tables.
+_VIDEO_MINF_BOXES = {b"vmhd", b"dinf", b"stbl", b"free", b"skip"}
+_VIDEO_STBL_BOXES = _STBL_BOXES | {b"ctts", b"cslg", b"stps", b"sdtp", b"stsh"}
 # MPEG-4 Audio (0x40) and MPEG-2 AAC Main/LC/SSR (0x66-0x68) object types in an esds DecoderConfigDescriptor.
 _AAC_OBJECT_TYPES = {0x40, 0x66, 0x67, 0x68}
 _AAC_LC = 2
@@ -446,13 +449,15 @@ MP4_FORMAT_NAME = "mov,mp4,m4a,3gp,3g2,mj2"
 
 
 def identify_mp4(data: mmap.mmap) -> Identified | None:
-    """An audio-only MP4/M4A holding one AAC-LC track, named as ffprobe names it; anything else ``None``.
+    """An MP4/M4A/MOV holding one AAC-LC sound track (and any video tracks), named as ffprobe names it; else ``None``.
 
     Accepted only when every box on the way is one of a short list (``_TOP_BOXES`` ...), the file has exactly one
-    track, a sound track whose data lies in this file (its one data reference is self-contained), described by one
-    ``mp4a`` entry (version 0) whose esds holds an AAC-LC AudioSpecificConfig of 1-6 channels at a standard rate
-    that the entry's own rate field repeats. An AAC-LC config may hide SBR (implicit HE-AAC): ffprobe then reports
-    twice the rate, but the length in seconds is the same either way (a frame is 1024 core samples).
+    sound track and otherwise only video tracks, every track's data lies in this file (its one data reference is
+    self-contained), and the sound track is described by one ``mp4a`` entry (version 0) whose esds holds an AAC-LC
+    AudioSpecificConfig of 1-6 channels at a standard rate that the entry's own rate field repeats. An AAC-LC config
+    may hide SBR (implicit HE-AAC): ffprobe then reports twice the rate, but the length in seconds is the same either
+    way (a frame is 1024 core samples). Video tracks are only checked for their structure: the audio is what is
+    metered, and ``mp4_length`` reads the sound track alone.
     """
     if data[4:8] != b"ftyp":
         return None
@@ -463,20 +468,23 @@ def identify_mp4(data: mmap.mmap) -> Identified | None:
     if len(moovs) != 1:
         return None
     moov_children = _boxes(data, *moovs[0])
-    traks = [(body, end) for kind, body, end in moov_children if kind == b"trak"]
-    if len(traks) != 1 or any(kind not in _MOOV_BOXES for kind, _, _ in moov_children):
+    if any(kind not in _MOOV_BOXES for kind, _, _ in moov_children):
         return None
-    mdia = _only(data, traks[0], b"mdia", _TRAK_BOXES)
-    minf = _only(data, mdia, b"minf", _MDIA_BOXES) if mdia else None
-    hdlr = _child(data, mdia, b"hdlr") if mdia else None
-    if minf is None or hdlr is None or data[hdlr[0] + 8 : hdlr[0] + 12] != b"soun":
+    sound: list[tuple[int, int]] = []
+    videos = 0
+    for kind, body, end in moov_children:
+        if kind != b"trak":
+            continue
+        handler, stbl = _track(data, (body, end))
+        if handler == b"soun" and stbl is not None:
+            sound.append(stbl)
+        elif handler == b"vide" and stbl is not None and _only(data, stbl, b"stsd", _VIDEO_STBL_BOXES):
+            videos += 1
+        else:
+            return None  # text, chapters, timecode, hint, a damaged track: ffprobe judges
+    if len(sound) != 1:
         return None
-    stbl = _only(data, minf, b"stbl", _MINF_BOXES)
-    dinf = _child(data, minf, b"dinf")
-    dref = _child(data, dinf, b"dref") if dinf else None
-    if stbl is None or dref is None or not _self_contained(data, dref):
-        return None
-    stsd = _only(data, stbl, b"stsd", _STBL_BOXES)
+    stsd = _only(data, sound[0], b"stsd", _STBL_BOXES)
     if stsd is None or stsd[0] + 8 + 36 > stsd[1] or struct.unpack_from(">I", data, stsd[0] + 4)[0] != 1:
         return None
     entry = _boxes(data, stsd[0] + 8, stsd[1])
@@ -493,7 +501,24 @@ def identify_mp4(data: mmap.mmap) -> Identified | None:
     rate, channels = config
     if rate != entry_rate:
         return None
-    return Identified(MP4_FORMAT_NAME, "aac", rate, channels)
+    return Identified(MP4_FORMAT_NAME, "aac", rate, channels, has_video=videos > 0)
+
+
+def _track(data: mmap.mmap, trak: tuple[int, int]) -> tuple[bytes, tuple[int, int] | None]:
+    """(handler type, stbl) of a track built from known boxes whose media lies in this file; stbl ``None`` if not."""
+    mdia = _only(data, trak, b"mdia", _TRAK_BOXES)
+    hdlr = _child(data, mdia, b"hdlr") if mdia else None
+    if mdia is None or hdlr is None or hdlr[0] + 12 > hdlr[1]:
+        return b"", None
+    handler = bytes(data[hdlr[0] + 8 : hdlr[0] + 12])
+    minf = _only(data, mdia, b"minf", _MDIA_BOXES)
+    allowed = _MINF_BOXES if handler == b"soun" else _VIDEO_MINF_BOXES
+    stbl = _only(data, minf, b"stbl", allowed) if minf else None
+    dinf = _child(data, minf, b"dinf") if minf else None
+    dref = _child(data, dinf, b"dref") if dinf else None
+    if stbl is None or dref is None or not _self_contained(data, dref):
+        return handler, None
+    return handler, stbl
 
 
 def _only(data: mmap.mmap, parent: tuple[int, int], kind: bytes, allowed: set[bytes]) -> tuple[int, int] | None:
