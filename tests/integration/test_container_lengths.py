@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import mmap
 import random
+import struct
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
-from audio_fixtures import decoded_duration, write_audio
+from audio_fixtures import decoded_duration, encode_tone, write_audio
 from hostile_audio import claim_seconds, truncate
 
 from earshot.audio.lengths.identify import identify
+from earshot.audio.lengths.mp4 import _amr_samples
 from earshot.config import get_settings
 from earshot.errors import InvalidAudioError
 from earshot.metering import MeteredAudio, meter_duration
@@ -108,6 +111,82 @@ def test_junk_in_an_mp4_with_video_adds_nothing(mp4_video: dict[str, bytes], tmp
     middle = len(original) // 2
     overwritten = original[:middle] + junk[:10_000] + original[middle + 10_000 :]
     assert _meter(_write(tmp_path, "over.mp4", overwritten)).seconds == honest
+
+
+# --- other codecs in mp4/mov/3gp: counted by what each packet's bytes decode to, not by stts -----------------------
+OTHER_CODECS = [
+    ("mov", "adpcm_ima_qt", 44_100, 64),
+    ("3gp", "libopencore_amrnb", 8000, 160),
+    ("3g2", "libopencore_amrnb", 8000, 160),
+]
+FASTSTART = {"movflags": "faststart"}
+
+
+@pytest.mark.parametrize(("container", "codec", "rate", "frame"), OTHER_CODECS)
+def test_other_codecs_in_mp4_bill_their_packets_whatever_the_headers_claim(
+    container: str, codec: str, rate: int, frame: int, tmp_path: Path
+) -> None:
+    honest = encode_tone(tmp_path / f"honest.{container}", container, codec, 12.0, rate, FASTSTART)
+    decoded = _decoded_tolerantly(honest)
+    metered = _meter(honest)
+    assert metered.source == "frames"
+    assert abs(metered.seconds - decoded) <= frame / rate
+    for claim in (TEN_HOURS, 1.0):  # mvhd, mdhd, stts and the edit list all lie
+        lying = _write(tmp_path, f"lying.{container}", claim_seconds(honest.read_bytes(), "m4a", claim))
+        assert abs(_meter(lying).seconds - decoded) <= frame / rate
+    cut = _write(tmp_path, f"cut.{container}", truncate(honest.read_bytes(), 0.4))
+    assert 3.0 < _meter(cut).seconds <= 0.4 * 12.0 + frame / rate
+    assert abs(_meter(cut).seconds - _decoded_tolerantly(cut)) <= frame / rate
+    tail = _write(tmp_path, f"tail.{container}", honest.read_bytes() + random.Random(5).randbytes(50_000))
+    assert _meter(tail).seconds == metered.seconds
+
+
+def _quicktime_sound_layout(data: bytes, samples: int, packet: int, packets: int) -> bytes:
+    """An IMA4 mov rewritten to QuickTime's old layout: stts one tick per PCM frame, stsz counting PCM frames."""
+    out = bytearray(data)
+    stts, stsz, stsc = (out.index(kind) + 4 for kind in (b"stts", b"stsz", b"stsc"))
+    assert struct.unpack_from(">III", out, stts + 4) == (1, packets, packet)
+    struct.pack_into(">II", out, stts + 8, samples, 1)
+    struct.pack_into(">II", out, stsz + 4, 1, samples)
+    assert struct.unpack_from(">I", out, stsc + 4)[0] == 1  # one run of chunks
+    struct.pack_into(">I", out, stsc + 12, struct.unpack_from(">I", out, stsc + 12)[0] * packet)
+    return bytes(out)
+
+
+def test_ima4_in_quicktimes_old_layout_bills_the_blocks_present(tmp_path: Path) -> None:
+    """stts of one tick per sample: ffmpeg reads whole chunks, whose size the packet layout gives; a chunk cut by the
+    end of the file bills its whole blocks only."""
+    honest = encode_tone(tmp_path / "a.mov", "mov", "adpcm_ima_qt", 6.0, 8000, FASTSTART).read_bytes()
+    stsz = honest.index(b"stsz") + 4
+    packets = struct.unpack_from(">I", honest, stsz + 8)[0]
+    old = _write(tmp_path, "old.mov", _quicktime_sound_layout(honest, packets * 64, 64, packets))
+    assert _meter(old).seconds == pytest.approx(_decoded_tolerantly(old), abs=1e-9)
+    assert _meter(old).seconds == pytest.approx(packets * 64 / 8000, abs=1e-9)
+    cut = _write(tmp_path, "cut.mov", truncate(old.read_bytes(), 0.5))
+    assert abs(_meter(cut).seconds - _decoded_tolerantly(cut)) <= 64 / 8000
+
+
+def test_amr_packets_count_the_frames_the_decoder_plays() -> None:
+    """One frame per packet, several, a comfort-noise (SID) or NO_DATA frame (the decoder stops there), a cut one."""
+
+    def frame(mode: int, size: int) -> bytes:
+        return bytes([mode << 3 | 4]) + bytes(size - 1)
+
+    packets = [
+        frame(7, 32),  # 12.2 kbit/s: 160 samples
+        frame(0, 13) + frame(7, 32),  # two frames
+        frame(8, 6),  # SID: refused by the decoder
+        frame(7, 32) + frame(8, 6) + frame(7, 32),  # the decoder stops at the SID frame
+        bytes([15 << 3 | 4]),  # NO_DATA
+        frame(7, 32)[:20],  # cut short
+        frame(7, 32) + b"\0\1",  # a stray tail: no frame
+    ]
+    data = b"".join(packets)
+    sizes = np.asarray([len(packet) for packet in packets], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    assert _amr_samples(data, offsets, sizes, "amr_nb").tolist() == [160, 320, 0, 160, 0, 0, 160]  # type: ignore[arg-type]
+    wide = frame(8, 61) + frame(0, 18)
+    assert _amr_samples(wide, np.asarray([0]), np.asarray([len(wide)]), "amr_wb").tolist() == [640]  # type: ignore[arg-type]
 
 
 def _no_ffprobe(*args: object, **kwargs: object) -> dict[str, object]:

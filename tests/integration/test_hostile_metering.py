@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audio_fixtures import audio_bytes, decoded_duration
+from audio_fixtures import audio_bytes, decoded_duration, encode_tone
 from fakes.upstreams import FakeGemini, FakeOpenAI
 from hostile_audio import LYING_FORMATS, claim_seconds, truncate
 
@@ -235,13 +235,22 @@ def test_codec_lies_bill_the_audio_held_on_upload_and_data_url(
 
 
 # --- containers beyond the audio-only ones (lengths in test_container_lengths.py): one upload route, one data URL ---
-CONTAINERS = {"mp4_video": ".mp4"}
+CONTAINERS = {"mp4_video": ".mp4", "mov_ima4": ".mov", "3gp_amr": ".3gp"}
+_CODECS = {"mov_ima4": ("mov", "adpcm_ima_qt", 44_100), "3gp_amr": ("3gp", "libopencore_amrnb", 8000)}
+
+
+def _container_audio(fmt: str, seconds: float, folder: Path) -> bytes:
+    if fmt not in _CODECS:
+        return audio_bytes(fmt, seconds, kind="noise")
+    container, codec, rate = _CODECS[fmt]
+    return encode_tone(folder / f"{fmt}-{seconds}", container, codec, seconds, rate).read_bytes()
 
 
 @pytest.fixture(scope="module")
-def container_originals() -> dict[str, tuple[bytes, bytes]]:
+def container_originals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[bytes, bytes]]:
     """(about 1 s, 70 s) of audio per container."""
-    return {fmt: (audio_bytes(fmt, 1.0), audio_bytes(fmt, 70.0, kind="noise")) for fmt in CONTAINERS}
+    folder = tmp_path_factory.mktemp("containers")
+    return {fmt: (_container_audio(fmt, 1.0, folder), _container_audio(fmt, 70.0, folder)) for fmt in CONTAINERS}
 
 
 @pytest.mark.parametrize("route", ["/v1/audio/transcriptions", "/v1/audio/understanding"])
@@ -257,9 +266,15 @@ def test_containers_bill_their_audio_whatever_the_header_claims(
 ) -> None:
     short, long = container_originals[fmt]
     original = short if claim == TEN_HOURS else long
-    response = _send(route, account.secret, "clip" + CONTAINERS[fmt], claim_seconds(original, fmt, claim))
-    assert response.status == 200, response.body
+    response = _send(route, account.secret, "clip" + CONTAINERS[fmt], claim_seconds(original, "m4a", claim))
     debits = [e for e in get_runtime().store.list_ledger(account.account.id) if e.kind == "debit"]
+    if fmt == "mov_ima4" and claim == 1.0:
+        # stts scaled down to one tick per packet is QuickTime's old layout, where these chunks are not whole
+        # packets: ffmpeg decodes nothing of it, so nothing is billed.
+        assert response.status == 400 and json.loads(response.body)["error"]["code"] == "invalid_audio"
+        assert debits == []
+        return
+    assert response.status == 200, response.body
     assert [debit.billable_minutes for debit in debits] == [minutes]
     expected_ms = 1000 if claim == TEN_HOURS else 70_000
     assert abs((debits[0].duration_ms or 0) - expected_ms) <= 2 * 1024 / 44100 * 1000 + 1

@@ -1,14 +1,15 @@
-"""MP4/M4A (ISO BMFF) with AAC, Opus, FLAC, ALAC or PCM: the audio samples whose bytes are present, each counted
-by what its codec says it decodes to, minus the edit list's priming.
+"""MP4/M4A/MOV/3GP (ISO BMFF) with AAC, Opus, FLAC, ALAC, PCM, IMA4 or AMR: the audio samples whose bytes are present,
+each counted by what its codec says it decodes to, minus the edit list's priming.
 
 The sample table's durations (``stts``), ``mdhd`` and ``mvhd`` are headers: a file may claim ten hours or one
 second for any number of frames. Which samples exist comes from the samples whose bytes lie inside the file
 (``stsz`` sizes at ``stco``/``co64`` chunk offsets through ``stsc``); how long each one plays comes from the
 codec, never from ``stts``: an AAC frame always decodes to 1024 samples (2048 with SBR), an Opus packet to what
 its TOC byte says, a FLAC frame to its header's block size, an ALAC packet to the cookie's frame length, PCM to
-its bytes. The edit list (or an iTunSMPB tag) then trims the encoder's priming at the start and its padding at
-the end, each by at most what it may describe: a few frames, never more audio than that. Other codecs in mp4
-(mp3, AC-3: a fixed count per packet) are counted by ffprobe.
+its bytes, IMA4 (QuickTime ADPCM) to 64 samples per whole 34-byte block per channel, AMR to 20 ms per whole speech
+frame its header bytes announce. The edit list (or an iTunSMPB tag) then trims the encoder's priming at the start
+and its padding at the end, each by at most what it may describe: a few frames, never more audio than that. Other
+codecs in mp4 (mp3, AC-3: a fixed count per packet) are counted by ffprobe.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_byt
 from earshot.audio.lengths.flac import _parse_frame
 
 _AAC_FRAME = 1024
+_CODED = ("aac", "opus", "flac", "alac", "adpcm_ima_qt", "amr_nb", "amr_wb")
+# IMA4 (QuickTime's IMA ADPCM): 34 bytes per channel decode to 64 samples.
+_IMA4_BLOCK = 34
+_IMA4_SAMPLES = 64
+# AMR storage format: bytes of a frame (header byte included) by its mode, 0 where ffmpeg's decoder rejects the
+# mode (comfort noise SID, reserved modes, NO_DATA); a frame decodes to 20 ms.
+_AMR_FRAME_BYTES = {
+    "amr_nb": (13, 14, 16, 18, 20, 21, 27, 32) + (0,) * 8,
+    "amr_wb": (18, 24, 33, 37, 41, 47, 51, 59, 61) + (0,) * 7,
+}
+_AMR_SAMPLES = {"amr_nb": 160, "amr_wb": 320}
 # At most this much priming or end padding is believed (AAC encoders prime 1024-2112 samples).
 _MAX_TRIM_FRAMES = 4
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"udta"}
@@ -82,7 +94,7 @@ def _audio_trak(data: mmap.mmap, moov: tuple[int, int]) -> tuple[int, int] | Non
 
 
 def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
-    if codec not in ("aac", "opus", "flac", "alac") and not pcm_sample_bytes(codec):
+    if codec not in _CODED and not pcm_sample_bytes(codec):
         return None
     top = _boxes(data, 0, len(data))
     fragmented = any(kind == b"moof" for kind, _, _ in top)
@@ -114,6 +126,8 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
         return _coded_length(data, stbl, trak, moov, codec, sample_rate, *found, _media_timescale(data, mdhd))
     if pcm_sample_bytes(codec):
         return _pcm_length(data, stbl, codec, sample_rate)
+    if codec == "adpcm_ima_qt" and _one_tick_per_sample(data, stbl):
+        return _ima4_chunk_length(data, stbl, sample_rate)
     found = _samples_present(data, stbl)
     if found is None:
         return None
@@ -179,6 +193,18 @@ def _coded_length(
             return None
         per_sample = np.full(offsets.size, frame_length, dtype=np.int64)
         max_trim = frame_length
+    elif codec == "adpcm_ima_qt":
+        block = _ima4_block_bytes(data, stbl)
+        if block is None:
+            return None
+        # The decoder turns every whole 34-byte block per channel of a packet into 64 samples, and drops the rest.
+        per_sample = sizes // block * _IMA4_SAMPLES
+        max_trim = _IMA4_SAMPLES
+    elif codec in _AMR_FRAME_BYTES:
+        if _entry_channels(data, stbl) != 1:
+            return None
+        per_sample = _amr_samples(data, offsets, sizes, codec)
+        max_trim = _AMR_SAMPLES[codec]
     else:
         return None
     total = int(per_sample.sum())
@@ -195,6 +221,64 @@ def _coded_length(
     if rate != sample_rate:  # Opus always decodes at 48 kHz; bill at the rate ffprobe reports
         played = played * sample_rate // rate
     return AudioLength(played, sample_rate, exact=exact)
+
+
+def _one_tick_per_sample(data: mmap.mmap, stbl: tuple[int, int]) -> bool:
+    """Whether ``stts`` is one entry of duration 1: QuickTime's old sound layout, whose "samples" are PCM frames and
+    whose chunks ffmpeg reads whole (``sample count / samples per packet * bytes per packet`` bytes each)."""
+    stts = _child(data, stbl, b"stts")
+    if stts is None or stts[0] + 16 > stts[1]:
+        return False
+    count, _, delta = struct.unpack_from(">III", data, stts[0] + 4)
+    return bool(count == 1 and delta == 1)
+
+
+def _ima4_block_bytes(data: mmap.mmap, stbl: tuple[int, int]) -> int | None:
+    """Bytes of one IMA4 block of every channel (34 per channel), when the sound description agrees with it."""
+    entry = _sample_entry(data, stbl)
+    channels = _entry_channels(data, stbl)
+    if entry is None or not 1 <= channels <= 2:
+        return None
+    block = _IMA4_BLOCK * channels
+    if data[entry[0] + 16 : entry[0] + 18] == b"\x00\x01" and entry[0] + 52 <= entry[1]:
+        # A version 1 description repeats the packet layout: it must be IMA4's (zeros: left to the codec).
+        per_packet, _, per_frame, _ = struct.unpack_from(">IIII", data, entry[0] + 36)
+        if per_packet not in (0, _IMA4_SAMPLES) or per_frame not in (0, block):
+            return None
+    return block
+
+
+def _ima4_chunk_length(data: mmap.mmap, stbl: tuple[int, int], sample_rate: int) -> AudioLength | None:
+    """IMA4 in QuickTime's old layout: each chunk's whole blocks that lie inside the file, 64 samples each."""
+    block = _ima4_block_bytes(data, stbl)
+    chunks = _chunks(data, stbl)
+    if block is None or chunks is None:
+        return None
+    offsets, per_chunk = chunks
+    if (per_chunk % _IMA4_SAMPLES).any():
+        return None  # ffmpeg refuses a chunk that is not whole packets
+    blocks = np.clip((len(data) - offsets) // block, 0, per_chunk // _IMA4_SAMPLES)
+    return AudioLength(int(blocks.sum()) * _IMA4_SAMPLES, sample_rate)
+
+
+def _amr_samples(
+    data: mmap.mmap, offsets: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64], codec: str
+) -> npt.NDArray[np.int64]:
+    """Samples each AMR packet decodes to: 160 (NB) or 320 (WB) per whole speech frame, up to the first frame the
+    decoder rejects (comfort noise, no data, a reserved mode, a frame cut short), after which it drops the packet.
+    """
+    table = _AMR_FRAME_BYTES[codec]
+    frame_samples = _AMR_SAMPLES[codec]
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    heads = np.where(sizes > 0, buffer[np.minimum(offsets, len(data) - 1)], 0)
+    expected = np.asarray(table, dtype=np.int64)[(heads >> 3) & 0x0F]
+    per_sample = np.where((expected > 0) & (sizes >= expected), frame_samples, 0).astype(np.int64)
+    for index in np.flatnonzero((expected > 0) & (sizes > expected)):  # packets of several frames, walked one by one
+        position, end, frames = int(offsets[index]), int(offsets[index] + sizes[index]), 0
+        while position < end and 0 < (size := table[(data[position] >> 3) & 0x0F]) <= end - position:
+            position, frames = position + size, frames + 1
+        per_sample[index] = frames * frame_samples
+    return per_sample
 
 
 def _pcm_length(data: mmap.mmap, stbl: tuple[int, int], codec: str, sample_rate: int) -> AudioLength | None:
