@@ -3,7 +3,8 @@
 ``claim_seconds(data, fmt, seconds)`` rewrites every length a container declares so that the file claims
 ``seconds`` while its frames stay exactly as encoded: FLAC STREAMINFO total samples, Ogg granule positions
 (page CRCs recomputed, so demuxers accept the pages), the Matroska/WebM Duration element, mp4 ``mvhd``/``mdhd``
-durations, ``stts`` sample deltas and the edit list, the mp3 Xing frame count, WAV RIFF/data sizes.
+durations, ``stts`` sample deltas and the edit list, the mp3 Xing frame count, WAV RIFF/data sizes, the CAF packet
+table's valid-frame count.
 ``truncate`` cuts a file as an interrupted upload would.
 """
 
@@ -34,6 +35,7 @@ def claim_seconds(data: bytes, fmt: str, seconds: float) -> bytes:
         "mp3_vbr": _mp3,
         "mka": _webm,
         "wv": _wavpack,
+        "caf": _caf,
     }[fmt]
     out = bytearray(data)
     patch(out, seconds)
@@ -155,6 +157,12 @@ def _mp4(out: bytearray, seconds: float) -> None:
 
     ratios: list[float] = []
     walk(0, len(out))
+
+
+def _caf(out: bytearray, seconds: float) -> None:
+    # The packet table's valid-frame count: the only total length a CAF states.
+    rate = struct.unpack_from(">d", out, out.index(b"desc") + 12)[0]
+    struct.pack_into(">q", out, out.index(b"pakt") + 12 + 8, int(seconds * rate))
 
 
 def _mp3(out: bytearray, seconds: float) -> None:

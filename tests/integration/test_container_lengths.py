@@ -39,11 +39,16 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def _decoded_tolerantly(path: Path) -> float:
-    """Seconds PyAV decodes from the first audio stream, skipping packets the decoder rejects (a cut file's last)."""
+    """Seconds PyAV decodes from the first audio stream, skipping packets the decoder rejects (a cut file's last) and
+    stopping where the demuxer does."""
     samples = rate = 0
     with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        for packet in container.demux(stream):
+        packets = container.demux(container.streams.audio[0])
+        while True:
+            try:
+                packet = next(packets)
+            except (StopIteration, av.error.InvalidDataError):
+                break
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
@@ -187,6 +192,70 @@ def test_amr_packets_count_the_frames_the_decoder_plays() -> None:
     assert _amr_samples(data, offsets, sizes, "amr_nb").tolist() == [160, 320, 0, 160, 0, 0, 160]  # type: ignore[arg-type]
     wide = frame(8, 61) + frame(0, 18)
     assert _amr_samples(wide, np.asarray([0]), np.asarray([len(wide)]), "amr_wb").tolist() == [640]  # type: ignore[arg-type]
+
+
+# --- CAF: the packet table's packets whose bytes are present, each by what its codec decodes it to ---------------
+CAF_CODECS = [("alac", 44_100), ("alac", 16_000), ("flac", 44_100), ("pcm_s16be", 16_000), ("adpcm_ima_qt", 44_100)]
+
+
+def _caf_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, position = [], 8
+    while position + 12 <= len(data):
+        size = struct.unpack_from(">q", data, position + 4)[0]
+        chunks.append((data[position : position + 4], data[position : position + 12 + size]))
+        position += 12 + size
+    return chunks
+
+
+def _pakt_first(data: bytes) -> bytes:
+    """The same CAF with its packet table before the audio data (as a streaming writer puts it): a cut keeps it."""
+    chunks = sorted(_caf_chunks(data), key=lambda chunk: chunk[0] == b"data")
+    return data[:8] + b"".join(body for _, body in chunks)
+
+
+def _with_pakt_field(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    out = bytearray(data)
+    struct.pack_into(fmt, out, out.index(b"pakt") + 12 + offset, value)
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("codec", "rate"), CAF_CODECS)
+def test_caf_bills_the_packets_present_whatever_the_packet_table_claims(codec: str, rate: int, tmp_path: Path) -> None:
+    """Was refused as "holds no samples" (ALAC, FLAC): ffprobe lists their packets without durations."""
+    original = encode_tone(tmp_path / "a.caf", "caf", codec, 7.3, rate).read_bytes()
+    honest = _write(tmp_path, "honest.caf", _pakt_first(original) if b"pakt" in original else original)
+    decoded = _decoded_tolerantly(honest)
+    metered = _meter(honest)
+    assert (metered.source, metered.codec) == ("frames", codec)
+    assert metered.seconds == pytest.approx(decoded, abs=1e-9)
+    cut = _write(tmp_path, "cut.caf", truncate(honest.read_bytes(), 0.4))
+    assert 2.0 < _meter(cut).seconds < 3.0
+    assert _meter(cut).seconds == pytest.approx(_decoded_tolerantly(cut), abs=1e-9)
+    tail = _write(tmp_path, "tail.caf", honest.read_bytes() + random.Random(7).randbytes(30_000))
+    assert _meter(tail).seconds == metered.seconds  # the data chunk's size bounds the packets, not the file's end
+    if b"pakt" not in original:  # constant packets (PCM, IMA4): no packet table to lie with
+        return
+    for claim in (TEN_HOURS, 1.0):
+        lying = _write(tmp_path, "lying.caf", claim_seconds(honest.read_bytes(), "caf", claim))
+        assert _meter(lying).seconds == pytest.approx(decoded, abs=1e-9)
+
+
+@pytest.mark.parametrize("codec", ["alac", "flac"])
+def test_caf_packet_table_lies_bill_what_the_decoder_plays(codec: str, tmp_path: Path) -> None:
+    """Fewer packets than the data holds (ffmpeg stops at the table's end), priming the decoder drops, and priming or
+    remainders too large to believe."""
+    honest = _pakt_first(encode_tone(tmp_path / "a.caf", "caf", codec, 7.3, 44_100).read_bytes())
+    variants = {
+        "ten-packets": _with_pakt_field(honest, 0, ">q", 10),
+        "priming": _with_pakt_field(honest, 16, ">i", 2000),
+        "remainder": _with_pakt_field(honest, 20, ">i", 700),
+    }
+    for name, data in variants.items():
+        path = _write(tmp_path, f"{name}.caf", data)
+        assert _meter(path).seconds == pytest.approx(_decoded_tolerantly(path), abs=1e-9), name
+    whole = _meter(_write(tmp_path, "honest.caf", honest)).seconds
+    absurd = _write(tmp_path, "absurd.caf", _with_pakt_field(honest, 16, ">i", 10 * 44_100))
+    assert _meter(absurd).seconds == whole  # ten seconds of "priming" in a 7 s file is not believed
 
 
 def _no_ffprobe(*args: object, **kwargs: object) -> dict[str, object]:

@@ -235,8 +235,9 @@ def test_codec_lies_bill_the_audio_held_on_upload_and_data_url(
 
 
 # --- containers beyond the audio-only ones (lengths in test_container_lengths.py): one upload route, one data URL ---
-CONTAINERS = {"mp4_video": ".mp4", "mov_ima4": ".mov", "3gp_amr": ".3gp"}
+CONTAINERS = {"mp4_video": ".mp4", "mov_ima4": ".mov", "3gp_amr": ".3gp", "caf_alac": ".caf"}
 _CODECS = {"mov_ima4": ("mov", "adpcm_ima_qt", 44_100), "3gp_amr": ("3gp", "libopencore_amrnb", 8000)}
+_CODECS |= {"caf_alac": ("caf", "alac", 44_100)}
 
 
 def _container_audio(fmt: str, seconds: float, folder: Path) -> bytes:
@@ -266,7 +267,12 @@ def test_containers_bill_their_audio_whatever_the_header_claims(
 ) -> None:
     short, long = container_originals[fmt]
     original = short if claim == TEN_HOURS else long
-    response = _send(route, account.secret, "clip" + CONTAINERS[fmt], claim_seconds(original, "m4a", claim))
+    response = _send(
+        route,
+        account.secret,
+        "clip" + CONTAINERS[fmt],
+        claim_seconds(original, fmt[:3] if fmt == "caf_alac" else "m4a", claim),
+    )
     debits = [e for e in get_runtime().store.list_ledger(account.account.id) if e.kind == "debit"]
     if fmt == "mov_ima4" and claim == 1.0:
         # stts scaled down to one tick per packet is QuickTime's old layout, where these chunks are not whole

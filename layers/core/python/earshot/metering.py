@@ -9,8 +9,8 @@ Matroska/WebM (Opus, Vorbis, ALAC, WavPack) whose signature, codec header and st
 to ffprobe exactly as before. *How long* it is comes from the audio data itself, never from a length header (a
 1-second file may claim ten hours, a 100-second one one second, a cut file its full length):
 
-* wav, flac, ogg (Opus, Vorbis), mp3/mp2, WavPack, Matroska/WebM (Opus, Vorbis, ALAC, WavPack) and mp4/m4a (AAC)
-  are walked in Python
+* wav, flac, ogg (Opus, Vorbis), mp3/mp2, WavPack, Matroska/WebM (Opus, Vorbis, ALAC, WavPack), mp4/m4a/mov/3gp
+  (AAC, Opus, FLAC, ALAC, PCM, IMA4, AMR) and CAF (ALAC, FLAC, AAC, PCM, IMA4) are walked in Python
   (``earshot.audio.lengths``): the frames or packets present in the file, each one's own length, with the
   encoder delay and padding the stream declares trimmed as decoders trim them (gapless, exact to the sample
   where the container says it, to one frame where it cannot);
@@ -233,7 +233,7 @@ def _walkable(head: bytes) -> bool:
     """Whether the first bytes name a container that ``walk_length`` reads (ffprobe still has the last word)."""
     return (
         (head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE")
-        or head.startswith((b"fLaC", b"OggS", b"\x1a\x45\xdf\xa3", b"wvpk"))
+        or head.startswith((b"fLaC", b"OggS", b"\x1a\x45\xdf\xa3", b"wvpk", b"caff"))
         or head[4:8] == b"ftyp"
         or (head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE6 in (0xE2, 0xE4)))
     )

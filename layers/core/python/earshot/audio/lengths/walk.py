@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 def _walkers() -> dict[str, Walker]:
     # Imported on first use: some walkers need numpy, which the light functions' layer does not carry.
+    from earshot.audio.lengths.caf import caf_length
     from earshot.audio.lengths.flac import flac_length
     from earshot.audio.lengths.matroska import matroska_length
     from earshot.audio.lengths.mp4 import mp4_length
@@ -30,6 +31,7 @@ def _walkers() -> dict[str, Walker]:
         "matroska": matroska_length,
         "mov": mp4_length,
         "wv": wv_length,
+        "caf": caf_length,
     }
 
 
