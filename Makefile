@@ -17,6 +17,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FFPROBE_VERSION := 5.2.0
 FFPROBE := layers/ffprobe/bin/ffprobe
 WEB_VENDOR := web/vendor/.vendored
+# The compiled frame walkers (earshot/audio/lengths/walkers.c), built with the system C compiler; not committed.
+WALKERS_SOURCE := layers/core/python/earshot/audio/lengths/walkers.c
+WALKERS := layers/core/python/earshot/audio/lengths/_walkers.so
 CHROMEDRIVER := /usr/bin/chromedriver
 HOST ?= 127.0.0.1
 PORT ?= 8080
@@ -29,7 +32,10 @@ help:
 	@echo "make serve | test (the full gate) | unit | integration | contract | infra | e2e | lint | typecheck | imports"
 	@echo "     bench | synth STAGE=dev | deploy STAGE=dev | destroy STAGE=dev"
 
-setup: $(STAMP) $(FFPROBE) $(MODELS_STAMP) $(RECORDINGS_STAMP) $(WEB_VENDOR) $(CHROMEDRIVER)
+setup: $(STAMP) $(WALKERS) $(FFPROBE) $(MODELS_STAMP) $(RECORDINGS_STAMP) $(WEB_VENDOR) $(CHROMEDRIVER)
+
+$(WALKERS): $(WALKERS_SOURCE) layers/core/python/earshot/audio/lengths/compiled.py | $(STAMP)
+	$(BIN)/python -m earshot.audio.lengths.compiled build $@
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

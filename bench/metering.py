@@ -5,7 +5,7 @@ ffprobe's packet count where the format is not walked) and everything around it.
 process start plus reading the file) is timed right after each call, so every ratio is taken under the same
 machine load: the figure reported is the median of the per-pair ratios, with their 10th-90th percentile spread.
 ``ROUNDS`` rounds go over every file in turn (interleaved), so a burst of load hits every format alike. One
-warm-up call per file. Run: ``.venv/bin/python -m bench.metering``.
+warm-up call per file. Run: ``.venv/bin/python -m bench.metering [FORMAT ...]`` (every fixture format by default).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ ROUNDS = 3
 PAIRS_PER_ROUND = 7
 
 
-def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND) -> list[dict[str, Any]]:
+def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND, formats: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Meter one file per fixture format and length; print and return the ratio to ``cat`` per file."""
     sys.path.insert(0, str(REPO / "tests"))  # the shared audio fixture generator
     from audio_fixtures import FORMATS, decoded_duration, write_audio
@@ -39,7 +40,7 @@ def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND) -> list[dict[str, A
     with tempfile.TemporaryDirectory() as tmp:
         files: list[tuple[str, float, Path]] = []
         for seconds in LENGTHS:
-            for fmt in FORMATS:
+            for fmt in formats or FORMATS:
                 if seconds > 60 and fmt.endswith("_video"):
                     continue  # video fixtures take minutes to encode at length; the audio formats carry the point
                 path = write_audio(Path(tmp) / f"{fmt}-{seconds:.0f}", fmt=fmt, seconds=seconds, kind="tone")
@@ -91,4 +92,4 @@ def _print(row: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(formats=sys.argv[1:])

@@ -2,7 +2,8 @@
 
 * ``core``: the ``earshot`` package and its light pinned runtime dependencies (``pyproject.toml`` minus
   ``AUDIO_LAYER_REQUIREMENTS``), as wheels for the Lambda platform (``pip install --platform ...
-  --only-binary=:all: --target``). Every function gets it.
+  --only-binary=:all: --target``), and the compiled frame walkers (``earshot/audio/lengths/walkers.c``) built here
+  with the system C compiler for x86_64, checked to need no glibc symbol newer than Lambda's. Every function gets it.
 * ``audio``: ``AUDIO_LAYER_REQUIREMENTS`` (PyAV, numpy), for the functions in ``AUDIO_FUNCTIONS`` only.
   The speech models need more than a zip function holds: ``inference_image_requirements()`` lists what the
   inference container image installs.
@@ -29,10 +30,13 @@ import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from platform import machine
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from earshot.audio.lengths.compiled import LIBRARY as WALKERS_LIBRARY
+from earshot.audio.lengths.compiled import build_library
 from earshot.ffprobe_binary import write_digest_record
 from infra.constants import (
     AUDIO_LAYER,
@@ -62,6 +66,8 @@ _PRUNED_DIRS = frozenset({"__pycache__", "tests"})
 LAMBDA_PYTHON = "python3.13"
 _PRUNED_SUFFIXES = (".pyc", ".pyi", ".pxd", ".pyx")
 _PRUNED_TOP_LEVEL = ("bin",)  # console scripts with this machine's interpreter in their shebang
+# Lambda's python3.13 runtime is Amazon Linux 2023: glibc 2.34. A compiled library may need nothing newer.
+LAMBDA_GLIBC = (2, 34)
 # Level 9 saves 0.1 MB of 29 MB for twice the build time; unpacking takes as long either way.
 _GZIP_LEVEL = 6
 
@@ -132,9 +138,47 @@ def build_core_layer(root: Path = CORE_LAYER_DIR) -> Path:
     python_dir = _fresh_python_dir(root)
     core, _ = split_requirements(runtime_requirements())
     _pip_install(python_dir, core)
-    shutil.copytree(CORE_PACKAGE_DIR, python_dir / "earshot", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # The walkers' library built for this checkout is not copied: the layer's is built (and checked) for Lambda.
+    ignored = shutil.ignore_patterns("__pycache__", "*.pyc", WALKERS_LIBRARY.name)
+    shutil.copytree(CORE_PACKAGE_DIR, python_dir / "earshot", ignore=ignored)
+    build_walkers(python_dir / "earshot" / "audio" / "lengths" / WALKERS_LIBRARY.name)
     _prune(python_dir)
     return root
+
+
+def build_walkers(output: Path) -> Path:
+    """Compile the frame walkers' library to ``output`` for x86_64 Lambda, and check it loads there."""
+    if machine() != "x86_64":
+        raise SystemExit(f"the core layer's compiled walkers are built for x86_64; this machine is {machine()}")
+    build_library(output)
+    check_lambda_library(output)
+    return output
+
+
+def check_lambda_library(library: Path) -> None:
+    """Fail unless ``library`` is an x86-64 ELF whose glibc symbol versions Lambda's runtime has (``objdump -T``)."""
+    try:
+        listing = subprocess.run(["objdump", "-T", str(library)], check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise SystemExit(f"cannot check {library} with objdump (binutils): {error}") from error
+    problem = lambda_library_problem(listing)
+    if problem:
+        raise SystemExit(f"{library}: {problem}")
+
+
+def lambda_library_problem(objdump_listing: str) -> str | None:
+    """Why a library whose ``objdump -T`` listing this is would not load on x86_64 Lambda; ``None`` if it would."""
+    if "file format elf64-x86-64" not in objdump_listing:
+        return "not an x86-64 ELF library"
+    newest = max(required_glibc(objdump_listing), default=None)
+    if newest is not None and newest > LAMBDA_GLIBC:
+        return f"needs glibc {'.'.join(map(str, newest))}; Lambda's runtime has {'.'.join(map(str, LAMBDA_GLIBC))}"
+    return None
+
+
+def required_glibc(objdump_listing: str) -> list[tuple[int, ...]]:
+    """The glibc symbol versions an ``objdump -T`` listing names (``GLIBC_2.14`` -> ``(2, 14)``)."""
+    return [tuple(map(int, found.split("."))) for found in re.findall(r"\bGLIBC_(\d+(?:\.\d+)+)\b", objdump_listing)]
 
 
 def build_audio_layer(root: Path = AUDIO_LAYER_DIR) -> Path:

@@ -363,3 +363,33 @@ def test_ffprobe_layer_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
     second = build_layers.build_ffprobe_layer(tmp_path / "two", binary=binary)
     for name in ("ffprobe.gz", "ffprobe.sha256"):
         assert (first / "bin" / name).read_bytes() == (second / "bin" / name).read_bytes()
+
+
+def test_core_layer_ships_the_compiled_walkers_built_for_lambda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ctypes
+
+    from earshot.audio.lengths import compiled
+
+    monkeypatch.setattr(build_layers, "_pip_install", lambda target, requirements, no_deps=False: None)  # offline
+
+    root = build_layers.build_core_layer(tmp_path / "core")
+
+    lengths = root / "python" / "earshot" / "audio" / "lengths"
+    library = ctypes.CDLL(str(lengths / "_walkers.so"))
+    library.earshot_walkers_source.restype = ctypes.c_char_p
+    assert library.earshot_walkers_abi() == 1
+    assert library.earshot_walkers_source() == compiled.source_digest(lengths / "walkers.c").encode()
+    assert compiled._unusable(lengths / "_walkers.so") is None
+    build_layers.check_lambda_library(lengths / "_walkers.so")  # x86-64, nothing newer than Lambda's glibc
+
+
+def test_a_library_lambda_could_not_load_fails_the_layer_build() -> None:
+    header = "\n_walkers.so:     file format elf64-x86-64\n\nDYNAMIC SYMBOL TABLE:\n"
+    old = header + "0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.2.5) memchr\n"
+    new = old + "0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.38) __isoc23_strtol\n"
+    assert build_layers.lambda_library_problem(old) is None
+    assert build_layers.lambda_library_problem(header) is None  # no libc symbol at all
+    assert "glibc 2.38" in str(build_layers.lambda_library_problem(new))
+    assert "x86-64" in str(build_layers.lambda_library_problem(old.replace("elf64-x86-64", "elf64-littleaarch64")))

@@ -1,6 +1,8 @@
-"""The vectorised frame walks count exactly what the one-step-per-frame walks count, on damaged files too.
+"""The compiled and the vectorised frame walks count exactly what the one-step-per-frame walks count, on damaged
+files too.
 
-Long mp3 files are walked by many walkers in lockstep (``mpeg_audio._walk_in_lockstep``), long WebM/Opus files jump
+The compiled walkers (``walkers.c``, what ``make setup`` builds and the layer ships) run first; without them long
+mp3 files are walked by many walkers in lockstep (``mpeg_audio._walk_in_lockstep``), long WebM/Opus files jump
 along runs of blocks found by one scan (``matroska_runs``) and long FLAC files have their headers parsed at once;
 below a size threshold (set to 0 here) they use the sequential walks, which are the ones checked against decoders
 (test_metering, test_hostile_metering). Here every cut, junk insert, bit flip, lying cluster size, renumbered frame
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 from audio_fixtures import write_audio
 
-from earshot.audio.lengths import flac, matroska, mpeg_audio
+from earshot.audio.lengths import compiled, flac, matroska, mpeg_audio
 from earshot.audio.lengths.common import AudioLength
 
 Variant = tuple[str, bytes]
@@ -59,10 +61,14 @@ def _compare(
     monkeypatch: pytest.MonkeyPatch,
     threshold: str,
 ) -> None:
+    assert compiled.compiled_walkers() is not None, "make setup builds the compiled walkers"
+    native = {name: _length(data, tmp_path, walker) for name, data in variants}
+    monkeypatch.setattr(compiled, "compiled_walkers", lambda: None)  # the numpy and Python walks from here on
     monkeypatch.setattr(threshold, 0)  # the vectorised walk, whatever the size
     fast = {name: _length(data, tmp_path, walker) for name, data in variants}
     monkeypatch.setattr(threshold, 1 << 40)  # the sequential walk only
     slow = {name: _length(data, tmp_path, walker) for name, data in variants}
+    assert native == slow
     assert fast == slow
     assert fast["intact"] is not None and fast["intact"].samples > 0
 

@@ -8,7 +8,7 @@ ignores the numbers. Each next header is found with ``mmap.find`` (in a fixed-bl
 exact first bytes and the number it should carry), so the walk costs one pass over the file in C plus one
 header parse per frame. From 256 KiB of frames on, every sync pattern is found by vectorised byte comparisons
 and the headers are checked all at once. A file stuffed with stray sync patterns is left to ffprobe's packet
-counter.
+counter. Where the compiled walkers are built (``compiled.py``), that same filter runs in C for every file.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from earshot.audio.lengths import compiled
 from earshot.audio.lengths.common import AudioLength
 
 
@@ -65,7 +66,7 @@ def _block_size(code: int, data: bytes | mmap.mmap, at: int) -> tuple[int, int]:
     if 2 <= code <= 5:
         return 576 << (code - 2), 0
     if code == 6:
-        return data[at] + 1, 1
+        return (data[at] + 1, 1) if at < len(data) else (0, 0)  # cut right there: no header
     if code == 7:
         return int.from_bytes(data[at : at + 2], "big") + 1, 2
     if code >= 8:
@@ -157,6 +158,16 @@ def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | 
     first = _parse_frame(data, start)
     if first is None:
         return None
+    walkers = compiled.compiled_walkers()
+    if walkers is not None:
+        samples = walkers.flac_frames(
+            compiled.Mapped(data),
+            after=first.offset,
+            second=0xF9 if first.variable else 0xF8,
+            stream=(first.rate_code, first.channels_code, first.depth_code),
+            max_strays=_MAX_STRAYS,
+        )
+        return None if samples is None else AudioLength(first.block_size + samples, sample_rate)
     if len(data) - start < _VECTORISED_MIN_BYTES:
         return _walk_sequentially(data, first, sample_rate)
     return _walk_vectorised(data, first, sample_rate)

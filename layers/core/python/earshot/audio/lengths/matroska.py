@@ -15,6 +15,7 @@ import struct
 
 import numpy as np
 
+from earshot.audio.lengths import compiled
 from earshot.audio.lengths.codecs import (
     OPUS_MAX_PACKET,
     OPUS_RATE,
@@ -152,6 +153,10 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
     first_bytes = bytearray()
     discard_ns = 0
     runs: OpusBlockRuns | None = None
+    # The compiled walk takes the fast path's blocks, and the elements between them, itself (``walkers.c``); the
+    # numpy runs stand in without it.
+    walkers = compiled.compiled_walkers() if codec == "opus" else None
+    mapped = compiled.Mapped(data) if walkers is not None else None
     jumped = jumped_samples = last_jumped = 0  # blocks taken in runs (Opus), their samples, the last one's
     position = segment[2]
     while position < segment_end:
@@ -175,9 +180,36 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
         position = body
         number = track.number
         track_byte = 0x80 | number if number < 0x7F else -1
-        if runs is None and codec == "opus" and track_byte >= 0 and size - position >= _RUNS_MIN_BYTES:
+        if (
+            runs is None
+            and walkers is None
+            and codec == "opus"
+            and track_byte >= 0
+            and size - position >= _RUNS_MIN_BYTES
+        ):
             runs = OpusBlockRuns(data, position, track_byte)
         while position < cluster_end:
+            if walkers is not None and mapped is not None:
+                walked = walkers.matroska_blocks(
+                    mapped,
+                    position=position,
+                    cluster_end=cluster_end,
+                    unknown_size=length is None,
+                    segment_end=segment_end,
+                    track_byte=track_byte,
+                )
+                if walked.blocks:  # the blocks the fast path below would take one by one
+                    jumped += walked.blocks
+                    jumped_samples += walked.samples
+                    last_jumped = walked.last_samples
+                    discard_ns = 0
+                # It may have walked on into later clusters: this loop goes on in the one it stopped in.
+                position, cluster_end = walked.position, walked.cluster_end
+                length = None if walked.unknown_size else cluster_end - position
+                if walked.cluster_done:
+                    break
+                if position >= cluster_end:
+                    continue
             if runs is not None and data[position] == _SIMPLE_BLOCK:
                 jump = runs.jump(position, cluster_end)
                 if jump is not None:  # the blocks the fast path below would take one by one

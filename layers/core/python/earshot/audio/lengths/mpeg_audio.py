@@ -14,6 +14,7 @@ import mmap
 import struct
 from typing import TYPE_CHECKING
 
+from earshot.audio.lengths import compiled
 from earshot.audio.lengths.common import AudioLength
 
 if TYPE_CHECKING:
@@ -185,12 +186,26 @@ def mp3_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
 def _walk(data: mmap.mmap, position: int, reference: int) -> tuple[int, int]:
     """(frames, where the walk stopped) for the frames of stream ``reference`` from ``position``.
 
-    Exactly the frames ``_walk_sequentially`` counts. Large files are walked by ``_walk_in_lockstep`` (numpy);
-    where it cannot vouch for a stretch it resumes from the last frame it could, and a file that makes it resume
-    too often (junk between frames) is finished sequentially.
+    Exactly the frames ``_walk_sequentially`` counts: with its hot loop compiled (``walkers.c``) where the library
+    is built. Without it, large files are walked by ``_walk_in_lockstep`` (numpy); where it cannot vouch for a
+    stretch it resumes from the last frame it could, and a file that makes it resume too often (junk between
+    frames) is finished sequentially.
     """
     size = len(data)
     frames = 0
+    walkers = compiled.compiled_walkers()
+    if walkers is not None:
+        sizes, mapped = _compiled_frame_sizes(reference), compiled.Mapped(data)
+        while True:
+            more, position = walkers.mpeg_frames(mapped, position=position, sizes=sizes)
+            frames += more
+            if position + 4 > size:
+                return frames, position
+            # Lost sync: junk, a tag, or a cut frame. Frames of the same stream further on still decode.
+            again = _find_stream(data, position + 1, size)
+            if again is None or again[1].reference != reference:
+                return frames, position
+            position = again[0]
     for _ in range(_MAX_RESUMES):
         if size - position < _LOCKSTEP_MIN_BYTES:
             break
@@ -314,6 +329,12 @@ def _walk_sequentially(data: mmap.mmap, position: int, reference: int) -> tuple[
     finally:
         view.release()  # the mmap cannot close while a view of it is alive
     return frames, position
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_frame_sizes(reference: int) -> compiled.FrameSizes:
+    """``_frame_sizes`` as the compiled walk reads it."""
+    return compiled.FrameSizes(_frame_sizes(reference))
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,0 +1,188 @@
+"""The compiled frame walkers (``walkers.c``), loaded with ctypes, or ``None`` where the library was not built.
+
+The FLAC sync scan, the Matroska/Opus block walk and the MPEG audio frame walk cost a Python step (or several numpy
+passes) per frame; in C they run at about the speed of reading the file. ``walkers.c`` uses no Python headers and
+no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda. ``make setup`` builds it next to this
+module (``python -m earshot.audio.lengths.compiled build``), ``infra/build_layers.py`` into the core layer.
+
+The library records the SHA-256 of the source it was built from; one built from another ``walkers.c`` (edited since)
+is not loaded. Without a usable library the walkers use their numpy paths, which count exactly the same frames
+(slower); that is logged once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import mmap
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("walkers.c")
+LIBRARY = Path(__file__).with_name("_walkers.so")
+# The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
+_ABI = 1
+# -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
+_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
+
+_Buffer = mmap.mmap | bytes
+_i64 = ctypes.c_int64
+_i64_pointer = ctypes.POINTER(ctypes.c_int64)
+
+
+def source_digest(source: Path = SOURCE) -> str:
+    """SHA-256 (hex) of the walkers' C source."""
+    return hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+def build_library(output: Path = LIBRARY, *, compiler: str = "cc", extra_flags: Sequence[str] = ()) -> Path:
+    """Compile ``walkers.c`` into the shared library ``output``, stamped with the source's SHA-256.
+
+    Raises
+    ------
+    subprocess.CalledProcessError
+        The compiler failed.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    digest = f'-DEARSHOT_WALKERS_SOURCE_SHA256="{source_digest()}"'
+    command = [compiler, *_CFLAGS, *extra_flags, digest, "-o", str(output), str(SOURCE)]
+    subprocess.run(command, check=True)
+    return output
+
+
+@dataclass(frozen=True)
+class ClusterWalk:
+    """Where ``matroska_blocks`` stopped, and what it counted on the way.
+
+    ``blocks``, ``samples`` and ``last_samples``: the fast-form Opus blocks taken, their samples, the last one's.
+    ``cluster_end`` and ``unknown_size``: the cluster the walk is in (it may have gone on into later clusters).
+    ``cluster_done``: the walk stopped at the segment's level (at an element that is not a cluster); otherwise at an
+    element inside the cluster that the Python walk takes.
+    """
+
+    position: int
+    blocks: int
+    samples: int
+    last_samples: int
+    cluster_end: int
+    unknown_size: bool
+    cluster_done: bool
+
+
+class Mapped:
+    """A file's bytes as the C walks read them: their address, held (the buffer stays exported) while this lives.
+
+    ctypes takes the address of writable buffers only; numpy exports read-only ones too (a file mapped
+    ``ACCESS_READ``), and while it does, the mapping cannot be closed under the C code.
+    """
+
+    def __init__(self, data: _Buffer) -> None:
+        import numpy as np
+
+        self.size = len(data)
+        self._array = np.frombuffer(data, dtype=np.uint8) if self.size else np.zeros(1, dtype=np.uint8)
+        self.address = int(self._array.ctypes.data)
+
+
+class CompiledWalkers:
+    """Typed calls into the loaded library. Each reads the whole file (``Mapped``) at offsets into it."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self._flac = library.earshot_flac_frames
+        self._flac.restype = _i64
+        self._flac.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self._flac.argtypes += [_i64, _i64_pointer]
+        self._matroska = library.earshot_matroska_blocks
+        self._matroska.restype = _i64
+        self._matroska.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_int, _i64, ctypes.c_int, _i64_pointer]
+        self._mpeg = library.earshot_mpeg_frames
+        self._mpeg.restype = _i64
+        self._mpeg.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.POINTER(ctypes.c_int32), _i64_pointer]
+
+    def flac_frames(
+        self, data: Mapped, *, after: int, second: int, stream: tuple[int, int, int], max_strays: int
+    ) -> int | None:
+        """Samples of every CRC-8-valid header of ``stream`` (rate, channels, depth codes) whose sync pattern
+        (``0xFF second``) is after ``after``; ``None`` when more than ``max_strays`` sync patterns are not one."""
+        samples = _i64(0)
+        strays = self._flac(data.address, data.size, after, second, *stream, max_strays, ctypes.byref(samples))
+        return None if strays < 0 else samples.value
+
+    def matroska_blocks(
+        self, data: Mapped, *, position: int, cluster_end: int, unknown_size: bool, segment_end: int, track_byte: int
+    ) -> ClusterWalk:
+        """``matroska_length``'s walk inside a cluster from ``position`` (and on into the clusters after it), as far
+        as it meets only fast-form Opus SimpleBlocks of track ``track_byte`` and elements to step over."""
+        out = (_i64 * 6)()
+        end = self._matroska(data.address, data.size, position, cluster_end, unknown_size, segment_end, track_byte, out)
+        return ClusterWalk(end, out[0], out[1], out[2], out[3], bool(out[4]), bool(out[5]))
+
+    def mpeg_frames(self, data: Mapped, *, position: int, sizes: FrameSizes) -> tuple[int, int]:
+        """(frames, where the walk stopped) from ``position``, with a ``frame_sizes`` table."""
+        frames = _i64(0)
+        end = self._mpeg(data.address, data.size, position, sizes.table, ctypes.byref(frames))
+        return frames.value, end
+
+
+class FrameSizes:
+    """An MPEG audio frame-size table (65,536 entries, by header bytes 1-2) as the C walk reads it."""
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        if len(sizes) != 65536 or min(sizes) < 0:
+            raise ValueError("an MPEG frame-size table has 65,536 entries, none negative")
+        self.table = (ctypes.c_int32 * 65536)(*sizes)
+
+
+@functools.cache
+def compiled_walkers() -> CompiledWalkers | None:
+    """The loaded library; ``None`` (logged once) when it is missing, of another ABI, or built from another source."""
+    why = _unusable(LIBRARY)
+    if why is None:
+        try:
+            return CompiledWalkers(ctypes.CDLL(str(LIBRARY)))
+        except (OSError, AttributeError) as error:
+            why = f"cannot load: {error}"
+    logger.warning("compiled frame walkers unavailable; using the numpy walks", extra={"reason": why})
+    return None
+
+
+def _unusable(library: Path) -> str | None:
+    if not library.is_file():
+        return "not built (make setup builds it)"
+    try:
+        loaded = ctypes.CDLL(str(library))
+        abi = loaded.earshot_walkers_abi
+        abi.restype = ctypes.c_int64
+        source = loaded.earshot_walkers_source
+        source.restype = ctypes.c_char_p
+    except (OSError, AttributeError) as error:
+        return f"cannot load: {error}"
+    if abi() != _ABI:
+        return f"ABI {abi()}, expected {_ABI}"
+    if SOURCE.is_file() and source() != source_digest().encode():
+        return "built from another walkers.c (make setup rebuilds it)"
+    return None
+
+
+def main(argv: Sequence[str]) -> int:
+    """``build [OUTPUT]``: compile the library (``make setup`` runs it)."""
+    if not argv or argv[0] != "build" or len(argv) > 2:
+        print("usage: python -m earshot.audio.lengths.compiled build [OUTPUT]", file=sys.stderr)
+        return 2
+    output = build_library(Path(argv[1]) if len(argv) > 1 else LIBRARY)
+    print(f"built {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

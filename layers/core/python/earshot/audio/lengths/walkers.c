@@ -1,0 +1,306 @@
+/*
+ * Earshot's compiled frame walkers: the hot loops of the FLAC, Matroska/Opus and MPEG audio walks, with exactly
+ * the semantics of the sequential Python walks they stand in for (flac.py, matroska.py, mpeg_audio.py), which stay
+ * the reference: tests/integration/test_frame_walks.py compares them on damaged and mutated files.
+ *
+ * Plain C99, no Python headers and no libc calls, loaded with ctypes (compiled.py): one shared library serves every
+ * Python version, and it needs no glibc symbol newer than the oldest. The input is hostile: every read is checked
+ * against the buffer's size before it is made, offsets are 64-bit signed, and nothing recurses.
+ */
+#include <stdint.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* Bumped whenever a function's signature or meaning changes: compiled.py refuses a library of another version. */
+#define EARSHOT_WALKERS_ABI 1
+
+#ifndef EARSHOT_WALKERS_SOURCE_SHA256
+#define EARSHOT_WALKERS_SOURCE_SHA256 ""
+#endif
+
+EXPORT int64_t earshot_walkers_abi(void) { return EARSHOT_WALKERS_ABI; }
+
+/* The SHA-256 of this file as built (compiled.py passes it): a library built from another source is not loaded. */
+EXPORT const char *earshot_walkers_source(void) { return EARSHOT_WALKERS_SOURCE_SHA256; }
+
+/* ---- FLAC --------------------------------------------------------------------------------------------------- */
+
+/* CRC-8 (polynomial 0x07) of the frame header, as flac.py's _crc8_table. */
+static const uint8_t CRC8[256] = {
+    0x00, 0x07, 0x0E, 0x09, 0x1C, 0x1B, 0x12, 0x15, 0x38, 0x3F, 0x36, 0x31, 0x24, 0x23, 0x2A, 0x2D,
+    0x70, 0x77, 0x7E, 0x79, 0x6C, 0x6B, 0x62, 0x65, 0x48, 0x4F, 0x46, 0x41, 0x54, 0x53, 0x5A, 0x5D,
+    0xE0, 0xE7, 0xEE, 0xE9, 0xFC, 0xFB, 0xF2, 0xF5, 0xD8, 0xDF, 0xD6, 0xD1, 0xC4, 0xC3, 0xCA, 0xCD,
+    0x90, 0x97, 0x9E, 0x99, 0x8C, 0x8B, 0x82, 0x85, 0xA8, 0xAF, 0xA6, 0xA1, 0xB4, 0xB3, 0xBA, 0xBD,
+    0xC7, 0xC0, 0xC9, 0xCE, 0xDB, 0xDC, 0xD5, 0xD2, 0xFF, 0xF8, 0xF1, 0xF6, 0xE3, 0xE4, 0xED, 0xEA,
+    0xB7, 0xB0, 0xB9, 0xBE, 0xAB, 0xAC, 0xA5, 0xA2, 0x8F, 0x88, 0x81, 0x86, 0x93, 0x94, 0x9D, 0x9A,
+    0x27, 0x20, 0x29, 0x2E, 0x3B, 0x3C, 0x35, 0x32, 0x1F, 0x18, 0x11, 0x16, 0x03, 0x04, 0x0D, 0x0A,
+    0x57, 0x50, 0x59, 0x5E, 0x4B, 0x4C, 0x45, 0x42, 0x6F, 0x68, 0x61, 0x66, 0x73, 0x74, 0x7D, 0x7A,
+    0x89, 0x8E, 0x87, 0x80, 0x95, 0x92, 0x9B, 0x9C, 0xB1, 0xB6, 0xBF, 0xB8, 0xAD, 0xAA, 0xA3, 0xA4,
+    0xF9, 0xFE, 0xF7, 0xF0, 0xE5, 0xE2, 0xEB, 0xEC, 0xC1, 0xC6, 0xCF, 0xC8, 0xDD, 0xDA, 0xD3, 0xD4,
+    0x69, 0x6E, 0x67, 0x60, 0x75, 0x72, 0x7B, 0x7C, 0x51, 0x56, 0x5F, 0x58, 0x4D, 0x4A, 0x43, 0x44,
+    0x19, 0x1E, 0x17, 0x10, 0x05, 0x02, 0x0B, 0x0C, 0x21, 0x26, 0x2F, 0x28, 0x3D, 0x3A, 0x33, 0x34,
+    0x4E, 0x49, 0x40, 0x47, 0x52, 0x55, 0x5C, 0x5B, 0x76, 0x71, 0x78, 0x7F, 0x6A, 0x6D, 0x64, 0x63,
+    0x3E, 0x39, 0x30, 0x37, 0x22, 0x25, 0x2C, 0x2B, 0x06, 0x01, 0x08, 0x0F, 0x1A, 0x1D, 0x14, 0x13,
+    0xAE, 0xA9, 0xA0, 0xA7, 0xB2, 0xB5, 0xBC, 0xBB, 0x96, 0x91, 0x98, 0x9F, 0x8A, 0x8D, 0x84, 0x83,
+    0xDE, 0xD9, 0xD0, 0xD7, 0xC2, 0xC5, 0xCC, 0xCB, 0xE6, 0xE1, 0xE8, 0xEF, 0xFA, 0xFD, 0xF4, 0xF3,
+};
+
+/*
+ * The block size of the frame header at p (its two sync bytes already matched) if it is well formed, CRC-8-valid
+ * and of the stream (rate, channels, depth codes); 0 otherwise. flac.py's _parse_frame and same-stream test.
+ */
+static int64_t flac_header(const uint8_t *b, int64_t size, int64_t p, int rate, int channels, int depth) {
+    if (p + 6 > size) return 0;
+    const int sizes = b[p + 2], layout = b[p + 3];
+    const int block_code = sizes >> 4, rate_code = sizes & 0x0F;
+    const int channels_code = layout >> 4, depth_code = (layout >> 1) & 0x07;
+    if (block_code == 0 || rate_code == 15 || channels_code > 10 || depth_code == 3 || (layout & 1)) return 0;
+    if (rate_code != rate || channels_code != channels || depth_code != depth) return 0;
+    /* The frame or sample number, UTF-8-like: a lead byte and `extra` continuation bytes. */
+    const int lead = b[p + 4];
+    int extra = 0;
+    if (lead >= 0xFE) {
+        extra = 6;
+    } else if (lead >= 0x80) {
+        int mask = 0x40;
+        while (lead & mask) {
+            extra++;
+            mask >>= 1;
+        }
+        if (extra == 0 || extra > 5) return 0;
+    }
+    if (p + 5 + extra > size) return 0;
+    for (int index = 1; index <= extra; index++) {
+        if ((b[p + 4 + index] & 0xC0) != 0x80) return 0;
+    }
+    int64_t position = p + 5 + extra;
+    int64_t block_size = 0;
+    if (block_code == 1) {
+        block_size = 192;
+    } else if (block_code <= 5) {
+        block_size = (int64_t)576 << (block_code - 2);
+    } else if (block_code == 6) {
+        if (position + 1 > size) return 0;
+        block_size = (int64_t)b[position] + 1;
+        position += 1;
+    } else if (block_code == 7) {
+        if (position + 2 > size) return 0;
+        block_size = ((int64_t)b[position] << 8 | b[position + 1]) + 1;
+        position += 2;
+    } else {
+        block_size = (int64_t)256 << (block_code - 8);
+    }
+    position += rate_code == 12 ? 1 : (rate_code == 13 || rate_code == 14) ? 2 : 0;
+    if (position >= size) return 0; /* the CRC-8 byte itself must be there */
+    uint8_t crc = 0;
+    for (int64_t at = p; at < position; at++) crc = CRC8[crc ^ b[at]];
+    return crc == b[position] ? block_size : 0;
+}
+
+/*
+ * Every `0xFF second` byte pair after offset `after` that starts a CRC-8-valid frame header of the stream: their
+ * block sizes are added into *samples. Returns how many pairs were not such a header (strays), or -1 as soon as
+ * there are more than max_strays of them (the file is stuffed with sync patterns: flac.py leaves it to ffprobe).
+ */
+EXPORT int64_t earshot_flac_frames(const uint8_t *b, int64_t size, int64_t after, int second, int rate, int channels,
+                                   int depth, int64_t max_strays, int64_t *samples) {
+    int64_t total = 0, strays = 0;
+    int64_t p = after < 0 ? 0 : after + 1;
+#define FLAC_CANDIDATE(at)                                                     \
+    do {                                                                       \
+        const int64_t found = flac_header(b, size, (at), rate, channels, depth); \
+        if (found) {                                                           \
+            total += found;                                                    \
+        } else if (++strays > max_strays) {                                    \
+            *samples = total;                                                  \
+            return -1;                                                         \
+        }                                                                      \
+    } while (0)
+#ifdef __SSE2__
+    /* 16 positions at a time: a lead byte 0xFF here and `second` in the next byte (both loads inside the buffer). */
+    const __m128i lead_byte = _mm_set1_epi8((char)0xFF), second_byte = _mm_set1_epi8((char)second);
+    for (; p + 17 <= size; p += 16) {
+        const __m128i here = _mm_loadu_si128((const __m128i *)(b + p));
+        const __m128i next = _mm_loadu_si128((const __m128i *)(b + p + 1));
+        unsigned mask = (unsigned)_mm_movemask_epi8(
+            _mm_and_si128(_mm_cmpeq_epi8(here, lead_byte), _mm_cmpeq_epi8(next, second_byte)));
+        while (mask) {
+            FLAC_CANDIDATE(p + __builtin_ctz(mask));
+            mask &= mask - 1;
+        }
+    }
+#endif
+    for (; p + 2 <= size; p++) {
+        if (b[p] == 0xFF && b[p + 1] == second) FLAC_CANDIDATE(p);
+    }
+#undef FLAC_CANDIDATE
+    *samples = total;
+    return strays;
+}
+
+/* ---- Matroska / WebM with Opus ------------------------------------------------------------------------------ */
+
+/* Samples at 48 kHz of one frame for each of the 32 Opus TOC configurations (RFC 6716, 3.1). */
+static const int64_t OPUS_FRAME[32] = {
+    480, 960, 1920, 2880, 480, 960, 1920, 2880, 480, 960, 1920, 2880, 480, 960, 480, 960,
+    120, 240, 480,  960,  120, 240, 480,  960,  120, 240, 480,  960,  120, 240, 480, 960,
+};
+
+/* codecs.py's opus_packet_samples for one packet: its TOC byte and the next (0 where the packet has none). */
+static int64_t opus_samples(int toc, int second) {
+    const int64_t frame = OPUS_FRAME[toc >> 3];
+    const int code = toc & 3;
+    const int64_t samples = code == 0 ? frame : code == 3 ? frame * (second & 0x3F) : 2 * frame;
+    return samples > 5760 ? 0 : samples; /* more than 120 ms: invalid, the decoder drops it */
+}
+
+#define MKV_CLUSTER 0x1F43B675
+#define MKV_SIMPLE_BLOCK 0xA3
+#define MKV_BLOCK_GROUP 0xA0
+#define MKV_UNKNOWN (-1)
+
+/* matroska.py's _TOP_LEVEL: the elements that end a cluster of unknown size. */
+static int mkv_top_level(int64_t id) {
+    return id == MKV_CLUSTER || id == 0x1C53BB6B || id == 0x1254C367 || id == 0x1941A469 || id == 0x1043A770 ||
+           id == 0x114D9B74 || id == 0x1549A966 || id == 0x1654AE6B;
+}
+
+/* matroska.py's _element: the id, size (MKV_UNKNOWN) and body offset of the element at `position`; 0 if none. */
+static int mkv_element(const uint8_t *b, int64_t size, int64_t position, int64_t *id, int64_t *length,
+                       int64_t *body) {
+    if (position < 0 || position >= size) return 0;
+    int lead = b[position];
+    const int width = (lead & 0x80) ? 1 : (lead & 0x40) ? 2 : (lead & 0x20) ? 3 : (lead & 0x10) ? 4 : 0;
+    if (!width || position + width >= size) return 0;
+    int64_t ident = 0;
+    for (int index = 0; index < width; index++) ident = ident << 8 | b[position + index];
+    position += width;
+    lead = b[position];
+    int bytes = 1, mask = 0x80;
+    while (bytes <= 8 && !(lead & mask)) {
+        bytes++;
+        mask >>= 1;
+    }
+    if (bytes > 8 || position + bytes > size) return 0;
+    int64_t value = lead & (mask - 1);
+    int unknown = value == mask - 1;
+    for (int index = 1; index < bytes; index++) {
+        value = value << 8 | b[position + index];
+        unknown = unknown && b[position + index] == 0xFF;
+    }
+    *id = ident;
+    *length = unknown ? MKV_UNKNOWN : value; /* at most 2^56 - 1: offsets plus sizes stay far from overflow */
+    *body = position + bytes;
+    return 1;
+}
+
+/*
+ * The fast-form SimpleBlock at `position` (a 1- or 2-byte size, the track whose number is the byte `track_byte`,
+ * unlaced) as matroska_length's fast path reads it: its end, and its Opus samples in *samples; 0 if it is not one.
+ */
+static int64_t mkv_fast_block(const uint8_t *b, int64_t size, int64_t position, int track_byte, int64_t *samples) {
+    if (position < 0 || position + 3 >= size || b[position] != MKV_SIMPLE_BLOCK) return 0;
+    const int lead = b[position + 1];
+    int64_t body, end;
+    if ((lead & 0x80) && lead != 0xFF) { /* 0xFF: unknown size */
+        body = position + 2;
+        end = body + (lead & 0x7F);
+    } else if (lead >= 0x40 && lead < 0x80 && !(lead == 0x7F && b[position + 2] == 0xFF)) {
+        body = position + 3;
+        end = body + ((int64_t)(lead & 0x3F) << 8 | b[position + 2]);
+    } else {
+        return 0;
+    }
+    /* end - body > 4: the track byte, timecode (2), flags and the TOC byte are all before end <= size. */
+    if (end > size || end - body <= 4 || b[body] != track_byte || (b[body + 3] & 0x06)) return 0;
+    *samples = opus_samples(b[body + 4], end - body > 5 ? b[body + 5] : 0);
+    return end;
+}
+
+/*
+ * matroska_length's walk inside a cluster, from `position`, and on into the clusters that follow it: the fast-form
+ * Opus blocks are counted (out[0] blocks, out[1] their samples, out[2] the last one's), other elements of a known
+ * size that fit in the file are stepped over, exactly as the Python walk does. It stops at anything else, for the
+ * Python walk to take:
+ *   out[5] = 0: the element at the returned position, inside the cluster now described by out[3] (its end) and
+ *               out[4] (1 when its size is unknown): a block in another form, a BlockGroup, an element cut short,
+ *               one of unknown size or that does not parse;
+ *   out[5] = 1: the cluster is done (that cluster's out[3], out[4]); the segment's walk goes on at the returned
+ *               position, at an element that is not a cluster (or the segment's end).
+ */
+EXPORT int64_t earshot_matroska_blocks(const uint8_t *b, int64_t size, int64_t position, int64_t cluster_end,
+                                       int unknown, int64_t segment_end, int track_byte, int64_t *out) {
+    int64_t blocks = 0, samples = 0, last = 0, stop = 0;
+    for (;;) {
+        while (position < cluster_end) {
+            int64_t block_samples = 0;
+            const int64_t end = mkv_fast_block(b, size, position, track_byte, &block_samples);
+            if (end) {
+                blocks++;
+                samples += block_samples;
+                last = block_samples;
+                position = end;
+                continue;
+            }
+            int64_t id, length, body;
+            if (!mkv_element(b, size, position, &id, &length, &body)) goto element;
+            if (length == MKV_UNKNOWN) {
+                if (mkv_top_level(id)) goto cluster_done;
+                goto element;
+            }
+            if (mkv_top_level(id) && unknown) goto cluster_done;
+            if (body + length > size || id == MKV_SIMPLE_BLOCK || id == MKV_BLOCK_GROUP) goto element;
+            position = body + length;
+        }
+    cluster_done:
+        if (!unknown && position < cluster_end) position = cluster_end;
+        /* The segment's walk, as far as the next element is a cluster. */
+        int64_t id, length, body;
+        if (position >= segment_end || !mkv_element(b, size, position, &id, &length, &body) || id != MKV_CLUSTER) {
+            stop = 1;
+            break;
+        }
+        unknown = length == MKV_UNKNOWN;
+        cluster_end = unknown || body + length > segment_end ? segment_end : body + length;
+        position = body;
+    }
+element:
+    out[0] = blocks;
+    out[1] = samples;
+    out[2] = last;
+    out[3] = cluster_end;
+    out[4] = unknown;
+    out[5] = stop;
+    return position;
+}
+
+/* ---- MPEG audio --------------------------------------------------------------------------------------------- */
+
+/*
+ * mpeg_audio.py's sequential walk between resyncs: from `position`, frame after frame of the stream whose frame
+ * size, by header bytes 1-2, is sizes[65536] (0: not a frame of the stream, or free format). *frames gets how many;
+ * a last frame cut short counts (decoders decode it whole) and the walk then stops at `size`. Returns where the
+ * walk stopped: past size - 4 (the end), or where the sync was lost.
+ */
+EXPORT int64_t earshot_mpeg_frames(const uint8_t *b, int64_t size, int64_t position, const int32_t *sizes,
+                                   int64_t *frames) {
+    int64_t count = 0;
+    if (position < 0) position = 0;
+    while (position <= size - 4) {
+        if (b[position] != 0xFF) break;
+        const int64_t length = sizes[b[position + 1] << 8 | b[position + 2]];
+        if (length <= 0) break;
+        count++;
+        if (position + length > size) {
+            position = size;
+            break;
+        }
+        position += length;
+    }
+    *frames = count;
+    return position;
+}

@@ -1,0 +1,199 @@
+"""The compiled frame walkers: loaded where ``make setup`` built them, refused when stale, and fuzzed against the
+sequential Python walks (the reference) on randomly mutated files: whatever the bytes, both give the same length.
+
+``EARSHOT_FUZZ_MUTATIONS`` sets the mutated files per source (30 here; the AddressSanitizer run in
+docs/benchmarks.md used more).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+from audio_fixtures import write_audio
+
+from earshot.audio.lengths import compiled, flac, matroska, mpeg_audio
+from earshot.audio.lengths.common import AudioLength
+
+Outcome = AudioLength | str | None
+Walker = Callable[[mmap.mmap], AudioLength | None]
+
+_MUTATIONS = int(os.environ.get("EARSHOT_FUZZ_MUTATIONS", "30"))
+# format, seconds, walker, the setting that sends the numpy walk to the sequential one, a false sync to plant.
+_SOURCES: list[tuple[str, float, Walker, str, bytes]] = [
+    (
+        "mp3",
+        20.0,
+        lambda data: mpeg_audio.mp3_length(data, "mp3", 44100),
+        "earshot.audio.lengths.mpeg_audio._LOCKSTEP_MIN_BYTES",
+        b"\xff\xfb\x90\x64",
+    ),
+    (
+        "mp3_vbr",
+        20.0,
+        lambda data: mpeg_audio.mp3_length(data, "mp3", 44100),
+        "earshot.audio.lengths.mpeg_audio._LOCKSTEP_MIN_BYTES",
+        b"\xff\xf3\x40\xc4",
+    ),
+    (
+        "webm",
+        20.0,
+        lambda data: matroska.matroska_length(data, "opus", 48000),
+        "earshot.audio.lengths.matroska._RUNS_MIN_BYTES",
+        b"\xa3\x90\x81\x00\x00\x80",
+    ),
+    (
+        "webm_noduration",
+        20.0,
+        lambda data: matroska.matroska_length(data, "opus", 48000),
+        "earshot.audio.lengths.matroska._RUNS_MIN_BYTES",
+        b"\xa3\x44\x10\x81\x00\x00\x80\xfc",
+    ),
+    (
+        "flac",
+        10.0,
+        lambda data: flac.flac_length(data, "flac", 44100),
+        "earshot.audio.lengths.flac._VECTORISED_MIN_BYTES",
+        b"\xff\xf8\x69\x08\x00",
+    ),
+]
+
+
+def _mutated(original: bytes, plant: bytes, rng: random.Random) -> bytes:
+    """One to three random edits: bytes overwritten, spans inserted, deleted or copied, a cut, syncs planted."""
+    data = bytearray(original)
+    for _ in range(rng.randint(1, 3)):
+        size = len(data)
+        if size < 64:
+            break
+        at = rng.randrange(size)
+        kind = rng.randrange(7)
+        if kind == 0:
+            for _ in range(rng.randint(1, 16)):
+                data[rng.randrange(size)] = rng.randrange(256)
+        elif kind == 1:
+            data[at:at] = rng.randbytes(rng.randint(1, 3000))
+        elif kind == 2:
+            del data[at : at + rng.randint(1, 3000)]
+        elif kind == 3:
+            start = rng.randrange(size)
+            data[at:at] = data[start : start + rng.randint(1, 5000)]
+        elif kind == 4:
+            del data[at:]
+        elif kind == 5:
+            for _ in range(rng.randint(1, 200)):
+                spot = rng.randrange(size)
+                data[spot : spot + len(plant)] = plant
+        else:
+            data[at : at + rng.randint(1, 64)] = b"\xff" * rng.randint(1, 64)
+    return bytes(data)
+
+
+def _outcome(path: Path, data: bytes, walker: Walker) -> Outcome:
+    path.write_bytes(data)
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        try:
+            return walker(mapped)
+        except Exception as error:  # the reference may fail on some damage: the compiled path must fail alike
+            return type(error).__name__
+
+
+def _heap_outcome(data: bytes, walker: Walker) -> Outcome:
+    """The walk over a heap copy (AddressSanitizer guards its end; a mapping's last page has no guard)."""
+    try:
+        return walker(cast(mmap.mmap, data))
+    except Exception as error:
+        return type(error).__name__
+
+
+@pytest.fixture
+def fresh_loader() -> Iterator[None]:
+    compiled.compiled_walkers.cache_clear()
+    yield
+    compiled.compiled_walkers.cache_clear()
+
+
+def test_the_library_make_setup_built_is_the_one_in_use() -> None:
+    walkers = compiled.compiled_walkers()
+    assert walkers is not None
+    assert compiled._unusable(compiled.LIBRARY) is None
+
+
+def test_a_missing_library_falls_back_to_the_numpy_walks_and_says_so_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fresh_loader: None
+) -> None:
+    path = write_audio(tmp_path / "source", fmt="flac", seconds=8.0, kind="noise")
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        with_library = flac.flac_length(mapped, "flac", 44100)
+        monkeypatch.setattr(compiled, "LIBRARY", tmp_path / "absent.so")
+        compiled.compiled_walkers.cache_clear()
+        with caplog.at_level(logging.WARNING, logger="earshot.audio.lengths.compiled"):
+            without = [flac.flac_length(mapped, "flac", 44100) for _ in range(3)]
+    assert compiled.compiled_walkers() is None
+    assert without == [with_library] * 3 and with_library is not None and with_library.samples > 0
+    warnings = [record for record in caplog.records if "unavailable" in record.getMessage()]
+    assert len(warnings) == 1 and "not built" in str(getattr(warnings[0], "reason", ""))
+
+
+def test_a_library_built_from_another_source_is_not_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    library = compiled.build_library(tmp_path / "walkers.so")
+    assert compiled._unusable(library) is None
+    monkeypatch.setattr(compiled, "source_digest", lambda source=compiled.SOURCE: "0" * 64)  # walkers.c edited since
+    assert "another walkers.c" in str(compiled._unusable(library))
+
+
+def test_the_compiled_walks_refuse_what_the_python_walks_refuse() -> None:
+    walkers = compiled.compiled_walkers()
+    assert walkers is not None
+    with pytest.raises(ValueError, match="65,536"):
+        compiled.FrameSizes([0] * 10)
+    free_format = compiled.FrameSizes([0] * 65536)  # bitrate index 0 (free format) has no size: nothing is walked
+    frames = compiled.Mapped(b"\xff\xfb\x00\x00" * 100)
+    assert walkers.mpeg_frames(frames, position=0, sizes=free_format) == (0, 0)
+    assert walkers.mpeg_frames(compiled.Mapped(b"\xff\xfb"), position=5, sizes=free_format) == (0, 5)  # past the end
+    block = compiled.Mapped(b"\xa3\x86\x81\x00\x00\x80\xf8\x00")  # one 20 ms Opus block of track 1
+    walk = {"cluster_end": 8, "unknown_size": False, "segment_end": 8, "track_byte": 0x81}
+    walked = walkers.matroska_blocks(block, position=0, **walk)
+    assert (walked.position, walked.blocks, walked.samples, walked.last_samples, walked.cluster_done) == (
+        8,
+        1,
+        960,
+        960,
+        True,
+    )
+    walked = walkers.matroska_blocks(block, position=-3, **walk)  # before the buffer: read nothing, hand it back
+    assert (walked.position, walked.blocks, walked.cluster_done) == (-3, 0, False)
+    walked = walkers.matroska_blocks(block, position=0, **(walk | {"track_byte": 0x82}))  # another track's block
+    assert (walked.position, walked.blocks, walked.cluster_done) == (0, 0, False)
+    assert (
+        walkers.flac_frames(compiled.Mapped(b"\xff\xf8"), after=-10, second=0xF8, stream=(9, 0, 4), max_strays=0)
+        is None
+    )
+    assert walkers.flac_frames(compiled.Mapped(b""), after=0, second=0xF8, stream=(9, 0, 4), max_strays=0) == 0
+
+
+@pytest.mark.parametrize("source", _SOURCES, ids=[source[0] for source in _SOURCES])
+def test_randomly_mutated_files_get_the_length_the_sequential_walk_gives(
+    source: tuple[str, float, Walker, str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fmt, seconds, walker, threshold, plant = source
+    original = write_audio(tmp_path / "source", fmt=fmt, seconds=seconds, kind="noise").read_bytes()
+    rng = random.Random(f"{fmt}-fuzz")
+    variants = [original[:cut] for cut in (1, 4, 40, 300)] + [_mutated(original, plant, rng) for _ in range(_MUTATIONS)]
+    assert compiled.compiled_walkers() is not None
+    native = [_outcome(tmp_path / "variant", data, walker) for data in variants]
+    assert [_heap_outcome(data, walker) for data in variants] == native
+    monkeypatch.setattr(compiled, "compiled_walkers", lambda: None)
+    monkeypatch.setattr(threshold, 1 << 40)  # the sequential walk only: the reference
+    reference = [_outcome(tmp_path / "variant", data, walker) for data in variants]
+    mismatches = [
+        (index, got, want) for index, (got, want) in enumerate(zip(native, reference, strict=True)) if got != want
+    ]
+    assert not mismatches
+    assert any(isinstance(outcome, AudioLength) and outcome.samples > 0 for outcome in native)
