@@ -34,7 +34,7 @@ FORMATS: tuple[str, ...] = (
     "mpeg_video",
     "mpegts_video",
 )
-KINDS: tuple[str, ...] = ("tone", "noise", "silence")
+KINDS: tuple[str, ...] = ("tone", "noise", "silence", "stereo_mix")
 
 _OPUS_RATES = (48000, 24000, 16000, 12000, 8000)
 _CHUNK = 4096
@@ -110,7 +110,8 @@ def write_audio(
     channels
         1 (mono) or 2 (stereo).
     kind
-        ``"tone"`` (440 Hz sine), ``"noise"`` (white, seeded) or ``"silence"``.
+        ``"tone"`` (440 Hz sine), ``"noise"`` (white, seeded), ``"silence"``, or ``"stereo_mix"`` (half-second
+        stretches of one signal on both channels, then independent ones).
 
     Returns
     -------
@@ -237,6 +238,15 @@ def _signal(kind: str, *, total: int, rate: int, channels: int) -> Iterator[tupl
             mono = 0.3 * np.sin(2 * np.pi * 440.0 * t, dtype=np.float32)
         elif kind == "noise":
             mono = rng.uniform(-0.3, 0.3, count).astype(np.float32)
+        elif kind == "stereo_mix":
+            # Half-second stretches alternate between one signal on both channels and independent channels, so a
+            # stereo encoder's per-frame choice of channel coding (FLAC's left/side, mid/side...) changes.
+            t = (np.arange(offset, offset + count) / rate).astype(np.float32)
+            same = (np.arange(offset, offset + count) // (rate // 2)) % 2 == 0
+            left = (0.3 * np.sin(2 * np.pi * 440.0 * t) + rng.uniform(-0.01, 0.01, count)).astype(np.float32)
+            right = np.where(same, left, rng.uniform(-0.3, 0.3, count)).astype(np.float32)
+            yield offset, np.ascontiguousarray(np.stack([left, right])[:channels])
+            continue
         else:
             mono = np.zeros(count, dtype=np.float32)
         yield offset, np.ascontiguousarray(np.tile(mono, (channels, 1)))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from audio_fixtures import write_audio
+from audio_fixtures import decoded_duration, write_audio
 
 from earshot.audio.lengths import compiled, flac, matroska, mpeg_audio
 from earshot.audio.lengths.common import AudioLength
@@ -134,6 +134,24 @@ def test_vectorised_flac_walk_counts_what_the_sequential_walk_counts(
         monkeypatch,
         "earshot.audio.lengths.flac._VECTORISED_MIN_BYTES",
     )
+
+
+@pytest.mark.parametrize("threshold", [0, 1 << 40], ids=["vectorised", "sequential"])
+def test_a_stereo_flac_counts_every_frame_whatever_its_stereo_coding(
+    threshold: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encoder picks independent, left/side, right/side or mid/side stereo frame by frame (the reference `flac`
+    does): a walk that took the first frame's coding for the stream's skipped the rest, and a 60.000 s file from
+    `flac` billed 58.7 s (the engine then heard 58.7 s of it)."""
+    path = write_audio(tmp_path / "mix.flac", fmt="flac", seconds=20.0, channels=2, kind="stereo_mix")
+    data = path.read_bytes()
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        frames = [flac._parse_frame(mapped, at) for at in range(len(data) - 16) if data.startswith(b"\xff\xf8", at)]
+    codings = {frame.channels_code for frame in frames if frame is not None}
+    assert len(codings & {1, 8, 9, 10}) >= 2, codings  # the file really mixes stereo codings
+    monkeypatch.setattr("earshot.audio.lengths.flac._VECTORISED_MIN_BYTES", threshold)
+    length = _length(data, tmp_path, lambda mapped: flac.flac_length(mapped, "flac", 44100))
+    assert length is not None and length.samples == round(decoded_duration(path) * 44100) == 882_000
 
 
 @pytest.mark.parametrize("stretch", [2, 3, 4099, 1 << 20])

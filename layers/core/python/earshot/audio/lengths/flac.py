@@ -3,7 +3,7 @@
 STREAMINFO's total-samples field is a header (a 1-second file may claim ten hours), and so is each frame
 header's position (frame number or sample number): a file may renumber its last frames to claim hours, or its
 second frame to claim nothing. Decoders play every frame they find, whatever its number, so the walk counts
-every CRC-8-valid frame header of the same stream (rate, channels, depth, blocking) by its block size and
+every CRC-8-valid frame header of the same stream (rate, channel count, depth, blocking) by its block size and
 ignores the numbers. Each next header is found with ``mmap.find`` (in a fixed-block-size stream, first by its
 exact first bytes and the number it should carry), so the walk costs one pass over the file in C plus one
 header parse per frame. From 256 KiB of frames on, every sync pattern is found by vectorised byte comparisons
@@ -57,6 +57,17 @@ class _Frame:
     rate_code: int
     channels_code: int
     depth_code: int
+
+    @property
+    def channel_count(self) -> int:
+        return _channel_count(self.channels_code)
+
+
+def _channel_count(code: int) -> int:
+    """Channels of a frame's channel assignment: codes 0-7 are 1-8 independent channels, 8-10 are stereo coded as
+    left/side, right/side or mid/side. An encoder picks the stereo coding frame by frame (the reference encoder
+    does), so frames of one stream differ in the code, never in the count."""
+    return code + 1 if code < 8 else 2
 
 
 def _block_size(code: int, data: bytes | mmap.mmap, at: int) -> tuple[int, int]:
@@ -240,7 +251,9 @@ def _headers(np: Any, buffer: Any, table: Any, at: Any, first: _Frame, size: int
     sizes, layout = head[:, 2], head[:, 3]
     block_code, rate_code = sizes >> 4, sizes & 0x0F
     valid = (at + 6 <= size) & (block_code != 0) & (rate_code == first.rate_code)
-    valid &= ((layout >> 4) == first.channels_code) & (((layout >> 1) & 0x07) == first.depth_code) & (layout & 1 == 0)
+    channels_code = layout >> 4
+    channel_count = np.where(channels_code < 8, channels_code + 1, 2)
+    valid &= (channel_count == first.channel_count) & (((layout >> 1) & 0x07) == first.depth_code) & (layout & 1 == 0)
     # The frame or sample number: a UTF-8-like lead byte and ``extra`` continuation bytes (10xxxxxx).
     lead = head[:, 4]
     ones = np.zeros(at.size, dtype=np.int64)  # leading one bits after the first
@@ -281,7 +294,7 @@ def _headers(np: Any, buffer: Any, table: Any, at: Any, first: _Frame, size: int
 def _walk_sequentially(data: mmap.mmap, first: _Frame, sample_rate: int) -> AudioLength | None:
     """From the first frame, every next CRC-8-valid header of the same stream, whatever its number."""
     start = first.offset
-    same_stream = (first.variable, first.rate_code, first.channels_code, first.depth_code)
+    same_stream = (first.variable, first.rate_code, first.channel_count, first.depth_code)
     sync = b"\xff\xf9" if first.variable else b"\xff\xf8"
     # In a fixed-block-size stream every frame but the last starts with the first frame's four bytes, then its number.
     lead = bytes(data[start : start + 4]) if not first.variable else None
@@ -305,7 +318,7 @@ def _walk_sequentially(data: mmap.mmap, first: _Frame, sample_rate: int) -> Audi
                 candidate = _parse_frame(data, position)
                 if (
                     candidate is not None
-                    and (candidate.variable, candidate.rate_code, candidate.channels_code, candidate.depth_code)
+                    and (candidate.variable, candidate.rate_code, candidate.channel_count, candidate.depth_code)
                     == same_stream
                 ):
                     frame = candidate  # whatever its number: decoders play it where it is
