@@ -112,7 +112,7 @@ class CompiledWalkers:
     def flac_frames(
         self, data: Mapped, *, after: int, second: int, stream: tuple[int, int, int], max_strays: int
     ) -> int | None:
-        """Samples of every CRC-8-valid header of ``stream`` (rate, channels, depth codes) whose sync pattern
+        """Samples of every CRC-8-valid header of ``stream`` (rate code, channel count, depth code) whose sync pattern
         (``0xFF second``) is after ``after``; ``None`` when more than ``max_strays`` sync patterns are not one."""
         samples = _i64(0)
         strays = self._flac(data.address, data.size, after, second, *stream, max_strays, ctypes.byref(samples))

@@ -175,7 +175,7 @@ def flac_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | 
             compiled.Mapped(data),
             after=first.offset,
             second=0xF9 if first.variable else 0xF8,
-            stream=(first.rate_code, first.channels_code, first.depth_code),
+            stream=(first.rate_code, first.channel_count, first.depth_code),
             max_strays=_MAX_STRAYS,
         )
         return None if samples is None else AudioLength(first.block_size + samples, sample_rate)

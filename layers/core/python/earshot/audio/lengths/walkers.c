@@ -51,7 +51,8 @@ static const uint8_t CRC8[256] = {
 
 /*
  * The block size of the frame header at p (its two sync bytes already matched) if it is well formed, CRC-8-valid
- * and of the stream (rate, channels, depth codes); 0 otherwise. flac.py's _parse_frame and same-stream test.
+ * and of the stream (rate code, channel count, depth code); 0 otherwise. flac.py's _parse_frame and same-stream
+ * test. Channel codes 8-10 are stereo coded as left/side, right/side, mid/side: encoders pick one frame by frame.
  */
 static int64_t flac_header(const uint8_t *b, int64_t size, int64_t p, int rate, int channels, int depth) {
     if (p + 6 > size) return 0;
@@ -59,7 +60,8 @@ static int64_t flac_header(const uint8_t *b, int64_t size, int64_t p, int rate, 
     const int block_code = sizes >> 4, rate_code = sizes & 0x0F;
     const int channels_code = layout >> 4, depth_code = (layout >> 1) & 0x07;
     if (block_code == 0 || rate_code == 15 || channels_code > 10 || depth_code == 3 || (layout & 1)) return 0;
-    if (rate_code != rate || channels_code != channels || depth_code != depth) return 0;
+    const int channel_count = channels_code < 8 ? channels_code + 1 : 2;
+    if (rate_code != rate || channel_count != channels || depth_code != depth) return 0;
     /* The frame or sample number, UTF-8-like: a lead byte and `extra` continuation bytes. */
     const int lead = b[p + 4];
     int extra = 0;
