@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 WEIGHTS := layers/core/python/earshot/engines/weights.py
 MODELS_STAMP := $(VENV)/.models-built
 # Real recordings for tests and bench (never committed): Debian packages, and the pyannote.audio wheel's sample
-# call, downloaded (never installed) into $(RECORDINGS_DIR) where tests/recordings.py reads it.
-APT_PACKAGES := espeak-ng pocketsphinx-testdata
+# call, downloaded (never installed) into $(RECORDINGS_DIR) where tests/recordings.py reads it. The command-line
+# encoders people use (lame, flac, opus-tools, vorbis-tools, mkvtoolnix) make the metering tests' real-encoder files.
+APT_PACKAGES := espeak-ng pocketsphinx-testdata lame flac opus-tools vorbis-tools mkvtoolnix
 RECORDINGS_DIR := $(VENV)/share/earshot-recordings
 RECORDINGS_STAMP := $(RECORDINGS_DIR)/.fetched
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -47,7 +48,7 @@ $(MODELS_STAMP): $(STAMP) $(WEIGHTS)
 	$(BIN)/python -m earshot.engines.weights install
 	touch $@
 
-$(RECORDINGS_STAMP): $(STAMP) tests/recordings.txt
+$(RECORDINGS_STAMP): $(STAMP) tests/recordings.txt Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install $$missing"; \

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +84,54 @@ def test_exactly_one_minute_bills_one_minute(fmt: str, account: NewKey, tmp_path
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_exactly_one_hour_bills_sixty_minutes(fmt: str, account: NewKey, tmp_path: Path) -> None:
     _check(account, tmp_path, fmt, 3600.0)  # 60 x $0.0009: the reference document's $0.054 for an hour
+
+
+# The command-line encoders people run (Debian's lame, flac, opus-tools, vorbis-tools and mkvtoolnix, installed by
+# `make setup`), on 44.1 kHz stereo whose channels are alike, then independent, by turns: files unlike the PyAV
+# ones above. Each found a metering bug once: flac's frame-by-frame stereo coding (58.7 s billed for 60 s) and
+# mkvmerge's laced Opus blocks (left to ffprobe's packet count, which kept the pre-skip: 2 minutes).
+ENCODERS = {
+    "lame-cbr": ("a.mp3", ["lame", "--quiet", "-b", "128", "{src}", "{out}"]),
+    "lame-vbr": ("a.mp3", ["lame", "--quiet", "-V", "2", "{src}", "{out}"]),
+    "flac": ("a.flac", ["flac", "--silent", "--force", "-o", "{out}", "{src}"]),
+    "opusenc": ("a.opus", ["opusenc", "--quiet", "{src}", "{out}"]),
+    "oggenc": ("a.ogg", ["oggenc", "--quiet", "-o", "{out}", "{src}"]),
+    "mkvmerge-webm": (
+        "a.webm",
+        [
+            "opusenc",
+            "--quiet",
+            "{src}",
+            "{out}.opus",
+            "&&",
+            "mkvmerge",
+            "--quiet",
+            "--webm",
+            "-o",
+            "{out}",
+            "{out}.opus",
+        ],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def stereo_minute(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("encoders") / "source.wav"
+    return write_audio(path, fmt="wav", seconds=60.0, sample_rate=44100, channels=2, kind="stereo_mix")
+
+
+@pytest.mark.parametrize("encoder", list(ENCODERS))
+def test_a_minute_from_the_usual_encoders_bills_one_minute(
+    encoder: str, stereo_minute: Path, account: NewKey, tmp_path: Path
+) -> None:
+    filename, command = ENCODERS[encoder]
+    out = tmp_path / filename
+    steps = " ".join(command).format(src=stereo_minute, out=out).split(" && ")
+    for step in steps:
+        subprocess.run(step.split(), check=True, timeout=120)
+    minutes, answer = _bill(account, out, filename)
+    billing = answer["billing"]
+    assert isinstance(billing, dict)
+    assert (minutes, billing["duration_sec"]) == (1, 60.0), billing
+    assert answer["debit"] == PRICE_PER_MINUTE

@@ -280,9 +280,14 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                         position = child_end
                         continue
                     frame = track_number[1] + 3
-                if frame > block_end or data[frame - 1] & 0x06:
-                    return None  # laced blocks: leave them to the packet counter
-                first_bytes += data[frame : min(frame + head_width, block_end)].ljust(head_width, b"\0")
+                if frame > block_end:
+                    return None
+                lacing = data[frame - 1] & 0x06
+                frames = _laced_frames(data, frame, block_end, lacing) if lacing else [frame]
+                if frames is None:
+                    return None  # a lace that does not add up: leave the file to the packet counter
+                for laced in frames:
+                    first_bytes += data[laced : min(laced + head_width, block_end)].ljust(head_width, b"\0")
                 last_jumped = -1
                 discard_ns = padding
             position = child_end
@@ -327,6 +332,63 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
     if 0 < trim < modes.long_block:
         total -= trim
     return AudioLength(total, sample_rate)
+
+
+_XIPH_LACING, _FIXED_LACING, _EBML_LACING = 0x02, 0x04, 0x06
+
+
+def _laced_frames(data: mmap.mmap, start: int, end: int, lacing: int) -> list[int] | None:
+    """Where each frame of a laced block starts (muxers such as mkvmerge lace Opus and Vorbis packets), or None
+    when the lace's sizes do not add up to the block's bytes. ``start`` is the lace header (frame count - 1)."""
+    if start >= end:
+        return None
+    count = data[start] + 1
+    position = start + 1
+    sizes: list[int] = []
+    if lacing == _XIPH_LACING:
+        for _ in range(count - 1):
+            size = 0
+            while True:
+                if position >= end:
+                    return None
+                byte = data[position]
+                position += 1
+                size += byte
+                if byte != 0xFF:
+                    break
+            sizes.append(size)
+    elif lacing == _EBML_LACING:
+        for index in range(count - 1):
+            if position >= end:
+                return None
+            lead = data[position]
+            width, mask = 1, 0x80
+            while width <= 8 and not lead & mask:
+                width += 1
+                mask >>= 1
+            if width > 8 or position + width > end:
+                return None
+            value = lead & (mask - 1)
+            for byte in data[position + 1 : position + width]:
+                value = (value << 8) | byte
+            position += width
+            # The first size is unsigned, each next one a signed difference from the one before.
+            size = value if index == 0 else sizes[-1] + value - ((1 << (7 * width - 1)) - 1)
+            if size < 0:
+                return None
+            sizes.append(size)
+    elif lacing == _FIXED_LACING:
+        if (end - position) % count:
+            return None
+        sizes = [(end - position) // count] * (count - 1)
+    last = end - position - sum(sizes)
+    if last <= 0 or any(size <= 0 for size in sizes):
+        return None
+    starts = []
+    for size in [*sizes, last]:
+        starts.append(position)
+        position += size
+    return starts
 
 
 def _element_number(data: mmap.mmap, position: int) -> tuple[int, int] | None:
