@@ -24,12 +24,32 @@ REPO = Path(__file__).resolve().parents[1]
 LENGTHS = (60.0, 1200.0)  # a minute, and a 20-minute file (about 20 MiB of 128 kbit/s mp3)
 ROUNDS = 3
 PAIRS_PER_ROUND = 7
+# Whitelisted formats beyond the fixture recipes, as (row name, container, codec, rate), encoded with PyAV's
+# ``encode_tone``. DTS, APE and ASF/WMA are not here: PyAV's ffmpeg cannot encode DTS or APE, and its WMA encoders
+# refuse the tone's mono float input.
+EXTRA = (
+    ("adts_aac", "adts", "aac", 44100),
+    ("ac3", "ac3", "ac3", 48000),
+    ("eac3", "eac3", "eac3", 48000),
+    ("amr_nb", "amr", "libopencore_amrnb", 8000),
+    ("au_pcm", "au", "pcm_s16be", 44100),
+    ("aiff_pcm", "aiff", "pcm_s16be", 44100),
+    ("w64_pcm", "w64", "pcm_s16le", 44100),
+    ("wavpack", "wv", "wavpack", 44100),
+    ("mka_alac", "matroska", "alac", 44100),
+    ("mka_wavpack", "matroska", "wavpack", 44100),
+    ("flv_aac", "flv", "aac", 44100),
+    ("avi_mp3", "avi", "libmp3lame", 44100),
+)
 
 
 def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND, formats: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Meter one file per fixture format and length; print and return the ratio to ``cat`` per file."""
+    """Meter one file per fixture format and length; print and return the ratio to ``cat`` per file.
+
+    ``formats`` (on the command line: the row names, fixture formats or ``EXTRA`` rows) limits the run to those rows.
+    """
     sys.path.insert(0, str(REPO / "tests"))  # the shared audio fixture generator
-    from audio_fixtures import FORMATS, decoded_duration, write_audio
+    from audio_fixtures import FORMATS, decoded_duration, encode_tone, write_audio
 
     from earshot.audio.lengths.identify import identify
     from earshot.config import get_settings
@@ -40,12 +60,20 @@ def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND, formats: Sequence[s
     with tempfile.TemporaryDirectory() as tmp:
         files: list[tuple[str, float, Path]] = []
         for seconds in LENGTHS:
-            for fmt in formats or FORMATS:
+            for fmt in FORMATS:
+                if formats and fmt not in formats:
+                    continue
                 if seconds > 60 and fmt.endswith("_video"):
                     continue  # video fixtures take minutes to encode at length; the audio formats carry the point
                 path = write_audio(Path(tmp) / f"{fmt}-{seconds:.0f}", fmt=fmt, seconds=seconds, kind="tone")
                 meter_duration(path, ffprobe=ffprobe)  # warm-up: page cache, binary
                 files.append((fmt, seconds, path))
+            for name, container, codec, rate in EXTRA:
+                if formats and name not in formats:
+                    continue
+                path = encode_tone(Path(tmp) / f"{name}-{seconds:.0f}", container, codec, seconds, rate)
+                meter_duration(path, ffprobe=ffprobe)
+                files.append((name, seconds, path))
         timings: dict[Path, list[float]] = {path: [] for _, _, path in files}
         cats: dict[Path, list[float]] = {path: [] for _, _, path in files}
         for _ in range(rounds):

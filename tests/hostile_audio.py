@@ -36,6 +36,9 @@ def claim_seconds(data: bytes, fmt: str, seconds: float) -> bytes:
         "mka": _webm,
         "wv": _wavpack,
         "caf": _caf,
+        "au": _au,
+        "aiff": _aiff,
+        "w64": _w64,
     }[fmt]
     out = bytearray(data)
     patch(out, seconds)
@@ -322,3 +325,32 @@ def set_last_granule(data: bytes, granule: int) -> bytes:
     struct.pack_into("<I", out, start + 22, 0)
     struct.pack_into("<I", out, start + 22, _ogg_crc(bytes(out[start:end])))
     return bytes(out)
+
+
+def _au(out: bytearray, seconds: float) -> None:
+    # The data size (bytes) after the magic and the data offset; encoding, rate and channels follow.
+    encoding, rate, channels = struct.unpack_from(">III", out, 12)
+    width = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}[encoding]
+    struct.pack_into(">I", out, 8, min(0xFFFFFFFE, int(seconds * rate) * width * channels))
+
+
+def _aiff(out: bytearray, seconds: float) -> None:
+    # COMM numSampleFrames, the SSND chunk size and the FORM size.
+    comm, ssnd = out.index(b"COMM"), out.index(b"SSND")
+    channels, _, bits = struct.unpack_from(">hIh", out, comm + 8)
+    exponent, mantissa = struct.unpack_from(">HQ", out, comm + 16)
+    frames = int(seconds * (mantissa >> (16383 + 63 - exponent)))
+    struct.pack_into(">I", out, comm + 10, min(0xFFFFFFFF, frames))
+    size = min(0xFFFFFFF0, 8 + frames * channels * bits // 8)
+    struct.pack_into(">I", out, ssnd + 4, size)
+    struct.pack_into(">I", out, 4, min(0xFFFFFFFF, ssnd + size))
+
+
+def _w64(out: bytearray, seconds: float) -> None:
+    # The data chunk's size (its 24-byte header included) and the riff size.
+    fmt = out.index(b"fmt \xf3\xac\xd3\x11")
+    rate, byte_rate = struct.unpack_from("<II", out, fmt + 24 + 4)
+    data = out.index(b"data\xf3\xac\xd3\x11")
+    size = 24 + int(seconds * rate) * (byte_rate // rate)
+    struct.pack_into("<Q", out, data + 16, size)
+    struct.pack_into("<Q", out, 16, data + size)

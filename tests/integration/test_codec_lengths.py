@@ -33,7 +33,7 @@ def _played(path: Path) -> float:
         try:
             for frame in container.decode(stream):
                 samples += frame.samples
-        except av.error.InvalidDataError:
+        except av.error.FFmpegError:  # the demuxer or decoder stops at the damage
             pass
         return samples / stream.codec_context.sample_rate
 
@@ -133,3 +133,82 @@ def test_ogg_opus_whose_last_granule_is_destroyed_bills_whole_packets_not_its_pa
     assert 60.0 - 0.020 <= metered < 60.0  # one minute, exact to one packet, none of the 13 ms of padding
     if granule >= 0:  # (PyAV refuses a last page without a granule position)
         assert metered <= decoded_duration(destroyed)
+
+
+# --- formats that went to ffprobe: raw AAC/AC-3/E-AC-3 streams and PCM in AU, AIFF and Wave64 -----------------------
+ELEMENTARY = {("adts", "aac", RATE): 1024 / RATE, ("ac3", "ac3", 48_000): 1536 / 48_000}
+ELEMENTARY |= {("eac3", "eac3", 48_000): 1536 / 48_000}
+PCM = {("au", "pcm_s16be", RATE): 1 / RATE, ("aiff", "pcm_s16be", RATE): 1 / RATE, ("w64", "pcm_s16le", RATE): 1 / RATE}
+
+
+def _identified_in_process(path: Path) -> bool:
+    import mmap
+
+    from earshot.audio.lengths.identify import identify
+
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return identify(data) is not None
+
+
+@pytest.fixture(scope="module")
+def streams(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, int], tuple[bytes, bytes]]:
+    """(3 s, 100 s) of tone per (container, codec, rate)."""
+    folder = tmp_path_factory.mktemp("streams")
+    return {
+        (container, codec, rate): tuple(  # type: ignore[misc]
+            encode_tone(folder / f"{codec}-{seconds}.{container}", container, codec, seconds, rate).read_bytes()
+            for seconds in (3.0, 100.0)
+        )
+        for container, codec, rate in ELEMENTARY | PCM
+    }
+
+
+@pytest.mark.parametrize("recipe", list(ELEMENTARY | PCM))
+def test_raw_streams_and_pcm_containers_are_metered_in_process_as_decoded(
+    recipe: tuple[str, str, int], streams: dict[tuple[str, str, int], tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    short, long = streams[recipe]
+    for name, data in (("short", short), ("long", long)):
+        path = _write(tmp_path, name, data)
+        assert _identified_in_process(path)
+        assert _meter(path) == pytest.approx(decoded_duration(path), abs=1e-6)
+    # Junk after the last frame is not audio (PCM in AU reads to the end of the file: there it is samples, and plays;
+    # ffmpeg's AC-3 parser drops the last frame before junk: one frame, the tolerance where no header says the end).
+    junk = _write(tmp_path, "junk", long + bytes(range(256)) * 64)
+    frame = (ELEMENTARY | PCM)[recipe]
+    if recipe[0] == "au":
+        assert _meter(junk) == pytest.approx(_played(junk), abs=1e-6)
+    else:
+        assert _meter(junk) == pytest.approx(_meter(_write(tmp_path, "honest", long)), abs=1e-6)
+        assert abs(_meter(junk) - _played(junk)) <= frame + 1e-6
+
+
+@pytest.mark.parametrize("recipe", list(ELEMENTARY | PCM))
+def test_a_cut_raw_stream_or_pcm_file_bills_what_decodes(
+    recipe: tuple[str, str, int], streams: dict[tuple[str, str, int], tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    cut = _write(tmp_path, "cut", truncate(streams[recipe][1], 0.4))
+    metered = _meter(cut)
+    assert 39.9 <= metered <= 40.1
+    assert metered == pytest.approx(_played(cut), abs=1e-6)
+
+
+@pytest.mark.parametrize("recipe", list(PCM))
+@pytest.mark.parametrize("claim", [TEN_HOURS, 1.0])
+def test_pcm_containers_whose_sizes_lie_bill_what_the_demuxer_plays(
+    recipe: tuple[str, str, int],
+    claim: float,
+    streams: dict[tuple[str, str, int], tuple[bytes, bytes]],
+    tmp_path: Path,
+) -> None:
+    """A size larger than the file is never believed; a smaller one where ffmpeg stops there (AIFF, Wave64) is
+    where the engine stops too, and is billed; AU's data size is ignored by the demuxer, so by the bill."""
+    lying = _write(tmp_path, "lying", claim_seconds(streams[recipe][1], recipe[0], claim))
+    try:
+        played = _played(lying)
+    except av.error.InvalidDataError:
+        with pytest.raises(InvalidAudioError):
+            _meter(lying)
+        return
+    assert _meter(lying) == pytest.approx(played, abs=1e-6)
+    assert _meter(lying) <= 100.0

@@ -213,7 +213,15 @@ def _codec_lies(tmp_path: Path) -> dict[str, tuple[str, bytes, int]]:
 
     alac = encode_tone(tmp_path / "a.mka", "matroska", "alac", 3.0, 16_000).read_bytes()
     wavpack = encode_tone(tmp_path / "a.wv", "wv", "wavpack", 20.0, 16_000).read_bytes()
+    aiff = encode_tone(tmp_path / "a.aiff", "aiff", "pcm_s16be", 3.0, 16_000).read_bytes()
+    adts = encode_tone(tmp_path / "a.aac", "adts", "aac", 3.0, 16_000)  # 48 whole frames of 1024 samples
     return {
+        "aiff_claiming_hours": ("clip.aiff", claim_seconds(aiff, "aiff", TEN_HOURS), 3000),
+        "adts_with_junk": (
+            "clip.aac",
+            adts.read_bytes() + bytes(range(256)) * 16,
+            round(decoded_duration(adts) * 1000),
+        ),
         "mka_alac_claiming_hours": ("clip.mka", claim_seconds(alac, "mka", TEN_HOURS), 3000),
         "wv_block_inflated": ("clip.wv", inflate_wavpack_blocks(wavpack, 2.0, [1]), 20_000),
         "opus_granule_destroyed": ("clip.opus", set_last_granule(audio_bytes("ogg_opus", 60.0), 0), 59_993),
@@ -221,7 +229,10 @@ def _codec_lies(tmp_path: Path) -> dict[str, tuple[str, bytes, int]]:
 
 
 @pytest.mark.parametrize("route", ["/v1/audio/transcriptions", "/v1/audio/understanding"])
-@pytest.mark.parametrize("lie", ["mka_alac_claiming_hours", "wv_block_inflated", "opus_granule_destroyed"])
+@pytest.mark.parametrize(
+    "lie",
+    ["mka_alac_claiming_hours", "wv_block_inflated", "opus_granule_destroyed", "aiff_claiming_hours", "adts_with_junk"],
+)
 def test_codec_lies_bill_the_audio_held_on_upload_and_data_url(
     route: str, lie: str, account: NewKey, tmp_path: Path
 ) -> None:

@@ -1,9 +1,9 @@
 """What a file is, read in-process for the containers the walkers read, so that metering them starts no ffprobe.
 
 ffprobe's process start costs more than reading a minute of audio (4-7 ms on a quiet machine, 10-20 under load).
-For WAV (PCM), native FLAC, MPEG audio, single-stream Ogg (Opus, Vorbis), MP4/M4A/MOV with one AAC-LC track (and
-any video tracks beside it), mono/stereo WavPack and single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack) the
-container's own header names the codec,
+For WAV, AIFF, AU and Wave64 (PCM), native FLAC, MPEG audio, raw ADTS AAC-LC, AC-3 and E-AC-3, single-stream Ogg
+(Opus, Vorbis), MP4/M4A/MOV with one AAC-LC track (and any video tracks beside it), mono/stereo WavPack and
+single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack) the container's own header names the codec,
 rate and channels, and the frame walk that measures the length reads (and checks) the frames anyway. ``identify``
 answers only when every one of these holds; otherwise ``None``, and ffprobe decides exactly as before:
 
@@ -49,8 +49,17 @@ def identify(data: mmap.mmap) -> Identified | None:
         return _flac(data)
     if head[:4] == b"OggS":
         return _ogg(data)
-    if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF):
-        return _mpeg_audio(data)
+    if head[:4] in (b".snd", b"FORM") or head[:4] == b"riff":
+        from earshot.audio.lengths.pcm_containers import identify_pcm_container
+
+        return identify_pcm_container(data)
+    if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF) or head[:2] == b"\x0b\x77":
+        found = _mpeg_audio(data) if head[:2] != b"\x0b\x77" else None
+        if found is not None:
+            return found
+        from earshot.audio.lengths.elementary import identify_elementary  # ADTS AAC, AC-3, E-AC-3
+
+        return identify_elementary(data)
     # Imported here: these modules need numpy, which the light functions' layer does not carry.
     if head[4:8] == b"ftyp":
         from earshot.audio.lengths.mp4 import identify_mp4

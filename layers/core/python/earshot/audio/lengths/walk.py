@@ -15,11 +15,13 @@ logger = logging.getLogger(__name__)
 def _walkers() -> dict[str, Walker]:
     # Imported on first use: some walkers need numpy, which the light functions' layer does not carry.
     from earshot.audio.lengths.caf import caf_length
+    from earshot.audio.lengths.elementary import elementary_length
     from earshot.audio.lengths.flac import flac_length
     from earshot.audio.lengths.matroska import matroska_length
     from earshot.audio.lengths.mp4 import mp4_length
     from earshot.audio.lengths.mpeg_audio import mp3_length
     from earshot.audio.lengths.ogg import ogg_length
+    from earshot.audio.lengths.pcm_containers import pcm_container_length
     from earshot.audio.lengths.riff import wav_length
     from earshot.audio.lengths.wavpack import wv_length
 
@@ -32,6 +34,12 @@ def _walkers() -> dict[str, Walker]:
         "mov": mp4_length,
         "wv": wv_length,
         "caf": caf_length,
+        "aac": elementary_length,
+        "ac3": elementary_length,
+        "eac3": elementary_length,
+        "au": pcm_container_length,
+        "aiff": pcm_container_length,
+        "w64": pcm_container_length,
     }
 
 
