@@ -70,7 +70,7 @@ class PreparedAudio:
         return self.path.read_bytes()
 
     def open(self) -> BinaryIO:
-        """The file to stream into a multipart request (httpx sends a file object in 64 kB reads)."""
+        """The file to stream into a multipart request (read in 1 MiB pieces: earshot.engines.providers.upload)."""
         if self.encoded is not None:
             return io.BytesIO(self.encoded)
         assert self.path is not None

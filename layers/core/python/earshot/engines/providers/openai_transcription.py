@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from earshot.engines.base import Segment, Transcript, TranscriptionOptions, Word
 from earshot.engines.providers.audio_convert import prepare_audio
 from earshot.engines.providers.base import UpstreamEngine, UpstreamOptions
+from earshot.engines.providers.upload import multipart_request
 from earshot.errors import ProviderError, UnsupportedByModelError
 from earshot.languages import normalize_language
 
@@ -149,15 +150,17 @@ class OpenAITranscriptionEngine(UpstreamEngine):
                 fields["timestamp_granularities[]"] = ["segment", "word"] if options.word_timestamps else ["segment"]
         url = f"{self._base_url}/audio/{'translations' if translate else 'transcriptions'}"
 
-        with prepared.open() as audio_file:  # streamed from disk in pieces; each attempt rewinds it
+        with prepared.open() as audio_file:  # streamed from disk in 1 MiB pieces; each attempt rewinds it
 
             def build() -> httpx.Request:
-                return httpx.Request(
-                    "POST",
+                return multipart_request(
                     url,
                     headers={"authorization": f"Bearer {self._api_key}", "accept": "application/json"},
-                    data=fields,
-                    files={"file": (f"audio.{suffix}", audio_file, content_type)},
+                    fields=fields,
+                    file_field="file",
+                    filename=f"audio.{suffix}",
+                    file=audio_file,
+                    content_type=content_type,
                 )
 
             payload = self._call(build, deadline_sec=self._deadline_sec(options))
