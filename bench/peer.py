@@ -14,11 +14,14 @@ Method
 * CPU: each server process's utime+stime (from /proc) over a phase, per request. Peak memory: the process's
   resident high-water mark during the phase (VmHWM, reset with /proc/PID/clear_refs at the phase's start).
 * Every figure is reported as Earshot / LiteLLM, with the spread across repetitions (min..max of the per-repetition
-  ratios). Small-file throughput: 100 KiB requests at concurrency 8, requests per second, ratio.
+  ratios). Small-file throughput: 100 KiB requests at concurrency 8, requests per second, ratio (each repetition
+  runs both back to back, which goes first alternating).
+* ``python -m bench.peer --help``: a subset (``--sizes 20 --modes sequential --no-write``) for profiling.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -251,9 +254,9 @@ def _added(phase: Phase, name: str, q: float) -> float:
     return max(1e-6, _pct(phase.latencies[name], q) - _pct(phase.latencies["direct"], q))
 
 
-def _throughput(servers: dict[str, Server], audio: bytes, *, requests: int) -> dict[str, float]:
+def _throughput(servers: dict[str, Server], audio: bytes, *, requests: int, first: str) -> dict[str, float]:
     rates = {}
-    for name in ("earshot", "litellm"):
+    for name in (first, "litellm" if first == "earshot" else "earshot"):
         client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=CONCURRENCY))
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             started = time.perf_counter()
@@ -263,28 +266,39 @@ def _throughput(servers: dict[str, Server], audio: bytes, *, requests: int) -> d
     return rates
 
 
-def main(repetitions: int = 3, rounds_seq: int = 12, rounds_conc: int = 4) -> dict[str, Any]:
+def main(
+    repetitions: int = 3,
+    rounds_seq: int = 12,
+    rounds_conc: int = 4,
+    *,
+    sizes: tuple[int, ...] = SIZES_MIB,
+    modes: tuple[str, ...] = ("sequential", "concurrency 8"),
+    small_requests: int = 96,
+) -> dict[str, Any]:
     if not PEER_PYTHON.exists():
         raise SystemExit("run `make bench-peer` (it installs LiteLLM into .venv-peer first)")
+    load_start = os.getloadavg()
     directory = Path(tempfile.mkdtemp(prefix="earshot-peer-"))
     upstream = _start_upstream()
     servers = {"direct": upstream}
     try:
         servers["earshot"] = _start_earshot(upstream.url, directory)
         servers["litellm"] = _start_litellm(upstream.url, directory)
-        files = {size: _audio(size * MIB, directory) for size in SIZES_MIB}
+        files = {size: _audio(size * MIB, directory) for size in sizes}
         small = _audio(100 * 1024, directory)
         for name in ("earshot", "litellm"):  # warm both (imports, pools, caches)
             client = httpx.Client(timeout=120)
             for _ in range(3):
-                _send(client, servers[name], files[1])
+                _send(client, servers[name], files[min(sizes)])
             client.close()
         rows: list[dict[str, Any]] = []
-        for size in SIZES_MIB:
+        for size in sizes:
             for mode, concurrency, rounds in (
                 ("sequential", 1, rounds_seq),
                 ("concurrency 8", CONCURRENCY, rounds_conc),
             ):
+                if mode not in modes:
+                    continue
                 ratios: dict[str, list[float]] = {k: [] for k in ("p50", "p95", "p99", "cpu", "peak")}
                 absolute: dict[str, list[float]] = {}
                 for _ in range(repetitions):
@@ -300,10 +314,20 @@ def main(repetitions: int = 3, rounds_seq: int = 12, rounds_conc: int = 4) -> di
                         absolute.setdefault(f"{name}_peak_mb", []).append(phase.peak[name] / MIB)
                 rows.append({"size_mib": size, "mode": mode, "ratios": ratios, "absolute": absolute})
                 _print_row(rows[-1])
-        rates = [_throughput(servers, small, requests=48) for _ in range(repetitions)]
+        # Each repetition runs both back to back, the first alternating (the machine's load drifts).
+        rates = [
+            _throughput(servers, small, requests=small_requests, first=("earshot", "litellm")[index % 2])
+            for index in range(repetitions)
+        ]
         throughput = [r["earshot"] / r["litellm"] for r in rates]
         print(f"small-file (100 KiB) throughput at concurrency 8, Earshot / LiteLLM: {_spread(throughput)}")
-        return {"rows": rows, "throughput": throughput, "rates": rates}
+        return {
+            "rows": rows,
+            "throughput": throughput,
+            "rates": rates,
+            "load_start": list(load_start),
+            "load_end": list(os.getloadavg()),
+        }
     finally:
         for server in servers.values():
             server.stop()
@@ -323,12 +347,38 @@ def _print_row(row: dict[str, Any]) -> None:
     print(f"{'':21}{detail}", flush=True)
 
 
+def _arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.peer",
+        description="Earshot vs the LiteLLM proxy on one fake upstream (`make bench-peer` runs it with the defaults "
+        "and rewrites the Peer section of docs/benchmarks.md).",
+    )
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES_MIB)), help="upload sizes in MiB (default 1,4,20)")
+    parser.add_argument("--modes", choices=("both", "sequential", "concurrent"), default="both")
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--rounds-seq", type=int, default=12, help="rounds per sequential phase")
+    parser.add_argument("--rounds-conc", type=int, default=4, help="rounds (of 8 requests each) per concurrent phase")
+    parser.add_argument("--small-requests", type=int, default=96, help="100 KiB requests per throughput repetition")
+    parser.add_argument("--no-write", action="store_true", help="print only: leave docs/benchmarks.md alone")
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    results = main()
+    args = _arguments()
+    chosen = {"both": ("sequential", "concurrency 8"), "sequential": ("sequential",), "concurrent": ("concurrency 8",)}
+    results = main(
+        args.repetitions,
+        args.rounds_seq,
+        args.rounds_conc,
+        sizes=tuple(int(size) for size in args.sizes.split(",")),
+        modes=chosen[args.modes],
+        small_requests=args.small_requests,
+    )
     out = Path(os.environ.get("BENCH_PEER_JSON", REPO / "build" / "bench-peer.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    from bench.peer_report import write
+    if not args.no_write:
+        from bench.peer_report import write
 
-    method = __doc__.split("Method\n------\n", 1)[1] if __doc__ else ""
-    print(write(results, method="Method:\n\n" + method, path=REPO / "docs" / "benchmarks.md"))
+        method = __doc__.split("Method\n------\n", 1)[1] if __doc__ else ""
+        print(write(results, method="Method:\n\n" + method, path=REPO / "docs" / "benchmarks.md"))

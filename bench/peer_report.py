@@ -28,12 +28,14 @@ def _verdict(values: list[float], limit: float | None, *, at_least: bool = False
 
 
 def render(results: dict[str, Any], *, method: str) -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    end = ", ".join(f"{x:.2f}" for x in results.get("load_end") or os.getloadavg())
+    start = results.get("load_start")
+    load = f"at the start: {', '.join(f'{x:.2f}' for x in start)}; at the end: {end}" if start else f"at the end: {end}"
     lines = [
         PEER_HEADING,
         "",
         f"Measured {dt.date.today().isoformat()} by `make bench-peer` on {os.cpu_count()} cores, Python"
-        f" {platform.python_version()}, load average at the end: {load} (a shared machine: read the spread).",
+        f" {platform.python_version()}, load average (1, 5, 15 min) {load} (a shared machine: read the spread).",
         "",
         method.strip(),
         "",
