@@ -40,6 +40,10 @@ EXTRA = (
     ("mka_wavpack", "matroska", "wavpack", 44100),
     ("flv_aac", "flv", "aac", 44100),
     ("avi_mp3", "avi", "libmp3lame", 44100),
+    ("caf_alac", "caf", "alac", 44100),
+    ("caf_flac", "caf", "flac", 44100),
+    ("mov_ima4", "mov", "adpcm_ima_qt", 44100),
+    ("3gp_amr", "3gp", "libopencore_amrnb", 8000),
 )
 
 

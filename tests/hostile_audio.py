@@ -4,7 +4,7 @@
 ``seconds`` while its frames stay exactly as encoded: FLAC STREAMINFO total samples, Ogg granule positions
 (page CRCs recomputed, so demuxers accept the pages), the Matroska/WebM Duration element, mp4 ``mvhd``/``mdhd``
 durations, ``stts`` sample deltas and the edit list, the mp3 Xing frame count, WAV RIFF/data sizes, the CAF packet
-table's valid-frame count.
+table's valid-frame count, MPEG program/transport stream timestamps.
 ``truncate`` cuts a file as an interrupted upload would.
 """
 
@@ -39,6 +39,8 @@ def claim_seconds(data: bytes, fmt: str, seconds: float) -> bytes:
         "au": _au,
         "aiff": _aiff,
         "w64": _w64,
+        "mpegts_video": _mpeg_timestamps,
+        "mpeg_video": _mpeg_timestamps,
     }[fmt]
     out = bytearray(data)
     patch(out, seconds)
@@ -354,3 +356,40 @@ def _w64(out: bytearray, seconds: float) -> None:
     size = 24 + int(seconds * rate) * (byte_rate // rate)
     struct.pack_into("<Q", out, data + 16, size)
     struct.pack_into("<Q", out, 16, data + size)
+
+
+def _pts_fields(out: bytearray) -> list[int]:
+    """Offsets of the 5-byte PTS/DTS fields of every PES header (MPEG-1 or MPEG-2) of a program or transport stream."""
+    found = []
+    position = out.find(b"\x00\x00\x01")
+    while 0 <= position < len(out) - 20:
+        stream_id, at = out[position + 3], position + 6
+        if stream_id == 0xBD or 0xC0 <= stream_id <= 0xEF:
+            if out[at] >> 6 == 2:  # MPEG-2: flags say PTS, or PTS and DTS
+                flags = out[at + 1] >> 6
+                fields = [at + 3] if flags == 2 else [at + 3, at + 8] if flags == 3 else []
+            else:  # MPEG-1: stuffing, STD buffer, then the timestamps
+                while out[at] == 0xFF and at < position + 22:
+                    at += 1
+                at += 2 if out[at] >> 6 == 1 else 0
+                fields = [at] if out[at] >> 4 == 2 else [at, at + 5] if out[at] >> 4 == 3 else []
+            found += [field for field in fields if out[field] & 1 and out[field + 2] & 1 and out[field + 4] & 1]
+        position = out.find(b"\x00\x00\x01", position + 3)
+    return found
+
+
+def _read_pts(out: bytearray, at: int) -> int:
+    field = int.from_bytes(out[at : at + 5], "big")
+    return (field >> 33 & 0x7) << 30 | (field >> 17 & 0x7FFF) << 15 | (field >> 1 & 0x7FFF)
+
+
+def _mpeg_timestamps(out: bytearray, seconds: float) -> None:
+    # Program and transport streams state no length; their timestamps say where each packet plays. Scaled so that
+    # the last one says ``seconds``.
+    fields = _pts_fields(out)
+    last = max(_read_pts(out, at) for at in fields)
+    for at in fields:
+        value = min((1 << 33) - 1, int(_read_pts(out, at) * seconds * 90_000 / max(1, last)))
+        prefix = out[at] & 0xF0
+        field = (prefix | (value >> 29 & 0x0E) | 1) << 32 | (value >> 14 & 0xFFFE | 1) << 16 | (value << 1 & 0xFFFE | 1)
+        out[at : at + 5] = field.to_bytes(5, "big")

@@ -18,8 +18,11 @@ import pytest
 from audio_fixtures import decoded_duration, encode_tone, write_audio
 from hostile_audio import claim_seconds, truncate
 
+from earshot.audio.lengths import mpeg_streams
+from earshot.audio.lengths.common import AudioLength
 from earshot.audio.lengths.identify import identify
 from earshot.audio.lengths.mp4 import _amr_samples
+from earshot.audio.lengths.mpeg_streams import mpegts_length
 from earshot.config import get_settings
 from earshot.errors import InvalidAudioError
 from earshot.metering import MeteredAudio, meter_duration
@@ -129,11 +132,13 @@ FASTSTART = {"movflags": "faststart"}
 
 @pytest.mark.parametrize(("container", "codec", "rate", "frame"), OTHER_CODECS)
 def test_other_codecs_in_mp4_bill_their_packets_whatever_the_headers_claim(
-    container: str, codec: str, rate: int, frame: int, tmp_path: Path
+    container: str, codec: str, rate: int, frame: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     honest = encode_tone(tmp_path / f"honest.{container}", container, codec, 12.0, rate, FASTSTART)
     decoded = _decoded_tolerantly(honest)
-    metered = _meter(honest)
+    with monkeypatch.context() as patched:
+        patched.setattr("earshot.metering._run_ffprobe", _no_ffprobe)
+        metered = _meter(honest)
     assert metered.source == "frames"
     assert abs(metered.seconds - decoded) <= frame / rate
     for claim in (TEN_HOURS, 1.0):  # mvhd, mdhd, stts and the edit list all lie
@@ -220,12 +225,17 @@ def _with_pakt_field(data: bytes, offset: int, fmt: str, value: int) -> bytes:
 
 
 @pytest.mark.parametrize(("codec", "rate"), CAF_CODECS)
-def test_caf_bills_the_packets_present_whatever_the_packet_table_claims(codec: str, rate: int, tmp_path: Path) -> None:
-    """Was refused as "holds no samples" (ALAC, FLAC): ffprobe lists their packets without durations."""
+def test_caf_bills_the_packets_present_whatever_the_packet_table_claims(
+    codec: str, rate: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was refused as "holds no samples" (ALAC, FLAC): ffprobe lists their packets without durations. Now identified
+    and measured in-process."""
     original = encode_tone(tmp_path / "a.caf", "caf", codec, 7.3, rate).read_bytes()
     honest = _write(tmp_path, "honest.caf", _pakt_first(original) if b"pakt" in original else original)
     decoded = _decoded_tolerantly(honest)
-    metered = _meter(honest)
+    with monkeypatch.context() as patched:
+        patched.setattr("earshot.metering._run_ffprobe", _no_ffprobe)
+        metered = _meter(honest)
     assert (metered.source, metered.codec) == ("frames", codec)
     assert metered.seconds == pytest.approx(decoded, abs=1e-9)
     cut = _write(tmp_path, "cut.caf", truncate(honest.read_bytes(), 0.4))
@@ -256,6 +266,112 @@ def test_caf_packet_table_lies_bill_what_the_decoder_plays(codec: str, tmp_path:
     whole = _meter(_write(tmp_path, "honest.caf", honest)).seconds
     absurd = _write(tmp_path, "absurd.caf", _with_pakt_field(honest, 16, ">i", 10 * 44_100))
     assert _meter(absurd).seconds == whole  # ten seconds of "priming" in a 7 s file is not believed
+
+
+# --- MPEG program and transport streams: the audio elementary stream's frames -------------------------------------
+MPEG_STREAMS = [
+    ("mpegts", "aac", 44_100, 1024),
+    ("mpegts", "mp2", 44_100, 1152),
+    ("mpegts", "libmp3lame", 22_050, 576),
+    ("mpeg", "mp2", 44_100, 1152),
+    ("mpeg", "libmp3lame", 44_100, 1152),
+]
+
+
+def _claim_fmt(container: str) -> str:
+    return "mpegts_video" if container == "mpegts" else "mpeg_video"
+
+
+@pytest.mark.parametrize(("container", "codec", "rate", "frame"), MPEG_STREAMS)
+def test_mpeg_streams_bill_their_audio_frames_whatever_the_timestamps_say(
+    container: str, codec: str, rate: int, frame: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest = encode_tone(tmp_path / "a", container, codec, 9.0, rate)
+    decoded = _decoded_tolerantly(honest)
+    with monkeypatch.context() as patched:
+        patched.setattr("earshot.metering._run_ffprobe", _no_ffprobe)
+        metered = _meter(honest)
+    assert (metered.source, metered.format_name) == ("frames", container)
+    assert metered.seconds == pytest.approx(decoded, abs=1e-9)  # every frame decodes to its whole length
+    for claim in (TEN_HOURS, 1.0):
+        lying = _write(tmp_path, "lying", claim_seconds(honest.read_bytes(), _claim_fmt(container), claim))
+        assert _meter(lying).seconds == metered.seconds
+    cut = _write(tmp_path, "cut", truncate(honest.read_bytes(), 0.4))
+    assert abs(_meter(cut).seconds - _decoded_tolerantly(cut)) <= frame / rate + 1e-9
+    assert 3.0 < _meter(cut).seconds < 4.0
+    tail = _write(tmp_path, "tail", honest.read_bytes() + random.Random(9).randbytes(20_000))
+    assert _meter(tail).seconds == metered.seconds
+
+
+@pytest.mark.parametrize(("codec", "rate"), [("aac", 44_100), ("mp2", 44_100), ("libmp3lame", 22_050)])
+def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
+    codec: str, rate: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One frame per PES is read from the PES starts alone; cut anywhere, bit-flipped or with a PES holding two frames,
+    the count must be the one the walk of the joined elementary stream gives."""
+    original = encode_tone(tmp_path / "a.ts", "mpegts", codec, 6.0, rate).read_bytes()
+    rng = random.Random(13)
+    variants = [original] + [original[: rng.randrange(2000, len(original))] for _ in range(8)]
+    for _ in range(4):
+        flipped = bytearray(original)
+        flipped[rng.randrange(1000, len(original))] ^= 1 << rng.randrange(8)
+        variants.append(bytes(flipped))
+
+    def lengths() -> list[AudioLength | None]:
+        found = []
+        for data in variants:
+            path = _write(tmp_path, "variant.ts", data)
+            with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                found.append(mpegts_length(mapped, "mp3" if codec == "libmp3lame" else codec, rate))
+        return found
+
+    taken: list[bool] = []
+    read_pes_starts = mpeg_streams._ts_one_frame_per_pes
+    monkeypatch.setattr(
+        mpeg_streams,
+        "_ts_one_frame_per_pes",
+        lambda *args: taken.append(bool(found := read_pes_starts(*args))) or found,
+    )
+    shortcut = lengths()
+    assert taken[0]  # the intact file does take the shortcut
+    monkeypatch.setattr(mpeg_streams, "_ts_one_frame_per_pes", lambda *args: None)
+    assert shortcut == lengths()
+    assert shortcut[0] is not None and shortcut[0].seconds == pytest.approx(_decoded_tolerantly(tmp_path / "a.ts"))
+
+
+def test_adts_frames_stating_more_raw_data_blocks_bill_what_ffmpeg_decodes(tmp_path: Path) -> None:
+    """An ADTS header may state up to four raw data blocks (4096 samples); ffmpeg's decoder plays one (1024)."""
+    honest = encode_tone(tmp_path / "a.ts", "mpegts", "aac", 4.0, 44_100).read_bytes()
+    inflated = bytearray(honest)
+    at = inflated.find(b"\xff\xf1")
+    while at >= 0:  # every ADTS header (sync, MPEG-4, no CRC): raw data blocks 0 -> 3 (four blocks)
+        if inflated[at + 6] & 0x03 == 0 and inflated[at + 2] >> 6 == 1:
+            inflated[at + 6] |= 0x03
+        at = inflated.find(b"\xff\xf1", at + 7)
+    path = _write(tmp_path, "inflated.ts", bytes(inflated))
+    assert _meter(path).seconds == pytest.approx(_decoded_tolerantly(path), abs=1e-9)
+    assert _meter(path).seconds == _meter(_write(tmp_path, "honest.ts", honest)).seconds
+
+
+@pytest.mark.parametrize("fmt", ["mpegts_video", "mpeg_video"])
+def test_junk_inside_an_mpeg_stream_bills_no_more_than_its_frames(fmt: str, tmp_path: Path) -> None:
+    """Junk in the middle: a transport stream loses its packet sync (ffprobe then counts its packets), a program stream
+    resyncs at the next pack; either way no more than the frames the decoder finds."""
+    original = write_audio(tmp_path / "a", fmt=fmt, seconds=9.0, kind="noise").read_bytes()
+    honest = _meter(_write(tmp_path, "honest", original)).seconds
+    middle = len(original) // 2
+    junk = _write(tmp_path, "junk", original[:middle] + random.Random(11).randbytes(5000) + original[middle:])
+    metered = _meter(junk).seconds
+    assert metered <= honest + 1e-9
+    assert abs(metered - _decoded_tolerantly(junk)) <= 2 * 1152 / 44_100
+
+
+def test_doubtful_mpeg_streams_are_left_to_ffprobe(tmp_path: Path) -> None:
+    """AC-3 (a private stream in a program stream, stream type 0x81 in a transport stream) is not read here."""
+    for container in ("mpegts", "mpeg"):
+        path = encode_tone(tmp_path / container, container, "ac3", 3.0, 48_000)
+        assert not _identified(path)
+        assert abs(_meter(path).seconds - decoded_duration(path)) <= 1536 / 48_000
 
 
 def _no_ffprobe(*args: object, **kwargs: object) -> dict[str, object]:

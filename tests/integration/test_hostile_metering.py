@@ -247,6 +247,9 @@ def test_codec_lies_bill_the_audio_held_on_upload_and_data_url(
 
 # --- containers beyond the audio-only ones (lengths in test_container_lengths.py): one upload route, one data URL ---
 CONTAINERS = {"mp4_video": ".mp4", "mov_ima4": ".mov", "3gp_amr": ".3gp", "caf_alac": ".caf"}
+CONTAINERS |= {"mpegts_video": ".ts", "mpeg_video": ".mpg"}
+# How ``claim_seconds`` lies in each: mp4's headers, CAF's packet table, MPEG stream timestamps.
+_LIES = {"caf_alac": "caf", "mpegts_video": "mpegts_video", "mpeg_video": "mpeg_video"}
 _CODECS = {"mov_ima4": ("mov", "adpcm_ima_qt", 44_100), "3gp_amr": ("3gp", "libopencore_amrnb", 8000)}
 _CODECS |= {"caf_alac": ("caf", "alac", 44_100)}
 
@@ -282,7 +285,7 @@ def test_containers_bill_their_audio_whatever_the_header_claims(
         route,
         account.secret,
         "clip" + CONTAINERS[fmt],
-        claim_seconds(original, fmt[:3] if fmt == "caf_alac" else "m4a", claim),
+        claim_seconds(original, _LIES.get(fmt, "m4a"), claim),
     )
     debits = [e for e in get_runtime().store.list_ledger(account.account.id) if e.kind == "debit"]
     if fmt == "mov_ima4" and claim == 1.0:

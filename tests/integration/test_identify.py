@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audio_fixtures import FORMATS, write_audio
+from audio_fixtures import FORMATS, encode_tone, write_audio
 from hostile_audio import LYING_FORMATS, claim_seconds, truncate
 
 from earshot.audio.lengths.identify import identify
@@ -48,10 +48,7 @@ def _ffprobe(path: Path) -> tuple[str, str, int, int]:
 def test_what_identify_names_is_what_ffprobe_reports(fmt: str, rate: int, channels: int, tmp_path: Path) -> None:
     path = write_audio(tmp_path / fmt, fmt=fmt, seconds=1.5, sample_rate=rate, channels=channels)
     found = _identify(path)
-    if fmt.startswith(("wav", "flac", "mp3", "ogg", "m4a", "webm", "mp4")):
-        assert found == _ffprobe(path)
-    else:
-        assert found is None  # MPEG-PS/TS: always ffprobe's
+    assert found == _ffprobe(path)
 
 
 @pytest.mark.parametrize("fmt", LYING_FORMATS)
@@ -67,6 +64,32 @@ def test_lying_and_cut_files_are_named_as_ffprobe_names_them(fmt: str, tmp_path:
 @pytest.mark.parametrize("fmt", ["webm_vorbis", "mka_opus"])
 def test_other_matroska_flavours_are_named_as_ffprobe_names_them(fmt: str, tmp_path: Path) -> None:
     path = write_audio(tmp_path / fmt, fmt=fmt, seconds=2.0, sample_rate=48000, channels=2)
+    assert _identify(path) == _ffprobe(path)
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "rate"),
+    [
+        ("caf", "alac", 44_100),
+        ("caf", "flac", 48_000),
+        ("caf", "pcm_s16be", 16_000),
+        ("caf", "pcm_s24le", 44_100),
+        ("caf", "pcm_f32be", 16_000),
+        ("caf", "adpcm_ima_qt", 44_100),
+        ("caf", "pcm_mulaw", 8000),
+        ("mov", "adpcm_ima_qt", 22_050),
+        ("3gp", "libopencore_amrnb", 8000),
+        ("mpegts", "aac", 48_000),
+        ("mpegts", "mp2", 32_000),
+        ("mpegts", "libmp3lame", 22_050),
+        ("mpeg", "mp2", 48_000),
+        ("mpeg", "libmp3lame", 44_100),
+    ],
+)
+def test_other_containers_are_named_as_ffprobe_names_them(
+    container: str, codec: str, rate: int, tmp_path: Path
+) -> None:
+    path = encode_tone(tmp_path / "a", container, codec, 2.0, rate)
     assert _identify(path) == _ffprobe(path)
 
 

@@ -370,12 +370,13 @@ def test_playlists_that_would_open_other_files_are_refused(generate: Generate, f
 def test_ffprobe_runs_once_unless_packets_must_be_counted(
     generate: Generate, ffprobe: Path, ffprobe_calls: list[list[str]]
 ) -> None:
-    """WAV, FLAC, MPEG audio, Ogg, m4a/mp4 (AAC, with or without video) and WebM are identified in-process (no
-    ffprobe); other walked formats take one ffprobe process (it only says what the file is); counted ones two."""
+    """WAV, FLAC, MPEG audio, Ogg, m4a/mp4 (AAC, with or without video), WebM and MPEG program/transport streams are
+    identified in-process (no ffprobe); other walked formats take one ffprobe process (it only says what the file is);
+    counted ones two."""
     for fmt in FORMATS:
         ffprobe_calls.clear()
         metered = meter(generate(fmt, 1.3, kind="noise"), ffprobe)
-        in_process = fmt.startswith(("wav", "flac", "mp3", "ogg", "m4a", "webm", "mp4"))
+        in_process = fmt.startswith(("wav", "flac", "mp3", "ogg", "m4a", "webm", "mp4", "mpeg"))
         expected = 0 if in_process else 1 if metered.source == "frames" else 2
         assert len(ffprobe_calls) == expected, (fmt, metered.source, ffprobe_calls)
 

@@ -20,11 +20,14 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
-from earshot.audio.lengths.common import AudioLength, pcm_sample_bytes
+from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
 from earshot.audio.lengths.flac import _parse_frame
 
 _AAC_FRAME = 1024
 _IMA4_BLOCK = 34
+_IMA4_SAMPLES = 64
+_MAX_CHANNELS = 8
+_G711 = {b"ulaw": "pcm_mulaw", b"alaw": "pcm_alaw"}
 # Priming believed only up to this many packets' worth of frames (encoders prime one or two).
 _MAX_PRIMING_PACKETS = 4
 # ALAC syntax elements that may open a frame (single channel, channel pair, LFE); others stop ffmpeg's decoder.
@@ -79,6 +82,55 @@ def caf_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     return AudioLength(max(0, total), sample_rate, exact=present == sizes.size)
 
 
+def identify_caf(data: mmap.mmap) -> Identified | None:
+    """A CAF whose description names ALAC, FLAC, IMA4, G.711 or integer/float PCM, as ffprobe names it; else ``None``.
+
+    The description chunk comes first (as the format requires) with a whole rate and 1-8 channels, the audio data
+    chunk is there, and a codec with variable packets has its packet table (and ALAC its cookie, agreeing with the
+    description). Anything else (AAC, Opus, other codecs) is ffprobe's.
+    """
+    chunks = _chunks(data)
+    if chunks is None or data[8:12] != b"desc" or b"data" not in chunks:
+        return None
+    at = chunks[b"desc"][0]
+    if at + 32 > len(data):
+        return None
+    rate, format_id, flags, bytes_per_packet, frames_per_packet, channels, bits = struct.unpack_from(
+        ">d4sIIIII", data, at
+    )
+    if not (rate.is_integer() and 2000 <= rate <= 768_000 and 1 <= channels <= _MAX_CHANNELS):
+        return None
+    if format_id == b"lpcm":
+        codec = _lpcm_codec(flags, bits)
+        if codec is None or bytes_per_packet != channels * bits // 8 or frames_per_packet != 1:
+            return None
+    elif format_id in _G711:
+        codec = _G711[format_id]
+        if bytes_per_packet != channels or frames_per_packet != 1:
+            return None
+    elif format_id == b"ima4":
+        codec = "adpcm_ima_qt"
+        if bytes_per_packet != _IMA4_BLOCK * channels or frames_per_packet != _IMA4_SAMPLES:
+            return None
+    elif format_id in (b"alac", b"flac") and not bytes_per_packet and b"pakt" in chunks:
+        codec = format_id.decode()
+        if codec == "alac" and _alac_config(data, chunks.get(b"kuki")) != (frames_per_packet, channels, int(rate)):
+            return None
+    else:
+        return None
+    return Identified("caf", codec, int(rate), channels)
+
+
+def _lpcm_codec(flags: int, bits: int) -> str | None:
+    """ffmpeg's name for linear PCM by the description's flags (bit 0 float, bit 1 little-endian) and depth."""
+    endian = "le" if flags & 2 else "be"
+    if flags & 1:
+        return f"pcm_f{bits}{endian}" if bits in (32, 64) else None
+    if bits == 8:
+        return "pcm_s8"
+    return f"pcm_s{bits}{endian}" if bits in (16, 24, 32) else None
+
+
 def _chunks(data: mmap.mmap) -> dict[bytes, tuple[int, int]] | None:
     """(body offset, body end) of the first chunk of each type; a data chunk of unknown size (-1) runs to the end."""
     if len(data) < 8 or data[:4] != b"caff" or data[4:6] != b"\x00\x01":
@@ -127,8 +179,8 @@ def _packet_table(
     return sizes, int(priming), int(remainder)
 
 
-def _alac_frame_length(data: mmap.mmap, kuki: tuple[int, int] | None) -> int | None:
-    """The frame length of the ALAC magic cookie (bare, or inside QuickTime's ``frma``/``alac`` atoms)."""
+def _alac_config(data: mmap.mmap, kuki: tuple[int, int] | None) -> tuple[int, int, int] | None:
+    """(frame length, channels, rate) of the ALAC magic cookie (bare, or inside QuickTime's ``frma``/``alac`` atoms)."""
     if kuki is None:
         return None
     start, end = kuki[0], min(kuki[1], len(data))
@@ -139,7 +191,14 @@ def _alac_frame_length(data: mmap.mmap, kuki: tuple[int, int] | None) -> int | N
     if start + 24 > end:
         return None
     frame_length = struct.unpack_from(">I", data, start)[0]
-    return int(frame_length) if 0 < frame_length <= _ALAC_MAX_FRAME else None
+    if not 0 < frame_length <= _ALAC_MAX_FRAME:
+        return None
+    return int(frame_length), int(data[start + 9]), int(struct.unpack_from(">I", data, start + 20)[0])
+
+
+def _alac_frame_length(data: mmap.mmap, kuki: tuple[int, int] | None) -> int | None:
+    config = _alac_config(data, kuki)
+    return None if config is None else config[0]
 
 
 def _alac_samples(data: mmap.mmap, offsets: npt.NDArray[np.int64], frame_length: int) -> npt.NDArray[np.int64]:

@@ -17,8 +17,12 @@ answers only when every one of these holds; otherwise ``None``, and ffprobe deci
   nothing but a short list of known boxes/elements around them: no second audio track, no text track, no fragments,
   no media in another file, no content encodings (``identify_mp4``, ``identify_matroska``).
 
-No name, URL or protocol is ever opened: only the bytes of the staged local file. Anything else (MPEG-TS/PS,
-playlists, every container these checks doubt) goes to ffprobe.
+* CAF describes ALAC, FLAC, IMA4, G.711 or PCM first thing, with the tables its codec needs (``identify_caf``);
+* MPEG transport and program streams hold one audio stream (AAC in ADTS, MPEG audio) beside video streams only, in
+  plain packets (``identify_mpegts``, ``identify_mpeg_ps``).
+
+No name, URL or protocol is ever opened: only the bytes of the staged local file. Anything else (playlists, every
+container these checks doubt) goes to ffprobe.
 """
 
 from __future__ import annotations
@@ -73,6 +77,18 @@ def identify(data: mmap.mmap) -> Identified | None:
         from earshot.audio.lengths.matroska import identify_matroska
 
         return identify_matroska(data)
+    if head[:4] == b"caff":
+        from earshot.audio.lengths.caf import identify_caf
+
+        return identify_caf(data)
+    if head[:4] == b"\x00\x00\x01\xba":
+        from earshot.audio.lengths.mpeg_streams import identify_mpeg_ps
+
+        return identify_mpeg_ps(data)
+    if head[:1] == b"\x47":
+        from earshot.audio.lengths.mpeg_streams import identify_mpegts
+
+        return identify_mpegts(data)
     return None
 
 

@@ -520,7 +520,8 @@ _TOP_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"u
 _MOOV_BOXES = {b"mvhd", b"trak", b"udta", b"meta", b"iods", b"free", b"skip"}
 _TRAK_BOXES = {b"tkhd", b"mdia", b"edts", b"udta", b"meta", b"free", b"skip"}
 _MDIA_BOXES = {b"mdhd", b"hdlr", b"minf", b"udta", b"free", b"skip"}
-_MINF_BOXES = {b"smhd", b"dinf", b"stbl", b"free", b"skip"}
+_MINF_BOXES = {b"smhd", b"dinf", b"stbl", b"hdlr", b"free", b"skip"}  # QuickTime names its data handler here
+_AMR_ENTRIES = {b"samr": ("amr_nb", 8000), b"sawb": ("amr_wb", 16000)}
 _STBL_BOXES = {b"stsd", b"stts", b"stsc", b"stsz", b"stco", b"co64", b"sgpd", b"sbgp", b"stss", b"free", b"skip"}
 # A video track (never read, but it must be a plain one in this file): its header and reordering/sync tables.
 _VIDEO_MINF_BOXES = {b"vmhd", b"dinf", b"stbl", b"free", b"skip"}
@@ -533,15 +534,16 @@ MP4_FORMAT_NAME = "mov,mp4,m4a,3gp,3g2,mj2"
 
 
 def identify_mp4(data: mmap.mmap) -> Identified | None:
-    """An MP4/M4A/MOV holding one AAC-LC sound track (and any video tracks), named as ffprobe names it; else ``None``.
+    """An MP4/M4A/MOV/3GP holding one sound track (AAC-LC, IMA4 or AMR) and any video tracks, named as ffprobe names
+    it; else ``None``.
 
     Accepted only when every box on the way is one of a short list (``_TOP_BOXES`` ...), the file has exactly one
     sound track and otherwise only video tracks, every track's data lies in this file (its one data reference is
-    self-contained), and the sound track is described by one ``mp4a`` entry (version 0) whose esds holds an AAC-LC
-    AudioSpecificConfig of 1-6 channels at a standard rate that the entry's own rate field repeats. An AAC-LC config
-    may hide SBR (implicit HE-AAC): ffprobe then reports twice the rate, but the length in seconds is the same either
-    way (a frame is 1024 core samples). Video tracks are only checked for their structure: the audio is what is
-    metered, and ``mp4_length`` reads the sound track alone.
+    self-contained), and the sound track is described by one entry: ``ima4`` (1-2 channels), ``samr``/``sawb``
+    (AMR), or ``mp4a`` (version 0) whose esds holds an AAC-LC AudioSpecificConfig of 1-6 channels at a standard rate
+    that the entry's own rate field repeats. An AAC-LC config may hide SBR (implicit HE-AAC): ffprobe then reports
+    twice the rate, but the length in seconds is the same either way (a frame is 1024 core samples). Video tracks are
+    only checked for their structure: the audio is what is metered, and ``mp4_length`` reads the sound track alone.
     """
     if data[4:8] != b"ftyp":
         return None
@@ -572,9 +574,23 @@ def identify_mp4(data: mmap.mmap) -> Identified | None:
     if stsd is None or stsd[0] + 8 + 36 > stsd[1] or struct.unpack_from(">I", data, stsd[0] + 4)[0] != 1:
         return None
     entry = _boxes(data, stsd[0] + 8, stsd[1])
-    if len(entry) != 1 or entry[0][0] != b"mp4a":
+    if len(entry) != 1:
         return None
-    _, body, end = entry[0]
+    kind, body, end = entry[0]
+    has_video = videos > 0
+    if kind in _AMR_ENTRIES:  # AMR always decodes mono, at 8 kHz (narrowband) or 16 kHz (wideband)
+        codec, rate = _AMR_ENTRIES[kind]
+        return Identified(MP4_FORMAT_NAME, codec, rate, 1, has_video=has_video)
+    if kind == b"ima4" and body + 28 <= end:
+        channels, rate = (
+            struct.unpack_from(">H", data, body + 16)[0],
+            struct.unpack_from(">I", data, body + 24)[0] >> 16,
+        )
+        if 1 <= channels <= 2 and 0 < rate <= 192_000:
+            return Identified(MP4_FORMAT_NAME, "adpcm_ima_qt", rate, channels, has_video=has_video)
+        return None
+    if kind != b"mp4a":
+        return None
     if struct.unpack_from(">H", data, body + 8)[0] != 0:  # sound description version 0 (not QuickTime v1/v2)
         return None
     entry_rate = struct.unpack_from(">I", data, body + 24)[0] >> 16
@@ -585,7 +601,7 @@ def identify_mp4(data: mmap.mmap) -> Identified | None:
     rate, channels = config
     if rate != entry_rate:
         return None
-    return Identified(MP4_FORMAT_NAME, "aac", rate, channels, has_video=videos > 0)
+    return Identified(MP4_FORMAT_NAME, "aac", rate, channels, has_video=has_video)
 
 
 def _track(data: mmap.mmap, trak: tuple[int, int]) -> tuple[bytes, tuple[int, int] | None]:

@@ -20,6 +20,7 @@ def _walkers() -> dict[str, Walker]:
     from earshot.audio.lengths.matroska import matroska_length
     from earshot.audio.lengths.mp4 import mp4_length
     from earshot.audio.lengths.mpeg_audio import mp3_length
+    from earshot.audio.lengths.mpeg_streams import mpeg_ps_length, mpegts_length
     from earshot.audio.lengths.ogg import ogg_length
     from earshot.audio.lengths.pcm_containers import pcm_container_length
     from earshot.audio.lengths.riff import wav_length
@@ -40,6 +41,8 @@ def _walkers() -> dict[str, Walker]:
         "au": pcm_container_length,
         "aiff": pcm_container_length,
         "w64": pcm_container_length,
+        "mpegts": mpegts_length,
+        "mpeg": mpeg_ps_length,
     }
 
 
