@@ -146,6 +146,29 @@ def _speaker_at(turns: Sequence[Any], start: float, end: float) -> int | None:
     return int(nearest.speaker)
 
 
+def _without_instants(groups: list[tuple[int | None, list[Word]]]) -> list[tuple[int | None, list[Word]]]:
+    """Speaker groups with no group that lasts no time: Whisper may time a word as an instant (start == end), and a
+    segment from such a word alone would end where it starts. It joins the group before it (the first, the next)."""
+    kept: list[tuple[int | None, list[Word]]] = []
+    carried: list[Word] = []
+    for speaker, group in groups:
+        if group[-1].end <= group[0].start and (kept or len(groups) > 1):
+            if kept:
+                kept[-1][1].extend(group)
+            else:
+                carried.extend(group)
+            continue
+        kept.append((speaker, carried + group))
+        carried = []
+    merged: list[tuple[int | None, list[Word]]] = []
+    for speaker, group in kept:  # neighbours of one speaker, once an instant between them is gone
+        if merged and merged[-1][0] == speaker:
+            merged[-1][1].extend(group)
+        else:
+            merged.append((speaker, group))
+    return merged or groups
+
+
 def assign_speakers(transcript: Transcript, turns: Sequence[Any], labels: Sequence[str]) -> Transcript:
     """Transcript segments with a ``speaker`` label each, split at speaker changes where word times allow."""
     segments: list[Segment] = []
@@ -159,6 +182,7 @@ def assign_speakers(transcript: Transcript, turns: Sequence[Any], labels: Sequen
                     groups[-1][1].append(word)
                 else:
                     groups.append((speaker, [word]))
+            groups = _without_instants(groups)
             if len(groups) > 1:
                 for speaker, group in groups:
                     segments.append(
