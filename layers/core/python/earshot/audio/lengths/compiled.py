@@ -1,9 +1,10 @@
 """The compiled frame walkers (``walkers.c``), loaded with ctypes, or ``None`` where the library was not built.
 
-The FLAC sync scan, the Matroska/Opus block walk and the MPEG audio frame walk cost a Python step (or several numpy
-passes) per frame; in C they run at about the speed of reading the file. ``walkers.c`` uses no Python headers and
-no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda. ``make setup`` builds it next to this
-module (``python -m earshot.audio.lengths.compiled build``), ``infra/build_layers.py`` into the core layer.
+The FLAC sync scan, the Matroska/Opus block walk, the MPEG audio frame walk and the Ogg page walk cost a Python
+step (or several numpy passes) per frame; in C they run at about the speed of reading the file. ``walkers.c`` uses
+no Python headers and no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda. ``make setup``
+builds it next to this module (``python -m earshot.audio.lengths.compiled build``), ``infra/build_layers.py`` into
+the core layer.
 
 The library records the SHA-256 of the source it was built from; one built from another ``walkers.c`` (edited since)
 is not loaded. Without a usable library the walkers use their numpy paths, which count exactly the same frames
@@ -25,6 +26,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    import numpy as np
+    import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +83,20 @@ class ClusterWalk:
     cluster_done: bool
 
 
+@dataclass(frozen=True)
+class OggPackets:
+    """The complete packets of an Ogg stream (where each starts, its length, its first two bytes or 0), the last
+    complete page's granule position (-1: none) and how many packets had ended by then, and where that page ends."""
+
+    starts: npt.NDArray[np.int64]
+    lengths: npt.NDArray[np.int64]
+    first: npt.NDArray[np.uint8]
+    second: npt.NDArray[np.uint8]
+    last_granule: int
+    granule_packets: int
+    complete_end: int
+
+
 class Mapped:
     """A file's bytes as the C walks read them: their address, held (the buffer stays exported) while this lives.
 
@@ -105,6 +123,9 @@ class CompiledWalkers:
         self._matroska = library.earshot_matroska_blocks
         self._matroska.restype = _i64
         self._matroska.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_int, _i64, ctypes.c_int, _i64_pointer]
+        self._ogg = library.earshot_ogg_packets
+        self._ogg.restype = _i64
+        self._ogg.argtypes = [ctypes.c_void_p, _i64, _i64, *[ctypes.c_void_p] * 4, _i64_pointer]
         self._mpeg = library.earshot_mpeg_frames
         self._mpeg.restype = _i64
         self._mpeg.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.POINTER(ctypes.c_int32), _i64_pointer]
@@ -126,6 +147,21 @@ class CompiledWalkers:
         out = (_i64 * 6)()
         end = self._matroska(data.address, data.size, position, cluster_end, unknown_size, segment_end, track_byte, out)
         return ClusterWalk(end, out[0], out[1], out[2], out[3], bool(out[4]), bool(out[5]))
+
+    def ogg_packets(self, data: Mapped) -> OggPackets | None:
+        """Every complete packet of the file's first logical Ogg stream; ``None`` when there is no such stream or
+        another one begins (chained or multiplexed)."""
+        import numpy as np
+
+        out = (_i64 * 3)()
+        count = self._ogg(data.address, data.size, 0, None, None, None, None, out)
+        if count < 0:
+            return None
+        starts, lengths = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
+        first, second = np.empty(count, dtype=np.uint8), np.empty(count, dtype=np.uint8)
+        arrays = [array.ctypes.data for array in (starts, lengths, first, second)]
+        self._ogg(data.address, data.size, count, *arrays, out)
+        return OggPackets(starts, lengths, first, second, out[0], out[1], out[2])
 
     def mpeg_frames(self, data: Mapped, *, position: int, sizes: FrameSizes) -> tuple[int, int]:
         """(frames, where the walk stopped) from ``position``, with a ``frame_sizes`` table."""

@@ -15,6 +15,7 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
+from earshot.audio.lengths import compiled
 from earshot.audio.lengths.codecs import (
     OPUS_MAX_PACKET,
     OPUS_RATE,
@@ -32,25 +33,12 @@ _NO_GRANULE = -1
 def ogg_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
     if codec not in ("opus", "vorbis") or data[:4] != b"OggS":
         return None
-    pages = _pages(data)
-    if pages is None:
+    packets = _packets(data)
+    if packets is None:
         return None
-    lacing, seg_offsets, last_granule, granule_packets, complete_end = pages
-    ends = lacing < 255
-    # A packet starts at the first segment and after each segment that ends one.
-    starts = np.concatenate(([0], np.flatnonzero(ends[:-1]) + 1)) if lacing.size else np.zeros(0, np.int64)
-    complete = np.flatnonzero(ends)  # the segment that ends each complete packet
-    starts = starts[: complete.size]
-    start_offsets = seg_offsets[starts]
-    lengths = seg_offsets[complete] + lacing[complete] - start_offsets
-    # A demuxer drops a page cut short whole, so only packets ending in complete pages decode.
-    within = start_offsets + lengths <= complete_end
-    start_offsets, lengths = start_offsets[within], lengths[within]
+    start_offsets, lengths, first, second, last_granule, granule_packets = packets
     if start_offsets.size < (2 if codec == "opus" else 3):
         return AudioLength(0, sample_rate)
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    first = np.where(lengths > 0, buffer[np.minimum(start_offsets, len(data) - 1)], 0).astype(np.uint8)
-    second = np.where(lengths > 1, buffer[np.minimum(start_offsets + 1, len(data) - 1)], 0).astype(np.uint8)
 
     def packet(index: int) -> bytes:
         return bytes(data[int(start_offsets[index]) : int(start_offsets[index] + lengths[index])])
@@ -90,6 +78,46 @@ def ogg_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     if rate != sample_rate:  # Opus always decodes at 48 kHz; bill at the rate ffprobe reports
         played = played * sample_rate // rate
     return AudioLength(played, sample_rate, exact=exact)
+
+
+_Packets = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.uint8], int, int]
+
+
+def _packets(data: mmap.mmap) -> _Packets | None:
+    """The complete packets of the first logical stream that end in complete pages (a demuxer drops a page cut short
+    whole): their offsets, lengths and first two bytes (0 where absent); the last complete page's granule position
+    and how many packets had ended by that page. In C where the compiled walkers are built (``walkers.c``)."""
+    walkers = compiled.compiled_walkers()
+    if walkers is not None:
+        found = walkers.ogg_packets(compiled.Mapped(data))
+        if found is None:
+            return None
+        within = found.starts + found.lengths <= found.complete_end
+        return (
+            found.starts[within],
+            found.lengths[within],
+            found.first[within],
+            found.second[within],
+            found.last_granule,
+            found.granule_packets,
+        )
+    pages = _pages(data)
+    if pages is None:
+        return None
+    lacing, seg_offsets, last_granule, granule_packets, complete_end = pages
+    ends = lacing < 255
+    # A packet starts at the first segment and after each segment that ends one.
+    starts = np.concatenate(([0], np.flatnonzero(ends[:-1]) + 1)) if lacing.size else np.zeros(0, np.int64)
+    complete = np.flatnonzero(ends)  # the segment that ends each complete packet
+    starts = starts[: complete.size]
+    start_offsets = seg_offsets[starts]
+    lengths = seg_offsets[complete] + lacing[complete] - start_offsets
+    within = start_offsets + lengths <= complete_end
+    start_offsets, lengths = start_offsets[within], lengths[within]
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    first = np.where(lengths > 0, buffer[np.minimum(start_offsets, len(data) - 1)], 0).astype(np.uint8)
+    second = np.where(lengths > 1, buffer[np.minimum(start_offsets + 1, len(data) - 1)], 0).astype(np.uint8)
+    return start_offsets, lengths, first, second, last_granule, granule_packets
 
 
 def _pages(

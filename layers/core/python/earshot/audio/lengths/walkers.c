@@ -306,3 +306,85 @@ EXPORT int64_t earshot_mpeg_frames(const uint8_t *b, int64_t size, int64_t posit
     *frames = count;
     return position;
 }
+
+/* ---- Ogg ---------------------------------------------------------------------------------------------------- */
+
+/*
+ * ogg.py's page walk and packet assembly for the first logical stream: the pages in file order (resyncing on
+ * "OggS"), their lacing values, and every packet a segment under 255 completes, with its start offset, length
+ * (from its first segment's offset to the end of its last one) and first two bytes (0 where it has none). Packets
+ * are written while fewer than `capacity` have been (call once with 0 to count them). out[0] gets the last
+ * complete page's granule position (-1: none), out[1] how many packets had ended by that page, out[2] where the
+ * last complete page ends. Returns the number of packets, or -1 when there is no page of a first stream or another
+ * stream begins (chained or multiplexed: ogg.py leaves those to the packet counter).
+ */
+EXPORT int64_t earshot_ogg_packets(const uint8_t *b, int64_t size, int64_t capacity, int64_t *starts,
+                                   int64_t *lengths, uint8_t *first, uint8_t *second, int64_t *out) {
+    int64_t position = 0, packets = 0, packets_ended = 0, last_granule = -1, granule_packets = 0;
+    int64_t complete_end = 0, start = 0;
+    int64_t serial = -1; /* none yet: serials are 32-bit */
+    int open = 0;
+    while (position + 27 <= size) {
+        if (!(b[position] == 'O' && b[position + 1] == 'g' && b[position + 2] == 'g' && b[position + 3] == 'S')) {
+            int64_t found = position + 1;
+            while (found + 4 <= size &&
+                   !(b[found] == 'O' && b[found + 1] == 'g' && b[found + 2] == 'g' && b[found + 3] == 'S')) {
+                found++;
+            }
+            if (found + 4 > size) break;
+            position = found;
+            continue;
+        }
+        const int version = b[position + 4], flags = b[position + 5], count = b[position + 26];
+        uint64_t granule_bits = 0;
+        for (int index = 7; index >= 0; index--) granule_bits = granule_bits << 8 | b[position + 6 + index];
+        const int64_t granule = (int64_t)granule_bits;
+        const int64_t page_serial = (int64_t)b[position + 14] | (int64_t)b[position + 15] << 8 |
+                                    (int64_t)b[position + 16] << 16 | (int64_t)b[position + 17] << 24;
+        const int64_t table_end = position + 27 + count;
+        if (version != 0 || table_end > size) break;
+        int64_t body = 0;
+        for (int64_t at = position + 27; at < table_end; at++) body += b[at];
+        if (serial < 0) {
+            serial = page_serial;
+        } else if (page_serial != serial) {
+            if (flags & 0x02) return -1; /* another stream begins */
+            position = table_end + body;
+            continue;
+        }
+        int64_t offset = table_end;
+        for (int64_t at = position + 27; at < table_end; at++) {
+            const int lacing = b[at];
+            if (!open) {
+                start = offset;
+                open = 1;
+            }
+            if (lacing < 255) {
+                if (packets < capacity) {
+                    const int64_t length = offset + lacing - start;
+                    starts[packets] = start;
+                    lengths[packets] = length;
+                    first[packets] = length > 0 && start < size ? b[start] : 0;
+                    second[packets] = length > 1 && start + 1 < size ? b[start + 1] : 0;
+                }
+                packets++;
+                packets_ended++;
+                open = 0;
+            }
+            offset += lacing;
+        }
+        if (table_end + body <= size) {
+            complete_end = table_end + body;
+            if (granule != -1) {
+                last_granule = granule;
+                granule_packets = packets_ended;
+            }
+        }
+        position = table_end + body;
+    }
+    if (serial < 0) return -1;
+    out[0] = last_granule;
+    out[1] = granule_packets;
+    out[2] = complete_end;
+    return packets;
+}
