@@ -137,7 +137,7 @@ def test_ogg_opus_whose_last_granule_is_destroyed_bills_whole_packets_not_its_pa
 
 # --- formats that went to ffprobe: raw AAC/AC-3/E-AC-3 streams and PCM in AU, AIFF and Wave64 -----------------------
 ELEMENTARY = {("adts", "aac", RATE): 1024 / RATE, ("ac3", "ac3", 48_000): 1536 / 48_000}
-ELEMENTARY |= {("eac3", "eac3", 48_000): 1536 / 48_000}
+ELEMENTARY |= {("eac3", "eac3", 48_000): 1536 / 48_000, ("amr", "libopencore_amrnb", 8000): 160 / 8000}
 PCM = {("au", "pcm_s16be", RATE): 1 / RATE, ("aiff", "pcm_s16be", RATE): 1 / RATE, ("w64", "pcm_s16le", RATE): 1 / RATE}
 
 
@@ -172,11 +172,12 @@ def test_raw_streams_and_pcm_containers_are_metered_in_process_as_decoded(
         path = _write(tmp_path, name, data)
         assert _identified_in_process(path)
         assert _meter(path) == pytest.approx(decoded_duration(path), abs=1e-6)
-    # Junk after the last frame is not audio (PCM in AU reads to the end of the file: there it is samples, and plays;
-    # ffmpeg's AC-3 parser drops the last frame before junk: one frame, the tolerance where no header says the end).
+    # Junk after the last frame is not audio. PCM in AU reads to the end of the file, and AMR has no sync word (junk
+    # whose bytes parse as speech frames decodes as such, up to the first it refuses): there it plays, and is billed.
+    # ffmpeg's AC-3 parser drops the last frame before junk: one frame, the tolerance where no header says the end.
     junk = _write(tmp_path, "junk", long + bytes(range(256)) * 64)
     frame = (ELEMENTARY | PCM)[recipe]
-    if recipe[0] == "au":
+    if recipe[0] in ("au", "amr"):
         assert _meter(junk) == pytest.approx(_played(junk), abs=1e-6)
     else:
         assert _meter(junk) == pytest.approx(_meter(_write(tmp_path, "honest", long)), abs=1e-6)

@@ -2,17 +2,17 @@
 
 ffprobe, run on a local file (never a URL), is the authority on *what* the file is: container, codec, sample
 rate, with protocol and demuxer whitelists. The one exception: WAV (PCM), native FLAC, MPEG audio, single-stream
-Ogg (Opus, Vorbis), MP4/M4A with one AAC track (and any video tracks), mono/stereo WavPack, raw ADTS AAC, AC-3 and
-E-AC-3, PCM in AIFF, AU and Wave64, and single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack) whose signature,
-codec header and structure parse cleanly in-process (``earshot.audio.lengths.identify``) and whose frame walk then
-finds audio are measured without starting ffprobe
+Ogg (Opus, Vorbis), MP4/M4A with one AAC track (and any video tracks), mono/stereo WavPack, raw ADTS AAC, AC-3,
+E-AC-3 and AMR, PCM in AIFF, AU and Wave64, and single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack) whose
+signature, codec header and structure parse cleanly in-process (``earshot.audio.lengths.identify``) and whose frame
+walk then finds audio are measured without starting ffprobe
 (its process start costs more than reading a minute of audio); anything else, or anything those checks doubt, goes
 to ffprobe exactly as before. *How long* it is comes from the audio data itself, never from a length header (a
 1-second file may claim ten hours, a 100-second one one second, a cut file its full length):
 
-* wav, aiff, au, w64, flac, ogg (Opus, Vorbis), mp3/mp2, ADTS AAC, AC-3, E-AC-3, WavPack, Matroska/WebM (Opus,
-  Vorbis, ALAC, WavPack), mp4/m4a/mov/3gp (AAC, Opus, FLAC, ALAC, PCM, IMA4, AMR) and CAF (ALAC, FLAC, AAC, PCM,
-  IMA4) are walked in Python
+* wav, aiff, au, w64, flac, ogg (Opus, Vorbis), mp3/mp2, ADTS AAC, AC-3, E-AC-3, AMR, WavPack, Matroska/WebM
+  (Opus, Vorbis, ALAC, WavPack), mp4/m4a/mov/3gp (AAC, Opus, FLAC, ALAC, PCM, IMA4, AMR) and CAF (ALAC, FLAC, AAC,
+  PCM, IMA4) are walked in Python
   (``earshot.audio.lengths``): the frames or packets present in the file, each one's own length, with the
   encoder delay and padding the stream declares trimmed as decoders trim them (gapless, exact to the sample
   where the container says it, to one frame where it cannot);
@@ -237,7 +237,7 @@ def _walkable(head: bytes) -> bool:
         (head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE")
         or head.startswith((b"fLaC", b"OggS", b"\x1a\x45\xdf\xa3", b"wvpk", b"caff"))
         or head[4:8] == b"ftyp"
-        or head.startswith((b".snd", b"FORM", b"riff", b"\x0b\x77"))  # AU, AIFF, Wave64; AC-3 and E-AC-3
+        or head.startswith((b".snd", b"FORM", b"riff", b"\x0b\x77", b"#!AMR"))  # AU, AIFF, Wave64; AC-3, AMR
         or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0)  # ADTS AAC
         or (head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE6 in (0xE2, 0xE4)))
     )

@@ -173,7 +173,9 @@ def _chain_samples(data: mmap.mmap, kind: _Kind, start: int) -> int | None:
             return None
         sizes, samples = found
         ends = candidates + sizes
-        kept = np.isin(candidates, ends[sizes > 0])
+        reaching = np.sort(ends[sizes > 0])  # (np.isin hashes; sorting the nearly sorted ends is several times quicker)
+        at = np.minimum(np.searchsorted(reaching, candidates), max(0, reaching.size - 1))
+        kept = reaching[at] == candidates if reaching.size else np.zeros(candidates.size, dtype=bool)
         kept[0] = True
         chain, chain_sizes, chain_samples = candidates[kept], sizes[kept], samples[kept]
         chain_ends = chain + chain_sizes

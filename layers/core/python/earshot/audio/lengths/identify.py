@@ -1,7 +1,7 @@
 """What a file is, read in-process for the containers the walkers read, so that metering them starts no ffprobe.
 
 ffprobe's process start costs more than reading a minute of audio (4-7 ms on a quiet machine, 10-20 under load).
-For WAV, AIFF, AU and Wave64 (PCM), native FLAC, MPEG audio, raw ADTS AAC-LC, AC-3 and E-AC-3, single-stream Ogg
+For WAV, AIFF, AU and Wave64 (PCM), native FLAC, MPEG audio, raw ADTS AAC-LC, AC-3, E-AC-3 and AMR, single-stream Ogg
 (Opus, Vorbis), MP4/M4A/MOV with one AAC-LC track (and any video tracks beside it), mono/stereo WavPack and
 single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack) the container's own header names the codec,
 rate and channels, and the frame walk that measures the length reads (and checks) the frames anyway. ``identify``
@@ -69,6 +69,10 @@ def identify(data: mmap.mmap) -> Identified | None:
         from earshot.audio.lengths.mp4 import identify_mp4
 
         return identify_mp4(data)
+    if head[:5] == b"#!AMR":
+        from earshot.audio.lengths.amr import identify_amr
+
+        return identify_amr(data)
     if head[:4] == b"wvpk":
         from earshot.audio.lengths.wavpack import identify_wavpack
 

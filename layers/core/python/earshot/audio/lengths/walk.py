@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 def _walkers() -> dict[str, Walker]:
     # Imported on first use: some walkers need numpy, which the light functions' layer does not carry.
+    from earshot.audio.lengths.amr import amr_length
     from earshot.audio.lengths.caf import caf_length
     from earshot.audio.lengths.elementary import elementary_length
     from earshot.audio.lengths.flac import flac_length
@@ -43,6 +44,7 @@ def _walkers() -> dict[str, Walker]:
         "w64": pcm_container_length,
         "mpegts": mpegts_length,
         "mpeg": mpeg_ps_length,
+        "amr": amr_length,
     }
 
 
