@@ -1,4 +1,5 @@
-"""A real `earshot serve` subprocess for end-to-end tests: its URL, data dir and dev key."""
+"""The local server for tests: a real `earshot serve` subprocess (its URL, data dir and dev key) for end-to-end
+tests, or the same server in a thread of the test process (``serve_in_thread``) for the HTTP-level ones."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +80,18 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Loc
         except httpx.TransportError:
             time.sleep(0.05)
     return LocalServer(url=url, data_dir=data_dir, dev_key=dev_key, process=process)
+
+
+@contextmanager
+def serve_in_thread(*, max_request_bytes: int, timeout_sec: float) -> Iterator[tuple[str, int]]:
+    """``build_server`` on a free loopback port, serving from a daemon thread; (host, port) while it runs."""
+    from earshot.local.server import build_server
+
+    running = build_server("127.0.0.1", 0, max_request_bytes=max_request_bytes, timeout_sec=timeout_sec)
+    thread = threading.Thread(target=running.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "127.0.0.1", running.server_port
+    finally:
+        running.shutdown()
+        running.server_close()

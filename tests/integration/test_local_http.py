@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,9 @@ import httpx
 import pytest
 from audio_fixtures import audio_bytes
 from hostile_http import malformed_http, send_raw
+from local_server import serve_in_thread
 
 from earshot.config import reset_settings
-from earshot.local.server import build_server
 from earshot.runtime import get_runtime
 from earshot.services.accounts import NewKey
 
@@ -28,12 +27,8 @@ MB = 1024 * 1024
 def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int]]:
     monkeypatch.setenv("EARSHOT_PUBLIC_BASE_URL", "https://api.example.test")
     reset_settings()
-    running = build_server("127.0.0.1", 0, max_request_bytes=2 * MB, timeout_sec=10)
-    thread = threading.Thread(target=running.serve_forever, daemon=True)
-    thread.start()
-    yield "127.0.0.1", running.server_port
-    running.shutdown()
-    running.server_close()
+    with serve_in_thread(max_request_bytes=2 * MB, timeout_sec=10) as address:
+        yield address
     reset_settings()
 
 

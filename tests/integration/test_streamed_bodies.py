@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 from audio_fixtures import audio_bytes
+from local_server import serve_in_thread
 
 from earshot.config import reset_settings
 from earshot.local import server as local_server
-from earshot.local.server import build_server
 from earshot.runtime import get_runtime
 from earshot.services.accounts import NewKey
 
@@ -42,12 +41,8 @@ def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def server(data_dir: Path, staging: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int]]:
     monkeypatch.setattr(local_server, "_BODY_IDLE_SEC", 1.0)
     reset_settings()
-    running = build_server("127.0.0.1", 0, max_request_bytes=8 * MB, timeout_sec=30)
-    thread = threading.Thread(target=running.serve_forever, daemon=True)
-    thread.start()
-    yield "127.0.0.1", running.server_port
-    running.shutdown()
-    running.server_close()
+    with serve_in_thread(max_request_bytes=8 * MB, timeout_sec=30) as address:
+        yield address
     reset_settings()
 
 

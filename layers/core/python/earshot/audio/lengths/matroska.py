@@ -50,21 +50,31 @@ def _element(data: mmap.mmap, position: int) -> tuple[int, int | None, int] | No
     if not width or position + width >= end:
         return None
     ident = int.from_bytes(data[position : position + width], "big")
-    position += width
+    size = _vint(data, position + width, end)
+    if size is None:
+        return None
+    value, after, unknown = size
+    return ident, (None if unknown else value), after
+
+
+def _vint(data: mmap.mmap, position: int, end: int) -> tuple[int, int, bool] | None:
+    """The EBML variable-size integer at ``position`` (read no further than ``end``): its value, the offset after it,
+    and whether all its value bits are ones (an element size of that form means "unknown")."""
+    if position >= end:
+        return None
     lead = data[position]
-    length = 1
-    mask = 0x80
-    while length <= 8 and not lead & mask:
-        length += 1
+    width, mask = 1, 0x80
+    while width <= 8 and not lead & mask:
+        width += 1
         mask >>= 1
-    if length > 8 or position + length > end:
+    if width > 8 or position + width > end:
         return None
     value = lead & (mask - 1)
-    unknown = value == mask - 1
-    for byte in data[position + 1 : position + length]:
+    ones = value == mask - 1
+    for byte in data[position + 1 : position + width]:
         value = (value << 8) | byte
-        unknown = unknown and byte == 0xFF
-    return ident, (None if unknown else value), position + length
+        ones = ones and byte == 0xFF
+    return value, position + width, ones
 
 
 def _children(data: mmap.mmap, start: int, end: int) -> list[tuple[int, int, int]]:
@@ -359,19 +369,11 @@ def _laced_frames(data: mmap.mmap, start: int, end: int, lacing: int) -> list[in
             sizes.append(size)
     elif lacing == _EBML_LACING:
         for index in range(count - 1):
-            if position >= end:
+            coded = _vint(data, position, end)
+            if coded is None:
                 return None
-            lead = data[position]
-            width, mask = 1, 0x80
-            while width <= 8 and not lead & mask:
-                width += 1
-                mask >>= 1
-            if width > 8 or position + width > end:
-                return None
-            value = lead & (mask - 1)
-            for byte in data[position + 1 : position + width]:
-                value = (value << 8) | byte
-            position += width
+            value, after, _ = coded
+            width, position = after - position, after
             # The first size is unsigned, each next one a signed difference from the one before.
             size = value if index == 0 else sizes[-1] + value - ((1 << (7 * width - 1)) - 1)
             if size < 0:
@@ -393,17 +395,8 @@ def _laced_frames(data: mmap.mmap, start: int, end: int, lacing: int) -> list[in
 
 def _element_number(data: mmap.mmap, position: int) -> tuple[int, int] | None:
     """A block's track number (an EBML variable-size integer) and the offset after it."""
-    lead = data[position]
-    length, mask = 1, 0x80
-    while length <= 8 and not lead & mask:
-        length += 1
-        mask >>= 1
-    if length > 8:
-        return None
-    value = lead & (mask - 1)
-    for byte in data[position + 1 : position + length]:
-        value = (value << 8) | byte
-    return value, position + length
+    coded = _vint(data, position, len(data))
+    return None if coded is None else (coded[0], coded[1])
 
 
 MATROSKA_FORMAT_NAME = "matroska,webm"
