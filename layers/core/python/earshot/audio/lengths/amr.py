@@ -14,12 +14,14 @@ import mmap
 
 from earshot.audio.lengths.common import AudioLength, Identified
 
-# Bytes of a frame (its header byte included) by mode; 0 where ffmpeg's decoder refuses the frame.
-_FRAME_BYTES = {
+# Bytes of a frame (its header byte included) by mode; 0 where ffmpeg's decoder refuses the frame (comfort noise SID,
+# reserved modes, NO_DATA). Shared with mp4.py (AMR in an MP4/3GP ``samr``/``sawb`` track).
+FRAME_BYTES = {
     "amr_nb": (13, 14, 16, 18, 20, 21, 27, 32) + (0,) * 8,
     "amr_wb": (18, 24, 33, 37, 41, 47, 51, 59, 61) + (0,) * 7,
 }
-_SAMPLES = {"amr_nb": 160, "amr_wb": 320}
+# Samples a speech frame decodes to (20 ms).
+FRAME_SAMPLES = {"amr_nb": 160, "amr_wb": 320}
 _RATES = {"amr_nb": 8000, "amr_wb": 16000}
 _MAGIC = {"amr_nb": b"#!AMR\n", "amr_wb": b"#!AMR-WB\n"}
 
@@ -37,20 +39,20 @@ def identify_amr(data: mmap.mmap) -> Identified | None:
     start = len(_MAGIC[codec])
     if start >= len(data) or data[start] & 0x83:  # padding bits must be 0
         return None
-    size = _FRAME_BYTES[codec][(data[start] >> 3) & 0x0F]
+    size = FRAME_BYTES[codec][(data[start] >> 3) & 0x0F]
     if not size or start + size > len(data):
         return None
     return Identified("amr", codec, _RATES[codec], 1)
 
 
 def amr_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
-    if codec not in _FRAME_BYTES or _codec(data) != codec:
+    if codec not in FRAME_BYTES or _codec(data) != codec:
         return None
     start = len(_MAGIC[codec])
     frames = _constant_mode_frames(data, start, codec)
     if frames is None:
-        frames = _walk(data, start, codec)
-    return AudioLength(frames * _SAMPLES[codec] * sample_rate // _RATES[codec], sample_rate)
+        frames = walk_frames(data, start, len(data), codec)
+    return AudioLength(frames * FRAME_SAMPLES[codec] * sample_rate // _RATES[codec], sample_rate)
 
 
 def _constant_mode_frames(data: mmap.mmap, start: int, codec: str) -> int | None:
@@ -60,7 +62,7 @@ def _constant_mode_frames(data: mmap.mmap, start: int, codec: str) -> int | None
     if start >= len(data):
         return 0
     first = data[start]
-    size = _FRAME_BYTES[codec][(first >> 3) & 0x0F]
+    size = FRAME_BYTES[codec][(first >> 3) & 0x0F]
     if not size:
         return 0
     whole = (len(data) - start) // size
@@ -70,12 +72,12 @@ def _constant_mode_frames(data: mmap.mmap, start: int, codec: str) -> int | None
     return whole
 
 
-def _walk(data: mmap.mmap, position: int, codec: str) -> int:
-    sizes = _FRAME_BYTES[codec]
-    frames, end = 0, len(data)
+def walk_frames(data: mmap.mmap, position: int, end: int, codec: str) -> int:
+    """Whole speech frames from ``position`` up to the first frame the decoder refuses or that ``end`` cuts short."""
+    sizes = FRAME_BYTES[codec]
+    frames = 0
     while position < end:
-        header = data[position]
-        size = sizes[(header >> 3) & 0x0F]
+        size = sizes[(data[position] >> 3) & 0x0F]
         if not size or position + size > end:  # (the decoder ignores the header's padding bits)
             break
         frames += 1

@@ -21,6 +21,9 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
+from earshot.audio.lengths.amr import FRAME_BYTES as AMR_FRAME_BYTES
+from earshot.audio.lengths.amr import FRAME_SAMPLES as AMR_FRAME_SAMPLES
+from earshot.audio.lengths.amr import walk_frames as walk_amr_frames
 from earshot.audio.lengths.codecs import OPUS_MAX_PACKET, OPUS_RATE, opus_packet_samples
 from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
 from earshot.audio.lengths.flac import _parse_frame
@@ -30,13 +33,6 @@ _CODED = ("aac", "opus", "flac", "alac", "adpcm_ima_qt", "amr_nb", "amr_wb")
 # IMA4 (QuickTime's IMA ADPCM): 34 bytes per channel decode to 64 samples.
 _IMA4_BLOCK = 34
 _IMA4_SAMPLES = 64
-# AMR storage format: bytes of a frame (header byte included) by its mode, 0 where ffmpeg's decoder rejects the
-# mode (comfort noise SID, reserved modes, NO_DATA); a frame decodes to 20 ms.
-_AMR_FRAME_BYTES = {
-    "amr_nb": (13, 14, 16, 18, 20, 21, 27, 32) + (0,) * 8,
-    "amr_wb": (18, 24, 33, 37, 41, 47, 51, 59, 61) + (0,) * 7,
-}
-_AMR_SAMPLES = {"amr_nb": 160, "amr_wb": 320}
 # At most this much priming or end padding is believed (AAC encoders prime 1024-2112 samples).
 _MAX_TRIM_FRAMES = 4
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"udta"}
@@ -200,11 +196,11 @@ def _coded_length(
         # The decoder turns every whole 34-byte block per channel of a packet into 64 samples, and drops the rest.
         per_sample = sizes // block * _IMA4_SAMPLES
         max_trim = _IMA4_SAMPLES
-    elif codec in _AMR_FRAME_BYTES:
+    elif codec in AMR_FRAME_BYTES:
         if _entry_channels(data, stbl) != 1:
             return None
         per_sample = _amr_samples(data, offsets, sizes, codec)
-        max_trim = _AMR_SAMPLES[codec]
+        max_trim = AMR_FRAME_SAMPLES[codec]
     else:
         return None
     total = int(per_sample.sum())
@@ -267,17 +263,15 @@ def _amr_samples(
     """Samples each AMR packet decodes to: 160 (NB) or 320 (WB) per whole speech frame, up to the first frame the
     decoder rejects (comfort noise, no data, a reserved mode, a frame cut short), after which it drops the packet.
     """
-    table = _AMR_FRAME_BYTES[codec]
-    frame_samples = _AMR_SAMPLES[codec]
+    table = AMR_FRAME_BYTES[codec]
+    frame_samples = AMR_FRAME_SAMPLES[codec]
     buffer = np.frombuffer(data, dtype=np.uint8)
     heads = np.where(sizes > 0, buffer[np.minimum(offsets, len(data) - 1)], 0)
     expected = np.asarray(table, dtype=np.int64)[(heads >> 3) & 0x0F]
     per_sample = np.where((expected > 0) & (sizes >= expected), frame_samples, 0).astype(np.int64)
     for index in np.flatnonzero((expected > 0) & (sizes > expected)):  # packets of several frames, walked one by one
-        position, end, frames = int(offsets[index]), int(offsets[index] + sizes[index]), 0
-        while position < end and 0 < (size := table[(data[position] >> 3) & 0x0F]) <= end - position:
-            position, frames = position + size, frames + 1
-        per_sample[index] = frames * frame_samples
+        start = int(offsets[index])
+        per_sample[index] = walk_amr_frames(data, start, start + int(sizes[index]), codec) * frame_samples
     return per_sample
 
 
