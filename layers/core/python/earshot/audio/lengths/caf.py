@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
-from earshot.audio.lengths.flac import _parse_frame
+from earshot.audio.lengths.flac import frame_block_sizes
 
 _AAC_FRAME = 1024
 _IMA4_BLOCK = 34
@@ -68,8 +68,7 @@ def caf_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
             return None
         per_packet = _alac_samples(data, offsets, frame_length)
     elif codec == "flac":
-        frames = [_parse_frame(data, int(offset)) for offset in offsets]
-        per_packet = np.asarray([frame.block_size if frame else 0 for frame in frames], dtype=np.int64)
+        per_packet = frame_block_sizes(data, offsets)
     elif codec == "aac" and frames_per_packet == _AAC_FRAME:
         per_packet = np.full(present, _AAC_FRAME, dtype=np.int64)
     else:

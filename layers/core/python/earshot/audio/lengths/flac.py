@@ -17,10 +17,14 @@ import itertools
 import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from earshot.audio.lengths import compiled
 from earshot.audio.lengths.common import AudioLength
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 
 def _crc8_table() -> list[int]:
@@ -130,6 +134,21 @@ def _parse_frame(data: mmap.mmap, offset: int) -> _Frame | None:
     if crc != data[position]:
         return None
     return _Frame(offset, bool(second & 1), number, block_size, rate_code, channels_code, depth_code)
+
+
+def _number_extra(lead: int) -> int:
+    """Continuation bytes after a frame or sample number's lead byte (as ``_parse_frame`` reads it); -1: invalid."""
+    if lead < 0x80:
+        return 0
+    if lead >= 0xFE:
+        return 6
+    extra = 0
+    while lead & (0x40 >> extra):
+        extra += 1
+    return extra if 1 <= extra <= 5 else -1
+
+
+_NUMBER_EXTRA = [_number_extra(lead) for lead in range(256)]
 
 
 def _audio_start(data: mmap.mmap) -> int | None:
@@ -247,29 +266,52 @@ def _sync_positions(np: Any, buffer: Any, second: int, after: int) -> Iterator[A
 
 def _headers(np: Any, buffer: Any, table: Any, at: Any, first: _Frame, size: int) -> tuple[Any, Any]:
     """Which sync patterns at ``at`` are CRC-8-valid frame headers of ``first``'s stream, and their block sizes."""
-    head = buffer[np.minimum(at[:, None] + np.arange(_HEADER_MAX + 1), size - 1)].astype(np.int64)
-    sizes, layout = head[:, 2], head[:, 3]
-    block_code, rate_code = sizes >> 4, sizes & 0x0F
-    valid = (at + 6 <= size) & (block_code != 0) & (rate_code == first.rate_code)
+    block_size, head = _parse_headers(np, buffer, table, at, size)
+    layout = head[3]
     channels_code = layout >> 4
-    channel_count = np.where(channels_code < 8, channels_code + 1, 2)
-    valid &= (channel_count == first.channel_count) & (((layout >> 1) & 0x07) == first.depth_code) & (layout & 1 == 0)
+    valid = (block_size > 0) & ((head[2] & 0x0F) == first.rate_code) & (((layout >> 1) & 0x07) == first.depth_code)
+    valid &= np.where(channels_code < 8, channels_code + 1, 2) == first.channel_count
+    return valid, block_size
+
+
+def frame_block_sizes(data: mmap.mmap, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``_parse_frame(data, offset).block_size`` for every offset at once (numpy), 0 where it finds no frame header.
+
+    For containers that say where each FLAC frame starts (CAF packets, MP4 samples): the same header checks and
+    CRC-8, whatever stream the header belongs to.
+    """
+    import numpy as np
+
+    at = np.asarray(offsets, dtype=np.int64)
+    if at.size == 0 or len(data) == 0:
+        return np.zeros(at.size, dtype=np.int64)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    block_size: npt.NDArray[np.int64] = _parse_headers(np, buffer, np.asarray(_CRC8, dtype=np.int64), at, len(data))[0]
+    return block_size
+
+
+def _parse_headers(np: Any, buffer: Any, table: Any, at: Any, size: int) -> tuple[Any, Any]:
+    """``_parse_frame`` at every position of ``at`` at once: (block sizes, 0 where it finds no header; the header
+    bytes, one row per byte)."""
+    head = buffer[np.clip(np.arange(_HEADER_MAX + 1)[:, None] + at, 0, size - 1)].astype(np.int64)  # byte by row
+    sizes, layout = head[2], head[3]
+    block_code, rate_code = sizes >> 4, sizes & 0x0F
+    valid = (at >= 0) & (at + 6 <= size) & (block_code != 0) & (rate_code != 15)
+    valid &= (layout >> 4 <= 10) & (((layout >> 1) & 0x07) != 3) & (layout & 1 == 0)
     # The frame or sample number: a UTF-8-like lead byte and ``extra`` continuation bytes (10xxxxxx).
-    lead = head[:, 4]
-    ones = np.zeros(at.size, dtype=np.int64)  # leading one bits after the first
-    for bit in range(6, -1, -1):
-        ones = np.where((ones == 6 - bit) & (lead >> bit & 1 == 1), 7 - bit, ones)
-    extra = np.where(lead < 0x80, 0, np.where(lead >= 0xFE, 6, ones))
-    valid &= (lead < 0x80) | (lead >= 0xFE) | ((extra >= 1) & (extra <= 5))
+    lead = head[4]
+    extra = np.asarray(_NUMBER_EXTRA)[lead]
+    valid &= extra >= 0
+    extra = np.maximum(extra, 0)
     valid &= at + 5 + extra <= size
     for index in range(1, 7):
-        continuation = head[:, np.minimum(4 + index, _HEADER_MAX)]
+        continuation = head[np.minimum(4 + index, _HEADER_MAX)]
         valid &= (extra < index) | (continuation & 0xC0 == 0x80)
     after_number = 5 + extra  # header bytes so far
     size_field = np.where(block_code == 6, 1, np.where(block_code == 7, 2, 0))
     rows = np.arange(at.size)
-    low = head[rows, np.minimum(after_number, _HEADER_MAX)]
-    high = head[rows, np.minimum(after_number + 1, _HEADER_MAX)]
+    low = head[np.minimum(after_number, _HEADER_MAX), rows]
+    high = head[np.minimum(after_number + 1, _HEADER_MAX), rows]
     block_size = np.select(
         [block_code == 1, (block_code >= 2) & (block_code <= 5), block_code == 6, block_code == 7, block_code >= 8],
         [
@@ -284,11 +326,13 @@ def _headers(np: Any, buffer: Any, table: Any, at: Any, first: _Frame, size: int
     rate_field = np.where(rate_code == 12, 1, np.where((rate_code == 13) | (rate_code == 14), 2, 0))
     length = after_number + size_field + rate_field  # the header before its CRC-8
     valid &= (at + length < size) & (block_size > 0)
-    crc = np.zeros(at.size, dtype=np.int64)
+    # The CRC-8 of each header's first ``index`` bytes, for every index; each header's own length picks its column.
+    crcs = np.zeros((_HEADER_MAX + 1, at.size), dtype=np.int64)
     for index in range(_HEADER_MAX):
-        crc = np.where(index < length, table[crc ^ head[:, index]], crc)
-    valid &= crc == head[rows, np.minimum(length, _HEADER_MAX)]
-    return valid, block_size
+        crcs[index + 1] = table[crcs[index] ^ head[index]]
+    clamped = np.minimum(length, _HEADER_MAX)
+    valid &= crcs[clamped, rows] == head[clamped, rows]
+    return np.where(valid, block_size, 0).astype(np.int64), head
 
 
 def _walk_sequentially(data: mmap.mmap, first: _Frame, sample_rate: int) -> AudioLength | None:

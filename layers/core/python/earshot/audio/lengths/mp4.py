@@ -26,7 +26,7 @@ from earshot.audio.lengths.amr import FRAME_SAMPLES as AMR_FRAME_SAMPLES
 from earshot.audio.lengths.amr import walk_frames as walk_amr_frames
 from earshot.audio.lengths.codecs import OPUS_MAX_PACKET, OPUS_RATE, opus_packet_samples
 from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
-from earshot.audio.lengths.flac import _parse_frame
+from earshot.audio.lengths.flac import frame_block_sizes
 
 _AAC_FRAME = 1024
 _CODED = ("aac", "opus", "flac", "alac", "adpcm_ima_qt", "amr_nb", "amr_wb")
@@ -124,6 +124,13 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
         return _pcm_length(data, stbl, codec, sample_rate)
     if codec == "adpcm_ima_qt" and _one_tick_per_sample(data, stbl):
         return _ima4_chunk_length(data, stbl, sample_rate)
+    if codec == "adpcm_ima_qt" and (constant := _constant_samples_present(data, stbl)) is not None:
+        block = _ima4_block_bytes(data, stbl)
+        if block is None:
+            return None
+        count, size = constant  # every packet the same size: its whole blocks, 64 samples each
+        played = count * (size // block * _IMA4_SAMPLES)
+        return _trimmed(data, trak, moov, _media_timescale(data, mdhd), played, sample_rate, sample_rate, _IMA4_SAMPLES)
     found = _samples_present(data, stbl)
     if found is None:
         return None
@@ -176,8 +183,7 @@ def _coded_length(
         per_sample[sizes == 0] = 0
         rate, max_trim = OPUS_RATE, OPUS_MAX_PACKET
     elif codec == "flac":
-        frames = [_parse_frame(data, int(offset)) for offset in offsets]
-        per_sample = np.asarray([frame.block_size if frame else 0 for frame in frames], dtype=np.int64)
+        per_sample = frame_block_sizes(data, offsets)
         max_trim = int(per_sample.max(initial=0))
     elif codec == "alac":
         # The magic cookie box (a full box, version 0), not the entry's own type or QuickTime's ``frma``.
@@ -203,7 +209,21 @@ def _coded_length(
         max_trim = AMR_FRAME_SAMPLES[codec]
     else:
         return None
-    total = int(per_sample.sum())
+    return _trimmed(data, trak, moov, timescale, int(per_sample.sum()), rate, sample_rate, max_trim)
+
+
+def _trimmed(
+    data: mmap.mmap,
+    trak: tuple[int, int],
+    moov: tuple[int, int],
+    timescale: int,
+    total: int,
+    rate: int,
+    sample_rate: int,
+    max_trim: int,
+) -> AudioLength:
+    """``total`` samples at ``rate`` less the edit list's priming and padding (each believed up to ``max_trim``), at
+    ``sample_rate``."""
     priming, kept = _edit(data, trak, moov, timescale, rate)
     exact = False
     if priming is not None and 0 <= priming <= max_trim:
@@ -448,6 +468,26 @@ def _samples_present(
     sample_ends = offsets[chunk_of_sample] + ends - before_chunk
     inside = sample_ends <= len(data)
     return (sample_ends - sizes)[inside], sizes[inside]
+
+
+def _constant_samples_present(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[int, int] | None:
+    """(how many, size) of ``_samples_present``'s samples when ``stsz`` gives every sample one size, else ``None``.
+
+    Counted chunk by chunk (an IMA4 track has a table entry per 34-byte packet: hundreds of thousands of them).
+    """
+    stsz = _child(data, stbl, b"stsz")
+    chunks = _chunks(data, stbl)
+    if stsz is None or stsz[0] + 12 > stsz[1] or chunks is None:
+        return None
+    size, count = struct.unpack_from(">II", data, stsz[0] + 4)
+    if not size:
+        return None
+    offsets, per_chunk = chunks
+    if per_chunk.size != offsets.size:
+        return None  # chunks before the table's first run: left to ``_samples_present`` (which refuses them)
+    # The table's first ``count`` samples, in chunk order, are the ones that exist; then those wholly in the file.
+    held = np.clip(count - (np.cumsum(per_chunk) - per_chunk), 0, per_chunk)
+    return int(np.clip((len(data) - offsets) // size, 0, held).sum()), int(size)
 
 
 def _entry_rate(data: mmap.mmap, stbl: tuple[int, int]) -> int:
