@@ -46,11 +46,31 @@ EXTRA = (
     ("3gp_amr", "3gp", "libopencore_amrnb", 8000),
 )
 
+# Files made by the command-line tools people run (installed by ``make setup``), as (row name, commands): the tone is
+# written as a 48 kHz WAV at ``{src}``, the commands make ``{out}``. mkvmerge laces the Opus packets (8 a block).
+TOOLS = (
+    (
+        "webm_mkvmerge",
+        (("opusenc", "--quiet", "{src}", "{out}.opus"), ("mkvmerge", "--quiet", "--webm", "-o", "{out}", "{out}.opus")),
+    ),
+)
+
+
+def _tool_file(path: Path, commands: Sequence[Sequence[str]], seconds: float) -> Path:
+    from audio_fixtures import write_audio
+
+    source = write_audio(path.with_suffix(".wav"), fmt="wav", seconds=seconds, sample_rate=48000, kind="tone")
+    for command in commands:
+        subprocess.run([part.format(src=source, out=path) for part in command], check=True)
+    source.unlink()
+    return path
+
 
 def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND, formats: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Meter one file per fixture format and length; print and return the ratio to ``cat`` per file.
 
-    ``formats`` (on the command line: the row names, fixture formats or ``EXTRA`` rows) limits the run to those rows.
+    ``formats`` (on the command line: the row names, fixture formats, ``EXTRA`` or ``TOOLS`` rows) limits the run
+    to those rows.
     """
     sys.path.insert(0, str(REPO / "tests"))  # the shared audio fixture generator
     from audio_fixtures import FORMATS, decoded_duration, encode_tone, write_audio
@@ -76,6 +96,12 @@ def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND, formats: Sequence[s
                 if formats and name not in formats:
                     continue
                 path = encode_tone(Path(tmp) / f"{name}-{seconds:.0f}", container, codec, seconds, rate)
+                meter_duration(path, ffprobe=ffprobe)
+                files.append((name, seconds, path))
+            for name, commands in TOOLS:
+                if formats and name not in formats:
+                    continue
+                path = _tool_file(Path(tmp) / f"{name}-{seconds:.0f}.webm", commands, seconds)
                 meter_duration(path, ffprobe=ffprobe)
                 files.append((name, seconds, path))
         timings: dict[Path, list[float]] = {path: [] for _, _, path in files}

@@ -1,10 +1,10 @@
 """The compiled frame walkers (``walkers.c``), loaded with ctypes, or ``None`` where the library was not built.
 
-The FLAC sync scan, the Matroska/Opus block walk, the MPEG audio frame walk and the Ogg page walk cost a Python
-step (or several numpy passes) per frame; in C they run at about the speed of reading the file. ``walkers.c`` uses
-no Python headers and no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda. ``make setup``
-builds it next to this module (``python -m earshot.audio.lengths.compiled build``), ``infra/build_layers.py`` into
-the core layer.
+The FLAC sync scan, the Matroska/Opus block walk (laced blocks too), the MPEG audio frame walk and the Ogg page walk
+cost a Python step (or several numpy passes) per frame; in C they run at about the speed of reading the file.
+``walkers.c`` uses no Python headers and no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda.
+``make setup`` builds it next to this module (``python -m earshot.audio.lengths.compiled build``),
+``infra/build_layers.py`` into the core layer.
 
 The library records the SHA-256 of the source it was built from; one built from another ``walkers.c`` (edited since)
 is not loaded. Without a usable library the walkers use their numpy paths, which count exactly the same frames
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("walkers.c")
 LIBRARY = Path(__file__).with_name("_walkers.so")
 # The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
-_ABI = 1
+_ABI = 2
 # -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
 _CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
 
@@ -68,7 +68,7 @@ def build_library(output: Path = LIBRARY, *, compiler: str = "cc", extra_flags: 
 class ClusterWalk:
     """Where ``matroska_blocks`` stopped, and what it counted on the way.
 
-    ``blocks``, ``samples`` and ``last_samples``: the fast-form Opus blocks taken, their samples, the last one's.
+    ``blocks``, ``samples`` and ``last_samples``: the Opus SimpleBlocks taken, their samples, the last packet's.
     ``cluster_end`` and ``unknown_size``: the cluster the walk is in (it may have gone on into later clusters).
     ``cluster_done``: the walk stopped at the segment's level (at an element that is not a cluster); otherwise at an
     element inside the cluster that the Python walk takes.
@@ -143,7 +143,7 @@ class CompiledWalkers:
         self, data: Mapped, *, position: int, cluster_end: int, unknown_size: bool, segment_end: int, track_byte: int
     ) -> ClusterWalk:
         """``matroska_length``'s walk inside a cluster from ``position`` (and on into the clusters after it), as far
-        as it meets only fast-form Opus SimpleBlocks of track ``track_byte`` and elements to step over."""
+        as it meets only Opus SimpleBlocks of track ``track_byte`` (laced ones too) and elements to step over."""
         out = (_i64 * 6)()
         end = self._matroska(data.address, data.size, position, cluster_end, unknown_size, segment_end, track_byte, out)
         return ClusterWalk(end, out[0], out[1], out[2], out[3], bool(out[4]), bool(out[5]))

@@ -163,8 +163,8 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
     first_bytes = bytearray()
     discard_ns = 0
     runs: OpusBlockRuns | None = None
-    # The compiled walk takes the fast path's blocks, and the elements between them, itself (``walkers.c``); the
-    # numpy runs stand in without it.
+    # The compiled walk takes the Opus SimpleBlocks (the fast path's and laced ones, by _laced_frames' rules), and the
+    # elements between them, itself (``walkers.c``); the numpy runs stand in without it.
     walkers = compiled.compiled_walkers() if codec == "opus" else None
     mapped = compiled.Mapped(data) if walkers is not None else None
     jumped = jumped_samples = last_jumped = 0  # blocks taken in runs (Opus), their samples, the last one's
@@ -208,7 +208,7 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                     segment_end=segment_end,
                     track_byte=track_byte,
                 )
-                if walked.blocks:  # the blocks the fast path below would take one by one
+                if walked.blocks:  # the blocks the paths below would take one by one
                     jumped += walked.blocks
                     jumped_samples += walked.samples
                     last_jumped = walked.last_samples

@@ -16,7 +16,7 @@
 #define EXPORT __attribute__((visibility("default")))
 
 /* Bumped whenever a function's signature or meaning changes: compiled.py refuses a library of another version. */
-#define EARSHOT_WALKERS_ABI 1
+#define EARSHOT_WALKERS_ABI 2
 
 #ifndef EARSHOT_WALKERS_SOURCE_SHA256
 #define EARSHOT_WALKERS_SOURCE_SHA256 ""
@@ -224,13 +224,87 @@ static int64_t mkv_fast_block(const uint8_t *b, int64_t size, int64_t position, 
 }
 
 /*
- * matroska_length's walk inside a cluster, from `position`, and on into the clusters that follow it: the fast-form
- * Opus blocks are counted (out[0] blocks, out[1] their samples, out[2] the last one's), other elements of a known
+ * A SimpleBlock of the track whose number is the byte `track_byte`, with the body [body, end) (inside the buffer), in
+ * any other form than the fast one: matroska_length's general block path. Unlaced, its frame's samples; laced
+ * (Xiph, EBML or fixed lacing, as muxers such as mkvmerge write Opus), every frame's, found as _laced_frames finds
+ * them. *samples gets the sum, *last the last frame's. 0 (nothing taken) for a block the Python walk must see: one
+ * shorter than its header, or whose lace does not add up (matroska_length then leaves the file to ffprobe).
+ */
+static int mkv_other_block(const uint8_t *b, int64_t body, int64_t end, int track_byte, int64_t *samples,
+                           int64_t *last) {
+    if (body >= end || b[body] != track_byte) return 0;
+    const int64_t frame = body + 4;
+    if (frame > end) return 0;
+    const int lacing = b[frame - 1] & 0x06;
+    if (!lacing) { /* the TOC byte and the next, 0 past the block's end (as the Python pads them) */
+        *samples = *last = opus_samples(frame < end ? b[frame] : 0, frame + 1 < end ? b[frame + 1] : 0);
+        return 1;
+    }
+    if (frame >= end) return 0;
+    const int count = b[frame] + 1;
+    const int64_t room = end - frame; /* no frame size can exceed it in a lace that adds up */
+    int64_t sizes[256], total = 0, position = frame + 1;
+    if (lacing == 0x02) { /* Xiph: each size a run of 255s and the byte that ends it */
+        for (int index = 0; index < count - 1; index++) {
+            int64_t size = 0;
+            for (;;) {
+                if (position >= end) return 0;
+                const int byte = b[position++];
+                size += byte;
+                if (byte != 0xFF) break;
+            }
+            sizes[index] = size;
+            total += size;
+        }
+    } else if (lacing == 0x06) { /* EBML: the first size unsigned, each next a signed difference from the last */
+        for (int index = 0; index < count - 1; index++) {
+            if (position >= end) return 0;
+            const int lead = b[position];
+            int width = 1, mask = 0x80;
+            while (width <= 8 && !(lead & mask)) {
+                width++;
+                mask >>= 1;
+            }
+            if (width > 8 || position + width > end) return 0;
+            int64_t value = lead & (mask - 1);
+            for (int at = 1; at < width; at++) value = value << 8 | b[position + at];
+            position += width;
+            const int64_t size =
+                index == 0 ? value : sizes[index - 1] + value - (((int64_t)1 << (7 * width - 1)) - 1);
+            if (size <= 0 || size > room) return 0;
+            sizes[index] = size;
+            total += size;
+        }
+    } else { /* fixed: the rest split into `count` equal frames */
+        if ((end - position) % count) return 0;
+        for (int index = 0; index < count - 1; index++) sizes[index] = (end - position) / count;
+        total = (end - position) / count * (count - 1);
+    }
+    const int64_t rest = end - position - total;
+    if (rest <= 0) return 0;
+    for (int index = 0; index < count - 1; index++) {
+        if (sizes[index] <= 0) return 0;
+    }
+    int64_t sum = 0, frame_samples = 0;
+    for (int index = 0; index < count; index++) {
+        /* position < end: every size is positive and they add up to the block's bytes */
+        frame_samples = opus_samples(b[position], position + 1 < end ? b[position + 1] : 0);
+        sum += frame_samples;
+        position += index < count - 1 ? sizes[index] : rest;
+    }
+    *samples = sum;
+    *last = frame_samples;
+    return 1;
+}
+
+/*
+ * matroska_length's walk inside a cluster, from `position`, and on into the clusters that follow it: the Opus
+ * SimpleBlocks of the track (fast-form, other forms, laced) are counted (out[0] blocks, out[1] their samples, out[2] the last one's), other elements of a known
  * size that fit in the file are stepped over, exactly as the Python walk does. It stops at anything else, for the
  * Python walk to take:
  *   out[5] = 0: the element at the returned position, inside the cluster now described by out[3] (its end) and
- *               out[4] (1 when its size is unknown): a block in another form, a BlockGroup, an element cut short,
- *               one of unknown size or that does not parse;
+ *               out[4] (1 when its size is unknown): another track's SimpleBlock, one whose lace does not add
+ *               up, a BlockGroup, an element cut short, one of unknown size or that does not parse;
  *   out[5] = 1: the cluster is done (that cluster's out[3], out[4]); the segment's walk goes on at the returned
  *               position, at an element that is not a cluster (or the segment's end).
  */
@@ -255,7 +329,14 @@ EXPORT int64_t earshot_matroska_blocks(const uint8_t *b, int64_t size, int64_t p
                 goto element;
             }
             if (mkv_top_level(id) && unknown) goto cluster_done;
-            if (body + length > size || id == MKV_SIMPLE_BLOCK || id == MKV_BLOCK_GROUP) goto element;
+            if (body + length > size || id == MKV_BLOCK_GROUP) goto element;
+            if (id == MKV_SIMPLE_BLOCK) {
+                int64_t block_last = 0;
+                if (!mkv_other_block(b, body, body + length, track_byte, &block_samples, &block_last)) goto element;
+                blocks++;
+                samples += block_samples;
+                last = block_last;
+            }
             position = body + length;
         }
     cluster_done:
