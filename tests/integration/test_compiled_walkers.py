@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from audio_fixtures import write_audio
+from audio_fixtures import encode_tone, write_audio
 
-from earshot.audio.lengths import compiled, flac, matroska, mpeg_audio, ogg
+from earshot.audio.lengths import compiled, elementary, flac, matroska, mpeg_audio, ogg
 from earshot.audio.lengths.common import AudioLength
 
 Outcome = AudioLength | str | None
@@ -70,13 +70,21 @@ _SOURCES: list[tuple[str, float, Walker, str | None, bytes]] = [
         "earshot.audio.lengths.flac._VECTORISED_MIN_BYTES",
         b"\xff\xf8\x69\x08\x00",
     ),
+    # ADTS AAC, AC-3, E-AC-3 (PyAV's encoders, _source): the chain walk against the vectorised one (_chain_samples).
+    ("adts_aac", 60.0, lambda data: elementary.elementary_length(data, "aac", 44100), None, b"\xff\xf1\x50\x40"),
+    ("ac3", 60.0, lambda data: elementary.elementary_length(data, "ac3", 48000), None, b"\x0b\x77\xac\xbb\x0c\x40"),
+    ("eac3", 60.0, lambda data: elementary.elementary_length(data, "eac3", 48000), None, b"\x0b\x77\x00\xbf\x32"),
     ("ogg_opus", 20.0, lambda data: ogg.ogg_length(data, "opus", 48000), None, b"OggS\x00\x00"),
     ("ogg_vorbis", 20.0, lambda data: ogg.ogg_length(data, "vorbis", 44100), None, b"OggS\x00\x04"),
 ]
 
 
 def _source(path: Path, fmt: str, seconds: float) -> bytes:
-    """The unmutated file: a fixture recipe's, or (``webm_laced``) what opusenc and mkvmerge make of noise."""
+    """The unmutated file: a fixture recipe's, a PyAV tone (raw AAC, AC-3, E-AC-3), or (``webm_laced``) what opusenc
+    and mkvmerge make of noise."""
+    streams = {"adts_aac": ("adts", "aac", 44100), "ac3": ("ac3", "ac3", 48000), "eac3": ("eac3", "eac3", 48000)}
+    if fmt in streams:
+        return encode_tone(path, *streams[fmt][:2], seconds, streams[fmt][2]).read_bytes()
     if fmt != "webm_laced":
         return write_audio(path, fmt=fmt, seconds=seconds, kind="noise").read_bytes()
     wav = write_audio(path.with_suffix(".wav"), fmt="wav", seconds=seconds, sample_rate=48000, kind="noise")
@@ -235,6 +243,34 @@ def test_laced_blocks_are_taken_as_laced_frames_takes_them(
         assert (walked.position, walked.blocks, walked.cluster_done) == (0, 0, False)
     else:
         assert (walked.position, walked.blocks, walked.samples, walked.last_samples) == (block.size, 1, *taken)
+
+
+def _adts(blocks: int = 1) -> bytes:
+    """One 10-byte ADTS AAC-LC frame (44.1 kHz, mono) stating ``blocks`` raw data blocks."""
+    return bytes((0xFF, 0xF1, 0x50, 0x40, 0x01, 0x5F, 0xFC | (blocks - 1))) + b"abc"
+
+
+@pytest.mark.parametrize(
+    ("stream", "samples"),
+    [
+        (_adts() * 3, 3 * 1024),
+        (_adts() * 3 + _adts()[:9], 3 * 1024),  # a last frame cut short does not count
+        (_adts() * 2 + b"junk" + _adts() * 3, 2 * 1024),  # junk ends the chain
+        (_adts() * 2 + _adts(blocks=4) + _adts(), None),  # a chained frame of four raw data blocks: ffprobe decides
+        (_adts() * 2 + b"junk" + _adts(blocks=4), 2 * 1024),  # one past the chain's end is not read
+    ],
+)
+def test_the_elementary_chain_is_walked_frame_by_frame(
+    stream: bytes, samples: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def walk(data: mmap.mmap) -> AudioLength | None:
+        return elementary.elementary_length(data, "aac", 44100)
+
+    want = None if samples is None else AudioLength(samples, 44100)
+    assert compiled.compiled_walkers() is not None
+    assert _outcome(tmp_path / "stream", stream, walk) == want
+    monkeypatch.setattr(compiled, "compiled_walkers", lambda: None)  # the vectorised walk
+    assert _outcome(tmp_path / "stream", stream, walk) == want
 
 
 @pytest.mark.parametrize("source", _SOURCES, ids=[source[0] for source in _SOURCES])

@@ -1,7 +1,8 @@
 """The compiled frame walkers (``walkers.c``), loaded with ctypes, or ``None`` where the library was not built.
 
-The FLAC sync scan, the Matroska/Opus block walk (laced blocks too), the MPEG audio frame walk and the Ogg page walk
-cost a Python step (or several numpy passes) per frame; in C they run at about the speed of reading the file.
+The FLAC sync scan, the Matroska/Opus block walk (laced blocks too), the MPEG audio frame walk, the Ogg page walk
+and the ADTS/AC-3 frame chain cost a Python step (or several numpy passes) per frame; in C they run at about the
+speed of reading the file.
 ``walkers.c`` uses no Python headers and no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda.
 ``make setup`` builds it next to this module (``python -m earshot.audio.lengths.compiled build``),
 ``infra/build_layers.py`` into the core layer.
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("walkers.c")
 LIBRARY = Path(__file__).with_name("_walkers.so")
 # The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
-_ABI = 2
+_ABI = 3
 # -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
 _CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
 
@@ -129,6 +130,9 @@ class CompiledWalkers:
         self._mpeg = library.earshot_mpeg_frames
         self._mpeg.restype = _i64
         self._mpeg.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.POINTER(ctypes.c_int32), _i64_pointer]
+        self._elementary = library.earshot_elementary_frames
+        self._elementary.restype = _i64
+        self._elementary.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p]
 
     def flac_frames(
         self, data: Mapped, *, after: int, second: int, stream: tuple[int, int, int], max_strays: int
@@ -168,6 +172,15 @@ class CompiledWalkers:
         frames = _i64(0)
         end = self._mpeg(data.address, data.size, position, sizes.table, ctypes.byref(frames))
         return frames.value, end
+
+    def elementary_frames(self, data: Mapped, *, position: int, codec: str, mask: bytes, fixed: bytes) -> int | None:
+        """Samples of the ADTS AAC, AC-3 or E-AC-3 frames chained from ``position`` whose 8 header bytes agree with
+        ``fixed`` under ``mask``; ``None`` at a chained ADTS frame of several raw data blocks."""
+        if len(mask) != 8 or len(fixed) != 8:
+            raise ValueError("an elementary stream's header mask and values are 8 bytes")
+        code = ("aac", "ac3", "eac3").index(codec)
+        samples = self._elementary(data.address, data.size, position, code, mask, fixed)
+        return None if samples < 0 else int(samples)
 
 
 class FrameSizes:

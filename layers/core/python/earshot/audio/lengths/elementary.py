@@ -7,11 +7,13 @@ information to trim). A frame cut short, junk or another stream ends the chain: 
 that. Variants these walkers do not read (an ADTS frame of several raw data blocks, a PCE instead of a channel
 configuration) are left to ffprobe.
 
-The frames are found without a Python step per frame: every offset that starts like the first frame's header is a
-candidate; a candidate is kept when another candidate's frame ends where it starts (every true frame but the first
-is); and when each kept candidate ends exactly where the next begins, the kept candidates are the chain. A false
-sync that some other false sync's end happens to reach breaks that test, and the chain is resumed from the last
-verified frame's end.
+The chain is walked frame by frame in C (``walkers.c``, ``earshot_elementary_frames``) where the compiled walkers are
+built. Without them the frames are found without a Python step per frame: every offset that starts like the first
+frame's header is a candidate; a candidate is kept when another candidate's frame ends where it starts (every true
+frame but the first is); and when each kept candidate ends exactly where the next begins, the kept candidates are the
+chain. A false sync that some other false sync's end happens to reach breaks that test, and the chain is resumed
+from the last verified frame's end (past ``_MAX_RESUMES`` of those, frame by frame). Both count exactly what a
+frame-by-frame walk counts; ``tests/integration/test_compiled_walkers.py`` holds them to it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import mmap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from earshot.audio.lengths import compiled
 from earshot.audio.lengths.common import AudioLength, Identified
 from earshot.audio.lengths.mpeg_audio import _id3v2_end
 
@@ -36,7 +39,7 @@ AC3_RATES = (48000, 44100, 32000)
 # AC-3 bit rates (kbit/s) by frame size code // 2.
 _AC3_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 576, 640)
 _EAC3_BLOCKS = (1, 2, 3, 6)
-# A false sync reached by chance makes the chain resume; past this many resumes, ffprobe decides.
+# A false sync reached by chance makes the vectorised chain resume; past this many resumes it goes frame by frame.
 _MAX_RESUMES = 64
 _HEADER_BYTES = 8
 
@@ -143,7 +146,13 @@ def elementary_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLen
     rate = _adts_rate(head) if codec == "aac" else _ac3_rate(head)
     if rate is None:
         return None
-    samples = _chain_samples(data, kind, start)
+    walkers = compiled.compiled_walkers()
+    if walkers is not None:
+        samples = walkers.elementary_frames(
+            compiled.Mapped(data), position=start, codec=codec, mask=kind.mask, fixed=kind.fixed
+        )
+    else:
+        samples = _chain_samples(data, kind, start)
     if samples is None:
         return None
     return AudioLength(samples * sample_rate // rate, sample_rate)
@@ -168,10 +177,7 @@ def _chain_samples(data: mmap.mmap, kind: _Kind, start: int) -> int | None:
         candidates = sync[np.searchsorted(sync, position) :]
         if not candidates.size or candidates[0] != position:
             return total  # junk, a tag, another stream or the file's end: the chain ends here
-        found = _frames(data, kind, candidates)
-        if found is None:
-            return None
-        sizes, samples = found
+        sizes, samples, several = _frames(data, kind, candidates)
         ends = candidates + sizes
         reaching = np.sort(ends[sizes > 0])  # (np.isin hashes; sorting the nearly sorted ends is several times quicker)
         at = np.minimum(np.searchsorted(reaching, candidates), max(0, reaching.size - 1))
@@ -183,6 +189,8 @@ def _chain_samples(data: mmap.mmap, kind: _Kind, start: int) -> int | None:
         if not broken.size:  # cannot happen (the last frame never ends at -1), kept for safety
             return total + int(chain_samples.sum())
         stop = int(broken[0])
+        if several[kept][: stop + 1].any():
+            return None  # a chained frame of several raw data blocks: a variant left to ffprobe
         total += int(chain_samples[:stop].sum())
         end = int(chain_ends[stop])
         if chain_sizes[stop] <= 0 or end > size:
@@ -191,7 +199,26 @@ def _chain_samples(data: mmap.mmap, kind: _Kind, start: int) -> int | None:
         if end == size:
             return total
         position = end  # the frame after the last verified one: resume there
-    return None
+    return _walk_samples(data, kind, position, total)
+
+
+def _walk_samples(data: mmap.mmap, kind: _Kind, position: int, total: int) -> int | None:
+    """The chain from ``position`` frame by frame (``total`` counted before it): what the compiled walk does."""
+    import numpy as np
+
+    size = len(data)
+    while position + _HEADER_BYTES <= size:
+        head = _header(data, position)
+        if bytes(a & b for a, b in zip(head, kind.mask, strict=True)) != kind.fixed:
+            break
+        sizes, samples, several = _frames(data, kind, np.asarray([position], dtype=np.int64))
+        if several[0]:
+            return None
+        if sizes[0] <= 0 or position + int(sizes[0]) > size:
+            break
+        total += int(samples[0])
+        position += int(sizes[0])
+    return total
 
 
 def _frame_at(data: mmap.mmap, kind: _Kind, position: int) -> tuple[int, int] | None:
@@ -202,15 +229,15 @@ def _frame_at(data: mmap.mmap, kind: _Kind, position: int) -> tuple[int, int] | 
     head = _header(data, position)
     if len(head) < _HEADER_BYTES or bytes(a & b for a, b in zip(head, kind.mask, strict=True)) != kind.fixed:
         return None
-    found = _frames(data, kind, np.asarray([position], dtype=np.int64))
-    return None if found is None else (int(found[0][0]), int(found[1][0]))
+    sizes, samples, several = _frames(data, kind, np.asarray([position], dtype=np.int64))
+    return None if several[0] else (int(sizes[0]), int(samples[0]))
 
 
 def _frames(
     data: mmap.mmap, kind: _Kind, candidates: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
-    """(size, samples) of the frame at each candidate; ``None`` when one of them is a variant left to ffprobe. A size
-    of 0 marks a header the decoder refuses."""
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """(size, samples, a variant left to ffprobe) of the frame at each candidate. A size of 0 marks a header the
+    decoder refuses; the variant is an ADTS frame of several raw data blocks."""
     import numpy as np
 
     buffer = np.frombuffer(data, dtype=np.uint8)
@@ -218,8 +245,7 @@ def _frames(
     if kind.codec == "aac":
         sizes = ((byte[3] & 0x03) << 11) | (byte[4] << 3) | (byte[5] >> 5)
         sizes = np.where(sizes >= 7, sizes, 0)
-        if (byte[6][sizes > 0] & 0x03).any():
-            return None  # several raw data blocks in a frame
+        several = (sizes > 0) & (byte[6] & 0x03 != 0)  # several raw data blocks in a frame
         samples = np.where(sizes > 0, AAC_FRAME, 0)
     elif kind.codec == "ac3":
         code = byte[4] & 0x3F
@@ -235,4 +261,6 @@ def _frames(
         sizes = np.where(stream_type < 3, sizes, 0)
         # Only the independent substream 0 adds time; dependent substreams and others carry more channels of it.
         samples = np.where((stream_type != 1) & (substream == 0) & (sizes > 0), 256 * blocks, 0)
-    return sizes.astype(np.int64), samples.astype(np.int64)
+    if kind.codec != "aac":
+        several = np.zeros(len(candidates), dtype=bool)
+    return sizes.astype(np.int64), samples.astype(np.int64), several

@@ -1,7 +1,8 @@
 /*
- * Earshot's compiled frame walkers: the hot loops of the FLAC, Matroska/Opus and MPEG audio walks, with exactly
- * the semantics of the sequential Python walks they stand in for (flac.py, matroska.py, mpeg_audio.py), which stay
- * the reference: tests/integration/test_frame_walks.py compares them on damaged and mutated files.
+ * Earshot's compiled frame walkers: the hot loops of the FLAC, Matroska/Opus, MPEG audio, Ogg and ADTS/AC-3 walks,
+ * with exactly the semantics of the Python walks they stand in for (flac.py, matroska.py, mpeg_audio.py, ogg.py,
+ * elementary.py), which stay the reference: tests/integration/test_frame_walks.py and test_compiled_walkers.py
+ * compare them on damaged and mutated files.
  *
  * Plain C99, no Python headers and no libc calls, loaded with ctypes (compiled.py): one shared library serves every
  * Python version, and it needs no glibc symbol newer than the oldest. The input is hostile: every read is checked
@@ -16,7 +17,7 @@
 #define EXPORT __attribute__((visibility("default")))
 
 /* Bumped whenever a function's signature or meaning changes: compiled.py refuses a library of another version. */
-#define EARSHOT_WALKERS_ABI 2
+#define EARSHOT_WALKERS_ABI 3
 
 #ifndef EARSHOT_WALKERS_SOURCE_SHA256
 #define EARSHOT_WALKERS_SOURCE_SHA256 ""
@@ -386,6 +387,57 @@ EXPORT int64_t earshot_mpeg_frames(const uint8_t *b, int64_t size, int64_t posit
     }
     *frames = count;
     return position;
+}
+
+/* ---- ADTS AAC, AC-3, E-AC-3 -------------------------------------------------------------------------------- */
+
+/* AC-3 bit rates (kbit/s) by frame size code / 2 (elementary.py's _AC3_BITRATES). */
+static const int64_t AC3_BITRATES[19] = {32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448,
+                                         512, 576, 640};
+static const int64_t EAC3_BLOCKS[4] = {1, 2, 3, 6};
+
+/*
+ * elementary.py's chain: from `position`, each frame whose first 8 header bytes agree with `fixed` under `mask` (the
+ * first frame's stream), the next where it ends. `codec`: 0 ADTS AAC, 1 AC-3, 2 E-AC-3. Its samples are added while
+ * the frame is whole; the chain ends at a header that is not the stream's (junk, a tag, another stream, fewer than
+ * 8 bytes left), a size the decoder refuses (0), a frame cut short (not counted) or the file's end. Returns the
+ * samples, or -1 at a chained ADTS frame of several raw data blocks (a variant elementary.py leaves to ffprobe).
+ */
+EXPORT int64_t earshot_elementary_frames(const uint8_t *b, int64_t size, int64_t position, int codec,
+                                         const uint8_t *mask, const uint8_t *fixed) {
+    int64_t total = 0;
+    if (position < 0) return 0;
+    while (position <= size - 8) {
+        const uint8_t *h = b + position;
+        for (int index = 0; index < 8; index++) {
+            if ((h[index] & mask[index]) != fixed[index]) return total;
+        }
+        int64_t length = 0, samples = 0;
+        if (codec == 0) {
+            length = (int64_t)(h[3] & 0x03) << 11 | (int64_t)h[4] << 3 | h[5] >> 5;
+            if (length < 7) return total;
+            if (h[6] & 0x03) return -1;
+            samples = 1024;
+        } else if (codec == 1) {
+            const int code = h[4] & 0x3F, fscod = h[4] >> 6;
+            if (code >= 38 || fscod >= 3) return total;
+            const int64_t bitrate = AC3_BITRATES[code >> 1];
+            const int64_t words = fscod == 0 ? 2 * bitrate : fscod == 2 ? 3 * bitrate : bitrate * 320 / 147 + (code & 1);
+            length = 2 * words;
+            samples = 1536;
+        } else {
+            const int stream_type = h[2] >> 6, substream = (h[2] >> 3) & 7;
+            if (stream_type == 3) return total;
+            length = ((int64_t)(h[2] & 0x07) << 8 | h[3]) * 2 + 2;
+            const int64_t blocks = h[4] >> 6 == 3 ? 6 : EAC3_BLOCKS[(h[4] >> 4) & 3];
+            /* Only the independent substream 0 adds time; the others carry more channels of it. */
+            samples = stream_type != 1 && substream == 0 ? 256 * blocks : 0;
+        }
+        if (length > size - position) return total; /* cut short: it does not decode */
+        total += samples;
+        position += length;
+    }
+    return total;
 }
 
 /* ---- Ogg ---------------------------------------------------------------------------------------------------- */
