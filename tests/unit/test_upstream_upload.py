@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,20 @@ def _sent_lazily(request: httpx.Request) -> Iterator[bytes]:
 
 def _sent(request: httpx.Request) -> list[bytes]:
     return list(_sent_lazily(request))
+
+
+def _wav_upload(file: Any, **options: Any) -> httpx.Request:
+    """A bare upload of ``file`` as ``a.wav``: no headers, no other fields."""
+    return multipart_request(
+        "http://u.test/",
+        headers={},
+        fields={},
+        file_field="file",
+        filename="a.wav",
+        file=file,
+        content_type="audio/wav",
+        **options,
+    )
 
 
 def test_the_form_parses_back_to_its_fields_and_file(tmp_path: Path) -> None:
@@ -51,18 +66,7 @@ def test_the_form_parses_back_to_its_fields_and_file(tmp_path: Path) -> None:
 def test_each_attempt_sends_the_whole_file_again() -> None:
     handle = io.BytesIO(b"x" * 3000)
 
-    def build() -> httpx.Request:
-        return multipart_request(
-            "http://u.test/",
-            headers={},
-            fields={},
-            file_field="file",
-            filename="a.wav",
-            file=handle,
-            content_type="audio/wav",
-        )
-
-    first, second = b"".join(_sent(build())), b"".join(_sent(build()))
+    first, second = b"".join(_sent(_wav_upload(handle))), b"".join(_sent(_wav_upload(handle)))
     assert first.count(b"x" * 3000) == second.count(b"x" * 3000) == 1
     assert len(first) == len(second)
 
@@ -71,16 +75,7 @@ def test_a_file_that_shrinks_while_sent_is_never_sent_short(tmp_path: Path) -> N
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"y" * 5000)
     with audio.open("rb") as handle:
-        request = multipart_request(
-            "http://u.test/",
-            headers={},
-            fields={},
-            file_field="file",
-            filename="a.wav",
-            file=handle,
-            content_type="audio/wav",
-            piece_bytes=1000,
-        )
+        request = _wav_upload(handle, piece_bytes=1000)
         stream = iter(_sent_lazily(request))
         next(stream)  # the head
         next(stream)  # the first 1000 bytes
