@@ -121,6 +121,92 @@ def test_junk_in_an_mp4_with_video_adds_nothing(mp4_video: dict[str, bytes], tmp
     assert _meter(_write(tmp_path, "over.mp4", overwritten)).seconds == honest
 
 
+def _audio_stsc(data: bytearray) -> int:
+    """Where the audio track's ``stsc`` starts (its size field) in ``mp4_video_faststart``: the first track's."""
+    return data.index(b"stsc") - 4
+
+
+def test_a_sample_table_whose_first_run_starts_late_bills_what_ffmpeg_reads(
+    mp4_video: dict[str, bytes], tmp_path: Path
+) -> None:
+    """``stsc``'s first run starting at chunk 2: ffmpeg gives the chunks before it that run's samples per chunk."""
+    out = bytearray(mp4_video["mp4_video_faststart"])
+    stsc = _audio_stsc(out)
+    runs = struct.unpack_from(">I", out, stsc + 12)[0]
+    assert runs > 2 and struct.unpack_from(">III", out, stsc + 16 + 12)[0] == 2  # the second run starts at chunk 2
+    # Drop the first run: the second (1 sample a chunk, from chunk 2) now covers chunk 1 too. The sample chunk 1 no
+    # longer holds (its second) leaves ``stsz`` too, so every other sample keeps its bytes.
+    table = out[stsc + 16 + 12 : stsc + 16 + 12 * runs]
+    out[stsc + 16 : stsc + 16 + 12 * runs] = table + bytes(12)
+    struct.pack_into(">I", out, stsc + 12, runs - 1)
+    stsz = out.index(b"stsz") - 4
+    assert struct.unpack_from(">I", out, stsz + 12)[0] == 0  # one size per sample
+    count = struct.unpack_from(">I", out, stsz + 16)[0]
+    sizes = out[stsz + 20 : stsz + 20 + 4 * count]
+    out[stsz + 20 : stsz + 20 + 4 * count] = sizes[:4] + sizes[8:] + bytes(4)
+    struct.pack_into(">I", out, stsz + 16, count - 1)
+    late = _write(tmp_path, "late.mp4", bytes(out))
+    honest = _meter(_write(tmp_path, "honest.mp4", mp4_video["mp4_video_faststart"]))
+    metered = _meter(late)
+    assert metered.source == "frames"
+    assert metered.seconds < honest.seconds  # chunk 1 holds one sample now
+    assert abs(metered.seconds - _decoded_tolerantly(late)) <= AAC_FRAME
+
+
+@pytest.mark.parametrize("field", ["count above 2^31", "runs out of order", "run past the last chunk"])
+def test_a_sample_table_ffmpeg_rewrites_is_left_to_ffprobe(
+    field: str, mp4_video: dict[str, bytes], tmp_path: Path
+) -> None:
+    """Tables ffmpeg "repairs" as it reads them are not guessed at: the packets ffprobe counts are billed (or the file
+    is refused when it counts none)."""
+    out = bytearray(mp4_video["mp4_video_faststart"])
+    stsc = _audio_stsc(out)
+    runs = struct.unpack_from(">I", out, stsc + 12)[0]
+    if field == "count above 2^31":
+        for run in range(runs):
+            struct.pack_into(">I", out, stsc + 16 + 12 * run + 4, 0xFFFFFFF0)
+    elif field == "runs out of order":
+        struct.pack_into(">I", out, stsc + 16 + 12, 7)  # the second run starts after the third
+    else:
+        struct.pack_into(">I", out, stsc + 16 + 12 * (runs - 1), 10_000)
+    path = _write(tmp_path, "table.mp4", bytes(out))
+    honest = _meter(_write(tmp_path, "honest.mp4", mp4_video["mp4_video_faststart"])).seconds
+    try:
+        metered = _meter(path)
+    except InvalidAudioError:
+        return  # ffprobe found nothing to count: refused, nothing billed
+    assert metered.source == "packets"
+    # Never more than the frames there: ffprobe's packets include the priming and padding the edit list trims.
+    assert 0 < metered.seconds <= honest + 2 * AAC_FRAME
+
+
+def test_a_constant_sample_size_claiming_billions_of_samples_is_not_sized_in_memory(
+    mp4_video: dict[str, bytes], tmp_path: Path
+) -> None:
+    """``stsz`` of one size for 2^32 - 1 samples: ffmpeg indexes none of them, nothing decodes, nothing is billed;
+    and the walk never builds a table of 4 billion rows."""
+    import tracemalloc
+
+    out = bytearray(mp4_video["mp4_video_faststart"])
+    stsz = out.index(b"stsz") - 4
+    struct.pack_into(">II", out, stsz + 12, 100, 0xFFFFFFFF)
+    path = _write(tmp_path, "billions.mp4", bytes(out))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidAudioError):
+            _meter(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000
+    assert _decoded_tolerantly(path) == 0.0
+    # The same size for as many samples as the chunks hold: each 100 bytes the file has is a packet.
+    count = int(np.frombuffer(mp4_video["mp4_video_faststart"], dtype=np.uint8).size)  # more than the chunks hold
+    struct.pack_into(">II", out, stsz + 12, 100, count)
+    sized = _write(tmp_path, "sized.mp4", bytes(out))
+    assert _meter(sized).seconds > 0
+
+
 # --- other codecs in mp4/mov/3gp: counted by what each packet's bytes decode to, not by stts -----------------------
 OTHER_CODECS = [
     ("mov", "adpcm_ima_qt", 44_100, 64),

@@ -35,6 +35,14 @@ _IMA4_BLOCK = 34
 _IMA4_SAMPLES = 64
 # At most this much priming or end padding is believed (AAC encoders prime 1024-2112 samples).
 _MAX_TRIM_FRAMES = 4
+# ``stsc``: ffmpeg reads a run's samples-per-chunk signed; a count of 2^31 or more is its negative, rewritten as 1.
+_MAX_CHUNK_SAMPLES = 2**31 - 1
+# A constant ``stsz`` size below this is left to ffprobe by ``_samples_present`` (a 25 MB file of 1-byte samples
+# would be 25 million table rows in memory). Every coded packet it sizes (ALAC, FLAC, AMR, Opus) is larger.
+_MIN_CONSTANT_SIZE = 8
+# ffmpeg builds no index at all (no packet, nothing decodes) for a track of this many samples or more: one
+# ``AVIndexEntry`` (24 bytes) each must stay under 4 GiB. Such a table is left to ffprobe, which then refuses it.
+_MAX_INDEXED_SAMPLES = (2**32 - 1) // 24
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"udta"}
 
 
@@ -131,14 +139,18 @@ def mp4_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
         count, size = constant  # every packet the same size: its whole blocks, 64 samples each
         played = count * (size // block * _IMA4_SAMPLES)
         return _trimmed(data, trak, moov, _media_timescale(data, mdhd), played, sample_rate, sample_rate, _IMA4_SAMPLES)
-    found = _samples_present(data, stbl)
-    if found is None:
-        return None
-    offsets, sizes = found
-    present = offsets.size
     timescale = _media_timescale(data, mdhd)
     if codec != "aac":
-        return _coded_length(data, stbl, trak, moov, codec, sample_rate, offsets, sizes, timescale)
+        found = _samples_present(data, stbl)
+        return None if found is None else _coded_length(data, stbl, trak, moov, codec, sample_rate, *found, timescale)
+    # AAC: every frame present counts 1024 samples, so only how many are wholly in the file matters.
+    constant = _constant_samples_present(data, stbl)
+    if constant is not None:
+        present = constant[0]
+    elif (found := _samples_present(data, stbl)) is not None:
+        present = found[0].size
+    else:
+        return None
     # Output samples per AAC frame at the rate ffprobe reports (SBR doubles the rate, and the frame with it).
     core_rate = _entry_rate(data, stbl) or sample_rate
     per_frame = _AAC_FRAME * sample_rate // core_rate if core_rate else _AAC_FRAME
@@ -399,7 +411,13 @@ def _fragment_samples(
 
 
 def _chunks(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
-    """(offset, samples) of each chunk, from ``stco``/``co64`` and ``stsc``."""
+    """(offset, samples) of each chunk, from ``stco``/``co64`` and ``stsc``; ``None`` when ffmpeg would not read the
+    table as written (ffprobe then decides).
+
+    As ffmpeg reads it: the first run covers every chunk before it too. A run must start after the one before it
+    and at the latest on the last chunk, and hold 1 to 2^31 - 1 samples a chunk (ffmpeg reads the count signed and
+    rewrites a count below 1 as 1: such a table is left to it).
+    """
     stsc = _child(data, stbl, b"stsc")
     stco, width = _child(data, stbl, b"stco"), 4
     if stco is None:
@@ -411,11 +429,21 @@ def _chunks(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[npt.NDArray[np.int6
     if offsets is None or runs is None or runs.size == 0 or runs.size % 3:
         return None
     runs = runs.reshape(-1, 3)  # first chunk (1-based), samples per chunk, description index
-    firsts = np.clip(runs[:, 0] - 1, 0, offsets.size)
-    spans = np.diff(np.append(firsts, offsets.size))
-    if (spans < 0).any():
+    firsts, counts = runs[:, 0] - 1, runs[:, 1]
+    if (firsts < 0).any() or (np.diff(firsts) <= 0).any() or firsts[-1] >= offsets.size:
         return None
-    return offsets, np.repeat(runs[:, 1], spans)
+    if (counts < 1).any() or (counts > _MAX_CHUNK_SAMPLES).any():
+        return None
+    firsts[0] = 0
+    spans = np.diff(np.append(firsts, offsets.size))
+    return offsets, np.repeat(counts, spans)
+
+
+def _held(per_chunk: npt.NDArray[np.int64], count: int) -> npt.NDArray[np.int64]:
+    """Samples of each chunk among the sample table's first ``count`` (the chunks say more than ``stsz`` lists: the
+    samples no table entry sizes do not exist)."""
+    held: npt.NDArray[np.int64] = np.clip(count - (np.cumsum(per_chunk) - per_chunk), 0, per_chunk)
+    return held
 
 
 def _sample_entry(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[int, int] | None:
@@ -432,37 +460,35 @@ def _sample_entry(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[int, int] | N
 def _samples_present(
     data: mmap.mmap, stbl: tuple[int, int]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
-    """(offset, size) of each of the track's samples that lie wholly inside the file."""
+    """(offset, size) of each of the track's samples that lie wholly inside the file.
+
+    Never sized by a count alone: a ``stsz`` table holds its entries (bounded by the box), and a constant size
+    yields only the samples whose bytes the file holds (at most the file's length over the size).
+    """
     stsz = _child(data, stbl, b"stsz")
-    stsc = _child(data, stbl, b"stsc")
-    stco, width = _child(data, stbl, b"stco"), 4
-    if stco is None:
-        stco, width = _child(data, stbl, b"co64"), 8
-    if stsz is None or stsc is None or stco is None:
+    chunks = _chunks(data, stbl)
+    if stsz is None or stsz[0] + 12 > stsz[1] or chunks is None:
         return None
     constant, count = struct.unpack_from(">II", data, stsz[0] + 4)
+    offsets, per_chunk = chunks
+    if count >= _MAX_INDEXED_SAMPLES:
+        return None
     if constant:
-        sizes = np.full(count, constant, dtype=np.int64)
-    else:
-        table = _table(data, stsz[0] + 4, stsz[1], 4)  # stsz has one more field before its count
-        if table is None:
-            return None
-        sizes = table
-    offsets = _table(data, stco[0], stco[1], width)
-    runs = _table(data, stsc[0], stsc[1], 4, per_entry=3)
-    if offsets is None or runs is None or runs.size == 0 or runs.size % 3:
+        if constant < _MIN_CONSTANT_SIZE:
+            return None  # millions of tiny samples: not sized in memory here (ffprobe counts them)
+        held = np.clip((len(data) - offsets) // constant, 0, _held(per_chunk, count))
+        chunk_of_sample = np.repeat(np.arange(offsets.size), held)
+        first_in_chunk = np.cumsum(held) - held
+        index_in_chunk = np.arange(chunk_of_sample.size) - first_in_chunk[chunk_of_sample]
+        sizes = np.full(chunk_of_sample.size, constant, dtype=np.int64)
+        return offsets[chunk_of_sample] + index_in_chunk * constant, sizes
+    table = _table(data, stsz[0] + 4, stsz[1], 4)  # stsz has one more field before its count
+    if table is None:
         return None
-    runs = runs.reshape(-1, 3)  # first chunk (1-based), samples per chunk, description index
-    chunks = offsets.size
-    firsts = np.clip(runs[:, 0] - 1, 0, chunks)
-    spans = np.diff(np.append(firsts, chunks))
-    if (spans < 0).any():
-        return None
-    per_chunk = np.repeat(runs[:, 1], spans)
-    if int(per_chunk.sum()) < sizes.size:
-        sizes = sizes[: int(per_chunk.sum())]  # samples no chunk holds do not exist
-    chunk_of_sample = np.repeat(np.arange(chunks), per_chunk)[: sizes.size]
-    first_in_chunk = np.concatenate(([0], np.cumsum(per_chunk)[:-1]))
+    held = _held(per_chunk, table.size)
+    sizes = table[: int(held.sum())]
+    chunk_of_sample = np.repeat(np.arange(offsets.size), held)
+    first_in_chunk = np.cumsum(held) - held
     ends = np.cumsum(sizes)
     before_chunk = np.concatenate(([0], ends))[first_in_chunk[chunk_of_sample]]
     sample_ends = offsets[chunk_of_sample] + ends - before_chunk
@@ -480,14 +506,10 @@ def _constant_samples_present(data: mmap.mmap, stbl: tuple[int, int]) -> tuple[i
     if stsz is None or stsz[0] + 12 > stsz[1] or chunks is None:
         return None
     size, count = struct.unpack_from(">II", data, stsz[0] + 4)
-    if not size:
+    if not size or count >= _MAX_INDEXED_SAMPLES:
         return None
     offsets, per_chunk = chunks
-    if per_chunk.size != offsets.size:
-        return None  # chunks before the table's first run: left to ``_samples_present`` (which refuses them)
-    # The table's first ``count`` samples, in chunk order, are the ones that exist; then those wholly in the file.
-    held = np.clip(count - (np.cumsum(per_chunk) - per_chunk), 0, per_chunk)
-    return int(np.clip((len(data) - offsets) // size, 0, held).sum()), int(size)
+    return int(np.clip((len(data) - offsets) // size, 0, _held(per_chunk, count)).sum()), int(size)
 
 
 def _entry_rate(data: mmap.mmap, stbl: tuple[int, int]) -> int:
