@@ -97,5 +97,5 @@ def _known_speakers(body: dict[str, Any]) -> None:
         body.pop(names_key, None)
         body.pop(references_key, None)
         return
-    body[names_key] = list(names)[:count]
+    body[names_key] = list(names or [])[:count]
     body[references_key] = ["data:audio/wav;base64," + base64.b64encode(_VOICE).decode()] * count

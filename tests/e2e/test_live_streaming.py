@@ -41,6 +41,7 @@ def test_openai_sdk_stream_yields_deltas_then_the_billed_text(server: LocalServe
     types = [event.type for event in events]
     assert types[-1] == "transcript.text.done" and set(types[:-1]) == {"transcript.text.delta"}, types
     done = events[-1]
+    assert done.type == "transcript.text.done"
     assert "".join(event.delta for event in events[:-1]) == done.text  # type: ignore[union-attr]
     assert len(set(done.text.split()) & set(SENTENCE.split())) >= 3, done.text
     billing = (done.model_extra or {})["billing"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import openai
@@ -67,7 +68,7 @@ def test_verbose_json_has_segments_words_and_duration(server, speech_mp3: Path) 
 
 
 @pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])
-def test_text_formats_carry_billing_in_headers(server, speech_mp3: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+def test_text_formats_carry_billing_in_headers(server, speech_mp3: Path, fmt: Literal["text", "srt", "vtt"]) -> None:  # type: ignore[no-untyped-def]
     key = server.create_key()
     before = _balance(server, key)
     with speech_mp3.open("rb") as audio:
@@ -140,7 +141,9 @@ def test_usage_lists_what_was_billed(server, speech_mp3: Path) -> None:  # type:
 # -- real speech, as a user would send it ------------------------------------------------------------------------
 @requires_testdata
 @pytest.mark.parametrize("fmt", ["json", "verbose_json", "text", "srt", "vtt"])
-def test_real_read_speech_comes_back_nearly_word_for_word_in_every_format(server, fmt: str) -> None:  # type: ignore[no-untyped-def]
+def test_real_read_speech_comes_back_nearly_word_for_word_in_every_format(  # type: ignore[no-untyped-def]
+    server, fmt: Literal["json", "verbose_json", "text", "srt", "vtt"]
+) -> None:
     utterance = librivox()[0]  # "and mister john dashwood had then leisure to consider how much ..."
     key = server.create_key()
     with utterance.path.open("rb") as audio:
@@ -161,6 +164,7 @@ def test_verbose_json_carries_what_whisper_produced(server) -> None:  # type: ig
         )
     assert result.language == "English"
     assert (result.model_extra or {})["language_probability"] > 0.9
+    assert result.segments and result.words
     segment = result.segments[0]
     assert segment.tokens and segment.avg_logprob < 0 and segment.compression_ratio > 0
     assert 0 <= segment.no_speech_prob < 0.5 and segment.temperature == 0.0 and segment.seek == 0

@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -66,7 +67,9 @@ def test_heads_refused_before_the_request_line_answer_in_the_routes_contract(ser
 
 def test_a_schema_that_expands_exponentially_is_refused_at_once(server: LocalServer) -> None:
     key = server.create_key(balance_usd="1")
-    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(30)}
+    defs: dict[str, Any] = {
+        f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(30)
+    }
     defs["d30"] = {"type": "object"}
     wav = _encode(server.data_dir / "s.wav", "wav", "pcm_s16le", 1.0, 16_000)
     payload = {

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from infra_synth import REPO_ROOT
 
+from earshot.blob_layout import INBOX_PREFIX
 from earshot.http.request import ApiRequest
 from earshot.keys import is_well_formed
 from earshot.routes import EVENT_FUNCTIONS, ROUTES
 from earshot.services.uploads import s3_event_records
 from earshot.workflow import WORKFLOW, dispatch_step
-from infra.constants import INBOX_PREFIX
 
 EVENTS = REPO_ROOT / "events"
 MAX_EVENT_BYTES = 8 * 1024
@@ -93,7 +93,12 @@ def test_workflow_events_are_what_the_state_machine_sends(path: Path) -> None:
     state = event["state"]
     assert set(state) == {"task_id"}  # references only: what the caller sent lives in the task record
     seen: list[str] = []
-    echoed = dispatch_step({event["step"]: lambda given: seen.append(given["task_id"]) or given}, event)
+
+    def step(given: dict[str, Any]) -> dict[str, Any]:
+        seen.append(given["task_id"])
+        return given
+
+    echoed = dispatch_step({event["step"]: step}, event)
     assert echoed == state and seen == [state["task_id"]]
 
 

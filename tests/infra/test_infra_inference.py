@@ -13,6 +13,7 @@ import pytest
 from infra_synth import REPO_ROOT, Synthesized
 from packaging.requirements import Requirement
 
+from earshot.blob_layout import INFERENCE_PREFIX
 from earshot.engines import remote, whisper_engine
 from earshot.limits import MAX_UPLOAD_BYTES, ephemeral_storage_mb, staged_upload_bytes
 from infra.constants import (
@@ -20,7 +21,6 @@ from infra.constants import (
     INFERENCE_DOCKERFILE,
     INFERENCE_EXTRAS,
     INFERENCE_IMAGE_BUDGET_BYTES,
-    INFERENCE_PREFIX,
     INFERENCE_VCPUS,
     LAMBDA_MB_PER_VCPU,
     LAMBDA_PYTHON_BASE_IMAGE_BYTES,

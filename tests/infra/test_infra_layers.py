@@ -98,6 +98,7 @@ def test_three_layers_for_the_same_runtime_and_architecture(dev: Synthesized) ->
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_audio_functions_get_core_audio_ffprobe_and_light_ones_only_core(dev: Synthesized, name: str) -> None:
     ids = dev.layer_logical_ids()
+    layers: tuple[str, ...]
     if name in AUDIO_FUNCTIONS:
         layers = (CORE_LAYER, AUDIO_LAYER, FFPROBE_LAYER)
     elif name in METERING_FUNCTIONS:

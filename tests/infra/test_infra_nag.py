@@ -121,6 +121,8 @@ def test_the_app_runs_the_serverless_pack_too(stub_layers: dict[str, Path], tmp_
         ffprobe_layer_dir=stub_layers[FFPROBE_LAYER],
         outdir=str(tmp_path),
     )
-    sqs.Queue(app.node.find_child(stack_name("dev")), "Careless", enforce_ssl=True)
+    stack = app.node.find_child(stack_name("dev"))
+    assert isinstance(stack, Stack)
+    sqs.Queue(stack, "Careless", enforce_ssl=True)
     with pytest.raises(Exception, match="Serverless-SQSRedrivePolicy"):
         app.synth()

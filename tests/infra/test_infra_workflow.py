@@ -8,10 +8,11 @@ from typing import Any
 
 from infra_synth import RETENTION_DAYS, Synthesized
 
+from earshot.blob_layout import INBOX_PREFIX
 from earshot.inference import ENGINE_STEPS
 from earshot.workflow import FAILED_STATE, FAILED_STATE_ERROR, REFUND_STEP, WORKFLOW, to_state_machine_definition
 from infra.capabilities.functions import step_function, timeout_sec
-from infra.constants import INBOX_PREFIX, STATE_MACHINE_ARN_ENV
+from infra.constants import STATE_MACHINE_ARN_ENV
 
 
 def _state_machine(synth: Synthesized) -> tuple[str, dict[str, Any]]:

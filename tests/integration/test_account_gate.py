@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from gateway_requests import WAV, balance, call
 
+from earshot.adapters.job_starters import LocalJobStarter
 from earshot.runtime import get_runtime
 from earshot.services.accounts import NewKey, create_key
 
@@ -88,6 +89,7 @@ def test_a_queued_task_fails_uncharged_once_the_account_changed(
 ) -> None:
     runtime = get_runtime()
     jobs = runtime.jobs
+    assert isinstance(jobs, LocalJobStarter)
     queued: list[tuple[str, dict[str, Any]]] = []
     monkeypatch.setattr(jobs, "start", lambda task_id, state: queued.append((task_id, state)))
     form = b'--B\r\nContent-Disposition: form-data; name="async"\r\n\r\ntrue\r\n'

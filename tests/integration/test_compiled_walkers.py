@@ -14,7 +14,7 @@ import random
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from audio_fixtures import encode_tone, write_audio
@@ -189,7 +189,7 @@ def test_the_compiled_walks_refuse_what_the_python_walks_refuse() -> None:
     assert walkers.mpeg_frames(frames, position=0, sizes=free_format) == (0, 0)
     assert walkers.mpeg_frames(compiled.Mapped(b"\xff\xfb"), position=5, sizes=free_format) == (0, 5)  # past the end
     block = compiled.Mapped(b"\xa3\x86\x81\x00\x00\x80\xf8\x00")  # one 20 ms Opus block of track 1
-    walk = {"cluster_end": 8, "unknown_size": False, "segment_end": 8, "track_byte": 0x81}
+    walk: dict[str, Any] = {"cluster_end": 8, "unknown_size": False, "segment_end": 8, "track_byte": 0x81}
     walked = walkers.matroska_blocks(block, position=0, **walk)
     assert (walked.position, walked.blocks, walked.samples, walked.last_samples, walked.cluster_done) == (
         8,

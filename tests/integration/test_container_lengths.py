@@ -11,6 +11,7 @@ import mmap
 import random
 import struct
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -413,11 +414,13 @@ def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
 
     taken: list[bool] = []
     read_pes_starts = mpeg_streams._ts_one_frame_per_pes
-    monkeypatch.setattr(
-        mpeg_streams,
-        "_ts_one_frame_per_pes",
-        lambda *args: taken.append(bool(found := read_pes_starts(*args))) or found,
-    )
+
+    def recorded(*args: Any) -> Any:
+        found = read_pes_starts(*args)
+        taken.append(bool(found))
+        return found
+
+    monkeypatch.setattr(mpeg_streams, "_ts_one_frame_per_pes", recorded)
     shortcut = lengths()
     assert taken[0]  # the intact file does take the shortcut
     monkeypatch.setattr(mpeg_streams, "_ts_one_frame_per_pes", lambda *args: None)

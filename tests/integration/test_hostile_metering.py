@@ -139,7 +139,11 @@ def _send(route: str, key: str, filename: str, data: bytes) -> Any:
     elif route == "/v1/audio/understand":
         body, ctype = _multipart({"question": "What is it?"}, filename, data)
     elif route == "/api/v1/extract-audio":
-        payload = {"inputMethod": "base64", "audio": base64.b64encode(data).decode(), "prompt": "Describe"}
+        payload: dict[str, Any] = {
+            "inputMethod": "base64",
+            "audio": base64.b64encode(data).decode(),
+            "prompt": "Describe",
+        }
         body, ctype = json.dumps(payload).encode(), "application/json"
     else:
         url = "data:audio/mpeg;base64," + base64.b64encode(data).decode()

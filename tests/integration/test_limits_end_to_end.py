@@ -67,7 +67,7 @@ def _wav_header(*, data_bytes: int, rate: int, channels: int, bits: int) -> byte
 
 def _upload(key: NewKey, size: int, **options: Any) -> str:
     principal = Principal(account_id=key.account.id, key_id=key.key.id)
-    process = UploadProcess(kind="transcription", options=options)  # type: ignore[arg-type]
+    process = UploadProcess(kind="transcription", options=options)
     record, _ = create_upload(
         get_runtime(), principal, UploadRequestBody(filename="long.wav", bytes=size, process=process)
     )
@@ -116,7 +116,7 @@ def test_an_upload_at_the_size_limit_is_processed_by_the_workflow(account: NewKe
 
     task = _process(object_key)
 
-    assert task.status == "completed", task.error
+    assert task.status == "completed" and task.results is not None, task.error
     seconds = data_bytes / (rate * channels * bits // 8)
     minutes = -(-int(seconds * 1000) // 60_000)
     assert _debits(account) == [-minutes * PRICE_PER_MINUTE]  # billed once, by the metered duration
@@ -144,7 +144,7 @@ def test_a_one_hour_recording_completes_as_a_task_billed_exactly_once(account: N
 
     task = _process(object_key)
 
-    assert task.status == "completed", task.error
+    assert task.status == "completed" and task.results is not None, task.error
     assert _debits(account) == [-60 * PRICE_PER_MINUTE]  # 60 started minutes, one debit
     assert not get_runtime().blobs.exists(object_key)  # processed audio does not stay
     # The same S3 event again (delivered twice) finds the task and charges nothing more.
@@ -177,7 +177,7 @@ def test_an_upload_at_the_size_limit_is_processed_by_the_embedded_engines_workfl
 
     task = _process(object_key)
 
-    assert task.status == "completed", task.error
+    assert task.status == "completed" and task.results is not None, task.error
     seconds = data_bytes / (rate * channels * bits // 8)
     # Decoded whole (within the metered budget), cut at silences: no speech anywhere, so no chunk ran an engine.
     (body,) = task.results
@@ -217,7 +217,7 @@ def test_a_one_hour_recording_completes_as_a_task_of_chunks_billed_exactly_once(
 
     task = _process(object_key, timeout=900)
 
-    assert task.status == "completed", task.error
+    assert task.status == "completed" and task.results is not None, task.error
     assert _debits(embedded_account) == [-_embedded_price(3600.0)]  # 60 started minutes, one debit
     per_minute = get_runtime().catalog.resolve_transcription("transcribe").price_micro_usd_per_minute
     assert _embedded_price(3600.0) == 60 * per_minute

@@ -140,7 +140,8 @@ def _presigned(server: tuple[str, int], new_key: NewKey, size: int) -> str:
         json={"filename": "a.wav", "bytes": size},
     )
     assert created.status_code == 201, created.text
-    return "/_local/uploads/" + created.json()["upload"]["url"].split("/_local/uploads/", 1)[1]
+    url: str = created.json()["upload"]["url"]
+    return "/_local/uploads/" + url.split("/_local/uploads/", 1)[1]
 
 
 def _upload_leftovers() -> list[Path]:

@@ -6,6 +6,7 @@ Driven through the local gateway in-process: the same authorizer + handler path 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,13 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "build", "status", "code"), CASES, ids=[c[0] for c in CASES])
 def test_malformed_requests_get_an_envelope_and_cost_nothing(
-    gateway: LocalGateway, new_key: NewKey, wav: bytes, name: str, build, status: int, code: str
+    gateway: LocalGateway,
+    new_key: NewKey,
+    wav: bytes,
+    name: str,
+    build: Callable[[bytes], tuple[bytes, str]],
+    status: int,
+    code: str,
 ) -> None:
     body, content_type = build(wav)
     response = _post(gateway, new_key.secret, body, content_type)

@@ -60,7 +60,7 @@ def _bill(account: NewKey, path: Path, filename: str) -> tuple[int, dict[str, ob
     )
     assert response.status == 200, response.body[:500]
     debits = [e for e in get_runtime().store.list_ledger(account.account.id) if e.kind == "debit"]
-    assert len(debits) == 1
+    assert len(debits) == 1 and debits[0].billable_minutes is not None
     return debits[0].billable_minutes, {**json.loads(response.body), "debit": -debits[0].amount_micro_usd}
 
 

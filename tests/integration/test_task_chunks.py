@@ -24,6 +24,7 @@ from earshot.billing import cost_micro_usd
 from earshot.blob_layout import TASKS_PREFIX, task_input_key
 from earshot.engines.base import Segment, Transcript, TranscriptionOptions
 from earshot.jobs.steps import registry
+from earshot.models import LedgerKind
 from earshot.ports import Task, new_task
 from earshot.runtime import get_runtime
 from earshot.services.accounts import NewKey
@@ -142,7 +143,7 @@ def _run(task: Task) -> RunResult:
     return LocalRunner(registry(get_runtime()), sleep=lambda _s: None, map_workers=2).run({"task_id": task.id})
 
 
-def _money(key: NewKey) -> tuple[list[tuple[str, int]], int]:
+def _money(key: NewKey) -> tuple[list[tuple[LedgerKind, int]], int]:
     runtime = get_runtime()
     ledger = [(e.kind, e.amount_micro_usd) for e in runtime.store.list_ledger(key.account.id)]
     account = runtime.store.get_account(key.account.id)
@@ -169,7 +170,7 @@ def test_a_long_recording_is_cut_at_silences_run_as_a_map_and_merged_with_exact_
     assert len(chunks) == 3 and all(c["end"] - c["start"] <= 60.0 for c in chunks)
     assert [a.step for a in result.history].count(CHUNK_STEP) == 3  # one Map iteration per chunk with speech
     done = get_runtime().tasks.get_task(task.id)
-    assert done is not None and done.status == "completed"
+    assert done is not None and done.status == "completed" and done.results is not None
     (body,) = done.results
     # Every segment lands where the sound is in the whole recording, to the millisecond.
     assert [(s["start"], s["end"]) for s in body["segments"]] == sound_spans(pcm)
@@ -194,7 +195,7 @@ def test_one_language_is_decided_for_the_recording_and_a_stray_chunk_is_heard_ag
 
     assert result.succeeded, result.error
     done = get_runtime().tasks.get_task(task.id)
-    assert done is not None
+    assert done is not None and done.results is not None
     (body,) = done.results
     assert body["language"] == "English"
     assert all("(en)" in s["text"] for s in body["segments"])  # the stray chunk was transcribed again, in English
@@ -246,7 +247,7 @@ def test_audio_no_longer_than_a_chunk_runs_whole_in_one_iteration(
     assert result.succeeded
     assert result.state["chunks"] == [{"index": 0, "start": 0.0, "end": 30.0, "whole": True}]
     done = get_runtime().tasks.get_task(task.id)
-    assert done is not None
+    assert done is not None and done.results is not None
     assert [(s["start"], s["end"]) for s in done.results[0]["segments"]] == sound_spans(pcm)
 
 
@@ -261,6 +262,11 @@ def test_silence_longer_than_a_chunk_runs_no_engine_and_answers_an_empty_transcr
     assert result.succeeded and result.state["chunks"] == []
     assert span_engine.calls == []
     done = get_runtime().tasks.get_task(task.id)
-    assert done is not None and done.results[0]["text"] == "" and done.results[0]["segments"] == []
+    assert (
+        done is not None
+        and done.results is not None
+        and done.results[0]["text"] == ""
+        and done.results[0]["segments"] == []
+    )
     ledger, _ = _money(new_key)
     assert [kind for kind, _ in ledger] == ["debit", "topup"]  # the metered 150 s are billed all the same

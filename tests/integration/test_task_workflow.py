@@ -51,7 +51,7 @@ def _upload(key: NewKey, kind: str = "transcription") -> str:
     record, _ = create_upload(
         get_runtime(),
         _principal(key),
-        UploadRequestBody(filename="a.wav", bytes=len(WAV), process=UploadProcess(kind=kind)),  # type: ignore[arg-type]
+        UploadRequestBody(filename="a.wav", bytes=len(WAV), process=UploadProcess(kind=kind)),
     )
     get_runtime().blobs.put(record.key, WAV)
     return record.key
@@ -74,7 +74,7 @@ def test_one_upload_starts_one_task_even_if_the_file_is_posted_again(new_key: Ne
     record, _ = create_upload(
         get_runtime(),
         _principal(new_key),
-        UploadRequestBody(filename="a.wav", bytes=len(WAV), process=UploadProcess(kind="transcription")),  # type: ignore[arg-type]
+        UploadRequestBody(filename="a.wav", bytes=len(WAV), process=UploadProcess(kind="transcription")),
     )
     get_runtime().blobs.put(record.key, WAV)
     ingest = load_handler("ingest")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -86,7 +87,7 @@ def test_checking_a_request_imports_neither_the_model_runtime_nor_numpy() -> Non
     assert done.returncode == 0, done.stderr
 
 
-def _segments(ends: list[float], cost: float, clock: list[float]) -> Iterator[SimpleNamespace]:
+def _segments(ends: list[float], cost: float, clock: list[float]) -> Generator[SimpleNamespace, None, None]:
     for end in ends:
         clock[0] += cost  # each window takes `cost` seconds
         yield SimpleNamespace(end=end, seek=round((end - 30.0) * 100))  # one 30-s window per segment
@@ -96,7 +97,7 @@ def test_segments_of_a_window_already_decoded_are_never_refused(monkeypatch: pyt
     from earshot.engines import whisper_engine
 
     clock = [0.0]
-    monkeypatch.setattr(whisper_engine.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("earshot.engines.whisper_engine.time.monotonic", lambda: clock[0])
 
     def one_slow_window() -> Iterator[SimpleNamespace]:
         clock[0] += 20.0  # the window's decode; its segments then come at once
@@ -113,7 +114,7 @@ def test_long_audio_stops_cleanly_before_a_window_that_cannot_finish_in_time(mon
     from earshot.engines import whisper_engine
 
     clock = [0.0]
-    monkeypatch.setattr(whisper_engine.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("earshot.engines.whisper_engine.time.monotonic", lambda: clock[0])
     generator = _segments([30.0, 60.0, 90.0, 120.0], cost=8.0, clock=clock)
 
     heard = []
@@ -122,14 +123,14 @@ def test_long_audio_stops_cleanly_before_a_window_that_cannot_finish_in_time(mon
             heard.append(segment.end)
     # 8 s per window: after three (24 s), a fourth would end at 32 s, past the 29 s deadline: not started.
     assert heard == [30.0, 60.0, 90.0]
-    assert generator.gi_frame is None  # the generator was closed, not left mid-window
+    assert inspect.getgeneratorstate(generator) == inspect.GEN_CLOSED  # closed, not left mid-window
 
 
 def test_the_last_window_is_never_refused_for_time_it_will_not_need(monkeypatch: pytest.MonkeyPatch) -> None:
     from earshot.engines import whisper_engine
 
     clock = [0.0]
-    monkeypatch.setattr(whisper_engine.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("earshot.engines.whisper_engine.time.monotonic", lambda: clock[0])
     generator = _segments([3.0], cost=20.0, clock=clock)
     heard = [s.end for s in whisper_engine._until_deadline(generator, speech_sec=3.2, started=0.0, deadline_sec=29.0)]
     assert heard == [3.0]

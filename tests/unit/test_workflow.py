@@ -726,12 +726,16 @@ def test_a_chunk_that_fails_after_its_retries_fails_the_task_once_and_stops_the_
             raise RateLimitedError("throttled once")  # not retried by this Map: fails too (first failure wins)
         return {"index": index}
 
+    def refund(state: dict[str, Any]) -> dict[str, Any]:
+        refunds.append(state)
+        return state
+
     items = [{"index": i} for i in range(40)]
     steps = {
         "plan": lambda state: {**state, "chunks": items},
         "chunk": chunk,
         "merge": lambda state: pytest.fail("merge must not run after a failed chunk"),
-        REFUND_STEP: lambda state: refunds.append(state) or state,
+        REFUND_STEP: refund,
     }
     retry = Retrier(errors=("Lambda.ServiceException",), max_attempts=2)
 
