@@ -4,7 +4,8 @@
 ``seconds`` while its frames stay exactly as encoded: FLAC STREAMINFO total samples, Ogg granule positions
 (page CRCs recomputed, so demuxers accept the pages), the Matroska/WebM Duration element, mp4 ``mvhd``/``mdhd``
 durations, ``stts`` sample deltas and the edit list, the mp3 Xing frame count, WAV RIFF/data sizes, the CAF packet
-table's valid-frame count, MPEG program/transport stream timestamps.
+table's valid-frame count, MPEG program/transport stream timestamps, FLV's ``onMetaData`` duration and tag timestamps,
+AVI's main header frame count, every stream header's length and OpenDML's total.
 ``truncate`` cuts a file as an interrupted upload would.
 """
 
@@ -41,6 +42,8 @@ def claim_seconds(data: bytes, fmt: str, seconds: float) -> bytes:
         "w64": _w64,
         "mpegts_video": _mpeg_timestamps,
         "mpeg_video": _mpeg_timestamps,
+        "flv": _flv,
+        "avi": _avi,
     }[fmt]
     out = bytearray(data)
     patch(out, seconds)
@@ -393,3 +396,35 @@ def _mpeg_timestamps(out: bytearray, seconds: float) -> None:
         prefix = out[at] & 0xF0
         field = (prefix | (value >> 29 & 0x0E) | 1) << 32 | (value >> 14 & 0xFFFE | 1) << 16 | (value << 1 & 0xFFFE | 1)
         out[at : at + 5] = field.to_bytes(5, "big")
+
+
+def _flv(out: bytearray, seconds: float) -> None:
+    # onMetaData's duration (an AMF number after its key), and every tag's timestamp scaled to end at ``seconds``.
+    key = out.find(b"\x00\x08duration\x00")
+    if key >= 0:
+        struct.pack_into(">d", out, key + 11, seconds)
+    tags, position = [], 13
+    while position + 11 <= len(out):
+        tags.append(position)
+        position += 15 + int.from_bytes(out[position + 1 : position + 4], "big")
+    stamps = [int.from_bytes(out[at + 4 : at + 7], "big") | out[at + 7] << 24 for at in tags]
+    last = max(max(stamps), 1)
+    for at, stamp in zip(tags, stamps, strict=True):
+        value = min(0x7FFFFFFF, int(stamp * seconds * 1000 / last))
+        out[at + 4 : at + 7] = (value & 0xFFFFFF).to_bytes(3, "big")
+        out[at + 7] = value >> 24
+
+
+def _avi(out: bytearray, seconds: float) -> None:
+    # The main header's total frames, every stream header's length (in its own rate/scale), OpenDML's total frames.
+    avih = out.index(b"avih") + 8
+    per_frame = struct.unpack_from("<I", out, avih)[0] or 1_000_000
+    struct.pack_into("<I", out, avih + 16, min(0xFFFFFFFF, int(seconds * 1_000_000 / per_frame)))
+    position = out.find(b"strh")
+    while position >= 0:
+        scale, rate = struct.unpack_from("<II", out, position + 8 + 20)
+        struct.pack_into("<I", out, position + 8 + 32, min(0xFFFFFFFF, int(seconds * rate / max(scale, 1))))
+        position = out.find(b"strh", position + 4)
+    dmlh = out.find(b"dmlh")
+    if dmlh >= 0:
+        struct.pack_into("<I", out, dmlh + 8, min(0xFFFFFFFF, int(seconds * 1_000_000 / per_frame)))

@@ -20,6 +20,8 @@ answers only when every one of these holds; otherwise ``None``, and ffprobe deci
 * CAF describes ALAC, FLAC, IMA4, G.711 or PCM first thing, with the tables its codec needs (``identify_caf``);
 * MPEG transport and program streams hold one audio stream (AAC in ADTS, MPEG audio) beside video streams only, in
   plain packets (``identify_mpegts``, ``identify_mpeg_ps``).
+* FLV holds one AAC-LC or MP3 audio stream in tags that chain (``identify_flv``); AVI one MP3 or PCM stream beside
+  video streams only (``identify_avi``).
 
 No name, URL or protocol is ever opened: only the bytes of the staged local file. Anything else (playlists, every
 container these checks doubt) goes to ffprobe.
@@ -89,6 +91,14 @@ def identify(data: mmap.mmap) -> Identified | None:
         from earshot.audio.lengths.mpeg_streams import identify_mpeg_ps
 
         return identify_mpeg_ps(data)
+    if head[:3] == b"FLV":
+        from earshot.audio.lengths.flv import identify_flv
+
+        return identify_flv(data)
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        from earshot.audio.lengths.avi import identify_avi
+
+        return identify_avi(data)
     if head[:1] == b"\x47":
         from earshot.audio.lengths.mpeg_streams import identify_mpegts
 

@@ -15,9 +15,11 @@ logger = logging.getLogger(__name__)
 def _walkers() -> dict[str, Walker]:
     # Imported on first use: some walkers need numpy, which the light functions' layer does not carry.
     from earshot.audio.lengths.amr import amr_length
+    from earshot.audio.lengths.avi import avi_length
     from earshot.audio.lengths.caf import caf_length
     from earshot.audio.lengths.elementary import elementary_length
     from earshot.audio.lengths.flac import flac_length
+    from earshot.audio.lengths.flv import flv_length
     from earshot.audio.lengths.matroska import matroska_length
     from earshot.audio.lengths.mp4 import mp4_length
     from earshot.audio.lengths.mpeg_audio import mp3_length
@@ -45,6 +47,8 @@ def _walkers() -> dict[str, Walker]:
         "mpegts": mpegts_length,
         "mpeg": mpeg_ps_length,
         "amr": amr_length,
+        "flv": flv_length,
+        "avi": avi_length,
     }
 
 
