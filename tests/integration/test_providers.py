@@ -21,7 +21,8 @@ import pytest
 from audio_fixtures import write_audio
 from fakes.upstreams import FakeGemini, FakeOpenAI, drop, error, hang, latency, malformed_json, rate_limited
 
-from earshot.engines.base import TranscriptionOptions
+from earshot.engines.base import KnownAudio, TranscriptionOptions
+from earshot.engines.providers import audio_convert
 from earshot.engines.providers.gemini import GeminiAudioEngine
 from earshot.engines.providers.http import RetryPolicy, call_upstream, default_http_client
 from earshot.engines.providers.openai_chat_audio import OpenAIChatAudioEngine
@@ -150,6 +151,37 @@ def test_json_only_models_get_one_segment_spanning_the_audio(openai: FakeOpenAI,
         engine.check(options(word_timestamps=True))
     with pytest.raises(UnsupportedByModelError):
         engine.check(options(task="translate"))
+
+
+def test_metered_audio_is_named_without_opening_the_file_again(
+    openai: FakeOpenAI, audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The charged run hands the engine what metering found: the upload's format is named from it (no second
+    PyAV open on the request path) and the metered length, not the container's, is the transcript's span."""
+
+    def reopened(path: Path) -> tuple[str, float | None]:
+        raise AssertionError(f"{path} was opened again")
+
+    monkeypatch.setattr(audio_convert, "describe_format", reopened)
+    known = KnownAudio(format_name="mp3", codec="mp3", has_video=False, seconds=1.5)
+
+    transcript = whisper(openai, model="gpt-4o-transcribe").transcribe(
+        audio_dir / "mp3", options(known_audio=known.model_dump())
+    )
+
+    (request,) = openai.requests
+    assert request.filename == "audio.mp3"  # passed through as metered: an mp3 OpenAI reads
+    assert request.audio == (audio_dir / "mp3").read_bytes()
+    assert transcript.segments[0].end == 1.5
+
+
+def test_metered_video_container_keeps_its_name(openai: FakeOpenAI, audio_dir: Path) -> None:
+    known = KnownAudio(format_name="mov,mp4,m4a,3gp,3g2,mj2", codec="aac", has_video=True, seconds=SECONDS)
+
+    whisper(openai).transcribe(audio_dir / "mp4_video", options(known_audio=known.model_dump()))
+
+    (request,) = openai.requests
+    assert request.filename == "audio.mp4"
 
 
 def test_whisper_refuses_unknown_languages_before_any_work(openai: FakeOpenAI) -> None:

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from earshot.engines.base import Transcript, TranscriptionOptions
+from earshot.engines.base import KnownAudio, Transcript, TranscriptionOptions
 from earshot.errors import InvalidRequestError
+from earshot.metering import MeteredAudio
 from earshot.runtime import Runtime
 from earshot.services.charged_run import ChunkedWork, Plan
 
@@ -62,7 +63,7 @@ def plan_transcription(runtime: Runtime, job: TranscriptionJob) -> Plan[Transcri
             )
         return Plan(
             model=model,
-            work=lambda path, _metered: engine.transcribe(path, options),
+            work=lambda path, metered: engine.transcribe(path, knowing(options, metered)),
             label=job.task,
             chunked=chunked(options, lambda _path, merged: merged) if max_chunk_sec else None,
         )
@@ -76,11 +77,19 @@ def plan_transcription(runtime: Runtime, job: TranscriptionJob) -> Plan[Transcri
     # Word times let a segment that spans two voices be split where the voice changes.
     timed = options.model_copy(update={"word_timestamps": True})
 
-    def work(path: Path, _metered: object) -> Transcript:
-        return diarize_transcript(engine.transcribe(path, timed), path, known)
+    def work(path: Path, metered: MeteredAudio) -> Transcript:
+        return diarize_transcript(engine.transcribe(path, knowing(timed, metered)), path, known)
 
     def finish(path: Path, merged: Transcript) -> Transcript:
         # Speakers are found over the whole recording, so the chunks' segments share one set of them.
         return diarize_transcript(merged, path, known)
 
     return Plan(model=model, work=work, label="diarize", chunked=chunked(timed, finish) if max_chunk_sec else None)
+
+
+def knowing(options: TranscriptionOptions, metered: MeteredAudio) -> TranscriptionOptions:
+    """``options`` for the file that was metered as ``metered``: the engine need not open it again to name it."""
+    known = KnownAudio(
+        format_name=metered.format_name, codec=metered.codec, has_video=metered.has_video, seconds=metered.seconds
+    )
+    return options.model_copy(update={"known_audio": known})

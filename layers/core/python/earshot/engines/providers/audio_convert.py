@@ -19,6 +19,7 @@ import av
 # The demuxer whitelist is a security boundary (no playlists, no URLs named inside the upload): share it, never
 # copy it. TODO: expose it publicly from earshot.audio.decode.
 from earshot.audio.decode import _CONTAINER_OPTIONS, SAMPLE_RATE, within_budget
+from earshot.engines.base import KnownAudio
 from earshot.errors import FileTooLargeError, InvalidAudioError
 
 TargetFormat = Literal["flac", "mp3", "wav"]
@@ -107,6 +108,7 @@ def prepare_audio(
     targets: Sequence[TargetFormat],
     max_bytes: int,
     upstream: str,
+    known: KnownAudio | None = None,
 ) -> PreparedAudio:
     """The upload itself if ``accepted`` and within ``max_bytes``, else the first target encoding that fits.
 
@@ -122,6 +124,9 @@ def prepare_audio(
         The largest audio the upstream request can carry.
     upstream
         The upstream's name, for the error message.
+    known
+        What metering found about this very file: its format is named from it (the file is not opened again) and
+        its metered length is the one given, instead of the container's.
 
     Raises
     ------
@@ -130,7 +135,11 @@ def prepare_audio(
     FileTooLargeError
         Even the most compact target is larger than ``max_bytes``: the audio is too long for one request.
     """
-    fmt, duration = describe_format(path)
+    if known is not None:
+        fmt = _classify(known.format_name, known.codec, has_video=known.has_video)
+        duration: float | None = known.seconds
+    else:
+        fmt, duration = describe_format(path)
     size = path.stat().st_size
     if fmt in accepted and size <= max_bytes:
         return PreparedAudio(format=fmt, converted=False, duration_sec=duration, path=path)

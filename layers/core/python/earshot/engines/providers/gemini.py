@@ -11,7 +11,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from earshot.engines.base import Segment, Transcript, TranscriptionOptions
+from earshot.engines.base import KnownAudio, Segment, Transcript, TranscriptionOptions
 from earshot.engines.providers import FinishReason, GenerationResult, transcription_instruction
 from earshot.engines.providers.audio_convert import PreparedAudio, prepare_audio
 from earshot.engines.providers.base import UpstreamEngine, UpstreamOptions
@@ -161,6 +161,7 @@ class GeminiAudioEngine(UpstreamEngine):
             config=config,
             model=options.upstream_model,
             deadline_sec=self._deadline_sec(options),
+            known=options.known_audio,
         )
         result = _result(answer)
         if result.finish_reason == "length":
@@ -203,6 +204,7 @@ class GeminiAudioEngine(UpstreamEngine):
         config: dict[str, Any],
         model: str,
         deadline_sec: float,
+        known: KnownAudio | None = None,
     ) -> tuple[PreparedAudio, _GenerateContentResponse]:
         text_bytes = len(prompt.encode()) + len((system or "").encode()) + len(json.dumps(config))
         room = self._max_request_bytes - text_bytes - _REQUEST_OVERHEAD_BYTES
@@ -212,6 +214,7 @@ class GeminiAudioEngine(UpstreamEngine):
             targets=("flac", "mp3"),
             max_bytes=max(0, room) * 3 // 4,  # base64 grows the audio by a third
             upstream=self._provider,
+            known=known,
         )
         body: dict[str, Any] = {
             "contents": [

@@ -10,7 +10,7 @@ from typing import Any, Unpack
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from earshot.engines.base import Segment, Transcript, TranscriptionOptions
+from earshot.engines.base import KnownAudio, Segment, Transcript, TranscriptionOptions
 from earshot.engines.providers import FinishReason, GenerationResult, transcription_instruction
 from earshot.engines.providers.audio_convert import PreparedAudio, prepare_audio
 from earshot.engines.providers.base import UpstreamEngine, UpstreamOptions
@@ -92,6 +92,7 @@ class OpenAIChatAudioEngine(UpstreamEngine):
             extra={"temperature": options.temperature},
             model=options.upstream_model,
             deadline_sec=self._deadline_sec(options),
+            known=options.known_audio,
         )
         if result.finish_reason == "length":
             raise ProviderError(f"{self._provider} stopped before the transcript was complete")
@@ -140,6 +141,7 @@ class OpenAIChatAudioEngine(UpstreamEngine):
         extra: dict[str, Any],
         model: str,
         deadline_sec: float,
+        known: KnownAudio | None = None,
     ) -> tuple[PreparedAudio, GenerationResult]:
         text_bytes = len(prompt.encode()) + len((system or "").encode()) + len(json.dumps(extra))
         room = self._max_request_bytes - text_bytes - _REQUEST_OVERHEAD_BYTES
@@ -149,6 +151,7 @@ class OpenAIChatAudioEngine(UpstreamEngine):
             targets=("wav", "mp3"),
             max_bytes=max(0, room) * 3 // 4,  # base64 grows the audio by a third
             upstream=self._provider,
+            known=known,
         )
         messages: list[dict[str, Any]] = []
         if system:

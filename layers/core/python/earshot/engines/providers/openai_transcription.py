@@ -130,6 +130,7 @@ class OpenAITranscriptionEngine(UpstreamEngine):
             targets=("flac", "mp3"),
             max_bytes=self._max_upload_bytes,
             upstream=self._provider,
+            known=options.known_audio,
         )
         suffix = _ACCEPTED_SUFFIXES[prepared.format]
         content_type = _CONTENT_TYPES.get(prepared.format, "application/octet-stream")
