@@ -141,3 +141,16 @@ def test_a_spooled_part_past_the_limit_is_closed_and_refused() -> None:
             io.BytesIO(body).read, CT, file_limit=lambda n: limit if n > (1 << 20) else None, spool=spool
         )
     assert sinks and sinks[0].closed
+
+
+def test_a_form_parsed_after_another_on_the_same_thread_sees_nothing_of_it() -> None:
+    """The parsing window is reused form after form: a cut-off form is still refused although the window still
+    holds the previous form's closing delimiter beyond what the new one sent."""
+    whole = _part("file", b"A" * 300_000, "a.mp3") + _part("model", b"whisper-1") + b"--XyZ--\r\n"
+    assert parse_multipart(whole, CT).files["file"].data == b"A" * 300_000
+
+    with pytest.raises(InvalidRequestError, match="incomplete"):
+        parse_multipart(whole[: len(whole) - 40], CT)
+    shorter = _part("file", b"B" * 10, "b.mp3") + b"--XyZ--\r\n"
+    form = parse_multipart(shorter, CT)
+    assert form.files["file"].data == b"B" * 10 and not form.fields

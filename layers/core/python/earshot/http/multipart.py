@@ -9,6 +9,7 @@ the audio made here, and a file part larger than the caller's limit is refused a
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -20,6 +21,9 @@ _PIECE = 1024 * 1024
 # A part's header block (Content-Disposition, Content-Type) is a few hundred bytes; this bounds a hostile one.
 _MAX_PART_HEADERS = 64 * 1024
 _INCOMPLETE = "the multipart body is incomplete: it ends without its closing boundary"
+# The parser's window: a piece, a part's header block at its bound, and a delimiter (a boundary is at most 200).
+_WINDOW_BYTES = _PIECE + _MAX_PART_HEADERS + 256
+_WINDOWS = threading.local()
 
 
 class Sink(Protocol):
@@ -102,6 +106,16 @@ def parse_multipart_stream(
     return _Parser(read, b"\r\n--" + boundary, file_limit, spool).parse()
 
 
+def _window() -> bytearray:
+    """This thread's parsing window, reused form after form: a new 1.1 MiB one per form (allocated, zeroed and
+    faulted in) was ~0.4 ms of a 1 MiB upload's time in the local server's worker. Nothing of it outlives a parse
+    (each part's content is copied out to its sink), and a parse never starts inside another on one thread."""
+    window: bytearray | None = getattr(_WINDOWS, "window", None)
+    if window is None:
+        window = _WINDOWS.window = bytearray(_WINDOW_BYTES)
+    return window
+
+
 class _Parser:
     """The body as a window ``buf[pos:end]`` over one reused buffer: each piece is read into it in place (``readinto``
     where the source has it), consumed bytes are dropped by moving the unread tail to the front, and a part's
@@ -122,7 +136,7 @@ class _Parser:
         self._file_limit = file_limit
         self._spool = spool
         # A CRLF in front lets the opening delimiter (which may start the body) be found like every other one.
-        self._buf = bytearray(_PIECE + _MAX_PART_HEADERS + len(delimiter) + 2)
+        self._buf = _window()
         self._buf[:2] = b"\r\n"
         self._pos = 0
         self._end = 2
@@ -138,8 +152,8 @@ class _Parser:
             end -= pos
             self._pos = 0
         room = min(_PIECE, len(buf) - end)
-        if room <= 0:  # a window already full of unconsumed bytes (a header block at its bound): grow
-            buf.extend(bytes(_PIECE))
+        if room <= 0:  # a window already full of unconsumed bytes (a header block at its bound): a larger one
+            self._buf = buf = buf + bytes(_PIECE)  # of its own (the thread's reused window keeps its size)
             room = _PIECE
         if self._readinto is not None:
             size = self._readinto(memoryview(buf)[end : end + room]) or 0

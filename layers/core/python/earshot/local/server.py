@@ -708,9 +708,14 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 
     def handle_read(self) -> None:
         try:
-            data = self._recv()
+            streamed = self._recv_into_pipe()
+            data = self._recv() if streamed is None else b""
         except OSError:
             self._close_now()
+            return
+        if streamed:
+            self.last_activity = time.time()
+            self._streamed(streamed)
             return
         if self._linger_until:
             self._linger_left -= len(data)
@@ -739,6 +744,47 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
             self._peer_done = True  # answer, then close (service below)
         else:
             self._close_now()
+
+    def _recv_into_pipe(self) -> int | None:
+        """A streamed body of known length is received straight into its pipe's blocks (no copy on this thread,
+        which receives every upload), never past its end; the bytes received (0: the client's stream ended), or
+        None when the next piece is not such a body's."""
+        pending = self.request
+        if (
+            pending is None
+            or not pending.dispatched
+            or pending.completed
+            or self._linger_until
+            or self._drop_input
+            or self.will_close
+            or self.close_when_flushed
+            or not isinstance(pending.body_rcv, FixedStreamReceiver)
+        ):
+            return None
+        pipe: BodyPipe = pending.pipe
+        room = pipe.reserve(max(1, pending.body_rcv.remain))
+        size = 0
+        try:
+            size = int(self.socket.recv_into(room))
+        finally:
+            room.release()
+            pipe.commit(size)
+        return size
+
+    def _streamed(self, size: int) -> None:
+        """waitress's bookkeeping for ``size`` bytes of a streamed body received in place (``received`` for the
+        rest): the body is whole once its Content-Length has arrived."""
+        with self.requests_lock:
+            pending = self.request
+            receiver = pending.body_rcv
+            receiver.remain -= size
+            pending.body_bytes_received += size
+            if receiver.remain <= 0:
+                receiver.completed = True
+                pending.completed = True
+                self.sent_continue = False
+                pending.pipe.finish()
+                self.request = None
 
     def _recv(self) -> bytes | memoryview:
         """The next piece from the socket: a body of known length is read into the loop's reused buffer, never past

@@ -12,6 +12,7 @@ import email.utils
 import json
 import math
 import random
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,7 +74,9 @@ def default_http_client() -> httpx.Client:
     Engines keep the client for the life of the process, so a warm Lambda reuses its TLS connections.
     """
     return httpx.Client(
-        transport=httpx.HTTPTransport(retries=0),
+        # No Nagle: a request goes out as a head and body pieces in several writes, and the small last one (a
+        # multipart form's closing boundary) would otherwise wait for the upstream's ACK of the piece before it.
+        transport=httpx.HTTPTransport(retries=0, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]),
         follow_redirects=False,
         timeout=httpx.Timeout(30.0),
         headers={"user-agent": "earshot"},
