@@ -47,21 +47,29 @@ def test_sigterm_answers_requests_in_flight_then_stops(tmp_path: Path) -> None:
     key = running.create_key()
     wav = audio_bytes("wav", 20.0)  # the embedded recogniser takes about a second on it
     answer: dict[str, object] = {}
+    sent = threading.Event()
+
+    def trace(event: str, info: dict[str, object]) -> None:
+        if event == "http11.send_request_body.complete":
+            sent.set()
 
     def transcribe() -> None:
-        response = httpx.post(
-            f"{running.url}/v1/audio/transcriptions",
-            headers={"Authorization": f"Bearer {key}"},
-            files={"file": ("a.wav", wav)},
-            data={"model": "transcribe"},
-            timeout=120,
-        )
+        with httpx.Client(timeout=120) as client:
+            response = client.post(
+                f"{running.url}/v1/audio/transcriptions",
+                headers={"Authorization": f"Bearer {key}"},
+                files={"file": ("a.wav", wav)},
+                data={"model": "transcribe"},
+                extensions={"trace": trace},
+            )
         answer["status"] = response.status_code
         answer["cost"] = response.headers.get("X-Earshot-Cost-USD")
 
     in_flight = threading.Thread(target=transcribe)
     in_flight.start()
-    time.sleep(0.5)  # the upload is in, the engine is running
+    # The upload is in (on a loaded machine a fixed sleep could end before the client had even connected).
+    assert sent.wait(timeout=60), "the upload was never sent"
+    time.sleep(0.2)  # the engine is running
     running.process.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     refused = False
