@@ -5,7 +5,8 @@ ffprobe's packet count where the format is not walked) and everything around it.
 process start plus reading the file) is timed right after each call, so every ratio is taken under the same
 machine load: the figure reported is the median of the per-pair ratios, with their 10th-90th percentile spread.
 ``ROUNDS`` rounds go over every file in turn (interleaved), so a burst of load hits every format alike. One
-warm-up call per file. Run: ``.venv/bin/python -m bench.metering [FORMAT ...]`` (every fixture format by default).
+warm-up call per file. Run: ``.venv/bin/python -m bench.metering [--keep DIR] [FORMAT ...]`` (every fixture format by
+default; ``--keep``: see ``main``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ TOOLS = (
 )
 
 
+def _part(path: Path) -> Path:
+    """Where ``path`` is encoded before it is renamed into place (an interrupted run leaves no half file behind)."""
+    return path.with_name(f"{path.stem}.part{path.suffix}")
+
+
 def _tool_file(path: Path, commands: Sequence[Sequence[str]], seconds: float) -> Path:
     from audio_fixtures import write_audio
 
@@ -66,11 +72,15 @@ def _tool_file(path: Path, commands: Sequence[Sequence[str]], seconds: float) ->
     return path
 
 
-def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND, formats: Sequence[str] = ()) -> list[dict[str, Any]]:
+def main(
+    rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND, formats: Sequence[str] = (), keep: Path | None = None
+) -> list[dict[str, Any]]:
     """Meter one file per fixture format and length; print and return the ratio to ``cat`` per file.
 
     ``formats`` (on the command line: the row names, fixture formats, ``EXTRA`` or ``TOOLS`` rows) limits the run
-    to those rows.
+    to those rows. ``keep`` (``--keep DIR``): encode the files into ``DIR`` and reuse the ones already there, so a
+    re-run measures without re-encoding (twenty minutes of forty formats take minutes to encode; the files depend on
+    the encoders only, not on Earshot's code). Without it the files live in a temporary directory.
     """
     sys.path.insert(0, str(REPO / "tests"))  # the shared audio fixture generator
     from audio_fixtures import FORMATS, decoded_duration, encode_tone, write_audio
@@ -81,7 +91,9 @@ def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND, formats: Sequence[s
 
     ffprobe = get_settings().resolved_ffprobe()
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(keep) if keep is not None else scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         files: list[tuple[str, float, Path]] = []
         for seconds in LENGTHS:
             for fmt in FORMATS:
@@ -89,19 +101,25 @@ def main(rounds: int = ROUNDS, pairs: int = PAIRS_PER_ROUND, formats: Sequence[s
                     continue
                 if seconds > 60 and fmt.endswith("_video"):
                     continue  # video fixtures take minutes to encode at length; the audio formats carry the point
-                path = write_audio(Path(tmp) / f"{fmt}-{seconds:.0f}", fmt=fmt, seconds=seconds, kind="tone")
+                path = Path(tmp) / f"{fmt}-{seconds:.0f}"
+                if not path.exists():
+                    write_audio(_part(path), fmt=fmt, seconds=seconds, kind="tone").rename(path)
                 meter_duration(path, ffprobe=ffprobe)  # warm-up: page cache, binary
                 files.append((fmt, seconds, path))
             for name, container, codec, rate in EXTRA:
                 if formats and name not in formats:
                     continue
-                path = encode_tone(Path(tmp) / f"{name}-{seconds:.0f}", container, codec, seconds, rate)
+                path = Path(tmp) / f"{name}-{seconds:.0f}"
+                if not path.exists():
+                    encode_tone(_part(path), container, codec, seconds, rate).rename(path)
                 meter_duration(path, ffprobe=ffprobe)
                 files.append((name, seconds, path))
             for name, commands in TOOLS:
                 if formats and name not in formats:
                     continue
-                path = _tool_file(Path(tmp) / f"{name}-{seconds:.0f}.webm", commands, seconds)
+                path = Path(tmp) / f"{name}-{seconds:.0f}.webm"
+                if not path.exists():
+                    _tool_file(_part(path), commands, seconds).rename(path)
                 meter_duration(path, ffprobe=ffprobe)
                 files.append((name, seconds, path))
         timings: dict[Path, list[float]] = {path: [] for _, _, path in files}
@@ -150,4 +168,10 @@ def _print(row: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main(formats=sys.argv[1:])
+    arguments = sys.argv[1:]
+    kept = None
+    if "--keep" in arguments:
+        at = arguments.index("--keep")
+        kept = Path(arguments[at + 1])
+        del arguments[at : at + 2]
+    main(formats=arguments, keep=kept)
