@@ -250,14 +250,21 @@ def _adts(blocks: int = 1) -> bytes:
     return bytes((0xFF, 0xF1, 0x50, 0x40, 0x01, 0x5F, 0xFC | (blocks - 1))) + b"abc"
 
 
+_GAP = bytes(20)  # junk without a sync: ffmpeg's ADTS demuxer resyncs 10 bytes on, so the gap is longer than that
+
+
 @pytest.mark.parametrize(
     ("stream", "samples"),
     [
         (_adts() * 3, 3 * 1024),
         (_adts() * 3 + _adts()[:9], 3 * 1024),  # a last frame cut short does not count
-        (_adts() * 2 + b"junk" + _adts() * 3, 2 * 1024),  # junk ends the chain
-        (_adts() * 2 + _adts(blocks=4) + _adts(), None),  # a chained frame of four raw data blocks: ffprobe decides
-        (_adts() * 2 + b"junk" + _adts(blocks=4), 2 * 1024),  # one past the chain's end is not read
+        (_adts() * 2 + _GAP + _adts() * 3, 4 * 1024),  # the frame before junk does not; the walk resumes after it
+        (_adts() * 2 + _GAP + _adts() + _GAP + _adts() * 3, 4 * 1024),  # a lone false sync in junk is not billed
+        (_adts() * 2 + _GAP + _adts() * 2 + _GAP + _adts() * 3, 4 * 1024),  # nor two chained: three must chain
+        (_adts() * 2 + _GAP + _adts() * 3 + _adts()[:9], 4 * 1024),  # three that chain, then a cut one: they count
+        (_adts() * 2 + _GAP + b"\xff\xf1\x50\x40\x00\x1f\xfc" + _GAP + _adts() * 3, 1024),  # size 0: ffmpeg stops
+        (_adts() * 2 + _adts(blocks=4) + _adts(), None),  # a counted frame of four raw data blocks: ffprobe decides
+        (_adts() * 2 + _GAP + _adts(blocks=4) + _GAP + _adts() * 3, 4 * 1024),  # one that is not counted is not read
     ],
 )
 def test_the_elementary_chain_is_walked_frame_by_frame(

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("walkers.c")
 LIBRARY = Path(__file__).with_name("_walkers.so")
 # The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
-_ABI = 3
+_ABI = 4
 # -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
 _CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
 
@@ -132,7 +132,8 @@ class CompiledWalkers:
         self._mpeg.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.POINTER(ctypes.c_int32), _i64_pointer]
         self._elementary = library.earshot_elementary_frames
         self._elementary.restype = _i64
-        self._elementary.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p]
+        self._elementary.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_int, ctypes.c_int]
+        self._elementary.argtypes += [ctypes.c_char_p, ctypes.c_char_p]
 
     def flac_frames(
         self, data: Mapped, *, after: int, second: int, stream: tuple[int, int, int], max_strays: int
@@ -173,13 +174,16 @@ class CompiledWalkers:
         end = self._mpeg(data.address, data.size, position, sizes.table, ctypes.byref(frames))
         return frames.value, end
 
-    def elementary_frames(self, data: Mapped, *, position: int, codec: str, mask: bytes, fixed: bytes) -> int | None:
-        """Samples of the ADTS AAC, AC-3 or E-AC-3 frames chained from ``position`` whose 8 header bytes agree with
-        ``fixed`` under ``mask``; ``None`` at a chained ADTS frame of several raw data blocks."""
+    def elementary_frames(
+        self, data: Mapped, *, position: int, codec: str, mask: bytes, fixed: bytes, flags: int
+    ) -> int | None:
+        """Samples of the ADTS AAC, AC-3 or E-AC-3 stream from ``position`` whose 6 header bytes agree with ``fixed``
+        under ``mask`` (8 bytes each), walked with ffmpeg's resume rule (``elementary._walk``); ``None`` at a counted
+        ADTS frame of several raw data blocks when ``flags`` has ``elementary.REFUSE_SEVERAL``."""
         if len(mask) != 8 or len(fixed) != 8:
             raise ValueError("an elementary stream's header mask and values are 8 bytes")
         code = ("aac", "ac3", "eac3").index(codec)
-        samples = self._elementary(data.address, data.size, position, code, mask, fixed)
+        samples = self._elementary(data.address, data.size, position, code, flags, mask, fixed)
         return None if samples < 0 else int(samples)
 
 

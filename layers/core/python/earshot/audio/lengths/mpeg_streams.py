@@ -3,7 +3,8 @@
 Neither container states a length: ffprobe measures them by demuxing every packet, reading timestamps (PTS), which a
 file may set to anything. Here the one audio stream's PES payloads are joined back into its elementary stream, and
 that stream's frames are walked: ADTS AAC frames (1024 samples each: a frame stating several raw data
-blocks still decodes to one in ffmpeg, so the field is not believed) by their own length fields, MPEG
+blocks still decodes to one in ffmpeg, so the field is not believed) by their own length fields with ffmpeg's resume
+rule (``elementary.stream_samples``, the walk raw ``.aac`` files get), MPEG
 audio frames (384/576/1152 samples) with the MPEG audio walker (``mpeg_audio._walk``). Only frames whose bytes are in
 the file count, so a cut file bills what is left; timestamps are never read.
 
@@ -26,6 +27,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from earshot.audio.lengths import elementary
 from earshot.audio.lengths.common import AudioLength, Identified
 from earshot.audio.lengths.mpeg_audio import (
     _STREAM_MASK,
@@ -154,63 +156,17 @@ def _adts_fields(header: int) -> tuple[int, int] | None:
 
 
 def _adts_samples(es: bytes) -> tuple[int, int] | None:
-    """(samples, rate) of the ADTS frames of the first frame's stream, each whole one present counted; past junk the
-    count resumes on a header of the same stream followed by another (ffmpeg's ADTS parser finds the next sync).
-
-    Every offset that holds a header of the stream is found at once (numpy), with the offset its length points to;
-    the chain of frames from the first is then followed through those links, one list lookup per frame.
-    """
-    size = len(es)
-    if size < _ADTS_HEADER:
+    """(samples, rate) of the ADTS frames of the first frame's stream: ``elementary``'s walk with ffmpeg's resume rule
+    (its ADTS parser's, as ffmpeg's MPEG-TS/PS demuxers use it), a frame stating several raw data blocks counted as
+    the one ffmpeg's decoder plays."""
+    if len(es) < _ADTS_HEADER:
         return None
-    first = _WORD.unpack_from(es, 0)[0]
-    fields = _adts_fields(first)
-    if fields is None:
+    fields = _adts_fields(_WORD.unpack_from(es, 0)[0])
+    kind = elementary.adts_kind(bytes(es[:8]))
+    if fields is None or kind is None:
         return None
-    reference = first & _ADTS_FIXED
-    buffer = np.frombuffer(es, dtype=np.uint8)
-    heads = np.flatnonzero(buffer[: size - _ADTS_HEADER + 1] == 0xFF)
-    byte = [buffer[heads + index].astype(np.int64) for index in range(_ADTS_HEADER)]
-    words = byte[0] << 24 | byte[1] << 16 | byte[2] << 8 | byte[3]
-    lengths = (byte[3] & 0x3) << 11 | byte[4] << 3 | byte[5] >> 5
-    minimum = np.where(byte[1] & 0x01, _ADTS_HEADER, _ADTS_HEADER + 2)  # protection absent, or a CRC follows
-    ours = ((words & _ADTS_FIXED) == reference) & (lengths >= minimum)
-    heads, lengths = heads[ours], lengths[ours]
-    ends = heads + lengths
-    following = np.searchsorted(heads, ends)
-    linked = following < heads.size
-    linked[linked] = heads[following[linked]] == ends[linked]
-    links = np.where(linked, following, -1).tolist()
-    end_list = ends.tolist()
-    frames: list[int] = []
-    node = 0
-    while 0 <= node < len(links):  # node 0 is the frame at offset 0 (checked above)
-        if end_list[node] > size:
-            break  # cut short: the decoder refuses it
-        frames.append(node)
-        if links[node] >= 0:
-            node = links[node]
-            continue
-        resumed = _adts_resync(es, end_list[node], reference)
-        node = int(np.searchsorted(heads, resumed)) if resumed >= 0 else -1
-    return len(frames) * _AAC_FRAME, fields[0]
-
-
-def _adts_resync(es: bytes, position: int, reference: int) -> int:
-    """The next offset holding a header of the stream ``reference`` that is followed by another (or the end)."""
-    size = len(es)
-    while (position := es.find(b"\xff", position)) >= 0 and position + _ADTS_HEADER <= size:
-        header = _WORD.unpack_from(es, position)[0]
-        if header & _ADTS_FIXED == reference:
-            length = ((header & 0x3) << 11) | (es[position + 4] << 3) | (es[position + 5] >> 5)
-            following = position + length
-            if length >= _ADTS_HEADER and (
-                following == size
-                or (following + 4 <= size and _WORD.unpack_from(es, following)[0] & _ADTS_FIXED == reference)
-            ):
-                return position
-        position += 1
-    return -1
+    samples = elementary.stream_samples(es, kind, 0, 0)
+    return (0 if samples is None else samples), fields[0]
 
 
 # --- transport streams ----------------------------------------------------------------------------------------------
@@ -400,7 +356,8 @@ def _ts_one_frame_per_pes(data: mmap.mmap, rows: _Rows, kind: str) -> tuple[int,
         rate, reference = fields[0], first & _ADTS_FIXED
         per_frame = np.full(words.size, _AAC_FRAME, dtype=np.int64)
         frame_bytes = (byte[3] & 0x3) << 11 | byte[4] << 3 | byte[5] >> 5
-        ours = (words & _ADTS_FIXED) == reference
+        minimum = np.where(byte[1] & 0x01, _ADTS_HEADER, _ADTS_HEADER + 2)  # protection absent, or a CRC follows
+        ours = ((words & _ADTS_FIXED) == reference) & (frame_bytes >= minimum)
     else:
         if not _valid_header(first):
             return None

@@ -17,7 +17,7 @@
 #define EXPORT __attribute__((visibility("default")))
 
 /* Bumped whenever a function's signature or meaning changes: compiled.py refuses a library of another version. */
-#define EARSHOT_WALKERS_ABI 3
+#define EARSHOT_WALKERS_ABI 4
 
 #ifndef EARSHOT_WALKERS_SOURCE_SHA256
 #define EARSHOT_WALKERS_SOURCE_SHA256 ""
@@ -396,46 +396,171 @@ static const int64_t AC3_BITRATES[19] = {32, 40, 48, 56, 64, 80, 96, 112, 128, 1
                                          512, 576, 640};
 static const int64_t EAC3_BLOCKS[4] = {1, 2, 3, 6};
 
+/* elementary.py's flags: refuse a counted ADTS frame of several raw data blocks; follow ffmpeg's raw ADTS demuxer. */
+#define ES_REFUSE_SEVERAL 1
+#define ES_ADTS_DEMUXER 2
+/* A frame reached after a resync counts only when this many frames of the stream chain from it (or reach the end). */
+#define ES_RESYNC_CHAIN 3
+/* ffmpeg's raw ADTS demuxer: a position without a sync is read as 7 + 3 bytes (an ID3v2 test) before its resync
+ * scans, and the scan gives up after probesize (5,000,000) bytes. */
+#define ES_ADTS_SKIP 10
+#define ES_ADTS_WINDOW 5000000
+
+typedef struct {
+    const uint8_t *b;
+    int64_t size;
+    int codec; /* 0 ADTS AAC, 1 AC-3, 2 E-AC-3 */
+    int flags;
+    const uint8_t *mask, *fixed;
+} es_stream;
+
+/* The header bytes every check reads (ADTS' fixed header; ffmpeg's AC3_HEADER_SIZE). */
+#define ES_HEADER 7
+
+/* The size of the AC-3 frame whose header is h (0: a size or rate code the decoder refuses). */
+static int64_t ac3_length(const uint8_t *h) {
+    const int code = h[4] & 0x3F, fscod = h[4] >> 6;
+    if (code >= 38 || fscod >= 3) return 0;
+    const int64_t bitrate = AC3_BITRATES[code >> 1];
+    const int64_t words = fscod == 0 ? 2 * bitrate : fscod == 2 ? 3 * bitrate : bitrate * 320 / 147 + (code & 1);
+    return 2 * words;
+}
+
+/* The size of the E-AC-3 frame whose header is h (0: a reserved frame type or rate, or under a header's size). */
+static int64_t eac3_length(const uint8_t *h) {
+    const int64_t length = ((int64_t)(h[2] & 0x07) << 8 | h[3]) * 2 + 2;
+    return h[2] >> 6 == 3 || length < ES_HEADER || (h[4] >> 4) == 0x0F ? 0 : length;
+}
+
+/* A header of the stream at p: its first 6 bytes agree with `fixed` under `mask` (bytes 6-7 are never masked). */
+static int es_header(const es_stream *s, int64_t p) {
+    if (p < 0 || p > s->size - ES_HEADER) return 0;
+    for (int index = 0; index < 6; index++) {
+        if ((s->b[p + index] & s->mask[index]) != s->fixed[index]) return 0;
+    }
+    return 1;
+}
+
 /*
- * elementary.py's chain: from `position`, each frame whose first 8 header bytes agree with `fixed` under `mask` (the
- * first frame's stream), the next where it ends. `codec`: 0 ADTS AAC, 1 AC-3, 2 E-AC-3. Its samples are added while
- * the frame is whole; the chain ends at a header that is not the stream's (junk, a tag, another stream, fewer than
- * 8 bytes left), a size the decoder refuses (0), a frame cut short (not counted) or the file's end. Returns the
- * samples, or -1 at a chained ADTS frame of several raw data blocks (a variant elementary.py leaves to ffprobe).
+ * The frame of the stream at p: its size (0: none, or a size the decoder refuses), samples and whether it is an ADTS
+ * frame of several raw data blocks. elementary.py's _frames.
  */
-EXPORT int64_t earshot_elementary_frames(const uint8_t *b, int64_t size, int64_t position, int codec,
+static int64_t es_frame(const es_stream *s, int64_t p, int64_t *samples, int *several) {
+    if (!es_header(s, p)) return 0;
+    const uint8_t *h = s->b + p;
+    *several = 0;
+    if (s->codec == 0) {
+        const int64_t length = (int64_t)(h[3] & 0x03) << 11 | (int64_t)h[4] << 3 | h[5] >> 5;
+        if (length < ((h[1] & 0x01) ? 7 : 9)) return 0; /* the header, and its CRC where one is signalled */
+        *several = (h[6] & 0x03) != 0;
+        *samples = 1024;
+        return length;
+    }
+    if (s->codec == 1) {
+        *samples = 1536;
+        return ac3_length(h);
+    }
+    const int stream_type = h[2] >> 6, substream = (h[2] >> 3) & 7;
+    const int64_t length = eac3_length(h);
+    if (!length) return 0;
+    const int64_t blocks = h[4] >> 6 == 3 ? 6 : EAC3_BLOCKS[(h[4] >> 4) & 3];
+    /* Only the independent substream 0 adds time; the others carry more channels of it. */
+    *samples = stream_type != 1 && substream == 0 ? 256 * blocks : 0;
+    return length;
+}
+
+/*
+ * What ffmpeg takes at p as a frame of any stream (its demuxer's or parser's header check): its size; 0 when it takes
+ * none there; -1 where ffmpeg stops (its raw ADTS demuxer: a sync whose size is under 7, or fewer than 7 bytes left).
+ */
+static int64_t es_taken(const es_stream *s, int64_t p) {
+    const uint8_t *b = s->b;
+    if (p > s->size - ES_HEADER) return (s->flags & ES_ADTS_DEMUXER) ? -1 : 0;
+    if (s->codec == 0) {
+        if (b[p] != 0xFF || (b[p + 1] & 0xF0) != 0xF0) return 0;
+        const int64_t length = (int64_t)(b[p + 3] & 0x03) << 11 | (int64_t)b[p + 4] << 3 | b[p + 5] >> 5;
+        if (s->flags & ES_ADTS_DEMUXER) return length < 7 ? -1 : length;
+        return length < 7 || ((b[p + 2] >> 2) & 0x0F) >= 13 ? 0 : length; /* the parser's check */
+    }
+    if (b[p] != 0x0B || b[p + 1] != 0x77) return 0;
+    const int bsid = b[p + 5] >> 3;
+    if (bsid > 16) return 0;
+    return bsid <= 10 ? ac3_length(b + p) : eac3_length(b + p);
+}
+
+/* Whether ES_RESYNC_CHAIN frames of the stream chain from p, each whole (reaching the end early is enough). */
+static int es_chained(const es_stream *s, int64_t p) {
+    for (int index = 0; index < ES_RESYNC_CHAIN; index++) {
+        if (p == s->size) return 1;
+        int64_t samples = 0;
+        int several = 0;
+        const int64_t length = es_frame(s, p, &samples, &several);
+        if (length <= 0 || length > s->size - p) return 0;
+        p += length;
+    }
+    return 1;
+}
+
+/* Where ffmpeg looks for its next frame after p, where it found none (-1: it does not find one). */
+static int64_t es_resync(const es_stream *s, int64_t p) {
+    const uint8_t *b = s->b;
+    if (s->flags & ES_ADTS_DEMUXER) { /* adts_aac_resync: the next 0xFFF sync, after 10 bytes, within its window */
+        const int64_t from = p + ES_ADTS_SKIP;
+        const int64_t last = s->size - 2 < from + ES_ADTS_WINDOW - 2 ? s->size - 2 : from + ES_ADTS_WINDOW - 2;
+        for (int64_t q = from; q <= last; q++) {
+            if (b[q] == 0xFF && (b[q + 1] & 0xF0) == 0xF0) return q;
+        }
+        return -1;
+    }
+    for (int64_t q = p + 1; q <= s->size - ES_HEADER; q++) { /* the parser: byte by byte */
+        if (b[q] == (s->codec == 0 ? 0xFF : 0x0B) && es_taken(s, q) > 0) return q;
+    }
+    return -1;
+}
+
+/*
+ * The samples of an ADTS AAC, AC-3 or E-AC-3 elementary stream from `position` (its first frame), frame by frame as
+ * ffmpeg reads it, counting only what decodes (elementary.py's _walk is the reference):
+ *   - a frame of the stream (its first 6 header bytes agree with `fixed` under `mask`, a size the decoder takes)
+ *     counts when it is whole and ends at the file's end or at another header of the stream: a frame followed by
+ *     anything else is the one junk was inserted into or cut from (ffmpeg's decoder refuses it), or the last before
+ *     trailing junk (ffmpeg's AC-3 parser glues the junk to it);
+ *   - anything else ffmpeg takes as a frame (a false sync, another stream's header) is stepped over by its stated
+ *     size, as ffmpeg's demuxer and parser do (what they swallow is not counted either); where there is none, the
+ *     walk resyncs where ffmpeg does (the parser byte by byte; the raw ADTS demuxer 10 bytes on, within 5 MB);
+ *   - after such a break a frame counts only when ES_RESYNC_CHAIN frames of the stream chain from it (a false sync
+ *     in junk does not), and the walk ends where ffmpeg stops (the raw ADTS demuxer at a sync of a size under 7).
+ * `flags`: ES_REFUSE_SEVERAL (return -1 at a counted ADTS frame of several raw data blocks: elementary.py leaves
+ * those to ffprobe), ES_ADTS_DEMUXER (raw .aac files; otherwise the parser's rules, as for ADTS in MPEG-TS/PS).
+ */
+EXPORT int64_t earshot_elementary_frames(const uint8_t *b, int64_t size, int64_t position, int codec, int flags,
                                          const uint8_t *mask, const uint8_t *fixed) {
+    const es_stream s = {b, size, codec, flags, mask, fixed};
     int64_t total = 0;
+    int linked = 1; /* the first frame (identification found it chained) */
     if (position < 0) return 0;
-    while (position <= size - 8) {
-        const uint8_t *h = b + position;
-        for (int index = 0; index < 8; index++) {
-            if ((h[index] & mask[index]) != fixed[index]) return total;
+    while (position < size) {
+        int64_t samples = 0;
+        int several = 0;
+        const int64_t length = es_frame(&s, position, &samples, &several);
+        if (length > 0) {
+            if (length > size - position) break; /* cut short: it does not decode, and nothing follows */
+            const int64_t end = position + length;
+            int counted = end == size || es_header(&s, end);
+            if (counted && !linked) counted = es_chained(&s, position);
+            if (counted) {
+                if (several && (flags & ES_REFUSE_SEVERAL)) return -1;
+                total += samples;
+            }
+            linked = counted;
+            position = end;
+            continue;
         }
-        int64_t length = 0, samples = 0;
-        if (codec == 0) {
-            length = (int64_t)(h[3] & 0x03) << 11 | (int64_t)h[4] << 3 | h[5] >> 5;
-            if (length < 7) return total;
-            if (h[6] & 0x03) return -1;
-            samples = 1024;
-        } else if (codec == 1) {
-            const int code = h[4] & 0x3F, fscod = h[4] >> 6;
-            if (code >= 38 || fscod >= 3) return total;
-            const int64_t bitrate = AC3_BITRATES[code >> 1];
-            const int64_t words = fscod == 0 ? 2 * bitrate : fscod == 2 ? 3 * bitrate : bitrate * 320 / 147 + (code & 1);
-            length = 2 * words;
-            samples = 1536;
-        } else {
-            const int stream_type = h[2] >> 6, substream = (h[2] >> 3) & 7;
-            if (stream_type == 3) return total;
-            length = ((int64_t)(h[2] & 0x07) << 8 | h[3]) * 2 + 2;
-            const int64_t blocks = h[4] >> 6 == 3 ? 6 : EAC3_BLOCKS[(h[4] >> 4) & 3];
-            /* Only the independent substream 0 adds time; the others carry more channels of it. */
-            samples = stream_type != 1 && substream == 0 ? 256 * blocks : 0;
-        }
-        if (length > size - position) return total; /* cut short: it does not decode */
-        total += samples;
-        position += length;
+        linked = 0;
+        const int64_t taken = es_taken(&s, position);
+        if (taken < 0) break;
+        position = taken > 0 ? position + taken : es_resync(&s, position);
+        if (position < 0) break;
     }
     return total;
 }
