@@ -19,7 +19,7 @@ import pytest
 from audio_fixtures import decoded_duration, encode_tone, write_audio
 from hostile_audio import claim_seconds, truncate
 
-from earshot.audio.lengths import mpeg_streams
+from earshot.audio.lengths import compiled, mpeg_streams
 from earshot.audio.lengths.common import AudioLength
 from earshot.audio.lengths.identify import identify
 from earshot.audio.lengths.mp4 import _amr_samples
@@ -394,8 +394,9 @@ def test_mpeg_streams_bill_their_audio_frames_whatever_the_timestamps_say(
 def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
     codec: str, rate: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One frame per PES is read from the PES starts alone; cut anywhere, bit-flipped or with a PES holding two frames,
-    the count must be the one the walk of the joined elementary stream gives."""
+    """One frame per PES is read from the PES starts alone (in C, and with numpy); cut anywhere, bit-flipped, with
+    audio bytes overwritten inside packets or with a PES holding two frames, the count must be the one the walk of the
+    joined elementary stream gives, and never more than PyAV decodes."""
     original = encode_tone(tmp_path / "a.ts", "mpegts", codec, 6.0, rate).read_bytes()
     rng = random.Random(13)
     variants = [original] + [original[: rng.randrange(2000, len(original))] for _ in range(8)]
@@ -403,6 +404,13 @@ def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
         flipped = bytearray(original)
         flipped[rng.randrange(1000, len(original))] ^= 1 << rng.randrange(8)
         variants.append(bytes(flipped))
+    for junk in (bytes(100), rng.randbytes(150), b"\xff\xf1" * 50):  # inside an audio packet's payload, sync kept
+        damaged = bytearray(original)
+        at = len(original) // 2 // 188 * 188
+        while ((damaged[at + 1] & 0x1F) << 8 | damaged[at + 2]) != 0x100:  # an audio packet (PyAV's audio PID)
+            at += 188
+        damaged[at + 30 : at + 30 + len(junk)] = junk[: 188 - 30]
+        variants.append(bytes(damaged))
 
     def lengths() -> list[AudioLength | None]:
         found = []
@@ -412,6 +420,7 @@ def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
                 found.append(mpegts_length(mapped, "mp3" if codec == "libmp3lame" else codec, rate))
         return found
 
+    native = lengths()  # the PES read and the stream walked in C
     taken: list[bool] = []
     read_pes_starts = mpeg_streams._ts_one_frame_per_pes
 
@@ -420,12 +429,19 @@ def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
         taken.append(bool(found))
         return found
 
-    monkeypatch.setattr(mpeg_streams, "_ts_one_frame_per_pes", recorded)
-    shortcut = lengths()
-    assert taken[0]  # the intact file does take the shortcut
-    monkeypatch.setattr(mpeg_streams, "_ts_one_frame_per_pes", lambda *args: None)
-    assert shortcut == lengths()
+    with monkeypatch.context() as patched:
+        patched.setattr(compiled, "compiled_walkers", lambda: None)
+        patched.setattr(mpeg_streams, "_ts_one_frame_per_pes", recorded)
+        shortcut = lengths()
+        assert taken[0]  # the intact file does take the shortcut
+        patched.setattr(mpeg_streams, "_ts_one_frame_per_pes", lambda *args: None)
+        assert shortcut == lengths()
+    assert native == shortcut
     assert shortcut[0] is not None and shortcut[0].seconds == pytest.approx(_decoded_tolerantly(tmp_path / "a.ts"))
+    frame = (1024 if codec == "aac" else 1152 if rate == 44_100 else 576) / rate
+    for data, length in zip(variants[-3:], native[-3:], strict=True):  # structural damage: never over what decodes
+        decoded = _decoded_tolerantly(_write(tmp_path, "damaged.ts", data))
+        assert length is not None and decoded - 2 * frame - 1e-9 <= length.seconds <= decoded + 1e-9
 
 
 def test_adts_frames_stating_more_raw_data_blocks_bill_what_ffmpeg_decodes(tmp_path: Path) -> None:

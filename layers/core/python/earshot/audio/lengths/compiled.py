@@ -1,8 +1,8 @@
 """The compiled frame walkers (``walkers.c``), loaded with ctypes, or ``None`` where the library was not built.
 
-The FLAC sync scan, the Matroska/Opus block walk (laced blocks too), the MPEG audio frame walk, the Ogg page walk
-and the ADTS/AC-3 frame chain cost a Python step (or several numpy passes) per frame; in C they run at about the
-speed of reading the file.
+The FLAC sync scan, the Matroska/Opus block walk (laced blocks too), the MPEG audio frame walk, the Ogg page walk,
+the ADTS/AC-3 frame walk and the MPEG-TS payload join cost a Python step (or several numpy passes) per frame; in C
+they run at about the speed of reading the file.
 ``walkers.c`` uses no Python headers and no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda.
 ``make setup`` builds it next to this module (``python -m earshot.audio.lengths.compiled build``),
 ``infra/build_layers.py`` into the core layer.
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("walkers.c")
 LIBRARY = Path(__file__).with_name("_walkers.so")
 # The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
-_ABI = 4
+_ABI = 5
 # -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
 _CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
 
@@ -134,6 +134,13 @@ class CompiledWalkers:
         self._elementary.restype = _i64
         self._elementary.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_int, ctypes.c_int]
         self._elementary.argtypes += [ctypes.c_char_p, ctypes.c_char_p]
+        self._ts = library.earshot_ts_payloads
+        self._ts.restype = _i64
+        self._ts.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_int, ctypes.c_void_p]
+        self._pes = library.earshot_ts_pes_frames
+        self._pes.restype = _i64
+        self._pes.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_int, ctypes.c_int, ctypes.c_uint32]
+        self._pes.argtypes += [ctypes.c_uint32, ctypes.c_void_p, _i64_pointer]
 
     def flac_frames(
         self, data: Mapped, *, after: int, second: int, stream: tuple[int, int, int], max_strays: int
@@ -185,6 +192,29 @@ class CompiledWalkers:
         code = ("aac", "ac3", "eac3").index(codec)
         samples = self._elementary(data.address, data.size, position, code, flags, mask, fixed)
         return None if samples < 0 else int(samples)
+
+    def ts_payloads(self, data: Mapped, *, count: int, pid: int, first: int = 0) -> mmap.mmap | bytes | None:
+        """The PES payloads of ``pid`` in the 188-byte packets ``first`` to ``count``, from its first PES on, joined
+        (in an anonymous mapping); ``None`` where ``mpeg_streams._ts_rows`` refuses the stream."""
+        length = self._ts(data.address, data.size, first, count, pid, None)
+        if length <= 0:
+            return None if length < 0 else b""
+        joined = mmap.mmap(-1, length)
+        target = Mapped(joined)
+        self._ts(data.address, data.size, first, count, pid, target.address)
+        del target  # the mapping stays open for the walks; its buffer is no longer exported
+        return joined
+
+    def ts_pes_frames(
+        self, data: Mapped, *, count: int, pid: int, adts: bool, mask: int, fixed: int, sizes: FrameSizes | None
+    ) -> tuple[int, int, int] | None:
+        """(the PES before the last, each one whole frame of the stream; the last PES's first packet; the packets
+        read: ``count``, or those before one that lost the packet sync), or ``None`` where
+        ``mpeg_streams._ts_one_frame_per_pes`` would not take the stream (``sizes``: MPEG audio's table)."""
+        out = (_i64 * 2)()
+        table = None if sizes is None else sizes.table
+        frames = self._pes(data.address, data.size, count, pid, 0 if adts else 1, mask, fixed, table, out)
+        return None if frames < 0 else (int(frames), out[0], out[1])
 
 
 class FrameSizes:

@@ -27,11 +27,12 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from earshot.audio.lengths import elementary
+from earshot.audio.lengths import compiled, elementary
 from earshot.audio.lengths.common import AudioLength, Identified
 from earshot.audio.lengths.mpeg_audio import (
     _STREAM_MASK,
     _WORD,
+    _compiled_frame_sizes,
     _find_stream,
     _frame_sizes,
     _Stream,
@@ -39,6 +40,7 @@ from earshot.audio.lengths.mpeg_audio import (
     _walk,
 )
 
+_Buffer = mmap.mmap | bytes
 _TS_PACKET = 188
 _TS_SYNC = 0x47
 # How far into a stream the identification looks for its tables and its first audio frame.
@@ -72,6 +74,9 @@ def mpegts_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength 
     if layout is None:
         return None
     pid, kind, _ = layout
+    walkers = compiled.compiled_walkers()
+    if walkers is not None:
+        return _length(_ts_compiled(data, walkers, pid, kind), kind, codec, sample_rate)
     rows = _ts_rows(data, pid, limit=len(data))
     if rows is None:
         return None
@@ -99,7 +104,7 @@ def mpeg_ps_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength
 
 
 # --- elementary streams ---------------------------------------------------------------------------------------------
-def _first_frame(es: bytes, kind: str) -> tuple[str, int, int] | None:
+def _first_frame(es: _Buffer, kind: str) -> tuple[str, int, int] | None:
     """(codec, rate, channels) of the frame the elementary stream starts with (no junk before it)."""
     if len(es) < 4:
         return None
@@ -118,7 +123,7 @@ def _first_frame(es: bytes, kind: str) -> tuple[str, int, int] | None:
     return {1: "mp1", 2: "mp2", 3: "mp3"}[stream.layer], stream.rate, channels
 
 
-def _es_samples(es: bytes, kind: str) -> tuple[int, int] | None:
+def _es_samples(es: _Buffer, kind: str) -> tuple[int, int] | None:
     """(samples, rate) of the frames of an elementary stream that starts with a frame."""
     if kind == "adts":
         return _adts_samples(es)
@@ -139,7 +144,7 @@ def _length(counted: tuple[int, int] | None, kind: str, codec: str, sample_rate:
     return AudioLength(samples * sample_rate // rate, sample_rate, exact=False)
 
 
-def _buffer(es: bytes) -> mmap.mmap:
+def _buffer(es: _Buffer) -> mmap.mmap:
     """The MPEG audio walker reads any buffer (``find``, slices, ``memoryview``, numpy); it is typed for the mmap of a
     file, and here walks the elementary stream joined in memory."""
     return cast(mmap.mmap, es)
@@ -155,7 +160,7 @@ def _adts_fields(header: int) -> tuple[int, int] | None:
     return _AAC_RATES[rate_index], channels
 
 
-def _adts_samples(es: bytes) -> tuple[int, int] | None:
+def _adts_samples(es: _Buffer) -> tuple[int, int] | None:
     """(samples, rate) of the ADTS frames of the first frame's stream: ``elementary``'s walk with ffmpeg's resume rule
     (its ADTS parser's, as ffmpeg's MPEG-TS/PS demuxers use it), a frame stating several raw data blocks counted as
     the one ffmpeg's decoder plays."""
@@ -318,8 +323,13 @@ def _ts_rows(data: mmap.mmap, pid: int, *, limit: int) -> _Rows | None:
     return _Rows(base + starts[first:], base + _TS_PACKET, units - first)
 
 
-def _ts_elementary(data: mmap.mmap, pid: int, *, limit: int) -> bytes | None:
-    """The PES payloads of ``pid`` joined, PES headers removed, from its first PES on."""
+def _ts_elementary(data: mmap.mmap, pid: int, *, limit: int) -> _Buffer | None:
+    """The PES payloads of ``pid`` joined, PES headers removed, from its first PES on (in C where the compiled walkers
+    are built: ``_ts_rows`` and ``_joined`` without a Python step per packet)."""
+    walkers = compiled.compiled_walkers()
+    if walkers is not None:
+        count = _ts_count(data, limit)
+        return None if count is None else walkers.ts_payloads(compiled.Mapped(data), count=count, pid=pid)
     rows = _ts_rows(data, pid, limit=limit)
     return None if rows is None else _joined(data, rows.starts, rows.ends)
 
@@ -330,6 +340,45 @@ def _joined(data: mmap.mmap, starts: npt.NDArray[np.int64], ends: npt.NDArray[np
         return b"".join([view[start:end] for start, end in zip(starts.tolist(), ends.tolist(), strict=True)])
     finally:
         view.release()  # the mmap cannot close while a view of it is alive
+
+
+def _ts_compiled(data: mmap.mmap, walkers: compiled.CompiledWalkers, pid: int, kind: str) -> tuple[int, int] | None:
+    """(samples, rate) as ``_ts_one_frame_per_pes`` or the joined stream's walk count them, in C: the PES are read
+    where they lie (``earshot_ts_pes_frames``), and only the last PES, or a stream they do not take, is joined."""
+    head = _ts_elementary(data, pid, limit=min(len(data), _IDENTIFY_BYTES))
+    if head is None:
+        return None
+    mapped = compiled.Mapped(data)
+    packets = len(data) // _TS_PACKET  # the C walk reads those in sync (``_ts_count`` would be one more pass)
+    first = _WORD.unpack_from(head, 0)[0] if len(head) >= 4 else 0
+    shortcut: tuple[int, int, int, compiled.FrameSizes | None] | None = None  # mask, reference, samples, sizes
+    if kind == "adts" and (fields := _adts_fields(first)) is not None:
+        shortcut, rate = (_ADTS_FIXED, first & _ADTS_FIXED, _AAC_FRAME, None), fields[0]
+    elif kind == "mpeg" and _valid_header(first):
+        stream = _Stream(first)
+        reference = first & _STREAM_MASK
+        shortcut, rate = (_STREAM_MASK, reference, stream.samples, _compiled_frame_sizes(reference)), stream.rate
+    if shortcut is not None:
+        mask, reference, per_frame, sizes = shortcut
+        found = walkers.ts_pes_frames(
+            mapped, count=packets, pid=pid, adts=kind == "adts", mask=mask, fixed=reference, sizes=sizes
+        )
+        if found is not None and found[2] < packets:  # lost the packet sync: the stream ends there, or is ffprobe's
+            in_sync = _ts_count(data, len(data))
+            if in_sync is None:
+                return None
+            found = found if in_sync == found[2] else None
+        tail = None if found is None else walkers.ts_payloads(mapped, count=found[2], pid=pid, first=found[1])
+        if found is not None and tail is not None:
+            if kind == "adts":
+                counted = _adts_samples(tail)
+                tail_samples = 0 if counted is None else counted[0]
+            else:  # walked on from the frame the chain has reached, as the whole stream's walk would
+                tail_samples = _walk(_buffer(tail), 0, reference)[0] * per_frame
+            return found[0] * per_frame + tail_samples, rate
+    count = _ts_count(data, len(data))
+    es = None if count is None else walkers.ts_payloads(mapped, count=count, pid=pid)
+    return None if es is None else _es_samples(es, kind)
 
 
 def _ts_one_frame_per_pes(data: mmap.mmap, rows: _Rows, kind: str) -> tuple[int, int] | None:
