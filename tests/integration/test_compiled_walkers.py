@@ -19,7 +19,7 @@ from typing import Any, cast
 import pytest
 from audio_fixtures import encode_tone, write_audio
 
-from earshot.audio.lengths import compiled, elementary, flac, matroska, mpeg_audio, ogg
+from earshot.audio.lengths import compiled, elementary, flac, matroska, mpeg_audio, mpeg_streams, ogg
 from earshot.audio.lengths.common import AudioLength
 
 Outcome = AudioLength | str | None
@@ -74,15 +74,21 @@ _SOURCES: list[tuple[str, float, Walker, str | None, bytes]] = [
     ("adts_aac", 60.0, lambda data: elementary.elementary_length(data, "aac", 44100), None, b"\xff\xf1\x50\x40"),
     ("ac3", 60.0, lambda data: elementary.elementary_length(data, "ac3", 48000), None, b"\x0b\x77\xac\xbb\x0c\x40"),
     ("eac3", 60.0, lambda data: elementary.elementary_length(data, "eac3", 48000), None, b"\x0b\x77\x00\xbf\x32"),
+    # MPEG-TS (AAC, MP2) and MPEG-PS (MP3): the PES read in place in C against the joined streams' numpy/Python walks.
+    ("ts_aac", 60.0, lambda data: mpeg_streams.mpegts_length(data, "aac", 44100), None, b"\xff\xf1\x50\x40"),
+    ("ts_mp2", 60.0, lambda data: mpeg_streams.mpegts_length(data, "mp2", 44100), None, b"\xff\xfd\x94\x00"),
+    ("ps_mp3", 60.0, lambda data: mpeg_streams.mpeg_ps_length(data, "mp3", 44100), None, b"\x00\x00\x01\xc0"),
     ("ogg_opus", 20.0, lambda data: ogg.ogg_length(data, "opus", 48000), None, b"OggS\x00\x00"),
     ("ogg_vorbis", 20.0, lambda data: ogg.ogg_length(data, "vorbis", 44100), None, b"OggS\x00\x04"),
 ]
 
 
 def _source(path: Path, fmt: str, seconds: float) -> bytes:
-    """The unmutated file: a fixture recipe's, a PyAV tone (raw AAC, AC-3, E-AC-3), or (``webm_laced``) what opusenc
-    and mkvmerge make of noise."""
+    """The unmutated file: a fixture recipe's, a PyAV tone (raw AAC, AC-3, E-AC-3, MPEG-TS/PS), or (``webm_laced``)
+    what opusenc and mkvmerge make of noise."""
     streams = {"adts_aac": ("adts", "aac", 44100), "ac3": ("ac3", "ac3", 48000), "eac3": ("eac3", "eac3", 48000)}
+    streams |= {"ts_aac": ("mpegts", "aac", 44100), "ts_mp2": ("mpegts", "mp2", 44100)}
+    streams |= {"ps_mp3": ("mpeg", "libmp3lame", 44100)}
     if fmt in streams:
         return encode_tone(path, *streams[fmt][:2], seconds, streams[fmt][2]).read_bytes()
     if fmt != "webm_laced":

@@ -444,6 +444,43 @@ def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
         assert length is not None and decoded - 2 * frame - 1e-9 <= length.seconds <= decoded + 1e-9
 
 
+@pytest.mark.parametrize("codec", ["mp2", "libmp3lame"])
+def test_program_stream_walk_in_c_counts_what_the_joined_stream_walk_counts(
+    codec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled walk reads the audio PES in place; cut, bit-flipped, with junk between packs or inside a frame, it
+    counts what the Python walk of the joined stream counts (or hands the file back to it)."""
+    original = encode_tone(tmp_path / "a.mpg", "mpeg", codec, 20.0, 44_100).read_bytes()
+    rng = random.Random(17)
+    middle = len(original) // 2
+    variants = [original] + [original[: rng.randrange(2000, len(original))] for _ in range(6)]
+    for _ in range(6):
+        flipped = bytearray(original)
+        flipped[rng.randrange(1000, len(original))] ^= 1 << rng.randrange(8)
+        variants.append(bytes(flipped))
+    variants.append(original[:middle] + rng.randbytes(3000) + original[middle:])
+    variants.append(original[:middle] + original[middle + 700 :])
+
+    def lengths() -> list[AudioLength | None]:
+        found = []
+        for data in variants:
+            path = _write(tmp_path, "variant.mpg", data)
+            with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                found.append(mpeg_streams.mpeg_ps_length(mapped, "mp3" if codec == "libmp3lame" else codec, 44_100))
+        return found
+
+    taken: list[bool] = []
+    walk_in_c = mpeg_streams._ps_compiled
+    monkeypatch.setattr(
+        mpeg_streams, "_ps_compiled", lambda *args: taken.append((found := walk_in_c(*args)) is not None) or found
+    )
+    native = lengths()
+    assert taken[0]  # the intact file is walked in C
+    monkeypatch.setattr(compiled, "compiled_walkers", lambda: None)
+    assert native == lengths()
+    assert native[0] is not None and native[0].seconds == pytest.approx(_decoded_tolerantly(tmp_path / "a.mpg"))
+
+
 def test_adts_frames_stating_more_raw_data_blocks_bill_what_ffmpeg_decodes(tmp_path: Path) -> None:
     """An ADTS header may state up to four raw data blocks (4096 samples); ffmpeg's decoder plays one (1024)."""
     honest = encode_tone(tmp_path / "a.ts", "mpegts", "aac", 4.0, 44_100).read_bytes()

@@ -1,7 +1,7 @@
 """The compiled frame walkers (``walkers.c``), loaded with ctypes, or ``None`` where the library was not built.
 
 The FLAC sync scan, the Matroska/Opus block walk (laced blocks too), the MPEG audio frame walk, the Ogg page walk,
-the ADTS/AC-3 frame walk and the MPEG-TS payload join cost a Python step (or several numpy passes) per frame; in C
+the ADTS/AC-3 frame walk and the MPEG-TS/PS payload walks cost a Python step (or several numpy passes) per frame; in C
 they run at about the speed of reading the file.
 ``walkers.c`` uses no Python headers and no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda.
 ``make setup`` builds it next to this module (``python -m earshot.audio.lengths.compiled build``),
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("walkers.c")
 LIBRARY = Path(__file__).with_name("_walkers.so")
 # The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
-_ABI = 5
+_ABI = 6
 # -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
 _CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
 
@@ -141,6 +141,9 @@ class CompiledWalkers:
         self._pes.restype = _i64
         self._pes.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_int, ctypes.c_int, ctypes.c_uint32]
         self._pes.argtypes += [ctypes.c_uint32, ctypes.c_void_p, _i64_pointer]
+        self._ps = library.earshot_ps_mpeg_frames
+        self._ps.restype = _i64
+        self._ps.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.POINTER(ctypes.c_int32)]
 
     def flac_frames(
         self, data: Mapped, *, after: int, second: int, stream: tuple[int, int, int], max_strays: int
@@ -215,6 +218,12 @@ class CompiledWalkers:
         table = None if sizes is None else sizes.table
         frames = self._pes(data.address, data.size, count, pid, 0 if adts else 1, mask, fixed, table, out)
         return None if frames < 0 else (int(frames), out[0], out[1])
+
+    def ps_mpeg_frames(self, data: Mapped, *, start: int, sizes: FrameSizes) -> int | None:
+        """The MPEG audio frames of a plain program stream's audio, walked from ``start`` in that stream without
+        joining it; ``None`` wherever ``mpeg_streams``' Python walk would do anything else (it then walks)."""
+        frames = self._ps(data.address, data.size, start, sizes.table)
+        return None if frames < 0 else int(frames)
 
 
 class FrameSizes:

@@ -45,6 +45,8 @@ _TS_PACKET = 188
 _TS_SYNC = 0x47
 # How far into a stream the identification looks for its tables and its first audio frame.
 _IDENTIFY_BYTES = 256 * 1024
+# How far into a joined MPEG audio stream its first frame is looked for.
+_FIRST_FRAME_WINDOW = 64 * 1024
 _TS_AUDIO = {0x03: "mpeg", 0x04: "mpeg", 0x0F: "adts"}
 _TS_VIDEO = {0x01, 0x02, 0x10, 0x1B, 0x24}
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
@@ -99,6 +101,10 @@ def identify_mpeg_ps(data: mmap.mmap) -> Identified | None:
 
 
 def mpeg_ps_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
+    walkers = compiled.compiled_walkers()
+    counted = None if walkers is None else _ps_compiled(data, walkers)
+    if counted is not None:
+        return _length(counted, "mpeg", codec, sample_rate)
     found = _ps_elementary(data, limit=len(data))
     return None if found is None else _length(_es_samples(found[0], "mpeg"), "mpeg", codec, sample_rate)
 
@@ -127,7 +133,7 @@ def _es_samples(es: _Buffer, kind: str) -> tuple[int, int] | None:
     """(samples, rate) of the frames of an elementary stream that starts with a frame."""
     if kind == "adts":
         return _adts_samples(es)
-    found = _find_stream(_buffer(es), 0, min(len(es), 64 * 1024))
+    found = _find_stream(_buffer(es), 0, min(len(es), _FIRST_FRAME_WINDOW))
     if found is None:
         return 0, 1
     position, stream = found
@@ -480,6 +486,22 @@ def _ps_elementary(data: mmap.mmap, *, limit: int) -> tuple[bytes, bool] | None:
     if audio_id is None:
         return None
     return b"".join(parts), has_video
+
+
+def _ps_compiled(data: mmap.mmap, walkers: compiled.CompiledWalkers) -> tuple[int, int] | None:
+    """(samples, rate) as ``_es_samples`` counts the joined stream, walked in C where the stream is plain; ``None``
+    where the C walk hands it back (the Python walk then counts it, or refuses it)."""
+    found = _ps_elementary(data, limit=min(len(data), _IDENTIFY_BYTES))
+    if found is None or (len(found[0]) < _FIRST_FRAME_WINDOW + 16 * 1024 and len(data) > _IDENTIFY_BYTES):
+        return None  # the first frame is looked for in the joined stream's first 64 KiB: this head must hold them
+    first = _find_stream(_buffer(found[0]), 0, min(len(found[0]), _FIRST_FRAME_WINDOW))
+    if first is None:
+        return None
+    position, stream = first
+    frames = walkers.ps_mpeg_frames(
+        compiled.Mapped(data), start=position, sizes=_compiled_frame_sizes(stream.reference)
+    )
+    return None if frames is None else (frames * stream.samples, stream.rate)
 
 
 def _pes_payload(data: mmap.mmap, body: int, end: int) -> int | None:

@@ -22,7 +22,7 @@
 #define ES_PREFETCH 1024
 
 /* Bumped whenever a function's signature or meaning changes: compiled.py refuses a library of another version. */
-#define EARSHOT_WALKERS_ABI 5
+#define EARSHOT_WALKERS_ABI 6
 
 #ifndef EARSHOT_WALKERS_SOURCE_SHA256
 #define EARSHOT_WALKERS_SOURCE_SHA256 ""
@@ -674,6 +674,102 @@ EXPORT int64_t earshot_ts_pes_frames(const uint8_t *b, int64_t size, int64_t cou
     out[0] = last_unit;
     out[1] = index;
     return units - 1;
+}
+
+/* ---- MPEG program streams ----------------------------------------------------------------------------------- */
+
+/* mpeg_streams._pes_payload: where a program stream PES packet's payload starts (MPEG-2 or MPEG-1 header); -1 if its
+ * header does not parse. [body, end) is inside the buffer. */
+static int64_t ps_payload(const uint8_t *b, int64_t body, int64_t end) {
+    if (body >= end) return -1;
+    if (b[body] >> 6 == 2) { /* MPEG-2: flags, header length */
+        if (body + 3 > end) return -1;
+        const int64_t start = body + 3 + b[body + 2];
+        return start <= end ? start : -1;
+    }
+    int64_t position = body;
+    while (position < end && b[position] == 0xFF && position - body < 16) position++; /* stuffing */
+    if (position < end && b[position] >> 6 == 1) position += 2;                      /* STD buffer */
+    if (position >= end) return -1;
+    const int lead = b[position] >> 4;
+    if (lead == 2) {
+        position += 5; /* PTS */
+    } else if (lead == 3) {
+        position += 10; /* PTS and DTS */
+    } else if (b[position] == 0x0F) {
+        position += 1;
+    } else {
+        return -1;
+    }
+    return position <= end ? position : -1;
+}
+
+/*
+ * mpeg_ps_length's count where the program stream is plain, without joining its audio: _ps_elementary's walk over
+ * packs and PES packets (one MPEG audio stream, any video, the skipped kinds), and the MPEG audio frame walk
+ * (earshot_mpeg_frames, `sizes` its table) over the audio payloads as one stream, from its offset `start` in that
+ * stream (where _find_stream put the first frame). Returns the frames, or -1 wherever the Python walks would do
+ * anything else (junk between packets, another stream, a header that does not parse, the frame sync lost, a frame
+ * header split by a truncated stream): the caller then joins the stream and walks it in Python.
+ */
+EXPORT int64_t earshot_ps_mpeg_frames(const uint8_t *b, int64_t size, int64_t start, const int32_t *sizes) {
+    int64_t position = 0, es = 0, next = start, frames = 0, last = 0;
+    int audio = -1, have = 0;
+    uint8_t header[3] = {0, 0, 0};
+    if (size < 4 || b[0] != 0 || b[1] != 0 || b[2] != 1 || b[3] != 0xBA || start < 0) return -1;
+    while (position + 6 <= size) {
+        if (position + 64 < size) __builtin_prefetch(b + position + 2048);
+        if (b[position] != 0 || b[position + 1] != 0 || b[position + 2] != 1) return -1; /* junk: Python resyncs */
+        const int id = b[position + 3];
+        if (id == 0xBA) { /* pack header */
+            const int mode = b[position + 4];
+            if (mode >> 6 == 1) {
+                if (position + 14 > size) break;
+                position += 14 + (b[position + 13] & 0x07);
+            } else if (mode >> 4 == 2) {
+                position += 12;
+            } else {
+                return -1;
+            }
+            continue;
+        }
+        if (id == 0xB9) {
+            position += 4;
+            continue;
+        }
+        const int64_t length = (int64_t)b[position + 4] << 8 | b[position + 5];
+        const int64_t body = position + 6, end = body + length < size ? body + length : size;
+        position += 6 + length;
+        if (id >= 0xC0 && id <= 0xDF) {
+            if (audio < 0) audio = id;
+            if (id != audio) return -1;
+            const int64_t payload = ps_payload(b, body, end);
+            if (payload < 0) return -1;
+            /* The frame walk over this piece of the audio stream: es is the stream offset of b[at]. */
+            for (int64_t at = payload; at < end;) {
+                if (!have && es < next) { /* inside a frame's body */
+                    const int64_t skip = next - es < end - at ? next - es : end - at;
+                    at += skip;
+                    es += skip;
+                    continue;
+                }
+                if (!have) last = es;
+                header[have++] = b[at++]; /* a header's bytes, possibly split across pieces */
+                es++;
+                if (have < 3) continue;
+                have = 0;
+                const int64_t frame = header[0] == 0xFF ? sizes[header[1] << 8 | header[2]] : 0;
+                if (frame <= 0) return -1; /* the sync is lost: the Python walk resyncs */
+                frames++;
+                next = last + frame;
+            }
+        } else if (!(id >= 0xE0 && id <= 0xEF) && id != 0xBB && id != 0xBC && id != 0xBE && id != 0xBF) {
+            return -1; /* private stream 1 and the rest: ffprobe's */
+        }
+    }
+    /* The stream's end: the walk reads a header only where 4 bytes remain (a last frame cut short counts). */
+    if (audio < 0 || have || (frames && last + 4 > es)) return -1;
+    return frames;
 }
 
 /* ---- Ogg ---------------------------------------------------------------------------------------------------- */
