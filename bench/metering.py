@@ -30,6 +30,10 @@ PAIRS_PER_ROUND = 7
 # refuse the tone's mono float input.
 EXTRA = (
     ("adts_aac", "adts", "aac", 44100),
+    # MPEG transport and program streams of audio alone (the fixture recipes mpegts_video/mpeg_video add video).
+    ("ts_aac", "mpegts", "aac", 44100),
+    ("ts_mp2", "mpegts", "mp2", 44100),
+    ("ps_mp3", "mpeg", "libmp3lame", 44100),
     ("ac3", "ac3", "ac3", 48000),
     ("eac3", "eac3", "eac3", 48000),
     ("amr_nb", "amr", "libopencore_amrnb", 8000),
