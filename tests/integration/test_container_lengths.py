@@ -471,9 +471,13 @@ def test_program_stream_walk_in_c_counts_what_the_joined_stream_walk_counts(
 
     taken: list[bool] = []
     walk_in_c = mpeg_streams._ps_compiled
-    monkeypatch.setattr(
-        mpeg_streams, "_ps_compiled", lambda *args: taken.append((found := walk_in_c(*args)) is not None) or found
-    )
+
+    def recorded(*args: Any) -> Any:
+        found = walk_in_c(*args)
+        taken.append(found is not None)
+        return found
+
+    monkeypatch.setattr(mpeg_streams, "_ps_compiled", recorded)
     native = lengths()
     assert taken[0]  # the intact file is walked in C
     monkeypatch.setattr(compiled, "compiled_walkers", lambda: None)
