@@ -55,7 +55,7 @@ def _decoded_tolerantly(path: Path) -> float:
                 break
             try:
                 frames = packet.decode()
-            except av.error.InvalidDataError:
+            except av.error.FFmpegError:  # (damaged AAC can raise other codes than invalid data)
                 continue
             for frame in frames:
                 samples, rate = samples + frame.samples, frame.sample_rate
@@ -396,7 +396,7 @@ def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
 ) -> None:
     """One frame per PES is read from the PES starts alone (in C, and with numpy); cut anywhere, bit-flipped, with
     audio bytes overwritten inside packets or with a PES holding two frames, the count must be the one the walk of the
-    joined elementary stream gives, and never more than PyAV decodes."""
+    joined elementary stream gives, and within a frame of what PyAV decodes."""
     original = encode_tone(tmp_path / "a.ts", "mpegts", codec, 6.0, rate).read_bytes()
     rng = random.Random(13)
     variants = [original] + [original[: rng.randrange(2000, len(original))] for _ in range(8)]
@@ -407,9 +407,13 @@ def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
     for junk in (bytes(100), rng.randbytes(150), b"\xff\xf1" * 50):  # inside an audio packet's payload, sync kept
         damaged = bytearray(original)
         at = len(original) // 2 // 188 * 188
-        while ((damaged[at + 1] & 0x1F) << 8 | damaged[at + 2]) != 0x100:  # an audio packet (PyAV's audio PID)
+        # An audio packet (PyAV's audio PID): the last bytes of its payload (after any PES header) are overwritten.
+        while ((damaged[at + 1] & 0x1F) << 8 | damaged[at + 2]) != 0x100:
             at += 188
-        damaged[at + 30 : at + 30 + len(junk)] = junk[: 188 - 30]
+        payload = at + 4 + (1 + damaged[at + 4] if damaged[at + 3] & 0x20 else 0)
+        payload += 9 + damaged[payload + 8] if damaged[at + 1] & 0x40 else 0
+        span = min(len(junk), at + 188 - payload)
+        damaged[at + 188 - span : at + 188] = junk[:span]
         variants.append(bytes(damaged))
 
     def lengths() -> list[AudioLength | None]:
@@ -439,9 +443,11 @@ def test_transport_stream_shortcut_counts_what_the_joined_stream_walk_counts(
     assert native == shortcut
     assert shortcut[0] is not None and shortcut[0].seconds == pytest.approx(_decoded_tolerantly(tmp_path / "a.ts"))
     frame = (1024 if codec == "aac" else 1152 if rate == 44_100 else 576) / rate
-    for data, length in zip(variants[-3:], native[-3:], strict=True):  # structural damage: never over what decodes
+    # Damage inside a frame's payload (its header intact) is billed as the frame it still is, though the decoder may
+    # refuse it: one frame over at most (docs/decisions.md); the frames around it are billed as decoded.
+    for data, length in zip(variants[-3:], native[-3:], strict=True):
         decoded = _decoded_tolerantly(_write(tmp_path, "damaged.ts", data))
-        assert length is not None and decoded - 2 * frame - 1e-9 <= length.seconds <= decoded + 1e-9
+        assert length is not None and decoded - 2 * frame - 1e-9 <= length.seconds <= decoded + frame + 1e-9
 
 
 @pytest.mark.parametrize("codec", ["mp2", "libmp3lame"])
