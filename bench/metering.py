@@ -26,8 +26,8 @@ LENGTHS = (60.0, 1200.0)  # a minute, and a 20-minute file (about 20 MiB of 128 
 ROUNDS = 3
 PAIRS_PER_ROUND = 7
 # Whitelisted formats beyond the fixture recipes, as (row name, container, codec, rate), encoded with PyAV's
-# ``encode_tone``. DTS, APE and ASF/WMA are not here: PyAV's ffmpeg cannot encode DTS or APE, and its WMA encoders
-# refuse the tone's mono float input.
+# ``encode_tone``. DTS and APE are not here: PyAV's ffmpeg cannot encode them. Its WMA encoders need a bit rate
+# (``BIT_RATES``); they take the tone's mono float input as it is.
 EXTRA = (
     ("adts_aac", "adts", "aac", 44100),
     # MPEG transport and program streams of audio alone (the fixture recipes mpegts_video/mpeg_video add video).
@@ -44,12 +44,17 @@ EXTRA = (
     ("mka_alac", "matroska", "alac", 44100),
     ("mka_wavpack", "matroska", "wavpack", 44100),
     ("flv_aac", "flv", "aac", 44100),
+    ("flv_mp3", "flv", "libmp3lame", 44100),
     ("avi_mp3", "avi", "libmp3lame", 44100),
+    ("avi_pcm", "avi", "pcm_s16le", 44100),
+    ("asf_wma", "asf", "wmav2", 44100),
     ("caf_alac", "caf", "alac", 44100),
     ("caf_flac", "caf", "flac", 44100),
     ("mov_ima4", "mov", "adpcm_ima_qt", 44100),
     ("3gp_amr", "3gp", "libopencore_amrnb", 8000),
 )
+# Encoders that have no default bit rate.
+BIT_RATES = {"asf_wma": 64_000}
 
 # Files made by the command-line tools people run (installed by ``make setup``), as (row name, commands): the tone is
 # written as a 48 kHz WAV at ``{src}``, the commands make ``{out}``. mkvmerge laces the Opus packets (8 a block).
@@ -115,7 +120,7 @@ def main(
                     continue
                 path = Path(tmp) / f"{name}-{seconds:.0f}"
                 if not path.exists():
-                    encode_tone(_part(path), container, codec, seconds, rate).rename(path)
+                    encode_tone(_part(path), container, codec, seconds, rate, bit_rate=BIT_RATES.get(name)).rename(path)
                 meter_duration(path, ffprobe=ffprobe)
                 files.append((name, seconds, path))
             for name, commands in TOOLS:

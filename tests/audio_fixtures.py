@@ -169,16 +169,25 @@ def write_audio(
 
 
 def encode_tone(
-    path: Path, container: str, codec: str, seconds: float, rate: int, options: dict[str, str] | None = None
+    path: Path,
+    container: str,
+    codec: str,
+    seconds: float,
+    rate: int,
+    options: dict[str, str] | None = None,
+    *,
+    bit_rate: int | None = None,
 ) -> Path:
     """A mono 440 Hz tone of ``seconds`` muxed as ``container``/``codec`` by name (any pair PyAV can write, beyond
-    ``write_audio``'s recipes), with muxer ``options``."""
+    ``write_audio``'s recipes), with muxer ``options`` and the encoder's ``bit_rate`` (WMA has no default)."""
     total = int(seconds * rate)
     signal = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / rate)).astype(np.float32)
     with av.open(str(path), "w", format=container, options=options or {}) as out:
         stream = out.add_stream(codec, rate=rate)
         assert isinstance(stream, av.AudioStream)
         stream.layout = "mono"
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
         for offset in range(0, total, 4096):
             frame = av.AudioFrame.from_ndarray(signal[None, offset : offset + 4096], format="fltp", layout="mono")
             frame.sample_rate, frame.pts, frame.time_base = rate, offset, Fraction(1, rate)

@@ -80,8 +80,9 @@ def _with_video(path: Path, container: str, audio_codec: str, video_codec: str, 
     seconds, layout = 4.0, "mono" if channels == 1 else "stereo"
     with av.open(str(path), "w", format=container) as out:
         video = out.add_stream(video_codec, rate=10)
-        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
         audio = out.add_stream(audio_codec, rate=rate)
+        assert isinstance(video, av.VideoStream) and isinstance(audio, av.AudioStream)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
         audio.layout = layout
         total, shown = int(seconds * rate), 0
         for offset in range(0, total, 4096):
@@ -289,6 +290,42 @@ def test_the_lockstep_walk_visits_exactly_the_records_a_sequential_walk_visits(
             assert (walked is None) == (reference is None)
             if walked is not None and reference is not None:
                 assert all(np.array_equal(a, b) for a, b in zip(walked, reference, strict=True))
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 9, 16, 23, 1000])
+def test_bytes_at_any_offset_read_as_the_file_holds_them(size: int, tmp_path: Path) -> None:
+    from earshot.audio.lengths.chains import Bytes
+
+    data = random.Random(size).randbytes(size)
+    path = _write(tmp_path, "bytes.bin", data)
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        read = Bytes(mapped)
+        at = np.arange(size, dtype=np.int64)[::-1]
+        padded = [data[offset : offset + 8].ljust(8, b"\0") for offset in at.tolist()]
+        assert read.little(at).tolist() == [int.from_bytes(eight, "little") for eight in padded]
+        assert read.big(at).tolist() == [int.from_bytes(eight, "big") for eight in padded]
+        del read  # its views of the mapping must go before the mapping closes
+
+
+def test_an_avi_index_that_lies_changes_nothing(encoded: dict[str, tuple[bytes, bytes]], tmp_path: Path) -> None:
+    """idx1 only spares the walk: entries pointing elsewhere, sizes inflated, entries dropped or repeated are each
+    checked against the chunk found there."""
+    import struct
+
+    original = encoded["avi_pcm"][1]
+    honest = _meter(_write(tmp_path, "honest.avi", original)).seconds
+    index = original.index(b"idx1")
+    count = struct.unpack_from("<I", original, index + 4)[0] // 16
+    rng = random.Random(3)
+    for _ in range(6):
+        lying = bytearray(original)
+        for entry in rng.sample(range(count), 20):
+            at = index + 8 + 16 * entry
+            field = rng.choice((8, 12))  # the offset or the size
+            struct.pack_into("<I", lying, at + field, rng.randrange(1 << 24))
+        assert _meter(_write(tmp_path, "lying.avi", bytes(lying))).seconds == honest
+    dropped = original[: index + 8 + 16 * (count // 2)] + original[index + 8 + 16 * count :]
+    assert _meter(_write(tmp_path, "dropped.avi", dropped)).seconds == honest
 
 
 def _walk(data: bytes, tmp_path: Path, container: str, name: str) -> AudioLength | None:

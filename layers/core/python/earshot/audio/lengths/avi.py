@@ -28,7 +28,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from earshot.audio.lengths.chains import Offsets, chain, chain_sequentially, mp3_payload_samples
+from earshot.audio.lengths.chains import Bytes, Offsets, chain, chain_sequentially, mp3_payload_samples
 from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
 from earshot.audio.lengths.mpeg_audio import _WORD, _find_stream
 
@@ -39,8 +39,8 @@ _PCM_CODECS = {(1, 8): "pcm_u8", (1, 16): "pcm_s16le", (1, 24): "pcm_s24le", (1,
 _PCM_CODECS |= {(3, 32): "pcm_f32le", (3, 64): "pcm_f64le"}
 _MAX_RATE = 768_000
 _MAX_CHANNELS = 8
-# How far into ``movi`` identification reads audio chunks for the first MP3 frames.
-_IDENTIFY_BYTES = 256 * 1024
+# How many chunks of ``movi`` identification reads for the first MP3 frames.
+_IDENTIFY_CHUNKS = 64
 _RESYNC_WINDOW = 64 * 1024
 
 
@@ -89,18 +89,31 @@ def identify_avi(data: mmap.mmap) -> Identified | None:
     codec = layout.codec
     rate, channels = layout.rate, layout.channels
     if codec == "mp3":
-        chunks = _audio_chunks(data, layout, limit=min(len(data), layout.movi + _IDENTIFY_BYTES))
-        if chunks is None or not chunks[0].size:
-            return None
-        starts, lengths = chunks
-        firsts = zip(starts[:8].tolist(), lengths[:8].tolist(), strict=True)
-        payload = b"".join(bytes(data[start : start + length]) for start, length in firsts)
+        payload = _first_audio_payload(data, layout)
         found = _find_stream(cast(mmap.mmap, payload), 0, 4) if len(payload) >= 4 else None
         if found is None or found[0] != 0 or found[1].layer != 3:
             return None  # the first audio chunk must start with an MP3 frame (no junk, no other layer)
         header = _WORD.unpack_from(payload, 0)[0]
         rate, channels = found[1].rate, 1 if (header >> 6) & 3 == 3 else 2
     return Identified("avi", codec, rate, channels, has_video=bool(layout.video))
+
+
+def _first_audio_payload(data: mmap.mmap, layout: _Layout) -> bytes:
+    """The first audio chunks' payloads (up to 8 of them, among the first 64 chunks of ``movi``), joined."""
+    audio_id = b"%02dwb" % layout.audio
+    payloads: list[bytes] = []
+    position = layout.movi
+    for _ in range(_IDENTIFY_CHUNKS):
+        if position + _CHUNK_HEADER > len(data) or len(payloads) == 8:
+            break
+        name, length = data[position : position + 4], struct.unpack_from("<I", data, position + 4)[0]
+        if name in (b"LIST", b"RIFF"):
+            position += 12
+            continue
+        if name == audio_id:
+            payloads.append(bytes(data[position + 8 : position + 8 + length]))
+        position += _CHUNK_HEADER + length + (length & 1)
+    return b"".join(payloads)
 
 
 def avi_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
@@ -194,12 +207,6 @@ def _stream(data: mmap.mmap, position: int, end: int) -> tuple[bytes, tuple[int,
     return kind, audio_format
 
 
-def _le32(data: mmap.mmap) -> npt.NDArray[np.uint32]:
-    """The little-endian 32-bit word at every byte offset (a strided view, nothing copied)."""
-    count = max(0, len(data) - 3)
-    return np.ndarray(shape=(count,), dtype="<u4", buffer=cast(bytes, data), offset=0, strides=(1,))
-
-
 def _audio_chunks(
     data: mmap.mmap, layout: _Layout, *, limit: int, sequential: bool = False
 ) -> tuple[Offsets, Offsets] | None:
@@ -207,20 +214,25 @@ def _audio_chunks(
     them; ``None`` when the chunk chain runs into a second RIFF form that is not an AVIX continuation.
     ``sequential``: one chunk at a time (``chains.chain_sequentially``, the reference the tests hold the walk to)."""
     size = min(len(data), limit)
-    words = _le32(data)
-    known = np.asarray(layout.known_ids(), dtype=np.uint32)
+    read = Bytes(data)
+    known = np.asarray(layout.known_ids(), dtype=np.int64)
+    audio_word = _fourcc(b"%02dwb" % layout.audio)
     claimed = layout.claimed_size
     audio_id = b"%02dwb" % layout.audio
 
     def advance(at: Offsets) -> tuple[npt.NDArray[np.bool_], Offsets]:
-        name = words[at]
-        length = words[at + 4].astype(np.int64)
+        header = read.little(at)
+        name = (header & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        length = (header >> np.uint64(32)).astype(np.int64)
         entered = (name == _LIST) | (name == _RIFF)
         following: Offsets = np.where(entered, at + 12, at + _CHUNK_HEADER + length + (length & 1))
         # ffmpeg takes a header only where its size fits in the file (the RIFF size, when the file is shorter)
         fits = (at + 7 + length <= claimed) | (name == _RIFF)
-        ours: npt.NDArray[np.bool_] = np.isin(name, known) & fits
-        return ours, following
+        ours = name == audio_word
+        if not ours.all():  # the rare other chunk: checked against the whole list
+            others = ~ours
+            ours[others] = np.isin(name[others], known)
+        return ours & fits, following
 
     def anchor(begin: int, stop: int) -> int | None:
         # Unverified: a walker started on a false chunk is not joined to the chain (``chains``).
@@ -233,38 +245,59 @@ def _audio_chunks(
         if sequential:
             nodes, stop = chain_sequentially(size, position, header=_CHUNK_HEADER, advance=advance)
         else:
-            nodes, stop = chain(size, position, header=_CHUNK_HEADER, advance=advance, anchor=anchor)
+            hint = _index_hint(data, layout) if position == layout.movi else None
+            nodes, stop = chain(size, position, header=_CHUNK_HEADER, advance=advance, anchor=anchor, hint=hint)
         parts.append(nodes)
         if stop + _CHUNK_HEADER > size:
             break
-        found = _next_header(words, known, claimed, stop + 1, size - _CHUNK_HEADER + 1)
+        found = _next_header(read, known, claimed, stop + 1, size - _CHUNK_HEADER + 1)
         if found is None:
             break
         position = found
     chunks = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    names = words[chunks]
+    headers = read.little(chunks)
+    names = (headers & np.uint64(0xFFFFFFFF)).astype(np.int64)
     riffs = chunks[names == _RIFF]
-    if riffs.size and (words[riffs + 8] != _fourcc(b"AVIX")).any():
+    if riffs.size and ((read.little(riffs + 8) & np.uint64(0xFFFFFFFF)) != _fourcc(b"AVIX")).any():
         return None
-    audio = chunks[names == _fourcc(b"%02dwb" % layout.audio)]
+    ours = names == _fourcc(b"%02dwb" % layout.audio)
+    audio = chunks[ours]
     starts = audio + _CHUNK_HEADER
-    lengths = np.minimum(words[audio + 4].astype(np.int64), len(data) - starts)
+    lengths = np.minimum((headers[ours] >> np.uint64(32)).astype(np.int64), len(data) - starts)
     keep = lengths > 0
     return starts[keep], lengths[keep]
 
 
-def _next_header(
-    words: npt.NDArray[np.uint32], known: npt.NDArray[np.uint32], claimed: int, begin: int, stop: int
-) -> int | None:
+def _index_hint(data: mmap.mmap, layout: _Layout) -> Offsets | None:
+    """Where the ``idx1`` index says the chunks of ``movi`` are, in order (``chains.chain`` checks each against the
+    chunk it finds there: the index only spares the walk, it never says what the file holds); ``None`` without one."""
+    movi_list = layout.movi - 12
+    position = movi_list + 8 + struct.unpack_from("<I", data, movi_list + 4)[0]
+    position += position & 1
+    if position + 8 > len(data) or data[position : position + 4] != b"idx1":
+        return None
+    count = min(struct.unpack_from("<I", data, position + 4)[0], len(data) - position - 8) // 16
+    if count == 0:
+        return None
+    entries = np.frombuffer(data, dtype="<u4", count=count * 4, offset=position + 8).reshape(count, 4)
+    offsets = entries[:, 2].astype(np.int64)
+    for base in (layout.movi - 4, 0):  # offsets from the "movi" fourcc (usual) or from the file's start
+        if int(offsets[0]) + base == layout.movi:
+            hint: Offsets = offsets + base
+            return hint
+    return None
+
+
+def _next_header(read: Bytes, known: npt.NDArray[np.int64], claimed: int, begin: int, stop: int) -> int | None:
     """The first offset in [begin, stop) holding a chunk header ffmpeg's byte scan takes (a known id, a size that
     fits); ``None`` if there is none."""
-    stop = min(stop, words.size - 4)
     while begin < stop:
         at = np.arange(begin, min(begin + _RESYNC_WINDOW, stop), dtype=np.int64)
-        names = words[at]
+        headers = read.little(at)
+        names = (headers & np.uint64(0xFFFFFFFF)).astype(np.int64)
         hits = np.flatnonzero(np.isin(names, known))
         if hits.size:
-            lengths = words[at[hits] + 4].astype(np.int64)
+            lengths = (headers[hits] >> np.uint64(32)).astype(np.int64)
             fits = (at[hits] + 7 + lengths <= claimed) | (names[hits] == _RIFF)
             if fits.any():
                 return int(at[hits[np.argmax(fits)]])

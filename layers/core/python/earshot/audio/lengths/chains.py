@@ -20,7 +20,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from earshot.audio.lengths.mpeg_audio import _WORD, _find_stream, _frame_sizes, _Stream, _valid_header, _walk
+from earshot.audio.lengths.mpeg_audio import _WORD, _find_stream, _size_array, _Stream, _valid_header, _walk
 
 Offsets = npt.NDArray[np.int64]
 # For record offsets (each with ``header`` bytes in the file): which are records, and the next record's offset. It
@@ -40,14 +40,24 @@ _MAX_ROUNDS = 16
 _NONE = np.iinfo(np.int64).max
 
 
-def chain(size: int, start: int, *, header: int, advance: Advance, anchor: Anchor) -> tuple[Offsets, int]:
+def chain(
+    size: int, start: int, *, header: int, advance: Advance, anchor: Anchor, hint: Offsets | None = None
+) -> tuple[Offsets, int]:
     """(offsets of the records chained from ``start``, in order; the offset where the chain stopped).
 
     A record is an offset with ``header`` bytes left in the file that ``advance`` accepts; the chain stops at the
     first offset that is not one (past the end of the file, or a record ``advance`` refuses), and returns it.
+    ``advance`` must point each record past itself. ``hint``: offsets the chain is expected to visit from ``start``
+    (an index): taken as far as the records themselves confirm them, each accepted and pointing at the next, in one
+    pass; the walk goes on from where they stop agreeing.
     """
     parts: list[Offsets] = []
     position = start
+    if hint is not None and hint.size and int(hint[0]) == start:
+        confirmed, position = _confirmed(size, hint, header=header, advance=advance)
+        parts.append(confirmed)
+        if confirmed.size < hint.size and position == int(hint[confirmed.size]):
+            return _concatenated(parts), position  # refused: the chain stops there
     for _ in range(_MAX_ROUNDS):
         nodes, position, done = _round(size, position, header=header, advance=advance, anchor=anchor)
         parts.append(nodes)
@@ -56,6 +66,21 @@ def chain(size: int, start: int, *, header: int, advance: Advance, anchor: Ancho
     walk = _lockstep(size, np.asarray([position], dtype=np.int64), header=header, advance=advance)
     parts.append(walk.nodes(0))
     return _concatenated(parts), int(walk.exits[0])
+
+
+def _confirmed(size: int, hint: Offsets, *, header: int, advance: Advance) -> tuple[Offsets, int]:
+    """(the longest prefix of ``hint`` that is a chain: each a record pointing at the next; where it goes on)."""
+    inside = hint + header <= size
+    ok = inside.copy()
+    following = hint + 1
+    if inside.any():
+        ok[inside], following[inside] = advance(hint[inside])
+    links = ok[:-1] & (following[:-1] == hint[1:])
+    broken = np.flatnonzero(~links)
+    last = int(broken[0]) if broken.size else hint.size - 1
+    if not ok[last]:
+        return hint[:last], int(hint[last])
+    return hint[: last + 1], int(following[last])
 
 
 def chain_sequentially(size: int, start: int, *, header: int, advance: Advance) -> tuple[Offsets, int]:
@@ -67,7 +92,7 @@ def chain_sequentially(size: int, start: int, *, header: int, advance: Advance) 
         if not bool(ok[0]):
             break
         nodes.append(position)
-        position = max(int(following[0]), position + 1)
+        position = int(following[0])
     return np.asarray(nodes, dtype=np.int64), position
 
 
@@ -155,12 +180,44 @@ def _lockstep(size: int, begin: Offsets, *, header: int, advance: Advance) -> _W
         walking, here, following = walking[ok], here[ok], following[ok]
         steps.append(here)
         ids.append(walking)
-        following = np.maximum(following, here + 1)  # a record never points back (a wrapped length)
         at[walking] = following
         done = following >= target[walking]
         reached[walking[done]] = True
         walking = walking[~done]
     return _Walk(begin.size, steps, ids, at, reached)
+
+
+class Bytes:
+    """Eight bytes at any offsets of a file, gathered for many offsets at once from its aligned 64-bit words: two
+    aligned gathers and a shift per offset (gathering byte by byte, or through a view of unaligned words, costs
+    several times more). Bytes past the end of the file read as zero."""
+
+    def __init__(self, data: mmap.mmap) -> None:
+        count = len(data) // 8
+        self._words = np.frombuffer(data, dtype="<u8", count=count)
+        # The file's last words, its partial last word and zeros: where offsets near the end read.
+        self._last = max(0, count - 2)
+        self._tail = np.frombuffer(bytes(data[self._last * 8 :]).ljust((count - self._last) * 8 + 16, b"\0"), "<u8")
+
+    def little(self, at: Offsets) -> npt.NDArray[np.uint64]:
+        """The eight bytes at each offset as a little-endian number."""
+        index = at >> 3
+        shift = ((at & 7) << 3).astype(np.uint64)
+        if index.size and int(index.max()) + 1 >= self._words.size:
+            late = index + 1 >= self._words.size
+            early = ~late
+            low, high = np.empty(index.size, dtype=np.uint64), np.empty(index.size, dtype=np.uint64)
+            low[early], high[early] = self._words[index[early]], self._words[index[early] + 1]
+            low[late], high[late] = self._tail[index[late] - self._last], self._tail[index[late] + 1 - self._last]
+        else:
+            low, high = self._words[index], self._words[index + 1]
+        value: npt.NDArray[np.uint64] = (low >> shift) | ((high << (np.uint64(63) - shift)) << np.uint64(1))
+        return value
+
+    def big(self, at: Offsets) -> npt.NDArray[np.uint64]:
+        """The eight bytes at each offset as a big-endian number."""
+        value: npt.NDArray[np.uint64] = self.little(at).byteswap()
+        return value
 
 
 def mp3_payload_samples(data: mmap.mmap, starts: Offsets, lengths: Offsets) -> tuple[int, int] | None:
@@ -178,7 +235,7 @@ def mp3_payload_samples(data: mmap.mmap, starts: Offsets, lengths: Offsets) -> t
         first = _WORD.unpack_from(data, int(starts[0]))[0]
         if _valid_header(first):
             stream = _Stream(first)
-            table = np.asarray(_frame_sizes(stream.reference), dtype=np.int64)
+            table = _size_array(stream.reference)
             sizes = table[buffer[starts + 1].astype(np.int64) << 8 | buffer[starts + 2]]
             whole = (buffer[starts] == 0xFF) & (sizes == lengths)
             if whole[:-1].all() and sizes[-1] > 0 and buffer[starts[-1]] == 0xFF:

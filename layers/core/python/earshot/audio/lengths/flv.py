@@ -28,7 +28,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from earshot.audio.lengths.chains import Offsets, chain, chain_sequentially, mp3_payload_samples
+from earshot.audio.lengths.chains import Bytes, Offsets, chain, chain_sequentially, mp3_payload_samples
 from earshot.audio.lengths.common import AudioLength, Identified
 from earshot.audio.lengths.mpeg_audio import _WORD, _find_stream
 
@@ -43,6 +43,7 @@ _AAC_LC = 2
 _SBR_SYNC = 0x2B7
 # How far into the file identification reads tags.
 _IDENTIFY_BYTES = 256 * 1024
+_IDENTIFY_TAGS = 64
 # ffmpeg's resync looks back over this many bytes: two consecutive tags that agree, together within it.
 _RESYNC_BUFFER = 1 << 20
 _RESYNC_WINDOW = 64 * 1024
@@ -59,7 +60,9 @@ def identify_flv(data: mmap.mmap) -> Identified | None:
     config: tuple[int, int] | None = None
     mp3_payload: list[bytes] = []
     has_video = False
-    while position + _TAG_HEADER <= limit:
+    for _ in range(_IDENTIFY_TAGS):
+        if position + _TAG_HEADER > limit:
+            break
         kind, length = data[position], int.from_bytes(data[position + 1 : position + 4], "big")
         end = position + _TAG_HEADER + length
         if end + _TAG_TRAILER > size:
@@ -134,30 +137,6 @@ def _first_tag(data: mmap.mmap) -> int | None:
     return 13
 
 
-class _Words:
-    """The big-endian 32-bit word at any byte offset, gathered for many offsets at once: through a view of the file
-    as four rows of words (row ``k`` starting at byte ``k``), and bytewise for the last few offsets the rows miss."""
-
-    def __init__(self, data: mmap.mmap) -> None:
-        count = max(0, (len(data) - 3) // 4)
-        self._rows = np.ndarray(shape=(4, count), dtype=">u4", buffer=cast(bytes, data), offset=0, strides=(1, 4))
-        self._buffer = np.frombuffer(data, dtype=np.uint8)
-        self._covered = 4 * count - 3  # offsets below this are in every row's reach
-
-    def __call__(self, at: Offsets) -> Offsets:
-        """The words at ``at`` (each with four bytes in the file)."""
-        if self._covered <= 0:
-            every: Offsets = _uint(self._buffer, at, 4)
-            return every
-        if at.size and int(at.max()) >= self._covered:
-            found: Offsets = self._rows[at & 3, np.minimum(at, self._covered - 1) >> 2].astype(np.int64)
-            late = at >= self._covered
-            found[late] = _uint(self._buffer, at[late], 4)
-            return found
-        words: Offsets = self._rows[at & 3, at >> 2].astype(np.int64)
-        return words
-
-
 def _uint(buffer: npt.NDArray[np.uint8], at: Offsets, count: int) -> Offsets:
     """The big-endian unsigned integers of ``count`` bytes at each offset."""
     value: Offsets = buffer[at].astype(np.int64)
@@ -173,16 +152,16 @@ def _tags(data: mmap.mmap, start: int, *, sequential: bool = False) -> Offsets:
     buffer = np.frombuffer(data, dtype=np.uint8)
     signature = _audio_signature(data, start)
 
-    words = _Words(data)
+    read = Bytes(data)
+
+    last_word = size - _TAG_TRAILER
 
     def advance(at: Offsets) -> tuple[npt.NDArray[np.bool_], Offsets]:
-        length = words(at) & 0xFFFFFF
+        length = ((read.big(at) >> np.uint64(32)) & np.uint64(0xFFFFFF)).astype(np.int64)
         end = at + _TAG_HEADER + length
-        inside = end + _TAG_TRAILER <= size
-        clipped = np.where(inside, end, 0)
-        excess = words(clipped) - length
+        excess = (read.big(np.minimum(end, last_word)) >> np.uint64(32)).astype(np.int64) - length
         # The file ends in or after the tag: the demuxer stops there without checking.
-        agrees = ~inside | (excess == 11) | (excess == 10) | ((excess == 0) & (length > 0))
+        agrees = (end > last_word) | (excess == 11) | (excess == 10) | ((excess == 0) & (length > 0))
         return agrees, end + _TAG_TRAILER
 
     def anchor(begin: int, stop: int) -> int | None:
