@@ -114,11 +114,15 @@ format: setup
 	$(BIN)/ruff format layers/core/python functions tests bench infra samples
 	$(BIN)/ruff check --fix layers/core/python functions tests bench infra samples
 
-# The core package strictly (pyproject), then the CDK app, the benchmarks and every function's handler (each
-# handler is its own top-level module `handler`, so one mypy run per function).
+# The core package strictly (pyproject), then the CDK app, the benchmarks, the tests and every function's handler
+# (each handler is its own top-level module `handler`, so one mypy run per function). The test suites with a
+# conftest.py of their own run apart: mypy would otherwise see two top-level `conftest` modules.
+TEST_SUITES_APART := tests/contract tests/infra
 typecheck: setup
 	$(BIN)/mypy
 	$(BIN)/mypy infra bench
+	MYPYPATH=tests:. $(BIN)/mypy $(filter-out $(TEST_SUITES_APART) tests/__pycache__,$(patsubst %/,%,$(wildcard tests/*.py tests/*/)))
+	@for suite in $(TEST_SUITES_APART); do MYPYPATH=tests:. $(BIN)/mypy "$$suite" || exit 1; done
 	@for handler in functions/*/handler.py; do $(BIN)/mypy "$$handler" || exit 1; done
 
 # No import cycles in earshot (imports inside functions counted) and its layers kept: [tool.importlinter].
