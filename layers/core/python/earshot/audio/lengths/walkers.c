@@ -319,6 +319,7 @@ EXPORT int64_t earshot_matroska_blocks(const uint8_t *b, int64_t size, int64_t p
     int64_t blocks = 0, samples = 0, last = 0, stop = 0;
     for (;;) {
         while (position < cluster_end) {
+            if (position < size - ES_PREFETCH) __builtin_prefetch(b + position + ES_PREFETCH); /* as the ADTS walk */
             int64_t block_samples = 0;
             const int64_t end = mkv_fast_block(b, size, position, track_byte, &block_samples);
             if (end) {
