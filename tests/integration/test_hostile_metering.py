@@ -193,6 +193,27 @@ def test_a_long_file_claiming_one_second_bills_its_length(
     assert json.loads(response.body)["billing"]["billable_minutes"] == 2
 
 
+@pytest.mark.parametrize("route", ["/v1/audio/transcriptions", "/v1/audio/understanding"])
+@pytest.mark.parametrize("fmt", [f for f in LYING_FORMATS if f != "m4a"])
+def test_a_truncated_file_is_heard_and_billed_up_to_the_cut(
+    route: str, fmt: str, account: NewKey, originals: dict[str, tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    """A recording cut short (an interrupted upload, a crashed recorder) is answered from the audio before the cut,
+    as the ffmpeg command line decodes it: the frame the cut ends in is skipped, not the whole file refused."""
+    from earshot.audio.decode import SAMPLE_RATE, decode_to_pcm16k
+
+    cut = truncate(originals[fmt][1], 0.4)
+    name = "cut" + SUFFIX.get(fmt, "." + fmt)
+    metered = _meter(tmp_path, name, cut)
+    heard = len(decode_to_pcm16k(tmp_path / name)) / SAMPLE_RATE
+    assert metered - FRAME[fmt] - 1e-3 <= heard <= metered + 1e-3  # FLAC's parser may hold back the last whole frame
+    response = _send(route, account.secret, name, cut)
+    assert response.status == 200, response.body
+    debits = [e for e in get_runtime().store.list_ledger(account.account.id) if e.kind == "debit"]
+    assert len(debits) == 1 and debits[0].billable_minutes == 1
+    assert abs((debits[0].duration_ms or 0) - metered * 1000) <= 1
+
+
 # --- the engine hears no more than was metered -------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg_opus", "m4a"])
 def test_decoders_stop_at_the_metered_length(

@@ -23,6 +23,27 @@ _DEMUXERS = "aac,ac3,aiff,amr,asf,au,avi,caf,eac3,flac,flv,matroska,mov,mp3,mpeg
 _CONTAINER_OPTIONS = {"format_whitelist": _DEMUXERS, "protocol_whitelist": "file"}
 
 
+def decoded_frames(container: Any, stream: Any) -> Iterator[av.AudioFrame]:
+    """``stream``'s frames as the ffmpeg command line decodes them: a packet the decoder refuses (the frame a cut file
+    ends in, a damaged one) is skipped and decoding goes on; the stream ends where the demuxer can read no further.
+
+    A truncated recording therefore yields the audio before the cut (what metering bills), instead of nothing.
+    """
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError:
+            return  # the demuxer cannot go on (a cut or damaged container): what was read is the stream
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            continue
+        yield from frames
+
+
 def within_budget(frames: Iterable[av.AudioFrame], max_seconds: float | None = None) -> Iterator[av.AudioFrame]:
     """Decoded frames up to the request's budget (or ``max_seconds``, whichever is shorter); the rest is never decoded.
 
@@ -96,7 +117,7 @@ def decode_to_pcm16k(path: Path, *, max_seconds: float | None = None) -> npt.NDA
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         try:
-            for frame in within_budget(container.decode(stream), max_seconds):
+            for frame in within_budget(decoded_frames(container, stream), max_seconds):
                 chunks.extend(_samples(resampler.resample(frame)))
             chunks.extend(_samples(resampler.resample(None)))  # flush what the resampler buffered
         except (av.FFmpegError, ValueError) as exc:

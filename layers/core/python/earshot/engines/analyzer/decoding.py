@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 # The decoder's demuxer whitelist: the analyzer opens uploads exactly as safely as the speech path does.
-from earshot.audio.decode import _CONTAINER_OPTIONS, SAMPLE_RATE, within_budget
+from earshot.audio.decode import _CONTAINER_OPTIONS, SAMPLE_RATE, decoded_frames, within_budget
 from earshot.engines.analyzer._types import F64
 from earshot.engines.analyzer.levels import _SURROUND, _SURROUND_WEIGHT, _LevelMeter, _Levels
 from earshot.errors import InvalidAudioError
@@ -50,7 +50,7 @@ def _decode(path: Path) -> _Decoded:
         stream = container.streams.audio[0]
         mono = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         try:
-            for frame in within_budget(container.decode(stream)):
+            for frame in within_budget(decoded_frames(container, stream)):
                 if meter is None:
                     layout, names = _describe_layout(frame.layout)
                     meter = _LevelMeter(frame.sample_rate, _channel_weights(names))

@@ -18,7 +18,7 @@ import av
 
 # The demuxer whitelist is a security boundary (no playlists, no URLs named inside the upload): share it, never
 # copy it. TODO: expose it publicly from earshot.audio.decode.
-from earshot.audio.decode import _CONTAINER_OPTIONS, SAMPLE_RATE, within_budget
+from earshot.audio.decode import _CONTAINER_OPTIONS, SAMPLE_RATE, decoded_frames, within_budget
 from earshot.engines.base import KnownAudio
 from earshot.errors import FileTooLargeError, InvalidAudioError
 
@@ -168,7 +168,7 @@ def encode_speech(path: Path, target: TargetFormat) -> tuple[bytes, float]:
             if target == "mp3":
                 out.bit_rate = _MP3_BIT_RATE
             resampler = av.AudioResampler(format=sample_format, layout="mono", rate=SAMPLE_RATE)
-            for frame in within_budget(source.decode(source.streams.audio[0])):
+            for frame in within_budget(decoded_frames(source, source.streams.audio[0])):
                 for chunk in resampler.resample(frame):
                     samples += chunk.samples
                     sink.mux(out.encode(chunk))
