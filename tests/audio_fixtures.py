@@ -222,6 +222,27 @@ def decoded_duration(path: Path) -> float:
     return samples / rate if rate else 0.0
 
 
+def decoded_tolerantly(path: Path) -> tuple[int, int]:
+    """(samples, rate) PyAV decodes from the first audio stream packet by packet, as the ffmpeg command line does: a
+    packet the decoder refuses (junk, a frame cut by the file's end) is skipped and decoding goes on; the stream ends
+    where the demuxer stops. ``rate`` is 0 when nothing decodes."""
+    samples = rate = 0
+    with av.open(str(path)) as container:
+        packets = container.demux(container.streams.audio[0])
+        while True:
+            try:
+                packet = next(packets)
+            except (StopIteration, av.FFmpegError):
+                break
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue
+            for frame in frames:
+                samples, rate = samples + frame.samples, frame.sample_rate
+    return samples, rate
+
+
 def audio_bytes(fmt: str, seconds: float, **kw: Any) -> bytes:
     """``write_audio`` into a temporary file and return its bytes (for request bodies)."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import av
 import pytest
-from audio_fixtures import audio_bytes, decoded_duration, encode_tone
+from audio_fixtures import audio_bytes, decoded_duration, decoded_tolerantly, encode_tone
 from hostile_audio import claim_seconds, inflate_wavpack_blocks, set_last_granule, truncate
 
 from earshot.config import get_settings
@@ -224,21 +224,7 @@ def test_pcm_containers_whose_sizes_lie_bill_what_the_demuxer_plays(
 
 # --- raw ADTS, AC-3, E-AC-3 with damage inside: ffmpeg's resume rule -------------------------------------------------
 def _decoded_samples(path: Path) -> int:
-    """Samples PyAV decodes packet by packet, going on past a packet the decoder refuses (as the ffmpeg CLI does) and
-    stopping where the demuxer does."""
-    samples = 0
-    with av.open(str(path)) as container:
-        packets = container.demux(container.streams.audio[0])
-        while True:
-            try:
-                packet = next(packets)
-            except (StopIteration, av.error.FFmpegError):
-                break
-            try:
-                samples += sum(frame.samples for frame in packet.decode())
-            except av.error.FFmpegError:
-                continue
-    return samples
+    return decoded_tolerantly(path)[0]
 
 
 def _damaged(data: bytes, head: bytes, seed: int) -> dict[str, bytes]:

@@ -13,10 +13,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
-from audio_fixtures import decoded_duration, encode_tone, write_audio
+from audio_fixtures import decoded_duration, decoded_tolerantly, encode_tone, write_audio
 from hostile_audio import claim_seconds, truncate
 
 from earshot.audio.lengths import compiled, mpeg_streams
@@ -43,22 +42,7 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def _decoded_tolerantly(path: Path) -> float:
-    """Seconds PyAV decodes from the first audio stream, skipping packets the decoder rejects (a cut file's last) and
-    stopping where the demuxer does."""
-    samples = rate = 0
-    with av.open(str(path)) as container:
-        packets = container.demux(container.streams.audio[0])
-        while True:
-            try:
-                packet = next(packets)
-            except (StopIteration, av.error.InvalidDataError):
-                break
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:  # (damaged AAC can raise other codes than invalid data)
-                continue
-            for frame in frames:
-                samples, rate = samples + frame.samples, frame.sample_rate
+    samples, rate = decoded_tolerantly(path)
     return samples / rate if rate else 0.0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from audio_fixtures import decoded_duration, encode_tone
+from audio_fixtures import decoded_duration, decoded_tolerantly, encode_tone
 from hostile_audio import claim_seconds, truncate
 from test_identify import _ffprobe
 
@@ -56,22 +56,7 @@ def _frame(name: str) -> float:
 
 
 def _decoded_tolerantly(path: Path) -> float:
-    """Seconds PyAV decodes from the first audio stream, skipping packets the decoder rejects (junk, a cut frame) and
-    stopping where the demuxer does."""
-    samples = rate = 0
-    with av.open(str(path)) as container:
-        packets = container.demux(container.streams.audio[0])
-        while True:
-            try:
-                packet = next(packets)
-            except (StopIteration, av.error.InvalidDataError):
-                break
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError:
-                continue
-            for frame in frames:
-                samples, rate = samples + frame.samples, frame.sample_rate
+    samples, rate = decoded_tolerantly(path)
     return samples / rate if rate else 0.0
 
 
