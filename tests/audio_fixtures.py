@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
+
+if TYPE_CHECKING:
+    from earshot.metering import MeteredAudio
 
 FORMATS: tuple[str, ...] = (
     "wav",
@@ -220,6 +223,21 @@ def decoded_duration(path: Path) -> float:
             samples += frame.samples
             rate = frame.sample_rate
     return samples / rate if rate else 0.0
+
+
+def written(folder: Path, name: str, data: bytes) -> Path:
+    """``data`` written to ``folder / name``."""
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def metered(path: Path) -> MeteredAudio:
+    """``meter_duration`` of ``path`` with the configured ffprobe, as the routes call it."""
+    from earshot.config import get_settings
+    from earshot.metering import meter_duration
+
+    return meter_duration(path, ffprobe=get_settings().resolved_ffprobe())
 
 
 def decoded_tolerantly(path: Path) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from audio_fixtures import decoded_duration, decoded_tolerantly, encode_tone, write_audio
+from audio_fixtures import decoded_duration, decoded_tolerantly, encode_tone, metered, write_audio, written
 from hostile_audio import claim_seconds, truncate
 
 from earshot.audio.lengths import compiled, mpeg_streams
@@ -23,22 +23,13 @@ from earshot.audio.lengths.common import AudioLength
 from earshot.audio.lengths.identify import identify
 from earshot.audio.lengths.mp4 import _amr_samples
 from earshot.audio.lengths.mpeg_streams import mpegts_length
-from earshot.config import get_settings
 from earshot.errors import InvalidAudioError
-from earshot.metering import MeteredAudio, meter_duration
 
 TEN_HOURS = 36_000.0
 AAC_FRAME = 1024 / 44100
 
 
-def _meter(path: Path) -> MeteredAudio:
-    return meter_duration(path, ffprobe=get_settings().resolved_ffprobe())
-
-
-def _write(tmp_path: Path, name: str, data: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
+_meter, _write = metered, written
 
 
 def _decoded_tolerantly(path: Path) -> float:

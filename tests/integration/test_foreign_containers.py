@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from audio_fixtures import decoded_duration, decoded_tolerantly, encode_tone
+from audio_fixtures import decoded_duration, decoded_tolerantly, encode_tone, metered, written
 from hostile_audio import claim_seconds, truncate
 from test_identify import _ffprobe
 
@@ -25,9 +25,7 @@ from earshot.audio.lengths.avi import avi_length
 from earshot.audio.lengths.common import AudioLength
 from earshot.audio.lengths.flv import flv_length
 from earshot.audio.lengths.identify import identify
-from earshot.config import get_settings
 from earshot.errors import InvalidAudioError
-from earshot.metering import MeteredAudio, meter_duration
 
 TEN_HOURS = 36_000.0
 # name -> (container, encoder, rate, samples per frame)
@@ -40,14 +38,7 @@ RECIPES = {
 WALKERS = {"flv": flv_length, "avi": avi_length}
 
 
-def _meter(path: Path) -> MeteredAudio:
-    return meter_duration(path, ffprobe=get_settings().resolved_ffprobe())
-
-
-def _write(tmp_path: Path, name: str, data: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
+_meter, _write = metered, written
 
 
 def _frame(name: str) -> float:
