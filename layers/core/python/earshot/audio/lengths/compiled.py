@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("walkers.c")
 LIBRARY = Path(__file__).with_name("_walkers.so")
 # The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
-_ABI = 6
+_ABI = 7
 # -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
 _CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
 
@@ -123,7 +123,8 @@ class CompiledWalkers:
         self._flac.argtypes += [_i64, _i64_pointer]
         self._matroska = library.earshot_matroska_blocks
         self._matroska.restype = _i64
-        self._matroska.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_int, _i64, ctypes.c_int, _i64_pointer]
+        self._matroska.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_int, _i64, ctypes.c_int, _i64]
+        self._matroska.argtypes += [_i64_pointer]
         self._ogg = library.earshot_ogg_packets
         self._ogg.restype = _i64
         self._ogg.argtypes = [ctypes.c_void_p, _i64, _i64, *[ctypes.c_void_p] * 4, _i64_pointer]
@@ -155,12 +156,31 @@ class CompiledWalkers:
         return None if strays < 0 else samples.value
 
     def matroska_blocks(
-        self, data: Mapped, *, position: int, cluster_end: int, unknown_size: bool, segment_end: int, track_byte: int
+        self,
+        data: Mapped,
+        *,
+        position: int,
+        cluster_end: int,
+        unknown_size: bool,
+        segment_end: int,
+        track_byte: int,
+        alac_frame_length: int = 0,
     ) -> ClusterWalk:
         """``matroska_length``'s walk inside a cluster from ``position`` (and on into the clusters after it), as far
-        as it meets only Opus SimpleBlocks of track ``track_byte`` (laced ones too) and elements to step over."""
+        as it meets only Opus SimpleBlocks of track ``track_byte`` (laced ones too) and elements to step over; with
+        ``alac_frame_length``, ALAC SimpleBlocks in the fast form instead (their samples by that frame length)."""
         out = (_i64 * 6)()
-        end = self._matroska(data.address, data.size, position, cluster_end, unknown_size, segment_end, track_byte, out)
+        end = self._matroska(
+            data.address,
+            data.size,
+            position,
+            cluster_end,
+            unknown_size,
+            segment_end,
+            track_byte,
+            alac_frame_length,
+            out,
+        )
         return ClusterWalk(end, out[0], out[1], out[2], out[3], bool(out[4]), bool(out[5]))
 
     def ogg_packets(self, data: Mapped) -> OggPackets | None:

@@ -14,6 +14,7 @@ import mmap
 import struct
 
 import numpy as np
+import numpy.typing as npt
 
 from earshot.audio.lengths import compiled
 from earshot.audio.lengths.codecs import (
@@ -160,14 +161,19 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
     size = len(data)
     segment_end = size if segment[1] is None else min(size, segment[2] + segment[1])
     track: _Track | None = None
-    first_bytes = bytearray()
+    # Where each frame of the track's blocks starts and where its block ends: their first ``head_width`` bytes are
+    # gathered at once at the end (``_heads``), not sliced block by block.
+    frame_starts: list[int] = []
+    frame_ends: list[int] = []
     discard_ns = 0
     runs: OpusBlockRuns | None = None
-    # The compiled walk takes the Opus SimpleBlocks (the fast path's and laced ones, by _laced_frames' rules), and the
-    # elements between them, itself (``walkers.c``); the numpy runs stand in without it.
-    walkers = compiled.compiled_walkers() if codec == "opus" else None
+    # The compiled walk takes the Opus SimpleBlocks (the fast path's and laced ones, by _laced_frames' rules), or the
+    # fast-form ALAC ones, and the elements between them, itself (``walkers.c``); for Opus the numpy runs stand in
+    # without it.
+    walkers = compiled.compiled_walkers() if codec in ("opus", "alac") else None
     mapped = compiled.Mapped(data) if walkers is not None else None
-    jumped = jumped_samples = last_jumped = 0  # blocks taken in runs (Opus), their samples, the last one's
+    jumped = jumped_samples = last_jumped = 0  # blocks taken in runs or compiled, their samples, the last one's
+    alac_length = 0  # the ALAC track's frame length (samples per frame), as its cookie states it
     position = segment[2]
     while position < segment_end:
         element = _element(data, position)
@@ -178,6 +184,11 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
             track = _audio_track(data, body, min(size, body + length))
             if track is None:
                 return None
+            if codec == "alac":
+                stated = alac_frame_length(track.private) if track.codec.startswith("A_ALAC") else None
+                if stated is None:
+                    return None
+                alac_length = stated
         if ident != _CLUSTER:
             if length is None:
                 return None  # only clusters may have an unknown size here
@@ -207,6 +218,7 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                     unknown_size=length is None,
                     segment_end=segment_end,
                     track_byte=track_byte,
+                    alac_frame_length=alac_length,
                 )
                 if walked.blocks:  # the blocks the paths below would take one by one
                     jumped += walked.blocks
@@ -229,30 +241,13 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                     discard_ns = 0
                     position = jump.position
                     continue
-            # Fast path: a SimpleBlock with a 1- or 2-byte size, of our track, unlaced (nearly every block).
-            if data[position] == _SIMPLE_BLOCK and position + 3 < size:
-                lead = data[position + 1]
-                block_body = block_end = -1
-                if lead & 0x80 and lead != 0xFF:  # 0xFF: unknown size
-                    block_body, block_end = position + 2, position + 2 + (lead & 0x7F)
-                elif 0x40 <= lead < 0x80 and not (lead == 0x7F and data[position + 2] == 0xFF):
-                    block_body = position + 3
-                    block_end = block_body + (((lead & 0x3F) << 8) | data[position + 2])
-                if (
-                    block_body >= 0
-                    and block_end <= size
-                    and block_end - block_body > 4
-                    and data[block_body] == track_byte
-                    and not data[block_body + 3] & 0x06
-                ):
-                    if head_width == 2:
-                        first_bytes.append(data[block_body + 4])
-                        first_bytes.append(data[block_body + 5] if block_end - block_body > 5 else 0)
-                    else:
-                        first_bytes += data[block_body + 4 : min(block_body + 12, block_end)].ljust(8, b"\0")
+            # Fast path: SimpleBlocks with a 1- or 2-byte size, of our track, unlaced (nearly every block).
+            if data[position] == _SIMPLE_BLOCK:
+                after = _fast_blocks(data, position, cluster_end, track_byte, frame_starts, frame_ends)
+                if after != position:
                     last_jumped = -1
                     discard_ns = 0
-                    position = block_end
+                    position = after
                     continue
             child = _element(data, position)
             if child is None:
@@ -296,8 +291,8 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
                 frames = _laced_frames(data, frame, block_end, lacing) if lacing else [frame]
                 if frames is None:
                     return None  # a lace that does not add up: leave the file to the packet counter
-                for laced in frames:
-                    first_bytes += data[laced : min(laced + head_width, block_end)].ljust(head_width, b"\0")
+                frame_starts += frames
+                frame_ends += [block_end] * len(frames)
                 last_jumped = -1
                 discard_ns = padding
             position = child_end
@@ -305,12 +300,9 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
             position = max(position, cluster_end)
     if track is None:
         return None
-    pairs = np.frombuffer(bytes(first_bytes), dtype=np.uint8).reshape(-1, head_width)
+    pairs = _heads(data, frame_starts, frame_ends, head_width)
     if codec == "alac":
-        frame_length = alac_frame_length(track.private) if track.codec.startswith("A_ALAC") else None
-        if frame_length is None:
-            return None
-        return AudioLength(int(alac_frame_samples(pairs, frame_length).sum()), sample_rate)
+        return AudioLength(int(alac_frame_samples(pairs, alac_length).sum()) + jumped_samples, sample_rate)
     if codec == "wavpack":
         if not track.codec.startswith("A_WAVPACK4"):
             return None
@@ -342,6 +334,41 @@ def matroska_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLengt
     if 0 < trim < modes.long_block:
         total -= trim
     return AudioLength(total, sample_rate)
+
+
+def _fast_blocks(
+    data: mmap.mmap, position: int, limit: int, track_byte: int, starts: list[int], ends: list[int]
+) -> int:
+    """Take the SimpleBlocks from ``position`` on, while each is in the fast form (a 1- or 2-byte size that is not
+    "unknown", the track's 1-byte number, no lacing, a frame after its 4-byte head) and starts before ``limit``:
+    append each one's frame start and end, and return where the first block not taken starts."""
+    size = len(data)
+    while position < limit and position + 3 < size and data[position] == _SIMPLE_BLOCK:
+        lead = data[position + 1]
+        if lead >= 0x80:
+            if lead == 0xFF:  # unknown size
+                break
+            body = position + 2
+            end = body + (lead & 0x7F)
+        elif lead >= 0x40 and not (lead == 0x7F and data[position + 2] == 0xFF):
+            body = position + 3
+            end = body + (((lead & 0x3F) << 8) | data[position + 2])
+        else:
+            break
+        if end > size or end - body <= 4 or data[body] != track_byte or data[body + 3] & 0x06:
+            break
+        starts.append(body + 4)
+        ends.append(end)
+        position = end
+    return position
+
+
+def _heads(data: mmap.mmap, starts: list[int], ends: list[int], width: int) -> npt.NDArray[np.uint8]:
+    """The first ``width`` bytes of each frame (one row per frame), zero past the end of its block."""
+    at = np.asarray(starts, dtype=np.int64).reshape(-1, 1) + np.arange(width, dtype=np.int64)
+    inside = at < np.asarray(ends, dtype=np.int64).reshape(-1, 1)
+    heads: npt.NDArray[np.uint8] = np.where(inside, np.frombuffer(data, dtype=np.uint8)[np.where(inside, at, 0)], 0)
+    return heads.astype(np.uint8)
 
 
 _XIPH_LACING, _FIXED_LACING, _EBML_LACING = 0x02, 0x04, 0x06

@@ -22,7 +22,7 @@
 #define ES_PREFETCH 1024
 
 /* Bumped whenever a function's signature or meaning changes: compiled.py refuses a library of another version. */
-#define EARSHOT_WALKERS_ABI 6
+#define EARSHOT_WALKERS_ABI 7
 
 #ifndef EARSHOT_WALKERS_SOURCE_SHA256
 #define EARSHOT_WALKERS_SOURCE_SHA256 ""
@@ -207,10 +207,27 @@ static int mkv_element(const uint8_t *b, int64_t size, int64_t position, int64_t
 }
 
 /*
- * The fast-form SimpleBlock at `position` (a 1- or 2-byte size, the track whose number is the byte `track_byte`,
- * unlaced) as matroska_length's fast path reads it: its end, and its Opus samples in *samples; 0 if it is not one.
+ * codecs.alac_frame_samples for the ALAC frame at [frame, end): the samples it decodes to, from its first 8 bytes
+ * (0 past `end`) with the stream's `frame_length`. [element:3][instance:4][unused:12][has_size:1][shift:2]
+ * [verbatim:1][samples:32 if has_size]; a stated count of 0 or above the frame length, or an element other than a
+ * channel element (SCE 0, CPE 1, LFE 3), makes nothing.
  */
-static int64_t mkv_fast_block(const uint8_t *b, int64_t size, int64_t position, int track_byte, int64_t *samples) {
+static int64_t alac_samples(const uint8_t *b, int64_t frame, int64_t end, int64_t frame_length) {
+    uint64_t bits = 0;
+    for (int at = 0; at < 8; at++) bits = bits << 8 | (frame + at < end ? b[frame + at] : 0);
+    const uint64_t element = bits >> 61;
+    const int64_t samples = (bits >> 44) & 1 ? (int64_t)((bits >> 9) & 0xFFFFFFFFu) : frame_length;
+    if (samples <= 0 || samples > frame_length || !(element == 0 || element == 1 || element == 3)) return 0;
+    return samples;
+}
+
+/*
+ * The fast-form SimpleBlock at `position` (a 1- or 2-byte size, the track whose number is the byte `track_byte`,
+ * unlaced) as matroska_length's fast path reads it: its end, and in *samples its Opus samples (`alac_frame_length`
+ * 0) or its ALAC samples (the stream's frame length); 0 if it is not one.
+ */
+static int64_t mkv_fast_block(const uint8_t *b, int64_t size, int64_t position, int track_byte,
+                              int64_t alac_frame_length, int64_t *samples) {
     if (position < 0 || position + 3 >= size || b[position] != MKV_SIMPLE_BLOCK) return 0;
     const int lead = b[position + 1];
     int64_t body, end;
@@ -225,7 +242,8 @@ static int64_t mkv_fast_block(const uint8_t *b, int64_t size, int64_t position, 
     }
     /* end - body > 4: the track byte, timecode (2), flags and the TOC byte are all before end <= size. */
     if (end > size || end - body <= 4 || b[body] != track_byte || (b[body + 3] & 0x06)) return 0;
-    *samples = opus_samples(b[body + 4], end - body > 5 ? b[body + 5] : 0);
+    *samples = alac_frame_length ? alac_samples(b, body + 4, end, alac_frame_length)
+                                 : opus_samples(b[body + 4], end - body > 5 ? b[body + 5] : 0);
     return end;
 }
 
@@ -305,7 +323,8 @@ static int mkv_other_block(const uint8_t *b, int64_t body, int64_t end, int trac
 
 /*
  * matroska_length's walk inside a cluster, from `position`, and on into the clusters that follow it: the Opus
- * SimpleBlocks of the track (fast-form, other forms, laced) are counted (out[0] blocks, out[1] their samples, out[2] the last one's), other elements of a known
+ * SimpleBlocks of the track (fast-form, other forms, laced) are counted (out[0] blocks, out[1] their samples, out[2]
+ * the last one's), or with `alac_frame_length` > 0 its fast-form ALAC SimpleBlocks; other elements of a known
  * size that fit in the file are stepped over, exactly as the Python walk does. It stops at anything else, for the
  * Python walk to take:
  *   out[5] = 0: the element at the returned position, inside the cluster now described by out[3] (its end) and
@@ -315,13 +334,14 @@ static int mkv_other_block(const uint8_t *b, int64_t body, int64_t end, int trac
  *               position, at an element that is not a cluster (or the segment's end).
  */
 EXPORT int64_t earshot_matroska_blocks(const uint8_t *b, int64_t size, int64_t position, int64_t cluster_end,
-                                       int unknown, int64_t segment_end, int track_byte, int64_t *out) {
+                                       int unknown, int64_t segment_end, int track_byte,
+                                       int64_t alac_frame_length, int64_t *out) {
     int64_t blocks = 0, samples = 0, last = 0, stop = 0;
     for (;;) {
         while (position < cluster_end) {
             if (position < size - ES_PREFETCH) __builtin_prefetch(b + position + ES_PREFETCH); /* as the ADTS walk */
             int64_t block_samples = 0;
-            const int64_t end = mkv_fast_block(b, size, position, track_byte, &block_samples);
+            const int64_t end = mkv_fast_block(b, size, position, track_byte, alac_frame_length, &block_samples);
             if (end) {
                 blocks++;
                 samples += block_samples;
@@ -338,6 +358,7 @@ EXPORT int64_t earshot_matroska_blocks(const uint8_t *b, int64_t size, int64_t p
             if (mkv_top_level(id) && unknown) goto cluster_done;
             if (body + length > size || id == MKV_BLOCK_GROUP) goto element;
             if (id == MKV_SIMPLE_BLOCK) {
+                if (alac_frame_length) goto element; /* ALAC in another form: the Python walk's */
                 int64_t block_last = 0;
                 if (!mkv_other_block(b, body, body + length, track_byte, &block_samples, &block_last)) goto element;
                 blocks++;
