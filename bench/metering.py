@@ -52,6 +52,10 @@ EXTRA = (
     ("caf_flac", "caf", "flac", 44100),
     ("mov_ima4", "mov", "adpcm_ima_qt", 44100),
     ("3gp_amr", "3gp", "libopencore_amrnb", 8000),
+    # Apple Lossless as iTunes writes it, FLAC and Opus in MP4.
+    ("m4a_alac", "ipod", "alac", 44100),
+    ("mp4_flac", "mp4", "flac", 44100),
+    ("mp4_opus", "mp4", "libopus", 48000),
 )
 # Encoders that have no default bit rate.
 BIT_RATES = {"asf_wma": 64_000}

@@ -180,19 +180,23 @@ def encode_tone(
     options: dict[str, str] | None = None,
     *,
     bit_rate: int | None = None,
+    layout: str = "mono",
 ) -> Path:
-    """A mono 440 Hz tone of ``seconds`` muxed as ``container``/``codec`` by name (any pair PyAV can write, beyond
-    ``write_audio``'s recipes), with muxer ``options`` and the encoder's ``bit_rate`` (WMA has no default)."""
+    """A 440 Hz tone of ``seconds`` (mono, or the same in every channel of ``layout``) muxed as ``container``/``codec``
+    by name (any pair PyAV can write, beyond ``write_audio``'s recipes), with muxer ``options`` and the encoder's
+    ``bit_rate`` (WMA has no default)."""
     total = int(seconds * rate)
-    signal = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / rate)).astype(np.float32)
+    channels = av.AudioLayout(layout).nb_channels
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / rate)).astype(np.float32)
+    signal = np.repeat(tone[None, :], channels, axis=0)
     with av.open(str(path), "w", format=container, options=options or {}) as out:
         stream = out.add_stream(codec, rate=rate)
         assert isinstance(stream, av.AudioStream)
-        stream.layout = "mono"
+        stream.layout = layout
         if bit_rate is not None:
             stream.bit_rate = bit_rate
         for offset in range(0, total, 4096):
-            frame = av.AudioFrame.from_ndarray(signal[None, offset : offset + 4096], format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(signal[:, offset : offset + 4096], format="fltp", layout=layout)
             frame.sample_rate, frame.pts, frame.time_base = rate, offset, Fraction(1, rate)
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))

@@ -93,6 +93,52 @@ def test_other_containers_are_named_as_ffprobe_names_them(
     assert _identify(path) == _ffprobe(path)
 
 
+@pytest.mark.parametrize(
+    ("container", "codec", "rate"),
+    [
+        ("ipod", "alac", 44_100),  # Apple Lossless .m4a
+        ("mp4", "alac", 16_000),
+        ("mp4", "flac", 44_100),
+        ("mp4", "flac", 96_000),  # more than the sample entry's 16-bit rate field holds
+        ("mp4", "libopus", 48_000),
+    ],
+)
+@pytest.mark.parametrize("layout", ["mono", "stereo"])
+def test_lossless_and_opus_mp4_are_named_as_ffprobe_names_them(
+    container: str, codec: str, rate: int, layout: str, tmp_path: Path
+) -> None:
+    path = encode_tone(tmp_path / "a", container, codec, 2.0, rate, layout=layout)
+    assert _identify(path) is not None
+    assert _identify(path) == _ffprobe(path)
+
+
+def _with_streaminfo_rate(mp4: bytes, rate: int) -> bytes:
+    """An MP4 FLAC whose ``dfLa`` STREAMINFO states ``rate`` (its frames still state theirs)."""
+    info = mp4.index(b"dfLa") + 4 + 4 + 4 + 10  # box type, version/flags, block header, 10 bytes into STREAMINFO
+    value = int.from_bytes(mp4[info : info + 8], "big")
+    value = value & ((1 << 44) - 1) | rate << 44
+    return mp4[:info] + value.to_bytes(8, "big") + mp4[info + 8 :]
+
+
+@pytest.mark.parametrize(
+    ("codec", "patch"),
+    [
+        ("flac", lambda d: _with_streaminfo_rate(d, 8000)),  # ffprobe reports the frames' 44.1 kHz
+        ("flac", lambda d: _patched(d, b"dfLa", b"dfLx")),  # no STREAMINFO
+        ("alac", lambda d: _patched(d, b"\0\0\xac\x44\0\0\0", b"\0\0\x3e\x80\0\0\0")),  # entry rate 16 kHz
+        ("alac", lambda d: _patched_last(d, b"\0\0\xac\x44", b"\0\0\x3e\x80")),  # cookie rate 16 kHz
+        ("libopus", lambda d: _patched(d, b"dOps\0\x01", b"dOps\0\x02")),  # dOps channels against the entry's
+    ],
+    ids=["flac-streaminfo-rate", "flac-no-dfla", "alac-entry-rate", "alac-cookie-rate", "opus-channels"],
+)
+def test_doubtful_lossless_and_opus_mp4_are_left_to_ffprobe(codec: str, patch: Any, tmp_path: Path) -> None:
+    original = encode_tone(tmp_path / "a", "mp4", codec, 2.0, 48_000 if codec == "libopus" else 44_100)
+    assert _identify(original) is not None
+    path = tmp_path / "doubtful"
+    path.write_bytes(patch(original.read_bytes()))
+    assert _identify(path) is None
+
+
 def _wav_with(tag: int, bits: int) -> bytes:
     fmt = struct.pack("<HHIIHH", tag, 1, 8000, 8000 * bits // 8, bits // 8, bits)
     return b"RIFF" + struct.pack("<I", 36 + 8) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data\0\0\0\0"

@@ -90,6 +90,20 @@ def test_mp4_with_other_codecs_bills_its_samples_not_stts(
     assert abs(_meter(lying) - 3.0) <= frame + 1e-6
 
 
+@pytest.mark.parametrize(("codec", "rate"), [("alac", 44_100), ("flac", 44_100), ("libopus", 48_000)])
+@pytest.mark.parametrize("edit_list", [True, False])
+def test_lossless_and_opus_mp4_bill_to_the_sample(codec: str, rate: int, edit_list: bool, tmp_path: Path) -> None:
+    """Apple Lossless, FLAC and Opus in MP4 (identified in-process): the last ALAC frame's own sample count, FLAC's
+    block sizes, Opus packets less the edit list's priming and padding, or without one the ``dOps`` pre-skip (what
+    the decoder drops then)."""
+    options = {} if edit_list else {"use_editlist": "0"}
+    path = encode_tone(tmp_path / "a.mp4", "mp4", codec, 45.3, rate, options, layout="stereo")
+    assert (b"elst" in path.read_bytes()) == edit_list
+    # With an edit list, what it keeps (PyAV's decode keeps the Opus end padding the list trims).
+    expected = int(45.3 * rate) / rate if edit_list else decoded_duration(path)
+    assert _meter(path) == pytest.approx(expected, abs=1e-9)
+
+
 @pytest.mark.parametrize(
     ("container", "codec", "rate"),
     [

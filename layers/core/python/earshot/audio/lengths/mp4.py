@@ -24,9 +24,9 @@ import numpy.typing as npt
 from earshot.audio.lengths.amr import FRAME_BYTES as AMR_FRAME_BYTES
 from earshot.audio.lengths.amr import FRAME_SAMPLES as AMR_FRAME_SAMPLES
 from earshot.audio.lengths.amr import walk_frames as walk_amr_frames
-from earshot.audio.lengths.codecs import OPUS_MAX_PACKET, OPUS_RATE, opus_packet_samples
+from earshot.audio.lengths.codecs import OPUS_MAX_PACKET, OPUS_RATE, alac_frame_samples, opus_packet_samples
 from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
-from earshot.audio.lengths.flac import frame_block_sizes
+from earshot.audio.lengths.flac import _parse_frame, frame_block_sizes
 
 _AAC_FRAME = 1024
 _CODED = ("aac", "opus", "flac", "alac", "adpcm_ima_qt", "amr_nb", "amr_wb")
@@ -186,7 +186,11 @@ def _coded_length(
     if entry is None:
         return None
     rate = sample_rate
+    pre_skip: int | None = None  # the codec's own priming, where no edit list states it
     if codec == "opus":
+        dops = _child(data, (entry[0] + 8 + 28, entry[1]), b"dOps")
+        if dops is not None and dops[0] + 4 <= dops[1]:
+            pre_skip = struct.unpack_from(">H", data, dops[0] + 2)[0]  # after Version and OutputChannelCount
         buffer = np.frombuffer(data, dtype=np.uint8)
         last = len(data) - 1
         first = np.where(sizes > 0, buffer[np.minimum(offsets, last)], 0).astype(np.uint8)
@@ -205,7 +209,12 @@ def _coded_length(
         frame_length = struct.unpack_from(">I", data, cookie + 8)[0]
         if not 0 < frame_length <= 1 << 16:
             return None
-        per_sample = np.full(offsets.size, frame_length, dtype=np.int64)
+        # Each frame decodes to the frame length, or to the count its header states (the encoder's last frame).
+        heads = offsets[:, None] + np.arange(8, dtype=np.int64)
+        inside = np.arange(8, dtype=np.int64) < sizes[:, None]
+        buffer = np.frombuffer(data, dtype=np.uint8)
+        head_bytes = np.where(inside, buffer[np.where(inside, heads, 0)], 0).astype(np.uint8)
+        per_sample = alac_frame_samples(head_bytes, frame_length)
         max_trim = frame_length
     elif codec == "adpcm_ima_qt":
         block = _ima4_block_bytes(data, stbl)
@@ -221,7 +230,7 @@ def _coded_length(
         max_trim = AMR_FRAME_SAMPLES[codec]
     else:
         return None
-    return _trimmed(data, trak, moov, timescale, int(per_sample.sum()), rate, sample_rate, max_trim)
+    return _trimmed(data, trak, moov, timescale, int(per_sample.sum()), rate, sample_rate, max_trim, pre_skip)
 
 
 def _trimmed(
@@ -233,10 +242,14 @@ def _trimmed(
     rate: int,
     sample_rate: int,
     max_trim: int,
+    pre_skip: int | None = None,
 ) -> AudioLength:
     """``total`` samples at ``rate`` less the edit list's priming and padding (each believed up to ``max_trim``), at
-    ``sample_rate``."""
+    ``sample_rate``. Without an edit list, ``pre_skip`` (the Opus ``dOps`` pre-skip, which the decoder drops then) is
+    the priming."""
     priming, kept = _edit(data, trak, moov, timescale, rate)
+    if priming is None and pre_skip is not None:
+        priming = pre_skip
     exact = False
     if priming is not None and 0 <= priming <= max_trim:
         total -= priming
@@ -645,11 +658,19 @@ def identify_mp4(data: mmap.mmap) -> Identified | None:
         if 1 <= channels <= 2 and 0 < rate <= 192_000:
             return Identified(MP4_FORMAT_NAME, "adpcm_ima_qt", rate, channels, has_video=has_video)
         return None
-    if kind != b"mp4a":
+    if kind not in (b"mp4a", b"alac", b"fLaC", b"Opus") or body + 28 > end:
         return None
     if struct.unpack_from(">H", data, body + 8)[0] != 0:  # sound description version 0 (not QuickTime v1/v2)
         return None
+    entry_channels = struct.unpack_from(">H", data, body + 16)[0]
     entry_rate = struct.unpack_from(">I", data, body + 24)[0] >> 16
+    if kind != b"mp4a":
+        described = _lossless_or_opus(data, kind, (body + 28, end), sound[0])
+        if described is None or described[1] != entry_channels:
+            return None
+        if kind == b"alac" and described[0] != entry_rate:
+            return None
+        return Identified(MP4_FORMAT_NAME, kind.decode().lower(), *described, has_video=has_video)
     esds = _child(data, (body + 28, end), b"esds")
     config = _audio_specific_config(bytes(data[esds[0] : esds[1]])) if esds else None
     if config is None:
@@ -658,6 +679,56 @@ def identify_mp4(data: mmap.mmap) -> Identified | None:
     if rate != entry_rate:
         return None
     return Identified(MP4_FORMAT_NAME, "aac", rate, channels, has_video=has_video)
+
+
+# A FLAC frame header's sample rate codes 1-11 (0: the STREAMINFO's; 12-14: stated in the header, left to ffprobe).
+_FLAC_CODED_RATES = {1: 88200, 2: 176400, 3: 192000, 4: 8000, 5: 16000, 6: 22050, 7: 24000, 8: 32000, 9: 44100}
+_FLAC_CODED_RATES |= {10: 48000, 11: 96000}
+
+
+def _lossless_or_opus(
+    data: mmap.mmap, kind: bytes, children: tuple[int, int], stbl: tuple[int, int]
+) -> tuple[int, int] | None:
+    """(rate, channels) as ffprobe reports them for an ``alac``, ``fLaC`` or ``Opus`` sample entry whose children
+    are ``children``; ``None`` where its configuration box is missing, malformed, or could be overruled by the audio.
+
+    * ALAC: the 36-byte magic cookie box (what ffmpeg takes the rate and channels from), 1-8 channels.
+    * FLAC: the ``dfLa`` box's STREAMINFO, confirmed by the first sample's frame header (its CRC-8, a rate code that
+      names the same rate, the same channels): ffprobe reports the frames' rate over a STREAMINFO that disagrees.
+    * Opus: the ``dOps`` box of channel mapping family 0 (mono or stereo); Opus always decodes at 48 kHz.
+    """
+    if kind == b"alac":
+        cookie = _child(data, children, b"alac")
+        if cookie is None or cookie[1] - cookie[0] != 28 or data[cookie[0] : cookie[0] + 4] != b"\0\0\0\0":
+            return None
+        config = cookie[0] + 4  # ALACSpecificConfig: frameLength (4), ..., numChannels at 9, ..., sampleRate at 20
+        frame_length, channels = struct.unpack_from(">I", data, config)[0], data[config + 9]
+        rate = struct.unpack_from(">I", data, config + 20)[0]
+        if not 0 < frame_length <= 1 << 16 or not 1 <= channels <= 8 or not 0 < rate <= 384_000:
+            return None
+        return rate, channels
+    if kind == b"Opus":
+        dops = _child(data, children, b"dOps")
+        if dops is None or dops[1] - dops[0] != 11 or data[dops[0]] != 0 or data[dops[0] + 10] != 0:
+            return None
+        channels = data[dops[0] + 1]
+        return (OPUS_RATE, channels) if channels in (1, 2) else None
+    dfla = _child(data, children, b"dfLa")
+    if dfla is None or dfla[0] + 8 + 34 > dfla[1] or data[dfla[0] : dfla[0] + 4] != b"\0\0\0\0":
+        return None
+    block = dfla[0] + 4
+    if data[block] & 0x7F != 0 or int.from_bytes(data[block + 1 : block + 4], "big") != 34:
+        return None  # the first metadata block must be a 34-byte STREAMINFO
+    info = int.from_bytes(data[block + 14 : block + 22], "big")  # rate (20 bits), channels - 1 (3), ...
+    rate, channels = info >> 44, ((info >> 41) & 7) + 1
+    chunks = _chunks(data, stbl)
+    if chunks is None or not chunks[0].size or not 0 < rate <= 655_350:
+        return None
+    frame = _parse_frame(data, int(chunks[0][0]))
+    if frame is None or frame.channel_count != channels:
+        return None
+    coded = rate if frame.rate_code == 0 else _FLAC_CODED_RATES.get(frame.rate_code)
+    return (rate, channels) if coded == rate else None
 
 
 def _track(data: mmap.mmap, trak: tuple[int, int]) -> tuple[bytes, tuple[int, int] | None]:
