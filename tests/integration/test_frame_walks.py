@@ -16,6 +16,8 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from audio_fixtures import decoded_duration, encode_tone, write_audio
 
@@ -193,3 +195,27 @@ def test_flac_sync_scan_finds_what_find_finds(stretch: int, monkeypatch: pytest.
         expected.append(position)
     assert found == expected
     assert {2, 4099, 8198, len(data) - 3} <= set(found) and 0 not in found and len(data) - 1 not in found
+
+
+def test_compiled_flac_header_parse_at_given_offsets_is_the_vectorised_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``flac.frame_block_sizes`` (CAF packets, MP4 samples): the block size at every offset of a FLAC file (its
+    frames, and every byte that is not one), at offsets past either end, and in bit-flipped copies, is the same from
+    C and from numpy."""
+    original = write_audio(tmp_path / "source", fmt="flac", seconds=2.0, kind="noise").read_bytes()
+    variants = [("intact", original), *[v for v in _variants(original, b"", seed=19) if v[0].startswith("flip")]]
+    offsets = np.concatenate([np.arange(-8, len(original) + 8), [-(1 << 40), 1 << 40]]).astype(np.int64)
+
+    def sizes(data: bytes) -> npt.NDArray[np.int64]:
+        path = tmp_path / "variant"
+        path.write_bytes(data)
+        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return flac.frame_block_sizes(mapped, offsets)
+
+    assert compiled.compiled_walkers() is not None, "make setup builds the compiled walkers"
+    native = [sizes(data) for _, data in variants]
+    assert np.count_nonzero(native[0]) >= 19  # every frame of 2 s at 44.1 kHz (4608 samples each), at least
+    monkeypatch.setattr(compiled, "compiled_walkers", lambda: None)
+    for (name, data), found in zip(variants, native, strict=True):
+        assert np.array_equal(found, sizes(data)), name

@@ -121,6 +121,9 @@ class CompiledWalkers:
         self._flac.restype = _i64
         self._flac.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self._flac.argtypes += [_i64, _i64_pointer]
+        self._flac_sizes = library.earshot_flac_block_sizes
+        self._flac_sizes.restype = None
+        self._flac_sizes.argtypes = [ctypes.c_void_p, _i64, ctypes.c_void_p, _i64, ctypes.c_void_p]
         self._matroska = library.earshot_matroska_blocks
         self._matroska.restype = _i64
         self._matroska.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_int, _i64, ctypes.c_int, _i64]
@@ -154,6 +157,15 @@ class CompiledWalkers:
         samples = _i64(0)
         strays = self._flac(data.address, data.size, after, second, *stream, max_strays, ctypes.byref(samples))
         return None if strays < 0 else samples.value
+
+    def flac_block_sizes(self, data: Mapped, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """``flac.frame_block_sizes``: the block size of a valid frame header at each offset, 0 where none is."""
+        import numpy as np
+
+        at = np.ascontiguousarray(offsets, dtype=np.int64)
+        sizes = np.empty(at.size, dtype=np.int64)
+        self._flac_sizes(data.address, data.size, at.ctypes.data, at.size, sizes.ctypes.data)
+        return sizes
 
     def matroska_blocks(
         self,

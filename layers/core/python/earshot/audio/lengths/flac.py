@@ -285,6 +285,9 @@ def frame_block_sizes(data: mmap.mmap, offsets: npt.NDArray[np.int64]) -> npt.ND
     at = np.asarray(offsets, dtype=np.int64)
     if at.size == 0 or len(data) == 0:
         return np.zeros(at.size, dtype=np.int64)
+    walkers = compiled.compiled_walkers()
+    if walkers is not None:
+        return walkers.flac_block_sizes(compiled.Mapped(data), at)
     buffer = np.frombuffer(data, dtype=np.uint8)
     block_size: npt.NDArray[np.int64] = _parse_headers(np, buffer, np.asarray(_CRC8, dtype=np.int64), at, len(data))[0]
     return block_size

@@ -57,8 +57,9 @@ static const uint8_t CRC8[256] = {
 
 /*
  * The block size of the frame header at p (its two sync bytes already matched) if it is well formed, CRC-8-valid
- * and of the stream (rate code, channel count, depth code); 0 otherwise. flac.py's _parse_frame and same-stream
- * test. Channel codes 8-10 are stereo coded as left/side, right/side, mid/side: encoders pick one frame by frame.
+ * and of the stream (rate code, channel count, depth code; any stream when `rate` < 0); 0 otherwise. flac.py's
+ * _parse_frame and same-stream test. Channel codes 8-10 are stereo coded as left/side, right/side, mid/side:
+ * encoders pick one frame by frame.
  */
 static int64_t flac_header(const uint8_t *b, int64_t size, int64_t p, int rate, int channels, int depth) {
     if (p + 6 > size) return 0;
@@ -67,7 +68,7 @@ static int64_t flac_header(const uint8_t *b, int64_t size, int64_t p, int rate, 
     const int channels_code = layout >> 4, depth_code = (layout >> 1) & 0x07;
     if (block_code == 0 || rate_code == 15 || channels_code > 10 || depth_code == 3 || (layout & 1)) return 0;
     const int channel_count = channels_code < 8 ? channels_code + 1 : 2;
-    if (rate_code != rate || channel_count != channels || depth_code != depth) return 0;
+    if (rate >= 0 && (rate_code != rate || channel_count != channels || depth_code != depth)) return 0;
     /* The frame or sample number, UTF-8-like: a lead byte and `extra` continuation bytes. */
     const int lead = b[p + 4];
     int extra = 0;
@@ -148,6 +149,19 @@ EXPORT int64_t earshot_flac_frames(const uint8_t *b, int64_t size, int64_t after
 #undef FLAC_CANDIDATE
     *samples = total;
     return strays;
+}
+
+/*
+ * flac.py's frame_block_sizes: for each of `count` offsets (where a container says a FLAC frame starts: CAF packets,
+ * MP4 samples), the block size of a well-formed, CRC-8-valid frame header there, whatever its stream; 0 where there
+ * is none (or the offset is outside the buffer).
+ */
+EXPORT void earshot_flac_block_sizes(const uint8_t *b, int64_t size, const int64_t *offsets, int64_t count,
+                                     int64_t *out) {
+    for (int64_t index = 0; index < count; index++) {
+        const int64_t at = offsets[index];
+        out[index] = at < 0 ? 0 : flac_header(b, size, at, -1, 0, 0);
+    }
 }
 
 /* ---- Matroska / WebM with Opus ------------------------------------------------------------------------------ */
