@@ -19,7 +19,7 @@ from typing import Any, cast
 import pytest
 from audio_fixtures import encode_tone, write_audio
 
-from earshot.audio.lengths import compiled, elementary, flac, matroska, mpeg_audio, mpeg_streams, ogg
+from earshot.audio.lengths import avi, compiled, elementary, flac, flv, matroska, mpeg_audio, mpeg_streams, ogg
 from earshot.audio.lengths.common import AudioLength
 
 Outcome = AudioLength | str | None
@@ -78,6 +78,24 @@ _SOURCES: list[tuple[str, float, Walker, str | None, bytes]] = [
     ("ts_aac", 60.0, lambda data: mpeg_streams.mpegts_length(data, "aac", 44100), None, b"\xff\xf1\x50\x40"),
     ("ts_mp2", 60.0, lambda data: mpeg_streams.mpegts_length(data, "mp2", 44100), None, b"\xff\xfd\x94\x00"),
     ("ps_mp3", 60.0, lambda data: mpeg_streams.mpeg_ps_length(data, "mp3", 44100), None, b"\x00\x00\x01\xc0"),
+    # FLV tags and AVI chunks (PyAV's muxers, _source): the chains walked in C against the numpy walks (chains.chain,
+    # which test_foreign_containers holds to the sequential one); planted: an audio tag's or chunk's header.
+    (
+        "flv_aac",
+        60.0,
+        lambda data: flv.flv_length(data, "aac", 44100),
+        None,
+        b"\x08\x00\x01\x2c" + bytes(7) + b"\xaf\x01",
+    ),
+    (
+        "flv_mp3",
+        60.0,
+        lambda data: flv.flv_length(data, "mp3", 44100),
+        None,
+        b"\x08\x00\x01\xa2" + bytes(7) + b"\x2f\xff",
+    ),
+    ("avi_mp3", 60.0, lambda data: avi.avi_length(data, "mp3", 44100), None, b"00wb\xa1\x01\x00\x00\xff\xfb"),
+    ("avi_pcm", 20.0, lambda data: avi.avi_length(data, "pcm_s16le", 44100), None, b"00wb\x00\x20\x00\x00"),
     ("ogg_opus", 20.0, lambda data: ogg.ogg_length(data, "opus", 48000), None, b"OggS\x00\x00"),
     ("ogg_vorbis", 20.0, lambda data: ogg.ogg_length(data, "vorbis", 44100), None, b"OggS\x00\x04"),
 ]
@@ -89,6 +107,8 @@ def _source(path: Path, fmt: str, seconds: float) -> bytes:
     streams = {"adts_aac": ("adts", "aac", 44100), "ac3": ("ac3", "ac3", 48000), "eac3": ("eac3", "eac3", 48000)}
     streams |= {"ts_aac": ("mpegts", "aac", 44100), "ts_mp2": ("mpegts", "mp2", 44100)}
     streams |= {"ps_mp3": ("mpeg", "libmp3lame", 44100)}
+    streams |= {"flv_aac": ("flv", "aac", 44100), "flv_mp3": ("flv", "libmp3lame", 44100)}
+    streams |= {"avi_mp3": ("avi", "libmp3lame", 44100), "avi_pcm": ("avi", "pcm_s16le", 44100)}
     if fmt in streams:
         return encode_tone(path, *streams[fmt][:2], seconds, streams[fmt][2]).read_bytes()
     if fmt != "webm_laced":
@@ -213,6 +233,75 @@ def test_the_compiled_walks_refuse_what_the_python_walks_refuse() -> None:
         is None
     )
     assert walkers.flac_frames(compiled.Mapped(b""), after=0, second=0xF8, stream=(9, 0, 4), max_strays=0) == 0
+
+
+def test_record_chains_longer_than_the_first_guess_are_walked_whole() -> None:
+    """The FLV and AVI walks size their result for records of ordinary length and walk again when there are more."""
+    walkers = compiled.compiled_walkers()
+    assert walkers is not None
+    empty_tag = b"\x12\x00\x00\x00" + bytes(7) + (11).to_bytes(4, "big")  # a script tag of no data, 15 bytes
+    tags = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00" + empty_tag * 20_000 + b"\x08\x00"
+    expected = flv._tags(cast(mmap.mmap, tags), 13, sequential=True)
+    assert expected.size == 20_000
+    assert (walkers.flv_tags(compiled.Mapped(tags), start=13) == expected).all()
+    audio = walkers.flv_audio(compiled.Mapped(tags), start=13, payloads=True)
+    assert (audio.records, audio.codec, audio.mixed, audio.aac_frames) == (0, -1, False, 0)
+    with pytest.raises(ValueError, match="inside the file"):
+        walkers.flv_tags(compiled.Mapped(tags), start=-1)
+    audio_id = int.from_bytes(b"00wb", "little")
+    chunks = b"00wb\x02\x00\x00\x00ab" * 5000 + b"00wb\x09\x00\x00\x00abc"  # the last cut: 3 bytes of 9 present
+    claimed = len(chunks) + 6  # the RIFF size states the file whole: the last chunk fits in it
+    found = walkers.avi_chunks(compiled.Mapped(chunks), start=0, claimed=claimed, known=[audio_id])
+    assert found is not None
+    starts, lengths = found
+    assert starts.tolist() == [8 + 10 * index for index in range(5001)]
+    assert lengths.tolist() == [2] * 5000 + [3]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        (b"RIFF\x10\x00\x00\x00AVIX" + b"00wb\x02\x00\x00\x00ab", [20]),  # an OpenDML continuation: entered
+        (b"00wb\x02\x00\x00\x00abRIFF\x10\x00\x00\x00AVI " + b"00wb\x02\x00\x00\x00ab", None),  # another form
+        (b"00wb\x02\x00\x00\x00abRIFF\x10\x00\x00\x00AV", None),  # a form whose type the file cuts
+        (b"junk" + b"00wb\x02\x00\x00\x00ab" * 2, [12, 22]),  # scanned byte by byte to a header
+        (b"00wb\xff\x00\x00\x00ab00wb\x02\x00\x00\x00ab", [18]),  # a size past the file: not a header
+    ],
+)
+def test_avi_chunks_are_entered_skipped_and_refused_as_audio_chunks_reads_them(
+    chunks: bytes, expected: list[int] | None
+) -> None:
+    walkers = compiled.compiled_walkers()
+    assert walkers is not None
+    known = [int.from_bytes(name, "little") for name in (b"00wb", b"LIST", b"RIFF", b"JUNK")]
+    found = walkers.avi_chunks(compiled.Mapped(chunks), start=0, claimed=len(chunks), known=known)
+    assert (None if found is None else found[0].tolist()) == expected
+    with pytest.raises(ValueError, match="first"):
+        walkers.avi_chunks(compiled.Mapped(chunks), start=0, claimed=len(chunks), known=[])
+
+
+def test_mpeg_records_are_one_frame_each_only_when_every_one_is() -> None:
+    import numpy as np
+
+    walkers = compiled.compiled_walkers()
+    assert walkers is not None
+    frame = b"\xff\xfb\x90\x64" + bytes(413)  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz: 417 bytes
+    reference = mpeg_audio._Stream(int.from_bytes(frame[:4], "big")).reference
+    sizes = mpeg_audio._compiled_frame_sizes(reference)
+    data = compiled.Mapped(frame * 3 + frame[:100])
+    starts = np.asarray([0, 417, 834, 1251], dtype=np.int64)
+
+    def one_each(lengths: list[int], at: np.ndarray = starts) -> bool:
+        return walkers.mpeg_records(data, starts=at, lengths=np.asarray(lengths, dtype=np.int64), sizes=sizes)
+
+    assert one_each([417, 417, 417, 100])  # the last one starts a frame: it is walked alone
+    assert not one_each([417, 416, 417, 100])  # a record that is not one whole frame
+    assert not one_each([417, 417, 417, 3])  # a record under 4 bytes
+    assert not one_each([417, 417, 417, 100], starts + np.asarray([0, 0, 0, 98]))  # 4 bytes past the buffer's end
+    assert not one_each([417, 417, 417, 100], starts + np.asarray([0, 0, 1, 0]))  # no frame there
+    assert not one_each([], starts[:0])  # no records
+    with pytest.raises(ValueError, match="int64"):
+        walkers.mpeg_records(data, starts=starts, lengths=starts[:2], sizes=sizes)
 
 
 def _laced_block(flags: int, lace: bytes, frames: bytes) -> compiled.Mapped:

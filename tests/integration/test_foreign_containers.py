@@ -214,7 +214,8 @@ def test_random_mutations_never_raise_or_bill_more_than_the_file_held(
     name: str, encoded: dict[str, tuple[bytes, bytes]], tmp_path: Path
 ) -> None:
     """Bit flips, overwritten spans, inserted and removed bytes: the walk ends, and it never counts more than the
-    original's samples plus one frame (PCM: plus the chunk headers a lying size swallows into one chunk)."""
+    original's samples plus one frame (PCM: plus the chunk headers a lying size swallows into one chunk). The compiled
+    walk (``walkers.c``) and the numpy one give the same length on every file."""
     container, _, _, frame = RECIPES[name]
     original = encoded[name][0]
     honest = _walk(original, tmp_path, container, name)
@@ -235,19 +236,21 @@ def test_random_mutations_never_raise_or_bill_more_than_the_file_held(
         else:
             del mutated[at : at + rng.randint(1, 600)]
         length = _walk(bytes(mutated), tmp_path, container, name)
+        assert _walk(bytes(mutated), tmp_path, container, name, native=False) == length
         if length is not None:
             assert 0 <= length.samples <= honest.samples + allowance
 
 
 @pytest.mark.parametrize("name", RECIPES)
-def test_the_lockstep_walk_visits_exactly_the_records_a_sequential_walk_visits(
-    name: str, encoded: dict[str, tuple[bytes, bytes]], tmp_path: Path
+def test_the_compiled_and_lockstep_walks_visit_exactly_the_records_a_sequential_walk_visits(
+    name: str, encoded: dict[str, tuple[bytes, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from earshot.audio.lengths import avi, flv
+    from earshot.audio.lengths import avi, compiled, flv
 
     container = RECIPES[name][0]
     rng = random.Random(5)
     originals = [encoded[name][1], truncate(encoded[name][1], 0.6)]
+    assert compiled.compiled_walkers() is not None, "make setup builds the compiled walkers"
     for round_ in range(12):
         data = bytearray(rng.choice(originals))
         for _ in range(round_ % 5):
@@ -256,16 +259,24 @@ def test_the_lockstep_walk_visits_exactly_the_records_a_sequential_walk_visits(
         path = _write(tmp_path, f"chain.{container}", bytes(data))
         with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             if container == "flv":
-                assert np.array_equal(flv._tags(mapped, 13), flv._tags(mapped, 13, sequential=True))
+                reference = flv._tags(mapped, 13, sequential=True)
+                assert np.array_equal(flv._tags(mapped, 13), reference)  # walkers.c
+                with monkeypatch.context() as patched:
+                    patched.setattr(compiled, "compiled_walkers", lambda: None)
+                    assert np.array_equal(flv._tags(mapped, 13), reference)  # chains.chain (numpy)
                 continue
             layout = avi._layout(mapped)
             if layout is None:
                 continue
-            walked = avi._audio_chunks(mapped, layout, limit=len(mapped))
-            reference = avi._audio_chunks(mapped, layout, limit=len(mapped), sequential=True)
-            assert (walked is None) == (reference is None)
-            if walked is not None and reference is not None:
-                assert all(np.array_equal(a, b) for a, b in zip(walked, reference, strict=True))
+            expected = avi._audio_chunks(mapped, layout, limit=len(mapped), sequential=True)
+            walks = [avi._audio_chunks(mapped, layout, limit=len(mapped))]
+            with monkeypatch.context() as patched:
+                patched.setattr(compiled, "compiled_walkers", lambda: None)
+                walks.append(avi._audio_chunks(mapped, layout, limit=len(mapped)))
+            for walked in walks:
+                assert (walked is None) == (expected is None)
+                if walked is not None and expected is not None:
+                    assert all(np.array_equal(a, b) for a, b in zip(walked, expected, strict=True))
 
 
 @pytest.mark.parametrize("size", [1, 7, 8, 9, 16, 23, 1000])
@@ -304,8 +315,14 @@ def test_an_avi_index_that_lies_changes_nothing(encoded: dict[str, tuple[bytes, 
     assert _meter(_write(tmp_path, "dropped.avi", dropped)).seconds == honest
 
 
-def _walk(data: bytes, tmp_path: Path, container: str, name: str) -> AudioLength | None:
+def _walk(data: bytes, tmp_path: Path, container: str, name: str, *, native: bool = True) -> AudioLength | None:
+    """The walker's length of ``data``; ``native=False``: with the numpy walks (the compiled library set aside)."""
+    from earshot.audio.lengths import compiled
+
     path = _write(tmp_path, f"fuzz.{container}", data)
     _, codec, rate, _ = RECIPES[name]
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        return WALKERS[container](mapped, "mp3" if codec == "libmp3lame" else codec, rate)
+    with pytest.MonkeyPatch.context() as patched:
+        if not native:
+            patched.setattr(compiled, "compiled_walkers", lambda: None)
+        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return WALKERS[container](mapped, "mp3" if codec == "libmp3lame" else codec, rate)

@@ -5,8 +5,8 @@ An AVI states its length several times over: the main header's frame count, each
 ``movi`` list chunk by chunk (``avi_sync``): a chunk whose id names a stream is a packet, index and ``JUNK`` chunks
 are skipped, ``LIST`` (``rec``, the ``movi`` of an OpenDML ``RIFF AVIX`` continuation) is entered, and anything else
 (junk, a chunk whose size runs past the file) is scanned over byte by byte until the next chunk header. The walk here
-follows the chunk chain the same way (``chains.chain``; ``_resync`` for the scan) and counts the audio stream's
-chunks:
+follows the chunk chain the same way (in C, ``walkers.c``, where the library is built; else ``chains.chain`` and
+``_next_header`` for the scan, in numpy) and counts the audio stream's chunks:
 
 * PCM (integer 8-32 bit, float 32/64): each chunk's bytes present, in whole samples of every channel, as the PCM
   decoder decodes them (a cut last chunk counts the samples left in it).
@@ -28,6 +28,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from earshot.audio.lengths import compiled
 from earshot.audio.lengths.chains import Bytes, Offsets, chain, chain_sequentially, mp3_payload_samples
 from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
 from earshot.audio.lengths.mpeg_audio import _WORD, _find_stream
@@ -211,8 +212,13 @@ def _audio_chunks(
     data: mmap.mmap, layout: _Layout, *, limit: int, sequential: bool = False
 ) -> tuple[Offsets, Offsets] | None:
     """(payload offsets, payload bytes present) of the audio chunks in ``movi`` up to ``limit``, as ffmpeg reads
-    them; ``None`` when the chunk chain runs into a second RIFF form that is not an AVIX continuation.
-    ``sequential``: one chunk at a time (``chains.chain_sequentially``, the reference the tests hold the walk to)."""
+    them; ``None`` when the chunk chain runs into a second RIFF form that is not an AVIX continuation. Walked in C
+    (``walkers.c``) where the library is built, else with numpy (``chains.chain``). ``sequential``: one chunk at a
+    time (``chains.chain_sequentially``, the reference the tests hold both walks to)."""
+    walkers = None if sequential or limit < len(data) else compiled.compiled_walkers()
+    if walkers is not None:
+        ids = layout.known_ids()  # the audio stream's id first
+        return walkers.avi_chunks(compiled.Mapped(data), start=layout.movi, claimed=layout.claimed_size, known=ids)
     size = min(len(data), limit)
     read = Bytes(data)
     known = np.asarray(layout.known_ids(), dtype=np.int64)

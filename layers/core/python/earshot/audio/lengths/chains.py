@@ -8,6 +8,9 @@ one record per numpy operation until each reaches the next walker's start. A wal
 on its start is on the true chain; one that started on a false record is dropped and the chain is followed on from
 where its predecessor landed (usually onto the same records, since chains converge). The nodes returned are exactly
 those a sequential walk from ``start`` visits (``chain_sequentially``, the reference the tests hold it to).
+
+Where the compiled walkers are built (``walkers.c``), the FLV and AVI chains are walked there in one pass instead (a
+20-minute FLV: 0.3-1 ms against 18 ms here); these walks are the fallback, held to the same reference.
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from earshot.audio.lengths.mpeg_audio import _WORD, _find_stream, _size_array, _Stream, _valid_header, _walk
+from earshot.audio.lengths import compiled
+from earshot.audio.lengths.mpeg_audio import (
+    _WORD,
+    _compiled_frame_sizes,
+    _find_stream,
+    _size_array,
+    _Stream,
+    _valid_header,
+    _walk,
+)
 
 Offsets = npt.NDArray[np.int64]
 # For record offsets (each with ``header`` bytes in the file): which are records, and the next record's offset. It
@@ -230,15 +242,11 @@ def mp3_payload_samples(data: mmap.mmap, starts: Offsets, lengths: Offsets) -> t
     """
     if not starts.size:
         return None
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    if int(starts.max()) + 4 <= len(data) and int(lengths.min()) >= 4:
+    if int(starts[0]) + 4 <= len(data):
         first = _WORD.unpack_from(data, int(starts[0]))[0]
         if _valid_header(first):
             stream = _Stream(first)
-            table = _size_array(stream.reference)
-            sizes = table[buffer[starts + 1].astype(np.int64) << 8 | buffer[starts + 2]]
-            whole = (buffer[starts] == 0xFF) & (sizes == lengths)
-            if whole[:-1].all() and sizes[-1] > 0 and buffer[starts[-1]] == 0xFF:
+            if _one_frame_each(data, starts, lengths, stream.reference):
                 last = _joined(data, starts[-1:], lengths[-1:])
                 tail = _walk(cast(mmap.mmap, last), 0, stream.reference)[0]
                 return (starts.size - 1 + tail) * stream.samples, stream.rate
@@ -249,6 +257,21 @@ def mp3_payload_samples(data: mmap.mmap, starts: Offsets, lengths: Offsets) -> t
     position, stream = found
     frames, _ = _walk(cast(mmap.mmap, joined), position, stream.reference)
     return frames * stream.samples, stream.rate
+
+
+def _one_frame_each(data: mmap.mmap, starts: Offsets, lengths: Offsets, reference: int) -> bool:
+    """Whether every record has 4 bytes in the file and holds 4 or more, each but the last is exactly one whole frame
+    of stream ``reference`` and the last starts one; in C where the library is built."""
+    walkers = compiled.compiled_walkers()
+    if walkers is not None:
+        sizes = _compiled_frame_sizes(reference)
+        return walkers.mpeg_records(compiled.Mapped(data), starts=starts, lengths=lengths, sizes=sizes)
+    if int(starts.max()) + 4 > len(data) or int(lengths.min()) < 4:
+        return False
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    sizes = _size_array(reference)[buffer[starts + 1].astype(np.int64) << 8 | buffer[starts + 2]]
+    whole = (buffer[starts] == 0xFF) & (sizes == lengths)
+    return bool(whole[:-1].all() and sizes[-1] > 0 and buffer[starts[-1]] == 0xFF)
 
 
 def _joined(data: mmap.mmap, starts: Offsets, lengths: Offsets) -> bytes:

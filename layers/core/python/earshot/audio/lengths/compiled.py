@@ -1,8 +1,8 @@
 """The compiled frame walkers (``walkers.c``), loaded with ctypes, or ``None`` where the library was not built.
 
 The FLAC sync scan, the Matroska/Opus block walk (laced blocks too), the MPEG audio frame walk, the Ogg page walk,
-the ADTS/AC-3 frame walk and the MPEG-TS/PS payload walks cost a Python step (or several numpy passes) per frame; in C
-they run at about the speed of reading the file.
+the ADTS/AC-3 frame walk, the MPEG-TS/PS payload walks and the FLV tag and AVI chunk chains cost a Python step (or
+several numpy passes) per frame; in C they run at about the speed of reading the file.
 ``walkers.c`` uses no Python headers and no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda.
 ``make setup`` builds it next to this module (``python -m earshot.audio.lengths.compiled build``),
 ``infra/build_layers.py`` into the core layer.
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("walkers.c")
 LIBRARY = Path(__file__).with_name("_walkers.so")
 # The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
-_ABI = 7
+_ABI = 8
 # -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
 _CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
 
@@ -98,6 +98,19 @@ class OggPackets:
     complete_end: int
 
 
+@dataclass(frozen=True)
+class FlvAudio:
+    """The audio tags ``flv_length`` counts: how many, the first one's codec id (-1: none), whether another codec
+    follows, how many are AAC raw frames, and (when asked for) their payloads after the flags byte: (offsets, lengths).
+    """
+
+    records: int
+    codec: int
+    mixed: bool
+    aac_frames: int
+    payloads: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
+
+
 class Mapped:
     """A file's bytes as the C walks read them: their address, held (the buffer stays exported) while this lives.
 
@@ -148,6 +161,20 @@ class CompiledWalkers:
         self._ps = library.earshot_ps_mpeg_frames
         self._ps.restype = _i64
         self._ps.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.POINTER(ctypes.c_int32)]
+        self._flv = library.earshot_flv_tags
+        self._flv.restype = _i64
+        self._flv.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_void_p]
+        self._flv_audio = library.earshot_flv_audio
+        self._flv_audio.restype = _i64
+        self._flv_audio.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_void_p, ctypes.c_void_p, _i64_pointer]
+        self._records = library.earshot_mpeg_records
+        self._records.restype = _i64
+        self._records.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_void_p, ctypes.c_void_p]
+        self._records.argtypes += [ctypes.POINTER(ctypes.c_int32)]
+        self._avi = library.earshot_avi_chunks
+        self._avi.restype = _i64
+        self._avi.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_void_p, ctypes.c_int, _i64]
+        self._avi.argtypes += [ctypes.c_void_p, ctypes.c_void_p]
 
     def flac_frames(
         self, data: Mapped, *, after: int, second: int, stream: tuple[int, int, int], max_strays: int
@@ -256,6 +283,83 @@ class CompiledWalkers:
         joining it; ``None`` wherever ``mpeg_streams``' Python walk would do anything else (it then walks)."""
         frames = self._ps(data.address, data.size, start, sizes.table)
         return None if frames < 0 else int(frames)
+
+    def flv_tags(self, data: Mapped, *, start: int) -> npt.NDArray[np.int64]:
+        """``flv._tags``: the offsets of the tags ffmpeg's demuxer keeps, chained from ``start`` (resynced after a tag
+        that disagrees with its trailing size)."""
+        import numpy as np
+
+        capacity = data.size // _FLV_TAG_GUESS + 64  # what a file of audio tags holds; more: a second call
+        for _ in range(2):
+            tags = np.empty(capacity, dtype=np.int64)
+            count = self._flv(data.address, data.size, start, capacity, tags.ctypes.data)
+            if count < 0:
+                raise ValueError("a tag chain starts inside the file")
+            if count <= capacity:
+                return tags[:count].copy()  # not a view holding the larger array
+            capacity = count
+        raise AssertionError("the tag count changed between two walks of the same bytes")
+
+    def flv_audio(self, data: Mapped, *, start: int, payloads: bool) -> FlvAudio:
+        """``flv_length``'s reading of the audio tags among ``flv._tags`` (those wholly in the file, 2 bytes or more);
+        ``payloads``: with their payloads' offsets and lengths (after the flags byte)."""
+        import numpy as np
+
+        out = (_i64 * 3)()
+        capacity = data.size // _FLV_TAG_GUESS + 64 if payloads else 0
+        for _ in range(2):
+            starts, lengths = np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64)
+            arrays = (starts.ctypes.data, lengths.ctypes.data)
+            count = self._flv_audio(data.address, data.size, start, capacity, *arrays, out)
+            if count < 0:
+                raise ValueError("a tag chain starts inside the file")
+            if count <= capacity or not payloads:
+                found = (starts[:count].copy(), lengths[:count].copy()) if payloads else None
+                return FlvAudio(int(count), out[0], bool(out[1]), out[2], found)
+            capacity = count
+        raise AssertionError("the tag count changed between two walks of the same bytes")
+
+    def mpeg_records(
+        self, data: Mapped, *, starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], sizes: FrameSizes
+    ) -> bool:
+        """Whether every record (``starts``, ``lengths``: int64, the same size) but the last is exactly one whole frame
+        of the stream whose table is ``sizes``, and the last starts one (``chains.mp3_payload_samples``' shortcut)."""
+        import numpy as np
+
+        if starts.shape != lengths.shape or starts.dtype != np.int64 or lengths.dtype != np.int64:
+            raise ValueError("record offsets and lengths are int64 arrays of one size")
+        starts, lengths = np.ascontiguousarray(starts), np.ascontiguousarray(lengths)
+        count = starts.size
+        return bool(self._records(data.address, data.size, count, starts.ctypes.data, lengths.ctypes.data, sizes.table))
+
+    def avi_chunks(
+        self, data: Mapped, *, start: int, claimed: int, known: Sequence[int]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+        """``avi._audio_chunks`` over the whole file: (payload offsets, payload bytes present) of the chunks of id
+        ``known[0]`` (the audio stream's) in the chunk chain of ``movi`` from ``start``, ``known`` the ids ffmpeg takes
+        there and ``claimed`` the size it believes the file has; ``None`` at a RIFF form that is not AVIX."""
+        import numpy as np
+
+        ids = np.asarray(known, dtype=np.uint32)
+        if not ids.size:
+            raise ValueError("the audio stream's chunk id comes first")
+        capacity = data.size // _AVI_CHUNK_GUESS + 64
+        for _ in range(2):
+            starts, lengths = np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64)
+            arrays = (starts.ctypes.data, lengths.ctypes.data)
+            count = self._avi(data.address, data.size, start, claimed, ids.ctypes.data, ids.size, capacity, *arrays)
+            if count < 0:
+                return None
+            if count <= capacity:
+                return starts[:count].copy(), lengths[:count].copy()
+            capacity = count
+        raise AssertionError("the chunk count changed between two walks of the same bytes")
+
+
+# Bytes per tag or chunk the first result arrays are sized for (the bench's 20-minute FLV and AVI files of 44.1 kHz
+# mono AAC and MP3 hold one every 218 bytes): files of shorter records take a second walk, cheaper than a count first.
+_FLV_TAG_GUESS = 128
+_AVI_CHUNK_GUESS = 256
 
 
 class FrameSizes:

@@ -3,8 +3,9 @@
 An FLV file is a chain of tags (audio, video, script data), each stating its payload size and followed by its own
 size again (``PreviousTagSize``). ffmpeg's demuxer follows the chain and checks every tag against the size after it:
 a tag whose trailing size disagrees (junk, a damaged tag) is dropped and the demuxer resyncs on the first two
-consecutive tags that agree with theirs. The walk here does the same (``chains.chain`` for the chain, ``_resync`` for
-ffmpeg's rule) and counts the audio tags it keeps that lie wholly in the file:
+consecutive tags that agree with theirs. The walk here does the same (in C, ``walkers.c``, where the library is
+built; else ``chains.chain`` for the chain and ``_resync`` for ffmpeg's rule, in numpy) and counts the audio tags it
+keeps that lie wholly in the file:
 
 * AAC (AAC-LC, as the sequence header's AudioSpecificConfig states): every raw frame tag decodes to 1024 samples;
   the sequence header is not audio.
@@ -28,6 +29,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from earshot.audio.lengths import compiled
 from earshot.audio.lengths.chains import Bytes, Offsets, chain, chain_sequentially, mp3_payload_samples
 from earshot.audio.lengths.common import AudioLength, Identified
 from earshot.audio.lengths.mpeg_audio import _WORD, _find_stream
@@ -105,6 +107,18 @@ def flv_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     start = _first_tag(data)
     if start is None or codec not in ("aac", "mp3"):
         return None
+    wanted = (_AAC,) if codec == "aac" else (_MP3, _MP3_8K)
+    walkers = compiled.compiled_walkers()
+    if walkers is not None:  # the same records, read in C as the chain is walked
+        audio = walkers.flv_audio(compiled.Mapped(data), start=start, payloads=codec == "mp3")
+        if not audio.records:
+            return AudioLength(0, sample_rate)
+        if audio.codec not in wanted or audio.mixed:
+            return None  # another audio codec: another stream, ffprobe's to choose
+        if codec == "aac":
+            return AudioLength(audio.aac_frames * _AAC_FRAME, sample_rate)
+        assert audio.payloads is not None
+        return _mp3_length(data, *audio.payloads, sample_rate)
     size = len(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     tags = _tags(data, start)
@@ -115,13 +129,16 @@ def flv_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     if not tags.size:
         return AudioLength(0, sample_rate)
     codec_ids = buffer[tags + _TAG_HEADER] >> 4
-    wanted = (_AAC,) if codec == "aac" else (_MP3, _MP3_8K)
     if int(codec_ids[0]) not in wanted or (codec_ids != codec_ids[0]).any():
         return None  # another audio codec: another stream, ffprobe's to choose
     if codec == "aac":
         frames = int(np.count_nonzero((buffer[tags + 12] == 1) & (lengths >= 3)))
         return AudioLength(frames * _AAC_FRAME, sample_rate)
-    counted = mp3_payload_samples(data, tags + 12, lengths - 1)
+    return _mp3_length(data, tags + 12, lengths - 1, sample_rate)
+
+
+def _mp3_length(data: mmap.mmap, starts: Offsets, lengths: Offsets, sample_rate: int) -> AudioLength:
+    counted = mp3_payload_samples(data, starts, lengths)
     if counted is None:
         return AudioLength(0, sample_rate)
     samples, rate = counted
@@ -146,8 +163,12 @@ def _uint(buffer: npt.NDArray[np.uint8], at: Offsets, count: int) -> Offsets:
 
 
 def _tags(data: mmap.mmap, start: int, *, sequential: bool = False) -> Offsets:
-    """Offsets of the tags ffmpeg's demuxer keeps: the chain from ``start``, resynced after a tag that disagrees.
-    ``sequential``: one tag at a time (``chains.chain_sequentially``, the reference the tests hold the walk to)."""
+    """Offsets of the tags ffmpeg's demuxer keeps: the chain from ``start``, resynced after a tag that disagrees;
+    walked in C (``walkers.c``) where the library is built, else with numpy (``chains.chain``).
+    ``sequential``: one tag at a time (``chains.chain_sequentially``, the reference the tests hold both walks to)."""
+    walkers = None if sequential else compiled.compiled_walkers()
+    if walkers is not None:
+        return walkers.flv_tags(compiled.Mapped(data), start=start)
     size = len(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     signature = _audio_signature(data, start)
