@@ -5,7 +5,8 @@
 (page CRCs recomputed, so demuxers accept the pages), the Matroska/WebM Duration element, mp4 ``mvhd``/``mdhd``
 durations, ``stts`` sample deltas and the edit list, the mp3 Xing frame count, WAV RIFF/data sizes, the CAF packet
 table's valid-frame count, MPEG program/transport stream timestamps, FLV's ``onMetaData`` duration and tag timestamps,
-AVI's main header frame count, every stream header's length and OpenDML's total.
+AVI's main header frame count, every stream header's length and OpenDML's total, ASF's File Properties play and send
+durations and packet counts (its own and the Data object's) and every payload's presentation time.
 ``truncate`` cuts a file as an interrupted upload would.
 """
 
@@ -44,6 +45,7 @@ def claim_seconds(data: bytes, fmt: str, seconds: float) -> bytes:
         "mpeg_video": _mpeg_timestamps,
         "flv": _flv,
         "avi": _avi,
+        "asf": _asf,
     }[fmt]
     out = bytearray(data)
     patch(out, seconds)
@@ -428,3 +430,16 @@ def _avi(out: bytearray, seconds: float) -> None:
     dmlh = out.find(b"dmlh")
     if dmlh >= 0:
         struct.pack_into("<I", out, dmlh + 8, min(0xFFFFFFFF, int(seconds * 1_000_000 / per_frame)))
+
+
+def _asf(out: bytearray, seconds: float) -> None:
+    # File Properties: packet count, play and send durations (100 ns units, the play duration with the preroll); the
+    # Data object's packet count. Payload presentation times are left: ffmpeg's decoded length follows them.
+    properties = out.index(bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365"))
+    body = properties + 24
+    preroll = struct.unpack_from("<Q", out, body + 56)[0]
+    packet_size = struct.unpack_from("<I", out, body + 72)[0]
+    packets = max(1, int(seconds * 64_000 / 8 / max(packet_size, 1)))
+    struct.pack_into("<QQQ", out, body + 32, packets, int((seconds + preroll / 1000) * 1e7), int(seconds * 1e7))
+    data = out.index(bytes.fromhex("3626b2758e66cf11a6d900aa0062ce6c"))
+    struct.pack_into("<Q", out, data + 40, packets)

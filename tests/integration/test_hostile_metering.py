@@ -275,20 +275,24 @@ def test_codec_lies_bill_the_audio_held_on_upload_and_data_url(
 # --- containers beyond the audio-only ones (lengths in test_container_lengths.py): one upload route, one data URL ---
 CONTAINERS = {"mp4_video": ".mp4", "mov_ima4": ".mov", "3gp_amr": ".3gp", "caf_alac": ".caf"}
 CONTAINERS |= {"mpegts_video": ".ts", "mpeg_video": ".mpg", "flv_aac": ".flv", "avi_mp3": ".avi", "avi_pcm": ".avi"}
+CONTAINERS |= {"asf_wma": ".wma"}
 # How ``claim_seconds`` lies in each: mp4's headers, CAF's packet table, MPEG stream timestamps, FLV's onMetaData and
-# tag timestamps, AVI's frame counts and stream lengths.
+# tag timestamps, AVI's frame counts and stream lengths, ASF's File Properties durations and packet counts.
 _LIES = {"caf_alac": "caf", "mpegts_video": "mpegts_video", "mpeg_video": "mpeg_video"}
-_LIES |= {"flv_aac": "flv", "avi_mp3": "avi", "avi_pcm": "avi"}
+_LIES |= {"flv_aac": "flv", "avi_mp3": "avi", "avi_pcm": "avi", "asf_wma": "asf"}
 _CODECS = {"mov_ima4": ("mov", "adpcm_ima_qt", 44_100), "3gp_amr": ("3gp", "libopencore_amrnb", 8000)}
 _CODECS |= {"caf_alac": ("caf", "alac", 44_100), "flv_aac": ("flv", "aac", 44_100)}
 _CODECS |= {"avi_mp3": ("avi", "libmp3lame", 44_100), "avi_pcm": ("avi", "pcm_s16le", 16_000)}
+_CODECS |= {"asf_wma": ("asf", "wmav2", 44_100)}
+_BIT_RATES = {"asf_wma": 64_000}  # PyAV's WMA encoder has no default
 
 
 def _container_audio(fmt: str, seconds: float, folder: Path) -> bytes:
     if fmt not in _CODECS:
         return audio_bytes(fmt, seconds, kind="noise")
     container, codec, rate = _CODECS[fmt]
-    return encode_tone(folder / f"{fmt}-{seconds}", container, codec, seconds, rate).read_bytes()
+    path = folder / f"{fmt}-{seconds}"
+    return encode_tone(path, container, codec, seconds, rate, bit_rate=_BIT_RATES.get(fmt)).read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ answers only when every one of these holds; otherwise ``None``, and ffprobe deci
 * MPEG transport and program streams hold one audio stream (AAC in ADTS, MPEG audio) beside video streams only, in
   plain packets (``identify_mpegts``, ``identify_mpeg_ps``).
 * FLV holds one AAC-LC or MP3 audio stream in tags that chain (``identify_flv``); AVI one MP3 or PCM stream beside
-  video streams only (``identify_avi``).
+  video streams only (``identify_avi``); ASF one WMA v1/v2 stream without the bit reservoir, and nothing else
+  (``identify_asf``).
 
 No name, URL or protocol is ever opened: only the bytes of the staged local file. Anything else (playlists, every
 container these checks doubt) goes to ffprobe.
@@ -99,6 +100,10 @@ def identify(data: mmap.mmap) -> Identified | None:
         from earshot.audio.lengths.avi import identify_avi
 
         return identify_avi(data)
+    if head[:8] == b"\x30\x26\xb2\x75\x8e\x66\xcf\x11":
+        from earshot.audio.lengths.asf import identify_asf
+
+        return identify_asf(data)
     if head[:1] == b"\x47":
         from earshot.audio.lengths.mpeg_streams import identify_mpegts
 

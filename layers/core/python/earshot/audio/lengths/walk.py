@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 def _walkers() -> dict[str, Walker]:
     # Imported on first use: some walkers need numpy, which the light functions' layer does not carry.
     from earshot.audio.lengths.amr import amr_length
+    from earshot.audio.lengths.asf import asf_length
     from earshot.audio.lengths.avi import avi_length
     from earshot.audio.lengths.caf import caf_length
     from earshot.audio.lengths.elementary import elementary_length
@@ -49,6 +50,7 @@ def _walkers() -> dict[str, Walker]:
         "amr": amr_length,
         "flv": flv_length,
         "avi": avi_length,
+        "asf": asf_length,
     }
 
 
