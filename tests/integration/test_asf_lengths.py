@@ -22,6 +22,7 @@ from audio_fixtures import decoded_tolerantly, encode_tone, metered, written
 from hostile_audio import claim_seconds, truncate
 from test_identify import _ffprobe
 
+from earshot.audio.lengths import compiled
 from earshot.audio.lengths.asf import asf_length, identify_asf
 from earshot.audio.lengths.common import AudioLength
 from earshot.audio.lengths.identify import identify
@@ -45,10 +46,10 @@ def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     return _tone(folder / "short.wma", 3.0).read_bytes(), _tone(folder / "long.wma", 100.0).read_bytes()
 
 
-def _walk(data: bytes, folder: Path) -> AudioLength | None:
+def _walk(data: bytes, folder: Path, *, numpy_only: bool = False) -> AudioLength | None:
     path = written(folder, "walked.wma", data)
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        return asf_length(mapped, "wmav2", 44_100)
+        return asf_length(mapped, "wmav2", 44_100, numpy_only=numpy_only)
 
 
 def _identified(path: Path) -> object:
@@ -321,3 +322,46 @@ def test_identify_reads_only_the_header(encoded: tuple[bytes, bytes], tmp_path: 
         1,
         False,
     )
+
+
+def _mutations(original: bytes, seed: int, count: int) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        mutated = bytearray(original)
+        kind = rng.randrange(5)
+        at = rng.randrange(len(mutated))
+        if kind == 0:
+            for _ in range(rng.randint(1, 8)):
+                mutated[rng.randrange(len(mutated))] ^= 1 << rng.randrange(8)
+        elif kind == 1:
+            mutated[at : at + 64] = rng.randbytes(64)
+        elif kind == 2:
+            mutated[at:at] = rng.randbytes(rng.randint(1, 600))
+        elif kind == 3:
+            del mutated[at : at + rng.randint(1, 600)]
+        else:
+            del mutated[at:]
+        out.append(bytes(mutated))
+    return out
+
+
+def test_the_compiled_walk_counts_what_the_numpy_walk_counts(encoded: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """``walkers.c``'s packet walk against the numpy one (the reference): on intact files, every cut through the last
+    packets, junk inside and a Data object that lies, and 600 mutations (None where the numpy walk says None)."""
+    if compiled.compiled_walkers() is None:
+        pytest.skip("the compiled walkers are not built")
+    original = encoded[0]
+    data = original.index(_DATA)
+    shorter = bytearray(original)
+    struct.pack_into("<Q", shorter, data + 16, len(original) // 3)
+    cases = [original, encoded[1], bytes(shorter), original[: len(original) // 2] + b"\x82\0\0" * 300]
+    cases += [original[:end] for end in range(len(original) - 7000, len(original), 5)]
+    cases += _mutations(original, 23, 600)
+    agreed = 0
+    for case in cases:
+        reference = _walk(case, tmp_path, numpy_only=True)
+        walked = _walk(case, tmp_path)
+        assert (walked and walked.samples) == (reference and reference.samples)
+        agreed += reference is not None
+    assert agreed >= len(cases) // 2

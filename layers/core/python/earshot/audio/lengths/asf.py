@@ -20,7 +20,8 @@ resynchronising (junk inside the data, a damaged header): the walk then returns 
 The File Properties play and send durations, packet count and every timestamp are never read. The packets walked are
 those that start inside the Data object (its stated size is where ffmpeg's demuxer stops too) and in the file; a
 fragment cut by the file's end delivers the bytes present, as ffmpeg's demuxer does, and those make whole blocks or
-none. The packets are parsed all at once with numpy, one payload per packet per step (a few steps for any file).
+none. The packets are parsed in C (``walkers.c``, one after the other) where the library is built, else all at once
+with numpy, one payload per packet per step (a few steps for any file); both give the same fragments (tested).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from earshot.audio.lengths import compiled
 from earshot.audio.lengths.chains import Offsets
 from earshot.audio.lengths.common import AudioLength, Identified
 
@@ -105,11 +107,11 @@ def identify_asf(data: mmap.mmap) -> Identified | None:
     return Identified("asf", layout.codec, layout.sample_rate, layout.channels)
 
 
-def asf_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | None:
+def asf_length(data: mmap.mmap, codec: str, sample_rate: int, *, numpy_only: bool = False) -> AudioLength | None:
     layout = _layout(data)
     if layout is None or layout.reservoir or layout.codec != codec or layout.sample_rate != sample_rate:
         return None
-    blocks = _blocks(data, layout)
+    blocks = _blocks(data, layout, numpy_only=numpy_only)
     if blocks is None:
         return None
     return AudioLength(max(0, blocks - 1) * layout.frame_len, sample_rate)
@@ -218,14 +220,27 @@ def _audio_stream(
     )
 
 
-def _blocks(data: mmap.mmap, layout: _Layout) -> int | None:
+def _blocks(data: mmap.mmap, layout: _Layout, *, numpy_only: bool = False) -> int | None:
     """The audio blocks ffmpeg's demuxer delivers whole from the packets present; ``None`` when a packet or a fragment
-    does not parse cleanly (ffmpeg would resynchronise or misread it: ffprobe's to count)."""
+    does not parse cleanly (ffmpeg would resynchronise or misread it: ffprobe's to count). The packets are parsed in C
+    (``walkers.c``) where the library is built, else with numpy (``numpy_only``: the tests hold the two to each
+    other)."""
     size = len(data)
     packet = layout.packet_size
     limit = min(size, layout.data_end)
     if layout.data_offset >= limit:
         return 0
+    walkers = None if numpy_only else compiled.compiled_walkers()
+    if walkers is not None:
+        mapped = compiled.Mapped(data)
+        return walkers.asf_blocks(
+            mapped,
+            first=layout.data_offset,
+            limit=limit,
+            packet=packet,
+            stream=layout.stream,
+            block_align=layout.block_align,
+        )
     starts: Offsets = np.arange(layout.data_offset, limit, packet, dtype=np.int64)
     read = _Reader(data)
     head = read.dword(starts)  # the error correction flags and its two bytes, the packet's length type flags
@@ -355,14 +370,17 @@ def _fragments(
         stated = read.field(cursor, size_mask)
         cursor += size_width
         head = cursor - at
-        stated = np.where(single, left - head, stated)
-        cut = active & (cursor > size)
+        room = left - head
+        stated = np.where(single, room, stated)
+        # A header the file cuts (its packet ends past the file too): nothing more is read. One that runs past its
+        # packet is refused below, wherever the file ends.
+        cut = active & (cursor > size) & (room >= 0)
         if cut.any():
             active &= ~cut
             alive &= ~cut
         audio = number == stream
-        over = np.maximum(stated - (left - head), 0)
-        refused = (head > left) | (over > padding) | ((replicated < 8) & (audio | (replicated > 1)))
+        over = np.maximum(stated - room, 0)
+        refused = (room < 0) | (over > padding) | ((replicated < 8) & (audio | (replicated > 1)))
         refused |= (replicated >= 8) & (object_size >= 1 << 24)
         if (active & refused).any():
             return None  # a payload ffmpeg refuses; or compressed, or without its object's size: not followed here

@@ -1,8 +1,8 @@
 """The compiled frame walkers (``walkers.c``), loaded with ctypes, or ``None`` where the library was not built.
 
 The FLAC sync scan, the Matroska/Opus block walk (laced blocks too), the MPEG audio frame walk, the Ogg page walk,
-the ADTS/AC-3 frame walk, the MPEG-TS/PS payload walks and the FLV tag and AVI chunk chains cost a Python step (or
-several numpy passes) per frame; in C they run at about the speed of reading the file.
+the ADTS/AC-3 frame walk, the MPEG-TS/PS payload walks, the FLV tag and AVI chunk chains and the ASF packets cost a
+Python step (or several numpy passes) per frame; in C they run at about the speed of reading the file.
 ``walkers.c`` uses no Python headers and no libc, so one shared library serves Python 3.11 here and 3.13 on Lambda.
 ``make setup`` builds it next to this module (``python -m earshot.audio.lengths.compiled build``),
 ``infra/build_layers.py`` into the core layer.
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("walkers.c")
 LIBRARY = Path(__file__).with_name("_walkers.so")
 # The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
-_ABI = 8
+_ABI = 9
 # -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
 _CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
 
@@ -175,6 +175,9 @@ class CompiledWalkers:
         self._avi.restype = _i64
         self._avi.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_void_p, ctypes.c_int, _i64]
         self._avi.argtypes += [ctypes.c_void_p, ctypes.c_void_p]
+        self._asf = library.earshot_asf_blocks
+        self._asf.restype = _i64
+        self._asf.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, _i64, ctypes.c_int, _i64]
 
     def flac_frames(
         self, data: Mapped, *, after: int, second: int, stream: tuple[int, int, int], max_strays: int
@@ -354,6 +357,14 @@ class CompiledWalkers:
                 return starts[:count].copy(), lengths[:count].copy()
             capacity = count
         raise AssertionError("the chunk count changed between two walks of the same bytes")
+
+    def asf_blocks(
+        self, data: Mapped, *, first: int, limit: int, packet: int, stream: int, block_align: int
+    ) -> int | None:
+        """``asf._blocks`` over the packets that start in [``first``, ``limit``): the blocks of stream ``stream``'s
+        objects that ffmpeg's demuxer delivers; ``None`` where the numpy walk returns ``None``."""
+        blocks = int(self._asf(data.address, data.size, first, limit, packet, stream, block_align))
+        return None if blocks < 0 else blocks
 
 
 # Bytes per tag or chunk the first result arrays are sized for (the bench's 20-minute FLV and AVI files of 44.1 kHz

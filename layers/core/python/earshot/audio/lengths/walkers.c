@@ -1,7 +1,8 @@
 /*
  * Earshot's compiled frame walkers: the hot loops of the FLAC, Matroska/Opus, MPEG audio, Ogg and ADTS/AC-3 walks
- * and of the FLV tag and AVI chunk chains, with exactly the semantics of the Python walks they stand in for (flac.py,
- * matroska.py, mpeg_audio.py, ogg.py, elementary.py, mpeg_streams.py, flv.py, avi.py), which stay the reference:
+ * and of the FLV tag and AVI chunk chains and the ASF data packets, with exactly the semantics of the Python walks they
+ * stand in for (flac.py, matroska.py, mpeg_audio.py, ogg.py, elementary.py, mpeg_streams.py, flv.py, avi.py, asf.py),
+ * which stay the reference:
  * tests/integration/test_frame_walks.py, test_compiled_walkers.py and test_foreign_containers.py compare them on
  * damaged and mutated files.
  *
@@ -23,7 +24,7 @@
 #define ES_PREFETCH 1024
 
 /* Bumped whenever a function's signature or meaning changes: compiled.py refuses a library of another version. */
-#define EARSHOT_WALKERS_ABI 8
+#define EARSHOT_WALKERS_ABI 9
 
 #ifndef EARSHOT_WALKERS_SOURCE_SHA256
 #define EARSHOT_WALKERS_SOURCE_SHA256 ""
@@ -1139,4 +1140,100 @@ EXPORT int64_t earshot_avi_chunks(const uint8_t *b, int64_t size, int64_t start,
         position += stride;
     }
     return count;
+}
+
+/* ---- ASF data packets --------------------------------------------------------------------------------------- */
+
+/* Bytes of a length field by its 2-bit length type (absent, BYTE, WORD, DWORD). */
+static const int64_t ASF_WIDTHS[4] = {0, 1, 2, 4};
+#define ASF_FRAME_HEADER_SIZE 6
+
+static const uint32_t ASF_MASKS[5] = {0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF};
+
+/* The little-endian field of `width` (0-4) bytes at `at`; bytes past the buffer read as zeros. */
+static int64_t asf_field(const uint8_t *b, int64_t size, int64_t at, int64_t width) {
+    if (at >= 0 && at <= size - 4) return (int64_t)(le32(b + at) & ASF_MASKS[width]);
+    uint64_t value = 0;
+    for (int64_t index = 0; index < width; index++)
+        if (at + index >= 0 && at + index < size) value |= (uint64_t)b[at + index] << (8 * index);
+    return (int64_t)value;
+}
+
+/*
+ * asf.py's `_blocks`: its packet parse, `_fragments` and `_delivered_blocks` over the packets that start in
+ * [first, limit), one after the other: the blocks of `block_align` bytes in the objects of stream `stream` that
+ * ffmpeg's demuxer delivers (and in the object a cut ends early), or -1 where asf.py returns None: a packet without
+ * the standard error correction bytes, of another length, whose padding swallows it; a payload header ffmpeg refuses,
+ * compressed, or without its object's size; fragments that do not follow one another as a muxer writes them.
+ * A packet whose header the buffer cuts ends the walk, as does a payload header it cuts.
+ */
+EXPORT int64_t earshot_asf_blocks(const uint8_t *b, int64_t size, int64_t first, int64_t limit, int64_t packet,
+                                  int stream, int64_t block_align) {
+    int64_t blocks = 0, previous_end = 0, previous_object = 0;
+    int previous_whole = 1, short_seen = 0;
+    if (first < 0 || packet <= 0 || block_align <= 0) return -1;
+    for (int64_t start = first; start < limit; start += packet) {
+        if (start + 11 > size) break; /* not even the shortest packet header */
+        const int flags = b[start + 3], property = b[start + 4];
+        int64_t at = start + 5;
+        const int64_t length_width = ASF_WIDTHS[(flags >> 5) & 3];
+        const int64_t stated_length = asf_field(b, size, at, length_width);
+        at += length_width + ASF_WIDTHS[(flags >> 1) & 3];
+        const int64_t padding_width = ASF_WIDTHS[(flags >> 3) & 3];
+        int64_t padding = asf_field(b, size, at, padding_width);
+        at += padding_width + 6; /* send time, duration */
+        const int multiple = flags & 1;
+        const int segment_type = multiple ? (int)asf_field(b, size, at, 1) : 0x80;
+        at += multiple;
+        if (at > size) break; /* the packet's header is cut: ffmpeg's demuxer stops */
+        if (b[start] != 0x82 || b[start + 1] != 0 || b[start + 2] != 0) return -1;
+        const int64_t header = at - start;
+        if ((length_width > 0 && stated_length != packet) || padding >= packet || header > packet - padding) return -1;
+        int64_t left = packet - padding - header;
+        const int64_t segments = multiple ? (segment_type & 0x3F) : 1;
+        const int64_t size_width = multiple ? ASF_WIDTHS[(segment_type >> 6) & 3] : 0;
+        const int64_t offset_at = 1 + ASF_WIDTHS[(property >> 4) & 3];
+        const int64_t offset_width = ASF_WIDTHS[(property >> 2) & 3];
+        const int64_t replicated_at = offset_at + offset_width;
+        const int64_t replicated_width = ASF_WIDTHS[property & 3];
+        const int64_t replicated_end = replicated_at + replicated_width;
+        for (int64_t segment = 0; segment < segments && left >= ASF_FRAME_HEADER_SIZE; segment++) {
+            if (at < size - ES_PREFETCH) __builtin_prefetch(b + at + ES_PREFETCH);
+            const int audio = (asf_field(b, size, at, 1) & 0x7F) == stream;
+            const int64_t offset = asf_field(b, size, at + offset_at, offset_width);
+            const int64_t replicated = asf_field(b, size, at + replicated_at, replicated_width);
+            const int64_t object = asf_field(b, size, at + replicated_end, 4);
+            int64_t cursor = at + replicated_end + replicated + (replicated == 1);
+            int64_t length = asf_field(b, size, cursor, size_width);
+            cursor += size_width;
+            const int64_t head = cursor - at, room = left - head;
+            if (cursor > size && room >= 0) return blocks; /* a payload header the buffer cuts: nothing more is read */
+            if (!multiple) length = room;
+            const int64_t over = length > room ? length - room : 0;
+            if (room < 0 || over > padding) return -1;
+            if (replicated < 8 ? (audio || replicated > 1) : object >= (1 << 24)) return -1;
+            /* A last payload longer than its room takes the difference from the packet's padding, as ffmpeg does. */
+            padding -= over;
+            left += over - head - length;
+            at = cursor + length;
+            if (!audio) continue;
+            /* `_delivered_blocks`: each fragment starts an object after a whole one, or continues the one before. */
+            const int64_t rest = size - cursor, present = rest < 0 ? 0 : (rest < length ? rest : length);
+            const int64_t end = offset + length;
+            if (short_seen || length <= 0 || object <= 0 || end > object) return -1;
+            if (offset == 0 ? !previous_whole
+                            : (previous_whole || offset != previous_end || object != previous_object))
+                return -1;
+            if (present < length) {
+                short_seen = 1;
+                blocks += (offset + present) / block_align;
+            } else if (end == object) {
+                blocks += object / block_align;
+            }
+            previous_end = end;
+            previous_object = object;
+            previous_whole = end == object;
+        }
+    }
+    return blocks;
 }
