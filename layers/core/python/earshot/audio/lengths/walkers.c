@@ -1169,7 +1169,7 @@ static int64_t asf_field(const uint8_t *b, int64_t size, int64_t at, int64_t wid
  */
 EXPORT int64_t earshot_asf_blocks(const uint8_t *b, int64_t size, int64_t first, int64_t limit, int64_t packet,
                                   int stream, int64_t block_align) {
-    int64_t blocks = 0, previous_end = 0, previous_object = 0;
+    int64_t blocks = 0, previous_end = 0, previous_object = 0, frontier = 0;
     int previous_whole = 1, short_seen = 0;
     if (first < 0 || packet <= 0 || block_align <= 0) return -1;
     for (int64_t start = first; start < limit; start += packet) {
@@ -1198,7 +1198,7 @@ EXPORT int64_t earshot_asf_blocks(const uint8_t *b, int64_t size, int64_t first,
         const int64_t replicated_width = ASF_WIDTHS[property & 3];
         const int64_t replicated_end = replicated_at + replicated_width;
         for (int64_t segment = 0; segment < segments && left >= ASF_FRAME_HEADER_SIZE; segment++) {
-            if (at < size - ES_PREFETCH) __builtin_prefetch(b + at + ES_PREFETCH);
+            chain_fetch(b, size, at, 0, &frontier); /* payload headers a few hundred bytes apart: stream the file */
             const int audio = (asf_field(b, size, at, 1) & 0x7F) == stream;
             const int64_t offset = asf_field(b, size, at + offset_at, offset_width);
             const int64_t replicated = asf_field(b, size, at + replicated_at, replicated_width);
