@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from aws_lambda_powertools.event_handler.api_gateway import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel
 
 from earshot.errors import EarshotError, InternalError, NotFoundError
@@ -52,9 +53,27 @@ def _load_endpoint(dotted: str) -> Endpoint:
     return endpoint
 
 
+class _Resolver(APIGatewayHttpResolver):
+    """Powertools' HTTP API resolver, keeping the event and context it resolves on itself.
+
+    Powertools' ``resolve`` stores them on ``BaseRouter``, the class every resolver in the process shares, and then
+    routes, dispatches and renders from there. Lambda resolves one event per process at a time; the local server
+    resolves many at once, one resolver per worker thread (``load_handler``), and with the class-level state a
+    request could be routed, authorized and parsed from a concurrent request's event (tested). This ``resolve`` is
+    Powertools' (pinned) with the state on the instance."""
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        self.current_event = cast(APIGatewayProxyEventV2, self._to_proxy_event(cast(dict[str, Any], event)))
+        self.lambda_context = context
+        try:
+            return self._build_response(self._resolve())
+        finally:
+            self.context.clear()  # Powertools' clear_context
+
+
 def build_resolver(function: str) -> APIGatewayHttpResolver:
     """The resolver for ``functions/<function>``: its manifest routes, errors in each route's contract."""
-    app = APIGatewayHttpResolver()
+    app = _Resolver()
 
     def _serve(
         raw_event: dict[str, Any], _endpoint: Endpoint, _limited: bool, _idempotent: bool, _contract: ContractName
