@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import random
 import struct
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,6 +34,7 @@ BIT_RATE = 64_000
 FRAME = 2048  # samples per frame at 44.1 kHz
 _STREAM_PROPERTIES = bytes.fromhex("9107dcb7b7a9cf118ee600c00c205365")
 _DATA = bytes.fromhex("3626b2758e66cf11a6d900aa0062ce6c")
+_FILE_PROPERTIES = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
 
 
 def _tone(path: Path, seconds: float, *, codec: str = "wmav2", rate: int = 44_100) -> Path:
@@ -150,6 +152,43 @@ def test_headers_claiming_ten_hours_or_one_second_bill_the_audio_present(
     found = metered(lying)
     assert found.source == "frames"
     assert found.seconds == pytest.approx(honest / 44_100, abs=1e-9)
+
+
+def _with_presentation_times(data: bytes, rewrite: Callable[[int], int]) -> bytes:
+    """``data`` with every payload's presentation time (its replicated data's second word) rewritten; the layout
+    ffmpeg's muxer writes is assumed (and checked): byte-sized object numbers and replicated data lengths, 32-bit
+    offsets, 8 bytes of replicated data."""
+    out = bytearray(data)
+    widths = (0, 1, 2, 4)
+    first = out.index(_DATA) + 50
+    packet = struct.unpack_from("<I", out, out.index(_FILE_PROPERTIES) + 96)[0]
+    for start in range(first, len(out) - packet + 1, packet):
+        flags = out[start + 3]
+        assert out[start + 4] == 0x5D and flags & 1
+        at = start + 5 + widths[(flags >> 5) & 3] + widths[(flags >> 1) & 3]
+        at += widths[(flags >> 3) & 3] + 6
+        segments, size_width = out[at] & 0x3F, widths[out[at] >> 6]
+        at += 1
+        for _ in range(segments):
+            assert out[at + 6] == 8
+            struct.pack_into("<I", out, at + 11, rewrite(struct.unpack_from("<I", out, at + 11)[0]) & 0xFFFFFFFF)
+            at += 15 + size_width + int.from_bytes(out[at + 15 : at + 15 + size_width], "little")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("rewrite", ["ten times", "zero", "reversed"])
+def test_payload_presentation_times_change_nothing(rewrite: str, encoded: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """Timestamps are headers too: PyAV's decode does not follow them, nor does the walk."""
+    change: dict[str, Callable[[int], int]] = {
+        "ten times": lambda stamp: stamp * 10,
+        "zero": lambda stamp: 0,
+        "reversed": lambda stamp: 1_000_000 - stamp,
+    }
+    honest = decoded_tolerantly(written(tmp_path, "honest.wma", encoded[1]))[0]
+    path = written(tmp_path, "stamps.wma", _with_presentation_times(encoded[1], change[rewrite]))
+    assert path.read_bytes() != encoded[1]
+    assert decoded_tolerantly(path)[0] == honest
+    assert metered(path).seconds == pytest.approx(honest / 44_100, abs=1e-9)
 
 
 @pytest.mark.parametrize("fraction", [0.4, 0.75])
