@@ -252,8 +252,8 @@ def test_record_chains_longer_than_the_first_guess_are_walked_whole() -> None:
     chunks = b"00wb\x02\x00\x00\x00ab" * 5000 + b"00wb\x09\x00\x00\x00abc"  # the last cut: 3 bytes of 9 present
     claimed = len(chunks) + 6  # the RIFF size states the file whole: the last chunk fits in it
     found = walkers.avi_chunks(compiled.Mapped(chunks), start=0, claimed=claimed, known=[audio_id])
-    assert found is not None
-    starts, lengths = found
+    assert found is not None and found.payloads is not None
+    starts, lengths = found.payloads
     assert starts.tolist() == [8 + 10 * index for index in range(5001)]
     assert lengths.tolist() == [2] * 5000 + [3]
 
@@ -275,7 +275,7 @@ def test_avi_chunks_are_entered_skipped_and_refused_as_audio_chunks_reads_them(
     assert walkers is not None
     known = [int.from_bytes(name, "little") for name in (b"00wb", b"LIST", b"RIFF", b"JUNK")]
     found = walkers.avi_chunks(compiled.Mapped(chunks), start=0, claimed=len(chunks), known=known)
-    assert (None if found is None else found[0].tolist()) == expected
+    assert (None if found is None or found.payloads is None else found.payloads[0].tolist()) == expected
     with pytest.raises(ValueError, match="first"):
         walkers.avi_chunks(compiled.Mapped(chunks), start=0, claimed=len(chunks), known=[])
 

@@ -279,6 +279,29 @@ def test_the_compiled_and_lockstep_walks_visit_exactly_the_records_a_sequential_
                     assert all(np.array_equal(a, b) for a, b in zip(walked, expected, strict=True))
 
 
+@pytest.mark.parametrize("name", ["flv_mp3", "avi_mp3"])
+def test_the_compiled_walk_checks_the_stream_it_expected_and_walks_again_when_wrong(
+    name: str, encoded: dict[str, tuple[bytes, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C walk tests each tag or chunk against the frame sizes of the stream the first audio payload seems to open
+    (read before the walk); a wrong expectation (another sample rate's table, or none) costs a second walk, never a
+    different length."""
+    from earshot.audio.lengths import avi, flv
+
+    container = RECIPES[name][0]
+    data = encoded[name][1]
+    honest = _walk(data, tmp_path, container, name)
+    assert honest is not None and honest.samples > 0
+    at_48k = int.from_bytes(b"\xff\xfb\x94\x64", "big") & 0xFFFE0C00  # MPEG-1 layer III at 48 kHz: other sizes
+    module, guess = (flv, "_expected_mp3_reference") if container == "flv" else (avi, "expected_mp3_reference")
+    for wrong in (at_48k, None):
+        monkeypatch.setattr(module, guess, lambda *args, wrong=wrong: wrong)
+        assert _walk(data, tmp_path, container, name) == honest
+        assert _walk(truncate(data, 0.6), tmp_path, container, name) == _walk(
+            truncate(data, 0.6), tmp_path, container, name, native=False
+        )
+
+
 @pytest.mark.parametrize("size", [1, 7, 8, 9, 16, 23, 1000])
 def test_bytes_at_any_offset_read_as_the_file_holds_them(size: int, tmp_path: Path) -> None:
     from earshot.audio.lengths.chains import Bytes

@@ -29,9 +29,17 @@ import numpy as np
 import numpy.typing as npt
 
 from earshot.audio.lengths import compiled
-from earshot.audio.lengths.chains import Bytes, Offsets, chain, chain_sequentially, mp3_payload_samples
+from earshot.audio.lengths.chains import (
+    Bytes,
+    Offsets,
+    chain,
+    chain_sequentially,
+    expected_mp3_reference,
+    mp3_checked_samples,
+    mp3_payload_samples,
+)
 from earshot.audio.lengths.common import AudioLength, Identified, pcm_sample_bytes
-from earshot.audio.lengths.mpeg_audio import _WORD, _find_stream
+from earshot.audio.lengths.mpeg_audio import _WORD, _compiled_frame_sizes, _find_stream
 
 _CHUNK_HEADER = 8
 _MP3_TAG = 0x55
@@ -121,6 +129,29 @@ def avi_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     layout = _layout(data)
     if layout is None or layout.codec != codec:
         return None
+    walkers = compiled.compiled_walkers()
+    mp3 = walkers is not None and codec == "mp3"
+    reference = expected_mp3_reference(_first_audio_payload(data, layout)) if mp3 else None
+    if walkers is not None and reference is not None:  # the chunks read in C as the chain is walked
+        sizes = _compiled_frame_sizes(reference)
+        known = layout.known_ids()
+        walked = walkers.avi_chunks(
+            compiled.Mapped(data),
+            start=layout.movi,
+            claimed=layout.claimed_size,
+            known=known,
+            payloads=False,
+            sizes=sizes,
+        )
+        if walked is None:
+            return None
+        if not walked.count:
+            return AudioLength(0, sample_rate)
+        assert walked.mpeg is not None
+        checked = mp3_checked_samples(data, walked.count, walked.mpeg, reference)
+        if checked is not None:  # one frame per chunk, as muxers write them
+            samples, rate = checked
+            return AudioLength(samples * sample_rate // rate, sample_rate, exact=True)
     chunks = _audio_chunks(data, layout, limit=len(data))
     if chunks is None:
         return None
@@ -218,7 +249,8 @@ def _audio_chunks(
     walkers = None if sequential or limit < len(data) else compiled.compiled_walkers()
     if walkers is not None:
         ids = layout.known_ids()  # the audio stream's id first
-        return walkers.avi_chunks(compiled.Mapped(data), start=layout.movi, claimed=layout.claimed_size, known=ids)
+        walked = walkers.avi_chunks(compiled.Mapped(data), start=layout.movi, claimed=layout.claimed_size, known=ids)
+        return None if walked is None else walked.payloads
     size = min(len(data), limit)
     read = Bytes(data)
     known = np.asarray(layout.known_ids(), dtype=np.int64)

@@ -259,6 +259,32 @@ def mp3_payload_samples(data: mmap.mmap, starts: Offsets, lengths: Offsets) -> t
     return frames * stream.samples, stream.rate
 
 
+def mp3_checked_samples(
+    data: mmap.mmap, records: int, check: compiled.MpegRecords, reference: int
+) -> tuple[int, int] | None:
+    """``mp3_payload_samples`` for ``records`` records whose shortcut test a compiled chain walk made as it found them
+    (``check``), against the frame sizes of stream ``reference`` (the caller's expectation): the same (samples, rate)
+    when the first record opens a frame of that very stream and each record but the last is one whole frame; ``None``
+    otherwise (the caller then hands the records' payloads to ``mp3_payload_samples``)."""
+    if records < 1 or check.first < 0 or not _valid_header(check.first):
+        return None
+    stream = _Stream(check.first)
+    if stream.reference != reference or not check.one_frame_each:
+        return None  # another stream than expected (the test used another table), or not one frame per record
+    start, length = check.last
+    last = _joined(data, np.asarray([start], dtype=np.int64), np.asarray([length], dtype=np.int64))
+    tail = _walk(cast(mmap.mmap, last), 0, stream.reference)[0]
+    return (records - 1 + tail) * stream.samples, stream.rate
+
+
+def expected_mp3_reference(payload: bytes) -> int | None:
+    """The MPEG audio stream (``_Stream.reference``) whose frame header ``payload`` opens, if it opens one."""
+    if len(payload) < 4:
+        return None
+    header = _WORD.unpack_from(payload, 0)[0]
+    return _Stream(header).reference if _valid_header(header) else None
+
+
 def _one_frame_each(data: mmap.mmap, starts: Offsets, lengths: Offsets, reference: int) -> bool:
     """Whether every record has 4 bytes in the file and holds 4 or more, each but the last is exactly one whole frame
     of stream ``reference`` and the last starts one; in C where the library is built."""

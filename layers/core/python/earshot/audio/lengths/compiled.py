@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("walkers.c")
 LIBRARY = Path(__file__).with_name("_walkers.so")
 # The ABI walkers.c declares (EARSHOT_WALKERS_ABI): the signatures below.
-_ABI = 9
+_ABI = 10
 # -O2 and SSE2 (every x86_64 has it); no libc call in the source, so no glibc symbol version beyond the oldest.
 _CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror")
 
@@ -99,16 +99,39 @@ class OggPackets:
 
 
 @dataclass(frozen=True)
+class MpegRecords:
+    """``chains.mp3_payload_samples``' shortcut test made as a chain walk found the records, against the frame sizes
+    of the stream the caller expected: the first record's first 4 bytes (big-endian; -1: fewer than 4 in the file),
+    whether each record but the last is exactly one whole frame and the last starts one, the last's (offset, length).
+    """
+
+    first: int
+    one_frame_each: bool
+    last: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class FlvAudio:
     """The audio tags ``flv_length`` counts: how many, the first one's codec id (-1: none), whether another codec
-    follows, how many are AAC raw frames, and (when asked for) their payloads after the flags byte: (offsets, lengths).
-    """
+    follows, how many are AAC raw frames, (when asked for) their payloads after the flags byte: (offsets, lengths),
+    and (when given a frame-size table) the MPEG audio test of those payloads."""
 
     records: int
     codec: int
     mixed: bool
     aac_frames: int
     payloads: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
+    mpeg: MpegRecords | None
+
+
+@dataclass(frozen=True)
+class AviChunks:
+    """The audio chunks ``avi._audio_chunks`` finds: how many, (when asked for) their (payload offsets, payload bytes
+    present), and (when given a frame-size table) the MPEG audio test of those payloads."""
+
+    count: int
+    payloads: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
+    mpeg: MpegRecords | None
 
 
 class Mapped:
@@ -166,7 +189,8 @@ class CompiledWalkers:
         self._flv.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_void_p]
         self._flv_audio = library.earshot_flv_audio
         self._flv_audio.restype = _i64
-        self._flv_audio.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_void_p, ctypes.c_void_p, _i64_pointer]
+        self._flv_audio.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_void_p, ctypes.c_void_p]
+        self._flv_audio.argtypes += [ctypes.POINTER(ctypes.c_int32), _i64_pointer]
         self._records = library.earshot_mpeg_records
         self._records.restype = _i64
         self._records.argtypes = [ctypes.c_void_p, _i64, _i64, ctypes.c_void_p, ctypes.c_void_p]
@@ -174,7 +198,7 @@ class CompiledWalkers:
         self._avi = library.earshot_avi_chunks
         self._avi.restype = _i64
         self._avi.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, ctypes.c_void_p, ctypes.c_int, _i64]
-        self._avi.argtypes += [ctypes.c_void_p, ctypes.c_void_p]
+        self._avi.argtypes += [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), _i64_pointer]
         self._asf = library.earshot_asf_blocks
         self._asf.restype = _i64
         self._asf.argtypes = [ctypes.c_void_p, _i64, _i64, _i64, _i64, ctypes.c_int, _i64]
@@ -292,33 +316,36 @@ class CompiledWalkers:
         that disagrees with its trailing size)."""
         import numpy as np
 
-        capacity = data.size // _FLV_TAG_GUESS + 64  # what a file of audio tags holds; more: a second call
+        capacity = data.size // _RECORD_GUESS + 64
         for _ in range(2):
             tags = np.empty(capacity, dtype=np.int64)
             count = self._flv(data.address, data.size, start, capacity, tags.ctypes.data)
             if count < 0:
                 raise ValueError("a tag chain starts inside the file")
             if count <= capacity:
-                return tags[:count].copy()  # not a view holding the larger array
+                return tags[:count]
             capacity = count
         raise AssertionError("the tag count changed between two walks of the same bytes")
 
-    def flv_audio(self, data: Mapped, *, start: int, payloads: bool) -> FlvAudio:
+    def flv_audio(self, data: Mapped, *, start: int, payloads: bool, sizes: FrameSizes | None = None) -> FlvAudio:
         """``flv_length``'s reading of the audio tags among ``flv._tags`` (those wholly in the file, 2 bytes or more);
-        ``payloads``: with their payloads' offsets and lengths (after the flags byte)."""
+        ``payloads``: with their payloads' offsets and lengths (after the flags byte); ``sizes``: with the MPEG audio
+        test of those payloads against that table."""
         import numpy as np
 
-        out = (_i64 * 3)()
-        capacity = data.size // _FLV_TAG_GUESS + 64 if payloads else 0
+        out = (_i64 * 7)()
+        capacity = data.size // _RECORD_GUESS + 64 if payloads else 0
         for _ in range(2):
             starts, lengths = np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64)
             arrays = (starts.ctypes.data, lengths.ctypes.data)
-            count = self._flv_audio(data.address, data.size, start, capacity, *arrays, out)
+            table = None if sizes is None else sizes.table
+            count = self._flv_audio(data.address, data.size, start, capacity, *arrays, table, out)
             if count < 0:
                 raise ValueError("a tag chain starts inside the file")
             if count <= capacity or not payloads:
-                found = (starts[:count].copy(), lengths[:count].copy()) if payloads else None
-                return FlvAudio(int(count), out[0], bool(out[1]), out[2], found)
+                found = (starts[:count], lengths[:count]) if payloads else None
+                mpeg = None if sizes is None else _mpeg_records(out[3:7])
+                return FlvAudio(int(count), out[0], bool(out[1]), out[2], found, mpeg)
             capacity = count
         raise AssertionError("the tag count changed between two walks of the same bytes")
 
@@ -336,25 +363,35 @@ class CompiledWalkers:
         return bool(self._records(data.address, data.size, count, starts.ctypes.data, lengths.ctypes.data, sizes.table))
 
     def avi_chunks(
-        self, data: Mapped, *, start: int, claimed: int, known: Sequence[int]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
-        """``avi._audio_chunks`` over the whole file: (payload offsets, payload bytes present) of the chunks of id
-        ``known[0]`` (the audio stream's) in the chunk chain of ``movi`` from ``start``, ``known`` the ids ffmpeg takes
-        there and ``claimed`` the size it believes the file has; ``None`` at a RIFF form that is not AVIX."""
+        self,
+        data: Mapped,
+        *,
+        start: int,
+        claimed: int,
+        known: Sequence[int],
+        payloads: bool = True,
+        sizes: FrameSizes | None = None,
+    ) -> AviChunks | None:
+        """``avi._audio_chunks`` over the whole file: the chunks of id ``known[0]`` (the audio stream's) in the chunk
+        chain of ``movi`` from ``start``, ``known`` the ids ffmpeg takes there and ``claimed`` the size it believes the
+        file has; ``payloads``: with (payload offsets, payload bytes present); ``sizes``: with the MPEG audio test of
+        those payloads against that table. ``None`` at a RIFF form that is not AVIX."""
         import numpy as np
 
         ids = np.asarray(known, dtype=np.uint32)
         if not ids.size:
             raise ValueError("the audio stream's chunk id comes first")
-        capacity = data.size // _AVI_CHUNK_GUESS + 64
+        out = (_i64 * 4)()
+        capacity = data.size // _RECORD_GUESS + 64 if payloads else 0
         for _ in range(2):
             starts, lengths = np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64)
-            arrays = (starts.ctypes.data, lengths.ctypes.data)
+            arrays = (starts.ctypes.data, lengths.ctypes.data, None if sizes is None else sizes.table, out)
             count = self._avi(data.address, data.size, start, claimed, ids.ctypes.data, ids.size, capacity, *arrays)
             if count < 0:
                 return None
-            if count <= capacity:
-                return starts[:count].copy(), lengths[:count].copy()
+            if count <= capacity or not payloads:
+                found = (starts[:count], lengths[:count]) if payloads else None
+                return AviChunks(int(count), found, None if sizes is None else _mpeg_records(out[0:4]))
             capacity = count
         raise AssertionError("the chunk count changed between two walks of the same bytes")
 
@@ -367,10 +404,14 @@ class CompiledWalkers:
         return None if blocks < 0 else blocks
 
 
-# Bytes per tag or chunk the first result arrays are sized for (the bench's 20-minute FLV and AVI files of 44.1 kHz
-# mono AAC and MP3 hold one every 218 bytes): files of shorter records take a second walk, cheaper than a count first.
-_FLV_TAG_GUESS = 128
-_AVI_CHUNK_GUESS = 256
+def _mpeg_records(out: Sequence[int]) -> MpegRecords:
+    return MpegRecords(out[0], bool(out[1]), (out[2], out[3]))
+
+
+# Bytes per tag or chunk the result arrays are first sized for: files of records closer together take a second walk.
+# The bench's 20-minute FLV and AVI files of 44.1 kHz mono AAC or MP3 hold one every 218-226 bytes (a guess of 256 made
+# AVI MP3 walk twice). The arrays are returned as views: pages past the records written are reserved, never touched.
+_RECORD_GUESS = 64
 
 
 class FrameSizes:

@@ -30,9 +30,17 @@ import numpy as np
 import numpy.typing as npt
 
 from earshot.audio.lengths import compiled
-from earshot.audio.lengths.chains import Bytes, Offsets, chain, chain_sequentially, mp3_payload_samples
+from earshot.audio.lengths.chains import (
+    Bytes,
+    Offsets,
+    chain,
+    chain_sequentially,
+    expected_mp3_reference,
+    mp3_checked_samples,
+    mp3_payload_samples,
+)
 from earshot.audio.lengths.common import AudioLength, Identified
-from earshot.audio.lengths.mpeg_audio import _WORD, _find_stream
+from earshot.audio.lengths.mpeg_audio import _WORD, _compiled_frame_sizes, _find_stream
 
 _TAG_HEADER = 11
 _TAG_TRAILER = 4  # PreviousTagSize
@@ -110,15 +118,23 @@ def flv_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     wanted = (_AAC,) if codec == "aac" else (_MP3, _MP3_8K)
     walkers = compiled.compiled_walkers()
     if walkers is not None:  # the same records, read in C as the chain is walked
-        audio = walkers.flv_audio(compiled.Mapped(data), start=start, payloads=codec == "mp3")
+        mapped = compiled.Mapped(data)
+        reference = _expected_mp3_reference(data, start) if codec == "mp3" else None
+        sizes = None if reference is None else _compiled_frame_sizes(reference)
+        audio = walkers.flv_audio(mapped, start=start, payloads=False, sizes=sizes)
         if not audio.records:
             return AudioLength(0, sample_rate)
         if audio.codec not in wanted or audio.mixed:
             return None  # another audio codec: another stream, ffprobe's to choose
         if codec == "aac":
             return AudioLength(audio.aac_frames * _AAC_FRAME, sample_rate)
-        assert audio.payloads is not None
-        return _mp3_length(data, *audio.payloads, sample_rate)
+        if audio.mpeg is not None and reference is not None:
+            checked = mp3_checked_samples(data, audio.records, audio.mpeg, reference)
+            if checked is not None:  # one frame per tag, as muxers write them
+                return _mp3_length(checked, sample_rate)
+        payloads = walkers.flv_audio(mapped, start=start, payloads=True).payloads
+        assert payloads is not None
+        return _mp3_length(mp3_payload_samples(data, *payloads), sample_rate)
     size = len(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     tags = _tags(data, start)
@@ -134,15 +150,28 @@ def flv_length(data: mmap.mmap, codec: str, sample_rate: int) -> AudioLength | N
     if codec == "aac":
         frames = int(np.count_nonzero((buffer[tags + 12] == 1) & (lengths >= 3)))
         return AudioLength(frames * _AAC_FRAME, sample_rate)
-    return _mp3_length(data, tags + 12, lengths - 1, sample_rate)
+    return _mp3_length(mp3_payload_samples(data, tags + 12, lengths - 1), sample_rate)
 
 
-def _mp3_length(data: mmap.mmap, starts: Offsets, lengths: Offsets, sample_rate: int) -> AudioLength:
-    counted = mp3_payload_samples(data, starts, lengths)
+def _mp3_length(counted: tuple[int, int] | None, sample_rate: int) -> AudioLength:
     if counted is None:
         return AudioLength(0, sample_rate)
     samples, rate = counted
     return AudioLength(samples * sample_rate // rate, sample_rate)
+
+
+def _expected_mp3_reference(data: mmap.mmap, start: int) -> int | None:
+    """The MPEG audio stream the first audio tag's payload opens (among the first 64 tags, followed by their sizes
+    alone): what the compiled walk tests every tag against. A guess: ``chains.mp3_checked_samples`` confirms it."""
+    position = start
+    for _ in range(64):
+        if position + _TAG_HEADER + 2 > len(data):
+            return None
+        length = int.from_bytes(data[position + 1 : position + 4], "big")
+        if data[position] == _AUDIO and length >= 2:
+            return expected_mp3_reference(bytes(data[position + 12 : position + 16]))
+        position += _TAG_HEADER + length + _TAG_TRAILER
+    return None
 
 
 def _first_tag(data: mmap.mmap) -> int | None:

@@ -24,7 +24,7 @@
 #define ES_PREFETCH 1024
 
 /* Bumped whenever a function's signature or meaning changes: compiled.py refuses a library of another version. */
-#define EARSHOT_WALKERS_ABI 9
+#define EARSHOT_WALKERS_ABI 10
 
 #ifndef EARSHOT_WALKERS_SOURCE_SHA256
 #define EARSHOT_WALKERS_SOURCE_SHA256 ""
@@ -974,12 +974,52 @@ static int64_t flv_resync(const uint8_t *b, int64_t size, int64_t position) {
     return -1;
 }
 
+/*
+ * earshot_mpeg_records' test made record by record as a chain walk finds the records (FLV tag or AVI chunk
+ * payloads), against `sizes`, the frame-size table of the stream the caller expects the first record to open: no
+ * second pass over the records, and no arrays of them. The caller confirms that expectation with `first`.
+ */
+typedef struct {
+    const int32_t *sizes; /* NULL: no test */
+    int64_t first;        /* the first record's first 4 bytes, big-endian; -1: fewer than 4 in the buffer */
+    int prefix;           /* every record before the latest is exactly one whole frame */
+    int whole, starts;    /* the latest is one whole frame; it starts a frame (4 bytes in the buffer, 4 or more held) */
+    int64_t last_start, last_length;
+} mpeg_check;
+
+static void mpeg_check_record(const uint8_t *b, int64_t size, mpeg_check *check, int64_t before, int64_t start,
+                              int64_t length) {
+    if (!check->sizes) return;
+    const int inside = start >= 0 && start <= size - 4;
+    int64_t frame = -1;
+    if (inside && length >= 4 && b[start] == 0xFF) frame = check->sizes[b[start + 1] << 8 | b[start + 2]];
+    if (before == 0) {
+        check->first = inside ? be32(b + start) : -1;
+    } else {
+        check->prefix = check->prefix && check->whole;
+    }
+    check->whole = frame == length;
+    check->starts = frame > 0;
+    check->last_start = start;
+    check->last_length = length;
+}
+
+/* out[0] the first record's 4 bytes (-1: none), out[1] 1 when the records are one frame each and the last starts
+ * one (earshot_mpeg_records' answer), out[2] and out[3] the last record's offset and length. */
+static void mpeg_check_out(const mpeg_check *check, int64_t count, int64_t *out) {
+    out[0] = count ? check->first : -1;
+    out[1] = count > 0 && check->prefix && check->starts;
+    out[2] = check->last_start;
+    out[3] = check->last_length;
+}
+
 /* What a walk of the tag chain keeps: every tag's offset, or (`audio`) what flv_length counts of the audio tags. */
 typedef struct {
     int audio;
     int64_t capacity, count;
     int64_t *offsets, *lengths;
     int64_t codec, mixed, aac_frames;
+    mpeg_check check;
 } flv_kept;
 
 #define FLV_AUDIO 8
@@ -998,6 +1038,7 @@ static void flv_keep(const uint8_t *b, int64_t size, int64_t tag, flv_kept *kept
         if (kept->codec < 0) kept->codec = codec;
         kept->mixed = kept->mixed || codec != kept->codec;
         kept->aac_frames += length >= 3 && b[tag + FLV_HEADER + 1] == 1;
+        mpeg_check_record(b, size, &kept->check, kept->count, tag + FLV_HEADER + 1, length - 1);
         if (kept->count < kept->capacity) {
             kept->offsets[kept->count] = tag + FLV_HEADER + 1;
             kept->lengths[kept->count] = length - 1;
@@ -1031,7 +1072,7 @@ static void flv_walk(const uint8_t *b, int64_t size, int64_t start, flv_kept *ke
  * negative start.
  */
 EXPORT int64_t earshot_flv_tags(const uint8_t *b, int64_t size, int64_t start, int64_t capacity, int64_t *tags) {
-    flv_kept kept = {0, capacity, 0, tags, 0, -1, 0, 0};
+    flv_kept kept = {0, capacity, 0, tags, 0, -1, 0, 0, {0, -1, 1, 0, 0, 0, 0}};
     if (start < 0) return -1;
     flv_walk(b, size, start, &kept);
     return kept.count;
@@ -1040,16 +1081,18 @@ EXPORT int64_t earshot_flv_tags(const uint8_t *b, int64_t size, int64_t start, i
 /*
  * flv_length's audio records among those tags (flv_keep), their payloads written while fewer than `capacity` have
  * been (0: only counted). out[0] gets the first record's codec id (-1: none), out[1] 1 when another codec follows,
- * out[2] the AAC raw frames. Returns how many records there are, -1 for a negative start.
+ * out[2] the AAC raw frames; with `sizes` (else NULL), out[3..6] the MPEG audio test of the payloads
+ * (mpeg_check_out). Returns how many records there are, -1 for a negative start.
  */
 EXPORT int64_t earshot_flv_audio(const uint8_t *b, int64_t size, int64_t start, int64_t capacity, int64_t *starts,
-                                 int64_t *lengths, int64_t *out) {
-    flv_kept kept = {1, capacity, 0, starts, lengths, -1, 0, 0};
+                                 int64_t *lengths, const int32_t *sizes, int64_t *out) {
+    flv_kept kept = {1, capacity, 0, starts, lengths, -1, 0, 0, {sizes, -1, 1, 0, 0, 0, 0}};
     if (start < 0) return -1;
     flv_walk(b, size, start, &kept);
     out[0] = kept.codec;
     out[1] = kept.mixed;
     out[2] = kept.aac_frames;
+    mpeg_check_out(&kept.check, kept.count, out + 3);
     return kept.count;
 }
 
@@ -1094,14 +1137,16 @@ static int avi_taken(const avi_movi *m, int64_t at, uint32_t *name, int64_t *len
  * avi.py's _audio_chunks: the chunk chain of movi from `start` (LIST and RIFF entered, every other chunk stepped
  * over, padded to even), scanning byte by byte for the next header ffmpeg takes after one it does not, up to `size`.
  * The chunks whose id is known[0] (the audio stream's) are the result: their payload offsets and the payload bytes
- * present (within `size`), those with none left out, written while fewer than `capacity` have been. Returns how many
- * there are (call again with larger arrays when that is more than `capacity`), or -1 when the chain runs into a RIFF
- * form that is not an AVIX continuation (or there are no known ids).
+ * present (within `size`), those with none left out, written while fewer than `capacity` have been; with `sizes`
+ * (else NULL), out[0..3] the MPEG audio test of those payloads (mpeg_check_out). Returns how many there are (call
+ * again with larger arrays when that is more than `capacity`), or -1 when the chain runs into a RIFF form that is
+ * not an AVIX continuation (or there are no known ids).
  */
 EXPORT int64_t earshot_avi_chunks(const uint8_t *b, int64_t size, int64_t start, int64_t claimed,
                                   const uint32_t *known, int known_count, int64_t capacity, int64_t *starts,
-                                  int64_t *lengths) {
+                                  int64_t *lengths, const int32_t *sizes, int64_t *out) {
     avi_movi m = {b, size, claimed, known, known_count, {0, 0, 0, 0}};
+    mpeg_check check = {sizes, -1, 1, 0, 0, 0, 0};
     if (known_count < 1 || start < 0) return -1;
     for (int index = 0; index < known_count; index++) {
         const int lead = (int)(known[index] & 0xFF);
@@ -1129,6 +1174,7 @@ EXPORT int64_t earshot_avi_chunks(const uint8_t *b, int64_t size, int64_t start,
             const int64_t payload = position + AVI_CHUNK;
             const int64_t present = length < size - payload ? length : size - payload;
             if (present > 0) {
+                mpeg_check_record(b, size, &check, count, payload, present);
                 if (count < capacity) {
                     starts[count] = payload;
                     lengths[count] = present;
@@ -1139,6 +1185,7 @@ EXPORT int64_t earshot_avi_chunks(const uint8_t *b, int64_t size, int64_t start,
         stride = AVI_CHUNK + length + (length & 1);
         position += stride;
     }
+    mpeg_check_out(&check, count, out);
     return count;
 }
 
