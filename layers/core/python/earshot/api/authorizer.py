@@ -23,7 +23,7 @@ def authorize_event(event: dict[str, Any]) -> dict[str, Any]:
     if decision.principal is None:
         logger.info("unauthenticated", extra={"reason": decision.reason})
         return {"isAuthorized": True, "context": {"auth_error": decision.reason}}
-    logger.append_keys(key_id=decision.principal.key_id)
+    logger.thread_safe_append_keys(key_id=decision.principal.key_id)
     return {
         "isAuthorized": True,
         "context": {"account_id": decision.principal.account_id, "key_id": decision.principal.key_id},

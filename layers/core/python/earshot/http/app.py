@@ -82,7 +82,9 @@ def build_resolver(function: str) -> APIGatewayHttpResolver:
         request = ApiRequest.from_event(raw_event, app.lambda_context)
         key_id = request.authorizer.get("key_id")
         account_id = request.authorizer.get("account_id")
-        logger.append_keys(request_id=request.request_id, key_id=key_id, account_id=account_id)
+        # Per thread: the local server resolves requests on many threads at once (a log line never carries another
+        # request's keys); on Lambda the one thread is the invocation.
+        logger.thread_safe_append_keys(request_id=request.request_id, key_id=key_id, account_id=account_id)
         rate_headers: dict[str, str] = {}
         if _limited and key_id:
             from earshot.runtime import get_runtime  # not at import: /openapi.json needs no store
