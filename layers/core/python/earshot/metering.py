@@ -2,20 +2,21 @@
 
 ffprobe, run on a local file (never a URL), is the authority on *what* the file is: container, codec, sample
 rate, with protocol and demuxer whitelists. The one exception: WAV (PCM), native FLAC, MPEG audio, single-stream
-Ogg (Opus, Vorbis), MP4/M4A with one AAC track (and any video tracks), mono/stereo WavPack, raw ADTS AAC, AC-3,
-E-AC-3 and AMR, PCM in AIFF, AU and Wave64, and single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack) whose
-signature, codec header and structure parse cleanly in-process (``earshot.audio.lengths.identify``) and whose frame
-walk then finds audio are measured without starting ffprobe
+Ogg (Opus, Vorbis), MP4/M4A/MOV/3GP with one AAC, ALAC, FLAC, Opus, IMA4 or AMR track (and any video tracks),
+mono/stereo WavPack, raw ADTS AAC, AC-3, E-AC-3 and AMR, PCM in AIFF, AU and Wave64, CAF, MPEG-TS/PS audio,
+single-track Matroska/WebM (Opus, Vorbis, ALAC, WavPack), FLV (AAC-LC, MP3), AVI (MP3, PCM) and ASF (WMA v1/v2
+without the bit reservoir) whose signature, codec header and structure parse cleanly in-process
+(``earshot.audio.lengths.identify``) and whose frame walk then finds audio are measured without starting ffprobe
 (its process start costs more than reading a minute of audio); anything else, or anything those checks doubt, goes
 to ffprobe exactly as before. *How long* it is comes from the audio data itself, never from a length header (a
 1-second file may claim ten hours, a 100-second one one second, a cut file its full length):
 
 * wav, aiff, au, w64, flac, ogg (Opus, Vorbis), mp3/mp2, ADTS AAC, AC-3, E-AC-3, AMR, WavPack, Matroska/WebM
-  (Opus, Vorbis, ALAC, WavPack), mp4/m4a/mov/3gp (AAC, Opus, FLAC, ALAC, PCM, IMA4, AMR) and CAF (ALAC, FLAC, AAC,
-  PCM, IMA4) are walked in Python
-  (``earshot.audio.lengths``): the frames or packets present in the file, each one's own length, with the
-  encoder delay and padding the stream declares trimmed as decoders trim them (gapless, exact to the sample
-  where the container says it, to one frame where it cannot);
+  (Opus, Vorbis, ALAC, WavPack), mp4/m4a/mov/3gp (AAC, Opus, FLAC, ALAC, PCM, IMA4, AMR), CAF (ALAC, FLAC, AAC,
+  PCM, IMA4), MPEG-TS/PS, FLV, AVI and ASF are walked in-process, the hot loops in C (``walkers.c``) with numpy
+  walks behind them (``earshot.audio.lengths``): the frames or packets present in the file, each one's own
+  length, with the encoder delay and padding the stream declares trimmed as decoders trim them (gapless, exact to
+  the sample where the container says it, to one frame where it cannot);
 * everything else is counted by ffprobe: PCM by its packets' bytes, other codecs by packets times
   samples-per-packet when the codec fixes it or the first packets agree on it, else the sum of every packet's duration.
 
