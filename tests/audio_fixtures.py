@@ -244,6 +244,40 @@ def metered(path: Path) -> MeteredAudio:
     return meter_duration(path, ffprobe=get_settings().resolved_ffprobe())
 
 
+def ffprobe_names(path: Path) -> tuple[str, str, int, int]:
+    """What ffprobe says the file is: (demuxer, the first audio stream's codec, rate, channels)."""
+    import json
+    import subprocess
+
+    from earshot.config import get_settings
+
+    done = subprocess.run(
+        [
+            *(str(get_settings().resolved_ffprobe()), "-v", "error", "-of", "json", "-show_entries"),
+            *("format=format_name:stream=codec_type,codec_name,sample_rate,channels", f"file:{path}"),
+        ],
+        capture_output=True,
+        check=True,
+        env={"GCONV_PATH": "/nonexistent"},
+    )
+    probe = json.loads(done.stdout)
+    audio = next(s for s in probe["streams"] if s["codec_type"] == "audio")
+    return probe["format"]["format_name"], audio["codec_name"], int(audio["sample_rate"]), int(audio["channels"])
+
+
+def metered_in_process(path: Path) -> MeteredAudio:
+    """``metered(path)`` with ffprobe forbidden (the file must be identified and walked in-process), checked to name
+    the file as ffprobe names it."""
+    from unittest import mock
+
+    expected = ffprobe_names(path)
+    with mock.patch("earshot.metering._run_ffprobe", side_effect=AssertionError("ffprobe ran")):
+        found = metered(path)
+    assert found.source == "frames"
+    assert (found.format_name, found.codec, found.sample_rate, found.channels) == expected
+    return found
+
+
 def decoded_tolerantly(path: Path) -> tuple[int, int]:
     """(samples, rate) PyAV decodes from the first audio stream packet by packet, as the ffmpeg command line does: a
     packet the decoder refuses (junk, a frame cut by the file's end) is skipped and decoding goes on; the stream ends

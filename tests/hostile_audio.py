@@ -12,10 +12,31 @@ durations and packet counts (its own and the Data object's) and every payload's 
 
 from __future__ import annotations
 
+import random
 import struct
 
 # Formats whose length headers ``claim_seconds`` can rewrite, and the fixture recipe for each.
 LYING_FORMATS = ("wav", "flac", "ogg_vorbis", "ogg_opus", "webm", "m4a", "mp3", "mp3_vbr")
+
+
+def mutated(original: bytes, rng: random.Random, *, cuts: bool = False) -> bytes:
+    """One random mutation of ``original``: 1-8 bits flipped, 64 bytes overwritten with random ones, 1-600 random
+    bytes inserted or 1-600 bytes deleted at a random offset, or (``cuts``) the file cut there."""
+    out = bytearray(original)
+    kind = rng.randrange(5 if cuts else 4)
+    at = rng.randrange(len(out))
+    if kind == 0:
+        for _ in range(rng.randint(1, 8)):
+            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+    elif kind == 1:
+        out[at : at + 64] = rng.randbytes(64)
+    elif kind == 2:
+        out[at:at] = rng.randbytes(rng.randint(1, 600))
+    elif kind == 3:
+        del out[at : at + rng.randint(1, 600)]
+    else:
+        del out[at:]
+    return bytes(out)
 
 
 def truncate(data: bytes, fraction: float) -> bytes:

@@ -19,9 +19,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from audio_fixtures import decoded_tolerantly, encode_tone, metered, written
-from hostile_audio import claim_seconds, truncate
-from test_identify import _ffprobe
+from audio_fixtures import decoded_tolerantly, encode_tone, ffprobe_names, metered, metered_in_process, written
+from hostile_audio import claim_seconds, mutated, truncate
 
 from earshot.audio.lengths import compiled
 from earshot.audio.lengths.asf import asf_length, identify_asf
@@ -66,10 +65,6 @@ def _played(path: Path) -> int:
         return 0
 
 
-def _no_ffprobe(*args: object, **kwargs: object) -> dict[str, object]:
-    raise AssertionError("ffprobe ran")
-
-
 def _stereo(path: Path, codec: str, rate: int, seconds: float) -> Path:
     total = int(seconds * rate)
     with av.open(str(path), "w", format="asf") as out:
@@ -89,16 +84,11 @@ def _stereo(path: Path, codec: str, rate: int, seconds: float) -> Path:
 @pytest.mark.parametrize("codec", ["wmav1", "wmav2"])
 @pytest.mark.parametrize("rate", [8000, 11_025, 16_000, 22_050, 32_000, 44_100, 48_000])
 def test_wma_is_named_as_ffprobe_names_it_and_metered_in_process_as_pyav_decodes_it(
-    codec: str, rate: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    codec: str, rate: int, tmp_path: Path
 ) -> None:
     """Frames of 512, 1024 or 2048 samples by rate and version; PyAV decodes one frame fewer than the blocks."""
     path = _tone(tmp_path / "tone.wma", 4.0, codec=codec, rate=rate)
-    expected = _ffprobe(path)
-    monkeypatch.setattr("earshot.metering._run_ffprobe", _no_ffprobe)
-    found = metered(path)
-    monkeypatch.undo()
-    assert found.source == "frames"
-    assert (found.format_name, found.codec, found.sample_rate, found.channels) == expected
+    found = metered_in_process(path)
     samples, played_rate = decoded_tolerantly(path)
     assert played_rate == rate
     assert found.seconds == pytest.approx(samples / rate, abs=1e-9)
@@ -107,7 +97,7 @@ def test_wma_is_named_as_ffprobe_names_it_and_metered_in_process_as_pyav_decodes
 @pytest.mark.parametrize(("codec", "rate"), [("wmav1", 22_050), ("wmav2", 44_100)])
 def test_stereo_is_metered_as_decoded(codec: str, rate: int, tmp_path: Path) -> None:
     path = _stereo(tmp_path / "stereo.wma", codec, rate, 5.0)
-    assert _ffprobe(path) == ("asf", codec, rate, 2)
+    assert ffprobe_names(path) == ("asf", codec, rate, 2)
     found = metered(path)
     assert (found.source, found.channels) == ("frames", 2)
     samples, _ = decoded_tolerantly(path)
@@ -330,19 +320,7 @@ def test_random_mutations_never_raise_or_bill_more_than_the_file_held(
     rng = random.Random(11)
     walked = 0
     for _ in range(300):
-        mutated = bytearray(original)
-        kind = rng.randrange(4)
-        at = rng.randrange(len(mutated))
-        if kind == 0:
-            for _ in range(rng.randint(1, 8)):
-                mutated[rng.randrange(len(mutated))] ^= 1 << rng.randrange(8)
-        elif kind == 1:
-            mutated[at : at + 64] = rng.randbytes(64)
-        elif kind == 2:
-            mutated[at:at] = rng.randbytes(rng.randint(1, 600))
-        else:
-            del mutated[at : at + rng.randint(1, 600)]
-        length = _walk(bytes(mutated), tmp_path)
+        length = _walk(mutated(original, rng), tmp_path)
         if length is not None:
             walked += 1
             assert 0 <= length.samples <= honest.samples + FRAME
@@ -365,24 +343,7 @@ def test_identify_reads_only_the_header(encoded: tuple[bytes, bytes], tmp_path: 
 
 def _mutations(original: bytes, seed: int, count: int) -> list[bytes]:
     rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        mutated = bytearray(original)
-        kind = rng.randrange(5)
-        at = rng.randrange(len(mutated))
-        if kind == 0:
-            for _ in range(rng.randint(1, 8)):
-                mutated[rng.randrange(len(mutated))] ^= 1 << rng.randrange(8)
-        elif kind == 1:
-            mutated[at : at + 64] = rng.randbytes(64)
-        elif kind == 2:
-            mutated[at:at] = rng.randbytes(rng.randint(1, 600))
-        elif kind == 3:
-            del mutated[at : at + rng.randint(1, 600)]
-        else:
-            del mutated[at:]
-        out.append(bytes(mutated))
-    return out
+    return [mutated(original, rng, cuts=True) for _ in range(count)]
 
 
 def test_the_compiled_walk_counts_what_the_numpy_walk_counts(encoded: tuple[bytes, bytes], tmp_path: Path) -> None:

@@ -7,19 +7,16 @@ the file (demuxer, codec, rate, channels), and anything it is unsure of must be 
 
 from __future__ import annotations
 
-import json
 import mmap
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from audio_fixtures import FORMATS, encode_tone, write_audio
+from audio_fixtures import FORMATS, encode_tone, ffprobe_names, write_audio
 from hostile_audio import LYING_FORMATS, claim_seconds, truncate
 
 from earshot.audio.lengths.identify import identify
-from earshot.config import get_settings
 
 
 def _identify(path: Path) -> tuple[str, str, int, int] | None:
@@ -28,27 +25,12 @@ def _identify(path: Path) -> tuple[str, str, int, int] | None:
     return None if found is None else (found.format_name, found.codec, found.sample_rate, found.channels)
 
 
-def _ffprobe(path: Path) -> tuple[str, str, int, int]:
-    done = subprocess.run(
-        [
-            *(str(get_settings().resolved_ffprobe()), "-v", "error", "-of", "json", "-show_entries"),
-            *("format=format_name:stream=codec_type,codec_name,sample_rate,channels", f"file:{path}"),
-        ],
-        capture_output=True,
-        check=True,
-        env={"GCONV_PATH": "/nonexistent"},
-    )
-    probe = json.loads(done.stdout)
-    audio = next(s for s in probe["streams"] if s["codec_type"] == "audio")
-    return probe["format"]["format_name"], audio["codec_name"], int(audio["sample_rate"]), int(audio["channels"])
-
-
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(("rate", "channels"), [(44100, 1), (16000, 2), (48000, 2)])
 def test_what_identify_names_is_what_ffprobe_reports(fmt: str, rate: int, channels: int, tmp_path: Path) -> None:
     path = write_audio(tmp_path / fmt, fmt=fmt, seconds=1.5, sample_rate=rate, channels=channels)
     found = _identify(path)
-    assert found == _ffprobe(path)
+    assert found == ffprobe_names(path)
 
 
 @pytest.mark.parametrize("fmt", LYING_FORMATS)
@@ -58,13 +40,13 @@ def test_lying_and_cut_files_are_named_as_ffprobe_names_them(fmt: str, tmp_path:
         path = tmp_path / name
         path.write_bytes(data)
         found = _identify(path)
-        assert found is None or found == _ffprobe(path)  # a cut m4a has lost its moov: ffprobe refuses it
+        assert found is None or found == ffprobe_names(path)  # a cut m4a has lost its moov: ffprobe refuses it
 
 
 @pytest.mark.parametrize("fmt", ["webm_vorbis", "mka_opus"])
 def test_other_matroska_flavours_are_named_as_ffprobe_names_them(fmt: str, tmp_path: Path) -> None:
     path = write_audio(tmp_path / fmt, fmt=fmt, seconds=2.0, sample_rate=48000, channels=2)
-    assert _identify(path) == _ffprobe(path)
+    assert _identify(path) == ffprobe_names(path)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +72,7 @@ def test_other_containers_are_named_as_ffprobe_names_them(
     container: str, codec: str, rate: int, tmp_path: Path
 ) -> None:
     path = encode_tone(tmp_path / "a", container, codec, 2.0, rate)
-    assert _identify(path) == _ffprobe(path)
+    assert _identify(path) == ffprobe_names(path)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +91,7 @@ def test_lossless_and_opus_mp4_are_named_as_ffprobe_names_them(
 ) -> None:
     path = encode_tone(tmp_path / "a", container, codec, 2.0, rate, layout=layout)
     assert _identify(path) is not None
-    assert _identify(path) == _ffprobe(path)
+    assert _identify(path) == ffprobe_names(path)
 
 
 def _with_streaminfo_rate(mp4: bytes, rate: int) -> bytes:

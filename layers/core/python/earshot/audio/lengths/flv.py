@@ -161,15 +161,21 @@ def _mp3_length(counted: tuple[int, int] | None, sample_rate: int) -> AudioLengt
 
 
 def _expected_mp3_reference(data: mmap.mmap, start: int) -> int | None:
-    """The MPEG audio stream the first audio tag's payload opens (among the first 64 tags, followed by their sizes
-    alone): what the compiled walk tests every tag against. A guess: ``chains.mp3_checked_samples`` confirms it."""
+    """The MPEG audio stream the first audio tag's payload opens: what the compiled walk tests every tag against. A
+    guess: ``chains.mp3_checked_samples`` confirms it."""
+    first = _first_audio_tag(data, start)
+    return None if first is None else expected_mp3_reference(bytes(data[first + 12 : first + 16]))
+
+
+def _first_audio_tag(data: mmap.mmap, start: int) -> int | None:
+    """The first audio tag with a payload among the first 64 tags from ``start`` (followed by their sizes alone)."""
     position = start
     for _ in range(64):
         if position + _TAG_HEADER + 2 > len(data):
             return None
         length = int.from_bytes(data[position + 1 : position + 4], "big")
         if data[position] == _AUDIO and length >= 2:
-            return expected_mp3_reference(bytes(data[position + 12 : position + 16]))
+            return position
         position += _TAG_HEADER + length + _TAG_TRAILER
     return None
 
@@ -238,16 +244,11 @@ def _tags(data: mmap.mmap, start: int, *, sequential: bool = False) -> Offsets:
 def _audio_signature(data: mmap.mmap, start: int) -> bytes | None:
     """The bytes every audio tag of the stream has from its stream id on (stream id 0, the audio flags byte, and the
     AAC packet type or the MP3 frame sync), from the first audio tag in the first 64 tags: what walkers look for."""
-    position = start
-    for _ in range(64):
-        if position + _TAG_HEADER + 2 > len(data):
-            return None
-        length = int.from_bytes(data[position + 1 : position + 4], "big")
-        if data[position] == _AUDIO and length >= 2:
-            flags = data[position + _TAG_HEADER]
-            return b"\0\0\0" + bytes([flags, 1 if flags >> 4 == _AAC else 0xFF])
-        position += _TAG_HEADER + length + _TAG_TRAILER
-    return None
+    first = _first_audio_tag(data, start)
+    if first is None:
+        return None
+    flags = data[first + _TAG_HEADER]
+    return b"\0\0\0" + bytes([flags, 1 if flags >> 4 == _AAC else 0xFF])
 
 
 def _resync(buffer: npt.NDArray[np.uint8], size: int, position: int) -> int:
